@@ -1,0 +1,276 @@
+// pybind11 module pcoreset._C: thin bindings over the CPU k-center state.
+// Every argument is checked here so that no input can crash the interpreter;
+// the Python layer (pcoreset/select.py) gives the user-facing messages.
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <string>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "pcoreset/kcenter.h"
+
+namespace py = pybind11;
+using pcoreset::KCenterParams;
+using pcoreset::KCenterState;
+using pcoreset::StepResult;
+
+namespace {
+
+using I64Array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+using F64Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+size_t itemsize_of(const std::string& dtype) {
+  if (dtype == "float16" || dtype == "bfloat16") return 2;
+  if (dtype == "float32") return 4;
+  if (dtype == "float64") return 8;
+  throw py::value_error("dtype='" + dtype + "' is not one of float16, bfloat16, float32, float64");
+}
+
+py::tuple as_tuple(const StepResult& r) { return py::make_tuple(r.row, r.dist2); }
+
+// Owns the Python buffer the kernel reads, so the pool outlives the state.
+class PyState {
+ public:
+  PyState(py::buffer x, const std::string& dtype, bool from_logits, double temperature, bool prune,
+          int num_threads)
+      : owner_(x) {
+    py::buffer_info info = x.request();
+    if (info.ndim != 2)
+      throw py::value_error("x must be 2-D, got ndim=" + std::to_string(info.ndim));
+    const size_t item = itemsize_of(dtype);
+    if (static_cast<size_t>(info.itemsize) != item)
+      throw py::value_error("x itemsize " + std::to_string(info.itemsize) + " does not match dtype='" +
+                            dtype + "'");
+    const int64_t n = info.shape[0], c = info.shape[1];
+    if (c < 1) throw py::value_error("x must have at least one column, got shape (" +
+                                     std::to_string(n) + ", " + std::to_string(c) + ")");
+    if (n >= int64_t(0xFFFFFFFE)) throw py::value_error("x has too many rows: " + std::to_string(n));
+    if ((n > 1 && info.strides[0] != static_cast<py::ssize_t>(c * item)) ||
+        info.strides[1] != static_cast<py::ssize_t>(item))
+      throw py::value_error("x must be C-contiguous");
+    if (!(temperature > 0.0)) throw py::value_error("temperature must be > 0, got " + std::to_string(temperature));
+    KCenterParams p;
+    p.n = n;
+    p.c = c;
+    p.from_logits = from_logits;
+    p.temperature = temperature;
+    p.prune = prune;
+    p.num_threads = num_threads;
+    state_ = pcoreset::make_cpu_state(info.ptr, dtype, p);
+  }
+
+  int64_t n() const { return state_->params().n; }
+  int64_t c() const { return state_->params().c; }
+
+  void check_row(int64_t i, const char* what) const {
+    if (i < 0 || i >= n())
+      throw py::index_error(std::string(what) + "=" + std::to_string(i) + " is out of range for " +
+                            std::to_string(n()) + " rows");
+  }
+
+  void seed_rows(I64Array rows) {
+    auto r = rows.unchecked<1>();
+    for (py::ssize_t k = 0; k < r.shape(0); ++k) check_row(r(k), "labeled row");
+    py::gil_scoped_release nogil;
+    state_->seed_rows(rows.data(), rows.shape(0));
+  }
+
+  void seed_rows_with_candidates(I64Array rows, I64Array cand) {
+    auto r = rows.unchecked<1>();
+    for (py::ssize_t k = 0; k < r.shape(0); ++k) check_row(r(k), "labeled row");
+    if (cand.ndim() != 2 || cand.shape(0) != n())
+      throw py::value_error("candidates must have shape (" + std::to_string(n()) + ", k)");
+    py::gil_scoped_release nogil;
+    state_->seed_rows_with_candidates(rows.data(), rows.shape(0), cand.data(), cand.shape(1));
+  }
+
+  void seed_vectors(F64Array vecs) {
+    if (vecs.ndim() != 2 || vecs.shape(1) != c())
+      throw py::value_error("vectors must have shape (k, " + std::to_string(c()) + ")");
+    py::gil_scoped_release nogil;
+    state_->seed_vectors(vecs.data(), vecs.shape(0));
+  }
+
+  F64Array row_vector(int64_t i) const {
+    check_row(i, "row");
+    F64Array out(c());
+    state_->row_vector(i, out.mutable_data());
+    return out;
+  }
+
+  F64Array mean_vector() const {
+    F64Array out(c());
+    double* o = out.mutable_data();
+    py::gil_scoped_release nogil;
+    state_->mean_vector(o);
+    return out;
+  }
+
+  void check_vec(const F64Array& v) const {
+    if (v.ndim() != 1 || v.shape(0) != c())
+      throw py::value_error("vector must have shape (" + std::to_string(c()) + ",)");
+  }
+
+  py::tuple farthest_from(F64Array vec) {
+    check_vec(vec);
+    StepResult r;
+    {
+      py::gil_scoped_release nogil;
+      r = state_->farthest_from(vec.data());
+    }
+    return as_tuple(r);
+  }
+
+  py::tuple current_best() {
+    StepResult r;
+    {
+      py::gil_scoped_release nogil;
+      r = state_->current_best();
+    }
+    return as_tuple(r);
+  }
+
+  void take(int64_t i) {
+    check_row(i, "row");
+    state_->take(i);
+  }
+
+  py::tuple push_center(F64Array vec) {
+    check_vec(vec);
+    StepResult r;
+    {
+      py::gil_scoped_release nogil;
+      r = state_->push_center(vec.data());
+    }
+    return as_tuple(r);
+  }
+
+  py::tuple push_row(int64_t i) {
+    check_row(i, "row");
+    StepResult r;
+    {
+      py::gil_scoped_release nogil;
+      r = state_->push_row(i);
+    }
+    return as_tuple(r);
+  }
+
+  // The whole greedy loop without the GIL. Between steps (at most every
+  // 100 ms) the GIL is taken to check for Ctrl-C and to call `progress`.
+  py::tuple run(int64_t budget, py::object progress) {
+    if (budget < 0) throw py::value_error("budget must be >= 0, got " + std::to_string(budget));
+    std::vector<int64_t> picks;
+    std::vector<double> radii2;
+    picks.reserve(static_cast<size_t>(budget));
+    radii2.reserve(static_cast<size_t>(budget));
+    bool interrupted = false;
+    auto check = [&](int64_t done) -> bool {
+      py::gil_scoped_acquire gil;
+      if (PyErr_CheckSignals() != 0) {
+        interrupted = true;
+        return false;
+      }
+      if (!progress.is_none()) {
+        try {
+          progress(done);
+        } catch (py::error_already_set&) {
+          interrupted = true;
+          throw;
+        }
+      }
+      return true;
+    };
+    bool finished;
+    {
+      py::gil_scoped_release nogil;
+      finished = state_->run(budget, &picks, &radii2, check);
+    }
+    if (!finished) throw py::error_already_set();
+    I64Array p(static_cast<py::ssize_t>(picks.size()));
+    F64Array r(static_cast<py::ssize_t>(radii2.size()));
+    if (!picks.empty()) {
+      std::memcpy(p.mutable_data(), picks.data(), picks.size() * sizeof(int64_t));
+      std::memcpy(r.mutable_data(), radii2.data(), radii2.size() * sizeof(double));
+    }
+    return py::make_tuple(p, r);
+  }
+
+  F64Array min_dist2() const {
+    F64Array out(n());
+    state_->min_dist2(out.mutable_data());
+    return out;
+  }
+
+  py::dict stats() const {
+    const auto& s = state_->stats();
+    py::dict d;
+    d["steps"] = s.steps;
+    d["rows_computed"] = s.rows_computed;
+    d["rows_visited"] = s.rows_visited;
+    d["center_dists"] = s.center_dists;
+    return d;
+  }
+
+ private:
+  py::object owner_;
+  std::unique_ptr<KCenterState> state_;
+};
+
+py::dict build_info() {
+  py::dict d;
+#if defined(__clang__)
+  d["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  d["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+  d["compiler"] = "unknown";
+#endif
+#ifdef _OPENMP
+  d["openmp"] = true;
+  d["openmp_threads"] = omp_get_max_threads();
+#else
+  d["openmp"] = false;
+  d["openmp_threads"] = 1;
+#endif
+  d["simd"] = pcoreset::cpu_simd_level();
+#ifdef PCORESET_HAVE_AVX2
+  d["simd_variants"] = py::make_tuple("baseline", "avx2+f16c");
+#else
+  d["simd_variants"] = py::make_tuple("baseline");
+#endif
+  d["lanes"] = 32;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "pcoreset CPU kernel (k-center greedy with running minimum and exact pruning)";
+  py::class_<PyState>(m, "KCenterState")
+      .def(py::init<py::buffer, const std::string&, bool, double, bool, int>(), py::arg("x"),
+           py::arg("dtype"), py::arg("from_logits") = false, py::arg("temperature") = 1.0,
+           py::arg("prune") = true, py::arg("num_threads") = 0)
+      .def_property_readonly("n", &PyState::n)
+      .def_property_readonly("c", &PyState::c)
+      .def("seed_rows", &PyState::seed_rows, py::arg("rows"))
+      .def("seed_rows_with_candidates", &PyState::seed_rows_with_candidates, py::arg("rows"),
+           py::arg("candidates"))
+      .def("seed_vectors", &PyState::seed_vectors, py::arg("vectors"))
+      .def("row_vector", &PyState::row_vector, py::arg("row"))
+      .def("mean_vector", &PyState::mean_vector)
+      .def("farthest_from", &PyState::farthest_from, py::arg("vector"))
+      .def("current_best", &PyState::current_best)
+      .def("take", &PyState::take, py::arg("row"))
+      .def("push_center", &PyState::push_center, py::arg("vector"))
+      .def("push_row", &PyState::push_row, py::arg("row"))
+      .def("run", &PyState::run, py::arg("budget"), py::arg("progress") = py::none())
+      .def("min_dist2", &PyState::min_dist2)
+      .def("stats", &PyState::stats);
+  m.def("build_info", &build_info);
+}

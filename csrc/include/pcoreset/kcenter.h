@@ -1,0 +1,86 @@
+// The k-center greedy state shared by the bindings, the CPU kernel and (for
+// its parameters) the CUDA kernel.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pcoreset {
+
+// What a k-center run needs to know about its pool. Rows are C-contiguous.
+struct KCenterParams {
+  int64_t n = 0;             // rows in the pool
+  int64_t c = 0;             // values per row (classes, or feature dim)
+  bool from_logits = false;  // rows are logits: the kernel uses softmax(row / temperature)
+  double temperature = 1.0;  // > 0; only read when from_logits
+  bool prune = true;         // triangle-inequality pruning and early exit (never changes a pick)
+  int num_threads = 0;       // OpenMP threads; 0 = the OpenMP default
+};
+
+// Counters a benchmark can read: how much of the pool each step touched.
+struct KCenterStats {
+  int64_t steps = 0;          // update passes run
+  int64_t rows_computed = 0;  // rows whose distance to the new center was computed
+  int64_t rows_visited = 0;   // rows looked at (n per pass)
+  int64_t center_dists = 0;   // center-to-center distances computed for pruning
+};
+
+struct StepResult {
+  int64_t row = -1;   // farthest eligible row, -1 when none is left
+  double dist2 = 0;   // its squared distance to the nearest center
+};
+
+// Called between steps with the number of picks so far; returns false to stop
+// (the caller raised, e.g. KeyboardInterrupt).
+using ProgressFn = std::function<bool(int64_t)>;
+
+// A pool and its running nearest-center state. The pool memory is borrowed:
+// it must stay alive and unchanged while the state exists.
+class KCenterState {
+ public:
+  virtual ~KCenterState() = default;
+  // Mark rows as labeled centers (never picked) and set every row's nearest
+  // center among them. Exact; rows x centers work, tiled.
+  virtual void seed_rows(const int64_t* rows, int64_t count) = 0;
+  // Same, given for each row `k` candidate centers (indices into the
+  // labeled list of seed_rows, -1 = none), found approximately elsewhere
+  // (a GEMM, FAISS): distances to the candidates are recomputed exactly here.
+  virtual void seed_rows_with_candidates(const int64_t* rows, int64_t count,
+                                         const int64_t* cand, int64_t k) = 0;
+  // Add external center vectors (row-major, count x c, in double): centers
+  // that are not rows of this pool (another shard's labeled rows).
+  virtual void seed_vectors(const double* vecs, int64_t count) = 0;
+  // Row i as the kernel sees it (probabilities when from_logits), in double.
+  virtual void row_vector(int64_t i, double* out) const = 0;
+  // The eligible row farthest from a vector (used with the pool mean).
+  virtual StepResult farthest_from(const double* vec) = 0;
+  // Mean of the rows as the kernel sees them (deterministic order).
+  virtual void mean_vector(double* out) const = 0;
+  // The current farthest eligible row, without an update.
+  virtual StepResult current_best() = 0;
+  // Mark row i as picked (it stops being eligible).
+  virtual void take(int64_t i) = 0;
+  // Add a center (a vector in double) and run the fused update + argmax pass.
+  virtual StepResult push_center(const double* vec) = 0;
+  // Add row i as a center (marks it picked) and run the fused pass.
+  virtual StepResult push_row(int64_t i) = 0;
+  // The full greedy loop: `budget` picks, order and squared radii out.
+  // Returns false when progress asked to stop.
+  virtual bool run(int64_t budget, std::vector<int64_t>* picks, std::vector<double>* radii2,
+                   const ProgressFn& progress) = 0;
+  virtual void min_dist2(double* out) const = 0;
+  virtual const KCenterStats& stats() const = 0;
+  virtual const KCenterParams& params() const = 0;
+};
+
+// The instruction set the CPU kernel runs with on this processor.
+const char* cpu_simd_level();
+
+// dtype: "float16", "bfloat16", "float32" or "float64".
+std::unique_ptr<KCenterState> make_cpu_state(const void* data, const std::string& dtype,
+                                             const KCenterParams& params);
+
+}  // namespace pcoreset

@@ -1,0 +1,71 @@
+"""Build the pcoreset extension modules with CMake (and ninja when present).
+
+Environment:
+  PCORESET_CUDA=AUTO|ON|OFF   build the CUDA module (default AUTO: when nvcc is found)
+  PCORESET_SANITIZE=...       e.g. address,undefined for a sanitizer build
+  PCORESET_BUILD_DIR=...      keep the CMake build folder here (incremental builds)
+  CMAKE_ARGS=...              extra arguments for the CMake configure step
+"""
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+
+
+class CMakeExtension(Extension):
+    def __init__(self, name: str) -> None:
+        super().__init__(name, sources=[])
+
+
+class CMakeBuild(build_ext):
+    def build_extension(self, ext: Extension) -> None:
+        out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
+        build_dir = Path(os.environ.get("PCORESET_BUILD_DIR", Path(self.build_temp) / "cmake"))
+        build_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            import pybind11
+
+            pybind11_dir = pybind11.get_cmake_dir()
+        except ImportError as exc:  # pragma: no cover - build requirement
+            raise RuntimeError("building pcoreset needs pybind11 (pip install pybind11)") from exc
+        args = [
+            f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={out_dir}",
+            f"-DPython_EXECUTABLE={sys.executable}",
+            f"-Dpybind11_DIR={pybind11_dir}",
+            f"-DCMAKE_BUILD_TYPE={os.environ.get('PCORESET_BUILD_TYPE', 'Release')}",
+            f"-DPCORESET_CUDA={os.environ.get('PCORESET_CUDA', 'AUTO')}",
+            f"-DPCORESET_SANITIZE={os.environ.get('PCORESET_SANITIZE', '')}",
+        ]
+        if os.environ.get("PCORESET_CUDA_ARCHS"):
+            args.append(f"-DPCORESET_CUDA_ARCHS={os.environ['PCORESET_CUDA_ARCHS']}")
+        if shutil.which("ninja") or _ninja_from_pip():
+            args += ["-G", "Ninja"]
+            ninja = shutil.which("ninja") or _ninja_from_pip()
+            args.append(f"-DCMAKE_MAKE_PROGRAM={ninja}")
+        args += shlex.split(os.environ.get("CMAKE_ARGS", ""))
+        subprocess.run(["cmake", str(ROOT), *args], cwd=build_dir, check=True)
+        jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
+        subprocess.run(["cmake", "--build", ".", "--parallel", jobs], cwd=build_dir, check=True)
+
+
+def _ninja_from_pip():
+    try:
+        import ninja
+
+        path = Path(ninja.BIN_DIR) / "ninja"
+        return str(path) if path.exists() else None
+    except ImportError:
+        return None
+
+
+setup(
+    ext_modules=[CMakeExtension("pcoreset._C")],
+    cmdclass={"build_ext": CMakeBuild},
+)
