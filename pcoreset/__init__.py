@@ -1,0 +1,31 @@
+"""pcoreset: fast k-center greedy selection in probability space (PCoreSet)
+with C++/CUDA kernels, and an ActiveKD driver.
+
+    import pcoreset
+    idx = pcoreset.select(probs, labeled_idx, budget)
+"""
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    BackendUnavailableError,
+    InvalidInputError,
+    InvalidTypeError,
+    OutOfMemoryError,
+    PcoresetError,
+    PoolExhaustedError,
+)
+from .info import info  # noqa: E402
+from .select import kcenter_greedy, select  # noqa: E402
+
+__all__ = [
+    "select",
+    "kcenter_greedy",
+    "info",
+    "PcoresetError",
+    "InvalidInputError",
+    "InvalidTypeError",
+    "PoolExhaustedError",
+    "BackendUnavailableError",
+    "OutOfMemoryError",
+    "__version__",
+]

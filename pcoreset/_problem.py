@@ -1,0 +1,268 @@
+"""Validation of the public arguments into one `Problem` that backends run.
+
+Validate in public, compute in private: everything a backend may assume is
+checked here once, with messages that name the argument and the value.
+"""
+from __future__ import annotations
+
+import numbers
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+
+from .errors import InvalidInputError, InvalidTypeError, PoolExhaustedError
+
+try:  # torch is a dependency, but keep the import failure readable
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None
+
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+# Rows of `probs` must sum to 1 within this tolerance (by storage dtype): the
+# rounding of a softmax row stored in that precision stays well inside it.
+SIMPLEX_ATOL = {"float16": 1e-2, "bfloat16": 3e-2, "float32": 1e-3, "float64": 1e-6}
+
+# Rows checked per chunk while validating, so that a check never makes an
+# N x C temporary of a large pool.
+_CHECK_CHUNK_BYTES = 64 << 20
+
+
+@dataclass
+class Problem:
+    """A validated selection request.
+
+    x: the pool as the backends read it: a C-contiguous NumPy array (float16,
+       float32, float64; bfloat16 as its raw uint16 bits) or a torch tensor
+       (any device, contiguous). Never a copy unless the input was not
+       contiguous or not native byte order.
+    """
+
+    x: Any
+    kind: str  # "numpy" | "torch" (what the caller gave: the result comes back the same)
+    device: str  # "cpu" or a torch device string such as "cuda:0"
+    dtype: str  # one of DTYPES
+    n: int
+    c: int
+    labeled: np.ndarray  # int64, unique, in [0, n)
+    budget: int
+    from_logits: bool = False
+    temperature: float = 1.0
+    prune: bool = True
+    num_threads: int = 0
+    progress: Union[bool, Callable[[int], None], None] = None
+    source: Any = field(default=None, repr=False)  # the caller's object (for output conversion)
+
+    @property
+    def accum_dtype(self) -> str:
+        return "float64" if self.dtype == "float64" else "float32"
+
+    def numpy_view(self) -> np.ndarray:
+        """The pool as a NumPy array on the CPU (bfloat16 as uint16 bits)."""
+        x = self.x
+        if isinstance(x, np.ndarray):
+            return x
+        if self.device != "cpu":
+            raise InvalidInputError(f"probs is on {self.device}; this path needs a CPU array")
+        if self.dtype == "bfloat16":
+            return x.view(torch.int16).numpy().view(np.uint16)
+        return x.numpy()
+
+
+def _is_torch(x: Any) -> bool:
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _torch_dtype_name(t: "torch.Tensor") -> Optional[str]:
+    return {
+        torch.float16: "float16",
+        torch.bfloat16: "bfloat16",
+        torch.float32: "float32",
+        torch.float64: "float64",
+    }.get(t.dtype)
+
+
+def as_pool(x: Any, name: str = "probs"):
+    """Return (array, kind, device, dtype) for a pool argument, without copying
+    when the input is already usable."""
+    if isinstance(x, (str, os.PathLike)):
+        path = os.fspath(x)
+        if not os.path.exists(path):
+            raise InvalidInputError(f"{name}={path!r}: no such file")
+        if not path.endswith(".npy"):
+            raise InvalidInputError(f"{name}={path!r}: only .npy files can be read as a pool")
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+    if _is_torch(x):
+        dt = _torch_dtype_name(x)
+        if dt is None:
+            raise InvalidTypeError(
+                f"{name} has dtype {x.dtype}; expected float16, bfloat16, float32 or float64"
+            )
+        if x.requires_grad:
+            x = x.detach()
+        if not x.is_contiguous():
+            x = x.contiguous()
+        return x, "torch", str(x.device), dt
+    if not isinstance(x, np.ndarray) and hasattr(x, "__dlpack__") and torch is not None:
+        t = torch.from_dlpack(x)
+        arr, _, device, dt = as_pool(t, name)
+        return arr, "torch", device, dt
+    if isinstance(x, np.ndarray) or isinstance(x, (list, tuple)):
+        a = np.asarray(x) if not isinstance(x, np.ndarray) else x
+        if a.dtype.kind != "f":
+            raise InvalidTypeError(
+                f"{name} has dtype {a.dtype}; expected float16, float32 or float64 "
+                "(bfloat16 through a torch tensor)"
+            )
+        if a.dtype.itemsize not in (2, 4, 8):
+            raise InvalidTypeError(f"{name} has dtype {a.dtype}; expected float16, float32 or float64")
+        if not a.dtype.isnative:
+            a = a.astype(a.dtype.newbyteorder("="))
+        if not a.flags.c_contiguous:
+            a = np.ascontiguousarray(a)
+        return a, "numpy", "cpu", str(a.dtype)
+    raise InvalidTypeError(
+        f"{name} must be a NumPy array, a torch tensor or a .npy path, got {type(x).__name__}"
+    )
+
+
+def check_shape(x: Any, name: str = "probs") -> tuple:
+    if x.ndim != 2:
+        raise InvalidInputError(f"{name} must be 2-D (N, C), got shape {tuple(x.shape)}")
+    n, c = int(x.shape[0]), int(x.shape[1])
+    if c < 1:
+        raise InvalidInputError(f"{name} must have at least one column, got shape {tuple(x.shape)}")
+    return n, c
+
+
+def _row_chunks(n: int, c: int, itemsize: int):
+    step = max(1, _CHECK_CHUNK_BYTES // max(1, c * max(itemsize, 4)))
+    for start in range(0, n, step):
+        yield start, min(n, start + step)
+
+
+def check_values(x: Any, dtype: str, simplex: bool, name: str = "probs",
+                 atol: Optional[float] = None) -> None:
+    """Raise on NaN/inf (naming the first bad row) and, with `simplex`, on rows
+    that are not probability vectors. Streams the pool in chunks."""
+    n, c = int(x.shape[0]), int(x.shape[1])
+    tol = SIMPLEX_ATOL[dtype] if atol is None else float(atol)
+    itemsize = 2 if dtype in ("float16", "bfloat16") else (4 if dtype == "float32" else 8)
+    for start, stop in _row_chunks(n, c, itemsize):
+        if _is_torch(x):
+            chunk = x[start:stop]
+            acc = chunk.double() if dtype == "float64" else chunk.float()
+            finite = torch.isfinite(acc).all(dim=1)
+            if not bool(finite.all()):
+                row = start + int(torch.nonzero(~finite)[0, 0])
+                raise InvalidInputError(f"{name} has a NaN or inf value in row {row}")
+            if simplex:
+                neg = (acc < -tol).any(dim=1)
+                sums = acc.sum(dim=1, dtype=torch.float64)
+                bad = neg | ((sums - 1.0).abs() > tol)
+                if bool(bad.any()):
+                    row = start + int(torch.nonzero(bad)[0, 0])
+                    _raise_simplex(name, row, float(acc[row - start].min()), float(sums[row - start]), tol)
+        else:
+            chunk = np.asarray(x[start:stop])
+            finite = np.isfinite(chunk).all(axis=1)
+            if not finite.all():
+                row = start + int(np.flatnonzero(~finite)[0])
+                raise InvalidInputError(f"{name} has a NaN or inf value in row {row}")
+            if simplex:
+                sums = chunk.sum(axis=1, dtype=np.float64)
+                bad = (chunk < -tol).any(axis=1) | (np.abs(sums - 1.0) > tol)
+                if bad.any():
+                    row = start + int(np.flatnonzero(bad)[0])
+                    _raise_simplex(name, row, float(chunk[row - start].min()), float(sums[row - start]), tol)
+
+
+def _raise_simplex(name: str, row: int, vmin: float, total: float, tol: float) -> None:
+    if vmin < -tol:
+        why = f"has a negative value {vmin:.6g}"
+    else:
+        why = f"sums to {total:.6g}"
+    raise InvalidInputError(
+        f"{name} row {row} is not a probability vector: it {why} (tolerance {tol:g}); "
+        "pass from_logits=True if the rows are logits, or use kcenter_greedy for arbitrary vectors"
+    )
+
+
+def check_labeled(labeled_idx: Any, n: int, device: str, name: str = "labeled_idx") -> np.ndarray:
+    if labeled_idx is None:
+        return np.zeros(0, dtype=np.int64)
+    if _is_torch(labeled_idx):
+        if labeled_idx.device.type != "cpu" and str(labeled_idx.device) != device:
+            raise InvalidInputError(
+                f"{name} is on {labeled_idx.device} but probs is on {device}; put them on the same device"
+            )
+        if labeled_idx.dtype.is_floating_point or labeled_idx.dtype == torch.bool or labeled_idx.is_complex():
+            raise InvalidTypeError(f"{name} must hold integers, got dtype {labeled_idx.dtype}")
+        arr = labeled_idx.detach().cpu().numpy()
+    else:
+        arr = np.asarray(labeled_idx)
+        if arr.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if arr.dtype.kind not in "iu":
+            raise InvalidTypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    arr = arr.reshape(-1) if arr.ndim == 0 else arr
+    if arr.ndim != 1:
+        raise InvalidInputError(f"{name} must be 1-D, got shape {tuple(arr.shape)}")
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.dtype.kind == "u" and arr.max() > np.iinfo(np.int64).max:
+        raise InvalidInputError(f"{name} has an index out of range: {int(arr.max())} (pool has {n} rows)")
+    idx = arr.astype(np.int64, copy=True)
+    lo, hi = int(idx.min()), int(idx.max())
+    if lo < 0 or hi >= n:
+        bad = lo if lo < 0 else hi
+        raise InvalidInputError(f"{name} has an index out of range: {bad} (pool has {n} rows, valid 0..{n - 1})")
+    sorted_idx = np.sort(idx)
+    dup = sorted_idx[1:] == sorted_idx[:-1]
+    if dup.any():
+        raise InvalidInputError(f"{name} has a duplicated index: {int(sorted_idx[1:][dup][0])}")
+    return idx
+
+
+def check_budget(budget: Any, available: int, name: str = "budget") -> int:
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral):
+        if _is_torch(budget) and budget.ndim == 0 and not budget.dtype.is_floating_point:
+            budget = int(budget)
+        else:
+            raise InvalidTypeError(f"{name} must be an integer, got {budget!r} ({type(budget).__name__})")
+    budget = int(budget)
+    if budget < 0:
+        raise InvalidInputError(f"{name} must be >= 0, got {budget}")
+    if budget > available:
+        raise PoolExhaustedError(available, budget, what=name)
+    return budget
+
+
+def check_temperature(temperature: Any) -> float:
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise InvalidTypeError(f"temperature must be a positive number, got {temperature!r}")
+    t = float(temperature)
+    if not np.isfinite(t) or t <= 0:
+        raise InvalidInputError(f"temperature must be a positive finite number, got {temperature!r}")
+    return t
+
+
+def make_problem(probs, labeled_idx, budget, *, simplex: bool, from_logits: bool, temperature,
+                 prune: bool, num_threads: int, progress, simplex_atol=None,
+                 check_finite: bool = True, name: str = "probs") -> Problem:
+    x, kind, device, dtype = as_pool(probs, name)
+    n, c = check_shape(x, name)
+    if not isinstance(from_logits, (bool, np.bool_)):
+        raise InvalidTypeError(f"from_logits must be True or False, got {from_logits!r}")
+    t = check_temperature(temperature)
+    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral) or num_threads < 0:
+        raise InvalidInputError(f"num_threads must be an integer >= 0 (0 = all cores), got {num_threads!r}")
+    labeled = check_labeled(labeled_idx, n, device)
+    b = check_budget(budget, n - labeled.size)
+    if check_finite:
+        check_values(x, dtype, simplex=simplex and not from_logits, name=name, atol=simplex_atol)
+    return Problem(x=x, kind=kind, device=device, dtype=dtype, n=n, c=c, labeled=labeled, budget=b,
+                   from_logits=bool(from_logits), temperature=t, prune=bool(prune),
+                   num_threads=int(num_threads), progress=progress, source=probs)

@@ -1,0 +1,92 @@
+"""`cpu`: the C++ kernel (OpenMP, SIMD, exact pruning)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .. import _start
+from .._problem import Problem
+from . import register
+from .base import Backend
+
+try:
+    from .. import _C
+    _IMPORT_ERROR = None
+except ImportError as exc:  # the extension was not built
+    _C = None
+    _IMPORT_ERROR = str(exc)
+
+
+def make_state(problem: Problem):
+    """A C++ KCenterState over the problem's pool (borrowed, not copied)."""
+    return _C.KCenterState(problem.numpy_view(), problem.dtype, problem.from_logits,
+                           problem.temperature, problem.prune, problem.num_threads)
+
+
+def seed(state, problem: Problem) -> None:
+    """Set every row's nearest labeled center: the exact rows x labeled pass
+    for small products, otherwise candidates from a GEMM (or FAISS) search
+    refined exactly in the kernel."""
+    labeled = problem.labeled
+    if labeled.size == 0:
+        return
+    if _start.use_exact(problem.n, labeled.size, problem.c):
+        state.seed_rows(labeled)
+    else:
+        cand = _start.nearest_candidates(problem)
+        state.seed_rows_with_candidates(labeled, cand)
+
+
+class CpuBackend(Backend):
+    name = "cpu"
+
+    def unavailable(self) -> Optional[str]:
+        if _C is None:
+            return f"the C++ extension pcoreset._C is not built ({_IMPORT_ERROR})"
+        return None
+
+    def rejects(self, problem: Problem) -> Optional[str]:
+        if problem.device != "cpu":
+            return f"input is on {problem.device}, the cpu backend reads host memory"
+        return None
+
+    def run(self, problem: Problem):
+        state = make_state(problem)
+        seed(state, problem)
+        callback, close = _progress_callback(problem)
+        try:
+            picks, radii2 = state.run(problem.budget, callback)
+        finally:
+            close()
+        self.last_stats = state.stats()
+        return picks, radii2
+
+
+def _progress_callback(problem: Problem):
+    """(callback, close) for the kernel loop: a tqdm bar when progress=True,
+    the caller's function when one was given, else nothing."""
+    prog = problem.progress
+    if not prog:
+        return None, lambda: None
+    if callable(prog):
+        return prog, lambda: None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=problem.budget, desc="pcoreset select", unit="pick")
+
+    def update(done: int) -> None:
+        bar.update(done - bar.n)
+
+    return update, bar.close
+
+
+register(CpuBackend())
+
+
+def build_info() -> dict:
+    if _C is None:
+        return {"built": False, "error": _IMPORT_ERROR}
+    info = dict(_C.build_info())
+    info["built"] = True
+    return info

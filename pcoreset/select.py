@@ -1,0 +1,119 @@
+"""The public selection API: `select` (probability rows, PCoreSet) and
+`kcenter_greedy` (any vectors)."""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+
+from . import backends
+from ._problem import Problem, make_problem
+
+try:
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None
+
+Array = Any  # numpy.ndarray | torch.Tensor
+
+
+def select(probs: Array, labeled_idx: Any, budget: int, *, from_logits: bool = False,
+           temperature: float = 1.0, backend: str = "auto", return_radii: bool = False,
+           prune: bool = True, num_threads: int = 0,
+           progress: Union[bool, Callable[[int], None], None] = None,
+           simplex_atol: Optional[float] = None):
+    """Pick `budget` rows by k-center greedy in probability space (PCoreSet).
+
+    Each step picks the unlabeled, unpicked row whose Euclidean distance to its
+    nearest center (the labeled rows and the earlier picks) is largest; exact
+    ties go to the lowest row index. With no labeled rows the first pick is
+    the row farthest from the mean of all rows.
+
+    Args:
+        probs: (N, C) probabilities (rows on the simplex), or logits with
+            `from_logits=True`. NumPy array, torch tensor (CPU or CUDA), a
+            DLPack array, or a path to a .npy file (memory-mapped). float16,
+            bfloat16 (torch), float32 or float64; 16-bit inputs stay 16-bit
+            in memory, distances accumulate in float32 (float64 for float64).
+            Never modified.
+        labeled_idx: row indices already labeled (the initial centers; never
+            picked, not counted in `budget`). Unique integers in [0, N); may
+            be empty or None.
+        budget: number of rows to pick, 0 <= budget <= N - len(labeled_idx).
+        from_logits: rows are logits; the kernel uses softmax(row / temperature)
+            on the fly without an N x C float32 copy.
+        temperature: softmax temperature (> 0), only used with from_logits.
+        backend: "auto" (cuda, cpu, faiss, torch: the first that can run the
+            input), or one of them by name.
+        return_radii: also return each pick's distance to its nearest center
+            when it was picked (non-increasing; +inf for a first pick made
+            from the pool mean).
+        prune: exact triangle-inequality pruning (never changes a pick; off
+            only to measure the dense pass).
+        num_threads: CPU threads (0 = all).
+        progress: True for a tqdm bar, or a function called with the number
+            of picks made so far.
+        simplex_atol: tolerance of the probability-row check (default by
+            dtype: float16 1e-2, bfloat16 3e-2, float32 1e-3, float64 1e-6).
+
+    Returns:
+        int64 indices in the order picked, as the same kind of array as
+        `probs` (NumPy in, NumPy out; torch in, torch out on the same device;
+        other DLPack inputs get torch tensors). With `return_radii`, a tuple
+        (indices, radii) with float64 radii.
+
+    Raises:
+        InvalidInputError (ValueError): NaN/inf (names the first bad row), rows
+            that are not probabilities, bad shape, labeled indices out of
+            range or duplicated, negative budget, temperature <= 0.
+        InvalidTypeError (TypeError): non-float dtype, non-integer budget or
+            labeled indices.
+        PoolExhaustedError (ValueError): budget > N - len(labeled_idx).
+        BackendUnavailableError (RuntimeError): the backend asked for cannot
+            run this input; lists why for each backend.
+    """
+    problem = make_problem(probs, labeled_idx, budget, simplex=True, from_logits=from_logits,
+                           temperature=temperature, prune=prune, num_threads=num_threads,
+                           progress=progress, simplex_atol=simplex_atol)
+    return _run(problem, backend, return_radii)
+
+
+def kcenter_greedy(x: Array, labeled_idx: Any = None, budget: int = 0, *, backend: str = "auto",
+                   return_radii: bool = False, prune: bool = True, num_threads: int = 0,
+                   progress: Union[bool, Callable[[int], None], None] = None):
+    """k-center greedy (farthest-first traversal) on any finite vectors.
+
+    The same rules, tie-breaking and return values as `select`, without the
+    probability-row check and without a softmax: use it for feature-space
+    coreset (L2-normalise the features first for cosine distance) and other
+    embeddings. `x` is (N, D) float16/bfloat16/float32/float64.
+    """
+    problem = make_problem(x, labeled_idx, budget, simplex=False, from_logits=False,
+                           temperature=1.0, prune=prune, num_threads=num_threads,
+                           progress=progress, name="x")
+    return _run(problem, backend, return_radii)
+
+
+def _run(problem: Problem, backend: str, return_radii: bool):
+    chosen = backends.choose(problem, backend)
+    if problem.budget == 0:
+        picks, radii2 = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    else:
+        picks, radii2 = chosen.run(problem)
+    picks = _to_kind(picks, problem, np.int64)
+    if not return_radii:
+        return picks
+    radii = _to_kind(radii2, problem, np.float64)
+    radii = radii.sqrt() if torch is not None and isinstance(radii, torch.Tensor) else np.sqrt(radii)
+    return picks, radii
+
+
+def _to_kind(values, problem: Problem, dtype):
+    if problem.kind == "numpy":
+        if torch is not None and isinstance(values, torch.Tensor):
+            values = values.cpu().numpy()
+        return np.asarray(values, dtype=dtype)
+    tdtype = torch.int64 if dtype is np.int64 else torch.float64
+    if isinstance(values, torch.Tensor):
+        return values.to(device=problem.device, dtype=tdtype)
+    return torch.as_tensor(np.asarray(values, dtype=dtype)).to(problem.device)
