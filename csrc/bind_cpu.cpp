@@ -38,7 +38,7 @@ py::tuple as_tuple(const StepResult& r) { return py::make_tuple(r.row, r.dist2);
 class PyState {
  public:
   PyState(py::buffer x, const std::string& dtype, bool from_logits, double temperature, bool prune,
-          int num_threads)
+          int num_threads, bool release_pages)
       : owner_(x) {
     py::buffer_info info = x.request();
     if (info.ndim != 2)
@@ -62,6 +62,7 @@ class PyState {
     p.temperature = temperature;
     p.prune = prune;
     p.num_threads = num_threads;
+    p.release_pages = release_pages;
     state_ = pcoreset::make_cpu_state(info.ptr, dtype, p);
   }
 
@@ -253,9 +254,11 @@ py::dict build_info() {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "pcoreset CPU kernel (k-center greedy with running minimum and exact pruning)";
   py::class_<PyState>(m, "KCenterState")
-      .def(py::init<py::buffer, const std::string&, bool, double, bool, int>(), py::arg("x"),
+      .def(py::init<py::buffer, const std::string&, bool, double, bool, int, bool>(), py::arg("x"),
            py::arg("dtype"), py::arg("from_logits") = false, py::arg("temperature") = 1.0,
-           py::arg("prune") = true, py::arg("num_threads") = 0)
+           py::arg("prune") = true, py::arg("num_threads") = 0, py::arg("release_pages") = false,
+           "release_pages: x is a shared file mapping (a memmapped .npy); read it in row tiles "
+           "and drop each tile's pages once read (bounded resident memory)")
       .def_property_readonly("n", &PyState::n)
       .def_property_readonly("c", &PyState::c)
       .def("seed_rows", &PyState::seed_rows, py::arg("rows"))

@@ -21,6 +21,9 @@
 #include <omp.h>
 #endif
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "pcoreset/kcenter.h"
 #include "pcoreset/row_math.h"
 
@@ -123,7 +126,8 @@ class CpuState final : public KCenterState {
   CpuState(const S* x, const KCenterParams& p)
       : x_(x), p_(p), threads_(resolve_threads(p.num_threads)),
         inv_t_(static_cast<A>(1.0 / p.temperature)),
-        mind_(p.n, kInf), nearest_(p.n, -1), taken_(p.n, 0) {
+        mind_(p.n, kInf), nearest_(p.n, -1), taken_(p.n, 0),
+        tile_(tile_rows(p)) {
     if (p_.from_logits) init_softmax();
     else sm_.assign(1, SoftmaxRow<A>{A(0), A(1)});
   }
@@ -133,22 +137,27 @@ class CpuState final : public KCenterState {
     // Exact nearest labeled center for every row; early exit at the best so far.
     const int64_t n = p_.n;
     const int64_t total = num_centers();
-#pragma omp parallel for schedule(dynamic, 256) num_threads(threads_)
-    for (int64_t i = 0; i < n; ++i) {
-      if (taken_[i]) continue;
-      A best = mind_[i];
-      int64_t best_c = nearest_[i];
-      for (int64_t a = first; a < total; ++a) {
-        const A d = dist_row(i, center(a), p_.prune ? best : A(-1));
-        if (d < best) {
-          best = d;
-          best_c = a;
+#pragma omp parallel num_threads(threads_)
+    for (int64_t t0 = 0; t0 < n; t0 += tile_) {
+      const int64_t t1 = std::min(n, t0 + tile_);
+#pragma omp for schedule(dynamic, 256)
+      for (int64_t i = t0; i < t1; ++i) {
+        if (taken_[i]) continue;
+        A best = mind_[i];
+        int64_t best_c = nearest_[i];
+        for (int64_t a = first; a < total; ++a) {
+          const A d = dist_row(i, center(a), p_.prune ? best : A(-1));
+          if (d < best) {
+            best = d;
+            best_c = a;
+          }
         }
+        mind_[i] = best;
+        nearest_[i] = best_c;
       }
-      mind_[i] = best;
-      nearest_[i] = best_c;
+#pragma omp single
+      release_rows(t0, t1);
     }
-    stats_.rows_computed += (n - count) * count;
     refresh_radii();
   }
 
@@ -156,24 +165,29 @@ class CpuState final : public KCenterState {
                                  int64_t k) override {
     const int64_t first = add_row_centers(rows, count);
     const int64_t n = p_.n;
-#pragma omp parallel for schedule(static) num_threads(threads_)
-    for (int64_t i = 0; i < n; ++i) {
-      if (taken_[i]) continue;
-      A best = mind_[i];
-      int64_t best_c = nearest_[i];
-      for (int64_t t = 0; t < k; ++t) {
-        const int64_t a = cand[i * k + t];
-        if (a < 0 || a >= count) continue;
-        const A d = dist_row(i, center(first + a), A(-1));
-        if (d < best || (d == best && first + a < best_c)) {
-          best = d;
-          best_c = first + a;
+#pragma omp parallel num_threads(threads_)
+    for (int64_t t0 = 0; t0 < n; t0 += tile_) {
+      const int64_t t1 = std::min(n, t0 + tile_);
+#pragma omp for schedule(static)
+      for (int64_t i = t0; i < t1; ++i) {
+        if (taken_[i]) continue;
+        A best = mind_[i];
+        int64_t best_c = nearest_[i];
+        for (int64_t t = 0; t < k; ++t) {
+          const int64_t a = cand[i * k + t];
+          if (a < 0 || a >= count) continue;
+          const A d = dist_row(i, center(first + a), A(-1));
+          if (d < best || (d == best && first + a < best_c)) {
+            best = d;
+            best_c = first + a;
+          }
         }
+        mind_[i] = best;
+        nearest_[i] = best_c;
       }
-      mind_[i] = best;
-      nearest_[i] = best_c;
+#pragma omp single
+      release_rows(t0, t1);
     }
-    stats_.rows_computed += (n - count) * k;
     refresh_radii();
   }
 
@@ -182,20 +196,26 @@ class CpuState final : public KCenterState {
     for (int64_t a = 0; a < count; ++a) append_center(vecs + a * p_.c);
     const int64_t n = p_.n;
     const int64_t total = num_centers();
-#pragma omp parallel for schedule(dynamic, 256) num_threads(threads_)
-    for (int64_t i = 0; i < n; ++i) {
-      if (taken_[i]) continue;
-      A best = mind_[i];
-      int64_t best_c = nearest_[i];
-      for (int64_t a = first; a < total; ++a) {
-        const A d = dist_row(i, center(a), p_.prune ? best : A(-1));
-        if (d < best) {
-          best = d;
-          best_c = a;
+#pragma omp parallel num_threads(threads_)
+    for (int64_t t0 = 0; t0 < n; t0 += tile_) {
+      const int64_t t1 = std::min(n, t0 + tile_);
+#pragma omp for schedule(dynamic, 256)
+      for (int64_t i = t0; i < t1; ++i) {
+        if (taken_[i]) continue;
+        A best = mind_[i];
+        int64_t best_c = nearest_[i];
+        for (int64_t a = first; a < total; ++a) {
+          const A d = dist_row(i, center(a), p_.prune ? best : A(-1));
+          if (d < best) {
+            best = d;
+            best_c = a;
+          }
         }
+        mind_[i] = best;
+        nearest_[i] = best_c;
       }
-      mind_[i] = best;
-      nearest_[i] = best_c;
+#pragma omp single
+      release_rows(t0, t1);
     }
     refresh_radii();
   }
@@ -213,16 +233,23 @@ class CpuState final : public KCenterState {
     constexpr int64_t kBlock = 4096;
     const int64_t nblocks = (n + kBlock - 1) / kBlock;
     std::vector<double> partial(static_cast<size_t>(nblocks * c), 0.0);
-#pragma omp parallel for schedule(static) num_threads(threads_)
-    for (int64_t b = 0; b < nblocks; ++b) {
-      double* acc = partial.data() + b * c;
-      const int64_t end = std::min(n, (b + 1) * kBlock);
-      for (int64_t i = b * kBlock; i < end; ++i) {
-        const S* row = x_ + i * c;
-        const SoftmaxRow<A> sm = softmax_of(i);
-        for (int64_t j = 0; j < c; ++j)
-          acc[j] += static_cast<double>(row_value<S, A>(row, j, p_.from_logits, sm, inv_t_));
+    const int64_t tile_blocks = std::max<int64_t>(1, tile_ / kBlock);
+#pragma omp parallel num_threads(threads_)
+    for (int64_t b0 = 0; b0 < nblocks; b0 += tile_blocks) {
+      const int64_t b1 = std::min(nblocks, b0 + tile_blocks);
+#pragma omp for schedule(static)
+      for (int64_t b = b0; b < b1; ++b) {
+        double* acc = partial.data() + b * c;
+        const int64_t end = std::min(n, (b + 1) * kBlock);
+        for (int64_t i = b * kBlock; i < end; ++i) {
+          const S* row = x_ + i * c;
+          const SoftmaxRow<A> sm = softmax_of(i);
+          for (int64_t j = 0; j < c; ++j)
+            acc[j] += static_cast<double>(row_value<S, A>(row, j, p_.from_logits, sm, inv_t_));
+        }
       }
+#pragma omp single
+      release_rows(b0 * kBlock, std::min(n, b1 * kBlock));
     }
     for (int64_t j = 0; j < c; ++j) out[j] = 0.0;
     for (int64_t b = 0; b < nblocks; ++b)
@@ -237,10 +264,15 @@ class CpuState final : public KCenterState {
 #pragma omp parallel num_threads(threads_)
     {
       Best local;
+      for (int64_t t0 = 0; t0 < n; t0 += tile_) {
+        const int64_t t1 = std::min(n, t0 + tile_);
 #pragma omp for schedule(static)
-      for (int64_t i = 0; i < n; ++i) {
-        if (taken_[i]) continue;
-        local.offer(static_cast<double>(dist_row(i, v.data(), A(-1))), i);
+        for (int64_t i = t0; i < t1; ++i) {
+          if (taken_[i]) continue;
+          local.offer(static_cast<double>(dist_row(i, v.data(), A(-1))), i);
+        }
+#pragma omp single
+        release_rows(t0, t1);
       }
       best[thread_id()] = local;
     }
@@ -331,6 +363,29 @@ class CpuState final : public KCenterState {
     return StepResult{all.row, all.dist2};
   }
 
+  // Rows per tile: the whole pool in one piece unless pages are released,
+  // then about kTileBytes of rows (big enough that the barrier per tile is
+  // noise, small enough to bound what is resident).
+  static int64_t tile_rows(const KCenterParams& p) {
+    constexpr int64_t kTileBytes = int64_t(32) << 20;
+    if (!p.release_pages) return std::max<int64_t>(1, p.n);
+    const int64_t rows = kTileBytes / std::max<int64_t>(1, p.c * int64_t(sizeof(S)));
+    return std::max<int64_t>(4096, rows - rows % 4096);  // whole mean_vector blocks
+  }
+
+  // Hand the pages of rows [lo, hi) back to the kernel (file-backed pools
+  // only: the Python layer sets release_pages just for shared file mappings,
+  // where MADV_DONTNEED drops the mapping but keeps the data in the file).
+  void release_rows(int64_t lo, int64_t hi) const {
+    if (!p_.release_pages || hi <= lo) return;
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    uintptr_t a = reinterpret_cast<uintptr_t>(x_ + lo * p_.c);
+    uintptr_t b = reinterpret_cast<uintptr_t>(x_ + hi * p_.c);
+    a &= ~(page - 1);
+    b = (b + page - 1) & ~(page - 1);
+    (void)madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
+  }
+
   int64_t num_centers() const { return static_cast<int64_t>(centers_.size() / p_.c); }
   const A* center(int64_t a) const { return centers_.data() + a * p_.c; }
 
@@ -339,17 +394,23 @@ class CpuState final : public KCenterState {
   void init_softmax() {
     const int64_t n = p_.n, c = p_.c;
     sm_.resize(n);
-#pragma omp parallel for schedule(static) num_threads(threads_)
-    for (int64_t i = 0; i < n; ++i) {
-      const S* row = x_ + i * c;
-      A mx = -kInf;
-      for (int64_t j = 0; j < c; ++j) mx = std::max(mx, Load<S, A>::get(row + j));
-      // Sum of exponentials in the lane order (the CUDA kernel does the same).
-      A lanes[kLanes];
-      for (int k = 0; k < kLanes; ++k) lanes[k] = A(0);
-      for (int64_t j = 0; j < c; ++j)
-        lanes[j % kLanes] += exp_acc((Load<S, A>::get(row + j) - mx) * inv_t_);
-      sm_[i] = SoftmaxRow<A>{mx, A(1) / fold_lanes(lanes)};
+#pragma omp parallel num_threads(threads_)
+    for (int64_t t0 = 0; t0 < n; t0 += tile_) {
+      const int64_t t1 = std::min(n, t0 + tile_);
+#pragma omp for schedule(static)
+      for (int64_t i = t0; i < t1; ++i) {
+        const S* row = x_ + i * c;
+        A mx = -kInf;
+        for (int64_t j = 0; j < c; ++j) mx = std::max(mx, Load<S, A>::get(row + j));
+        // Sum of exponentials in the lane order (the CUDA kernel does the same).
+        A lanes[kLanes];
+        for (int k = 0; k < kLanes; ++k) lanes[k] = A(0);
+        for (int64_t j = 0; j < c; ++j)
+          lanes[j % kLanes] += exp_acc((Load<S, A>::get(row + j) - mx) * inv_t_);
+        sm_[i] = SoftmaxRow<A>{mx, A(1) / fold_lanes(lanes)};
+      }
+#pragma omp single
+      release_rows(t0, t1);
     }
   }
 
@@ -435,23 +496,28 @@ class CpuState final : public KCenterState {
     {
       Best local;
       A rad = A(0);
+      for (int64_t t0 = 0; t0 < n; t0 += tile_) {
+        const int64_t t1 = std::min(n, t0 + tile_);
 #pragma omp for schedule(static)
-      for (int64_t i = 0; i < n; ++i) {
-        if (taken_[i]) continue;
-        A m = mind_[i];
-        const int64_t a = nearest_[i];
-        const bool skip = prune && a >= 0 && can_skip_row(dcc2_[a], m);
-        if (!skip) {
-          ++computed_rows;
-          const A d = dist_row(i, ctr, prune ? m : A(-1));
-          if (d < m) {
-            m = d;
-            mind_[i] = d;
-            nearest_[i] = id;
+        for (int64_t i = t0; i < t1; ++i) {
+          if (taken_[i]) continue;
+          A m = mind_[i];
+          const int64_t a = nearest_[i];
+          const bool skip = prune && a >= 0 && can_skip_row(dcc2_[a], m);
+          if (!skip) {
+            ++computed_rows;
+            const A d = dist_row(i, ctr, prune ? m : A(-1));
+            if (d < m) {
+              m = d;
+              mind_[i] = d;
+              nearest_[i] = id;
+            }
           }
+          if (nearest_[i] == id) rad = std::max(rad, m);
+          local.offer(static_cast<double>(m), i);
         }
-        if (nearest_[i] == id) rad = std::max(rad, m);
-        local.offer(static_cast<double>(m), i);
+#pragma omp single
+        release_rows(t0, t1);
       }
       best[thread_id()] = local;
       new_radius[thread_id()] = rad;
@@ -476,6 +542,7 @@ class CpuState final : public KCenterState {
   std::vector<A> mind_;
   std::vector<int64_t> nearest_;
   std::vector<uint8_t> taken_;
+  int64_t tile_;
   std::vector<A> centers_;
   std::vector<A> radius2_;
   std::vector<A> dcc2_;

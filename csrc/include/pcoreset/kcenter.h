@@ -18,6 +18,10 @@ struct KCenterParams {
   double temperature = 1.0;  // > 0; only read when from_logits
   bool prune = true;         // triangle-inequality pruning and early exit (never changes a pick)
   int num_threads = 0;       // OpenMP threads; 0 = the OpenMP default
+  // The pool is a file-backed mapping (a memmapped .npy): passes run in row
+  // tiles and hand each tile's pages back (madvise MADV_DONTNEED) once read,
+  // so resident memory stays bounded by a tile, not the pool. CPU only.
+  bool release_pages = false;
 };
 
 // Counters a benchmark can read: how much of the pool each step touched.

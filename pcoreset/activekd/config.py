@@ -1,0 +1,133 @@
+"""Run configuration: one ActiveKD run = one dataset, teacher, student, strategy,
+distillation setting and seed. Built from defaults, then a TOML/YAML file, then
+command-line flags; saved as ``config.json`` in the run directory."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from ..errors import InvalidInputError
+
+EMBEDDED_WORDNET = "embedded:wordnet"
+
+
+@dataclass
+class RunConfig:
+    """Every knob of a run. Paths are stored as given (strings).
+
+    dataset:            CSV (``.csv`` or ``.csv.gz``; columns ``text``, optional ``id``,
+                        ``label``, ``split``) or ``embedded:wordnet``.
+    classes:            class names in label order (default: sorted labels found).
+    test_fraction:      held-out share when the dataset has no ``split`` column.
+    max_pool / max_test: keep at most this many pool / test rows (seeded, stratified
+                        by nothing; 0 = all) — for quick runs.
+    teacher:            registered teacher name (``zeroshot-text``, ``precomputed``;
+                        vision adds ``clip``).
+    teacher_model:      model path or name for model teachers ('' = the default).
+    teacher_logits:     (N, C) .npy/.pt file for the ``precomputed`` teacher.
+    prompt:             class prompt template for zero-shot teachers.
+    teacher_scale:      logits = scale * cosine(text, prompt).
+    student:            registered student name (``bow``).
+    strategy:           pcoreset.strategies name; ``strategy_kwargs`` go to it.
+    distill:            False = the paper's "No Distill" baseline (CE head only).
+    temperature:        KD temperature T (KL scaled by T^2).
+    rounds, budget:     selection rounds after round 0, labels bought per round.
+    initial_per_class:  round-0 labeled set: this many random samples per class...
+    initial_labeled:    ...or a file of sample ids / row indices (one per line).
+    oracle:             CSV ``id,label`` filled in by a person; labels of picks are
+                        read from it instead of the dataset.
+    """
+
+    dataset: str = EMBEDDED_WORDNET
+    classes: Optional[list] = None
+    test_fraction: float = 0.2
+    max_pool: int = 0
+    max_test: int = 0
+    teacher: str = "zeroshot-text"
+    teacher_model: str = ""
+    teacher_logits: str = ""
+    prompt: str = "a kind of {}."
+    teacher_scale: float = 50.0
+    student: str = "bow"
+    embed_dim: int = 64
+    hidden_dim: int = 64
+    num_buckets: int = 1 << 15
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 0.01
+    weight_decay: float = 0.0
+    strategy: str = "pcoreset"
+    strategy_kwargs: Dict[str, Any] = field(default_factory=dict)
+    distill: bool = True
+    temperature: float = 2.0
+    rounds: int = 5
+    budget: int = 30
+    initial_per_class: int = 1
+    initial_labeled: str = ""
+    oracle: str = ""
+    seed: int = 0
+    cache_dir: str = ""
+
+    # Fields that may differ between the first run and a resume of it.
+    RESUMABLE_CHANGES = ("rounds", "oracle", "cache_dir")
+
+    def validate(self) -> "RunConfig":
+        def positive(name, allow_zero=False):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (v == 0 and not allow_zero):
+                raise InvalidInputError(f"{name}={v!r} must be a {'non-negative' if allow_zero else 'positive'} number")
+
+        for name in ("embed_dim", "hidden_dim", "num_buckets", "epochs", "batch_size", "lr", "temperature",
+                     "teacher_scale"):
+            positive(name)
+        for name in ("rounds", "budget", "initial_per_class", "max_pool", "max_test", "weight_decay"):
+            positive(name, allow_zero=True)
+        if not 0.0 < self.test_fraction < 1.0:
+            raise InvalidInputError(f"test_fraction={self.test_fraction!r} must be in (0, 1)")
+        if "{}" not in self.prompt:
+            raise InvalidInputError(f"prompt={self.prompt!r} must contain '{{}}' where the class name goes")
+        if self.initial_per_class == 0 and not self.initial_labeled:
+            # An empty start is allowed (strategies must handle it), but say so loudly nowhere:
+            pass
+        if not isinstance(self.strategy_kwargs, dict):
+            raise InvalidInputError(f"strategy_kwargs={self.strategy_kwargs!r} must be a mapping")
+        return self
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any], *, source: str = "config") -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InvalidInputError(f"{source}: unknown setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def read_config_file(path) -> Dict[str, Any]:
+    """Settings from a TOML (``.toml``) or YAML (``.yaml``/``.yml``, needs PyYAML) file.
+    Keys are RunConfig field names (dashes allowed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"--config: file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        import tomllib
+
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    elif suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as exc:
+            raise InvalidInputError(f"--config {str(path)!r}: YAML needs PyYAML (pip install pyyaml), or use TOML") from exc
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    else:
+        raise InvalidInputError(f"--config {str(path)!r}: expected a .toml, .yaml or .yml file")
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"--config {str(path)!r}: top level must be a table of settings")
+    return {k.replace("-", "_"): v for k, v in data.items()}

@@ -1,0 +1,283 @@
+"""The selection contract (DESIGN.md §2) on the CPU backends."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pcoreset
+from pcoreset.backends import cpu as cpu_backend
+from reference import as_float64_rows, check_greedy_valid, reference_kcenter
+from conftest import clustered_pool
+
+BACKENDS = ["cpu", "torch"]
+
+
+def dirichlet(n, c, seed, dtype=np.float64, alpha=0.5):
+    rng = np.random.default_rng(seed)
+    return rng.dirichlet(np.full(c, alpha), size=n).astype(dtype)
+
+
+# ---------------------------------------------------------------- exactness
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("labeled", [[], [3], [0, 7, 19, 40]])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_matches_float64_oracle_on_tie_free_pool(backend, labeled, dtype):
+    x = dirichlet(120, 7, seed=len(labeled), dtype=dtype)
+    budget = 30
+    picks, radii = pcoreset.select(x, labeled, budget, backend=backend, return_radii=True)
+    want, want_radii = reference_kcenter(as_float64_rows(x), labeled, budget)
+    np.testing.assert_array_equal(picks, want)
+    np.testing.assert_allclose(radii, want_radii, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_go_to_lowest_index(backend):
+    # Three distinct one-hot rows, each repeated: every distance is exact, so
+    # every step is a tie that only the index rule can break.
+    base = np.eye(3)
+    x = base[[2, 0, 1, 0, 2, 1, 1, 0, 2, 2, 0, 1]]
+    for labeled in ([], [4], [1, 2]):
+        budget = 12 - len(labeled)
+        picks = pcoreset.select(x, labeled, budget, backend=backend)
+        want, _ = reference_kcenter(x, labeled, budget)
+        np.testing.assert_array_equal(picks, want)
+    # With nothing labeled all rows are equally far from the mean: row 0 first.
+    assert pcoreset.select(x, [], 1, backend=backend)[0] == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_half_precision_is_greedy_valid(backend):
+    x = clustered_pool(600, 33, seed=3)
+    labeled = [5, 100, 333]
+    for t in (torch.from_numpy(x).half(), torch.from_numpy(x).bfloat16(), x.astype(np.float16)):
+        picks = pcoreset.select(t, labeled, 60, backend=backend)
+        check_greedy_valid(as_float64_rows(t), labeled, np.asarray(picks))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_from_logits_matches_softmax_input(backend, temperature):
+    rng = np.random.default_rng(7)
+    logits = rng.normal(0, 3, size=(200, 9))
+    probs = as_float64_rows(logits, from_logits=True, temperature=temperature)
+    got = pcoreset.select(logits, [1, 2], 40, from_logits=True, temperature=temperature, backend=backend)
+    want = pcoreset.select(probs, [1, 2], 40, backend=backend)
+    np.testing.assert_array_equal(got, want)
+    got32 = pcoreset.select(logits.astype(np.float32), [1, 2], 40, from_logits=True,
+                            temperature=temperature, backend=backend)
+    check_greedy_valid(probs, [1, 2], got32)
+
+
+def test_cpu_and_torch_agree_and_pruning_changes_nothing():
+    x = clustered_pool(3000, 20, seed=11)
+    labeled = np.arange(0, 3000, 97)
+    a = pcoreset.select(x, labeled, 300, backend="cpu")
+    b = pcoreset.select(x, labeled, 300, backend="cpu", prune=False)
+    c = pcoreset.select(x, labeled, 300, backend="torch")
+    d = pcoreset.select(x, labeled, 300, backend="cpu", num_threads=1)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, d)
+    check_greedy_valid(as_float64_rows(x), labeled, c)
+    # float32 backends may swap near-ties only; here there are none.
+    np.testing.assert_array_equal(a, c)
+
+
+def test_pruning_skips_most_rows_on_clustered_pools():
+    x = clustered_pool(20000, 50, k=10, noise=1.0, seed=2)
+    problem_rows = []
+    picks = pcoreset.select(x, np.arange(0, 20000, 100), 200, backend="cpu")
+    b = cpu_backend.CpuBackend()
+    from pcoreset._problem import make_problem
+
+    p = make_problem(x, np.arange(0, 20000, 100), 200, simplex=True, from_logits=False, temperature=1.0,
+                     prune=True, num_threads=0, progress=None)
+    np.testing.assert_array_equal(b.run(p)[0], picks)
+    stats = b.last_stats
+    problem_rows.append(stats["rows_computed"] / stats["rows_visited"])
+    assert problem_rows[0] < 0.5, stats
+
+
+def test_large_labeled_set_uses_candidates_and_stays_greedy_valid(monkeypatch):
+    from pcoreset import _start
+
+    monkeypatch.setattr(_start, "EXACT_MAX_WORK", 0)
+    x = clustered_pool(2000, 16, seed=5)
+    labeled = np.arange(0, 2000, 3)
+    for backend in BACKENDS:
+        picks = pcoreset.select(x, labeled, 50, backend=backend)
+        check_greedy_valid(as_float64_rows(x), labeled, picks)
+
+
+# ---------------------------------------------------------------- properties
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 60),
+    c=st.integers(1, 40),
+    n_labeled=st.integers(0, 10),
+    budget_frac=st.floats(0, 1),
+    dtype=st.sampled_from(["float16", "bfloat16", "float32", "float64"]),
+    seed=st.integers(0, 2**16),
+    backend=st.sampled_from(BACKENDS),
+)
+def test_properties(n, c, n_labeled, budget_frac, dtype, seed, backend):
+    rng = np.random.default_rng(seed)
+    x = rng.dirichlet(np.ones(c), size=n)
+    t = torch.from_numpy(x).to(getattr(torch, dtype))
+    labeled = rng.choice(n, size=min(n_labeled, n), replace=False)
+    budget = int(round(budget_frac * (n - labeled.size)))
+    before = t.clone()
+    picks, radii = pcoreset.select(t, labeled, budget, backend=backend, return_radii=True,
+                                   simplex_atol=5e-2)
+    assert torch.equal(t, before)
+    assert isinstance(picks, torch.Tensor) and picks.dtype == torch.int64
+    assert picks.shape == (budget,)
+    p = picks.numpy()
+    assert len(set(p.tolist())) == budget
+    assert not set(p.tolist()) & set(labeled.tolist())
+    r = radii.numpy()
+    assert np.all(np.diff(r) <= 1e-12) or budget <= 1
+    if budget and labeled.size == 0:
+        assert np.isinf(r[0])
+    check_greedy_valid(as_float64_rows(t), labeled, p, rtol=1e-5)
+    if dtype == "float64":
+        other = "cpu" if backend == "torch" else "torch"
+        q = pcoreset.select(t, labeled, budget, backend=other)
+        check_greedy_valid(as_float64_rows(t), labeled, q.numpy(), rtol=1e-9)
+
+
+# ---------------------------------------------------------------- interface
+
+
+def test_return_kinds_and_edge_budgets():
+    x = dirichlet(50, 4, seed=0, dtype=np.float32)
+    out = pcoreset.select(x, [0], 0)
+    assert isinstance(out, np.ndarray) and out.dtype == np.int64 and out.size == 0
+    full = pcoreset.select(x, [0], 49)
+    assert sorted(full.tolist()) == list(range(1, 50))
+    t = pcoreset.select(torch.from_numpy(x), torch.tensor([0]), 5)
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.int64
+    np.testing.assert_array_equal(t.numpy(), full[:5])
+    picks, radii = pcoreset.select(x, None, 3, return_radii=True)
+    assert radii.dtype == np.float64 and np.isinf(radii[0])
+    assert pcoreset.select(x, [], 3).tolist() == picks.tolist()
+
+
+def test_inputs_are_not_modified_and_npy_path(tmp_path):
+    x = clustered_pool(400, 12, seed=4)
+    keep = x.copy()
+    lab = np.array([3, 9])
+    keep_lab = lab.copy()
+    a = pcoreset.select(x, lab, 20)
+    np.testing.assert_array_equal(x, keep)
+    np.testing.assert_array_equal(lab, keep_lab)
+    np.save(tmp_path / "pool.npy", x)
+    b = pcoreset.select(str(tmp_path / "pool.npy"), lab, 20)
+    np.testing.assert_array_equal(a, b)
+    # non-contiguous and big-endian inputs give the same answer
+    xt = np.asfortranarray(x)
+    np.testing.assert_array_equal(pcoreset.select(xt, lab, 20), a)
+    np.testing.assert_array_equal(pcoreset.select(x.astype(">f4"), lab, 20), a)
+
+
+def test_kcenter_greedy_on_features():
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(150, 6))
+    picks = pcoreset.kcenter_greedy(f, [1, 2], 25)
+    want, _ = reference_kcenter(f, [1, 2], 25)
+    np.testing.assert_array_equal(picks, want)
+    with pytest.raises(ValueError, match="NaN or inf value in row 4"):
+        f[4, 2] = np.nan
+        pcoreset.kcenter_greedy(f, [], 3)
+
+
+def test_progress_callback_and_info():
+    x = clustered_pool(500, 10, seed=9)
+    seen = []
+    pcoreset.select(x, [], 50, backend="cpu", progress=seen.append)
+    assert seen and seen[-1] == 50
+    info = pcoreset.info()
+    assert info["cpu_module"]["built"] is True
+    assert info["backends"]["cpu"] == "available"
+    assert info["cpu_module"]["simd"] in ("avx2+f16c", "sse2", "neon", "scalar")
+
+
+# ---------------------------------------------------------------- errors
+
+
+GOOD = dirichlet(20, 3, seed=1, dtype=np.float32)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(probs=np.ones(5)), ValueError, r"must be 2-D \(N, C\), got shape \(5,\)"),
+        (dict(probs=np.zeros((4, 0))), ValueError, "at least one column"),
+        (dict(probs=np.ones((4, 3), dtype=np.int32)), TypeError, "dtype int32"),
+        (dict(probs=np.ones((4, 3), dtype=np.complex64)), TypeError, "dtype complex64"),
+        (dict(probs="nope.npy"), ValueError, "no such file"),
+        (dict(probs=[["a"]]), TypeError, "dtype <U1"),
+        (dict(probs=np.full((4, 2), 0.5)[[0, 1, 2, 3]] * [[1, 1], [1, 1], [1, 3], [1, 1]]), ValueError,
+         "row 2 is not a probability vector: it sums to 2"),
+        (dict(probs=np.array([[0.5, 0.5], [1.5, -0.5]])), ValueError, "row 1 .* negative value -0.5"),
+        (dict(probs=np.array([[0.5, 0.5], [np.nan, 1.0]])), ValueError, "NaN or inf value in row 1"),
+        (dict(probs=np.array([[0.5, 0.5], [np.inf, 1.0]]), from_logits=True), ValueError, "row 1"),
+        (dict(labeled_idx=[0, 20]), ValueError, "index out of range: 20"),
+        (dict(labeled_idx=[-1]), ValueError, "index out of range: -1"),
+        (dict(labeled_idx=[3, 3]), ValueError, "duplicated index: 3"),
+        (dict(labeled_idx=[1.0]), TypeError, "must hold integers, got dtype float64"),
+        (dict(labeled_idx=np.zeros((2, 2), dtype=int)), ValueError, "must be 1-D"),
+        (dict(budget=-1), ValueError, "budget must be >= 0, got -1"),
+        (dict(budget=2.0), TypeError, r"budget must be an integer, got 2.0"),
+        (dict(budget=True), TypeError, "budget must be an integer"),
+        (dict(budget=20, labeled_idx=[0]), pcoreset.PoolExhaustedError, "budget=20 but only 19"),
+        (dict(temperature=0.0, from_logits=True), ValueError, "temperature must be a positive finite number, got 0.0"),
+        (dict(temperature=float("nan")), ValueError, "temperature"),
+        (dict(backend="gpu"), ValueError, r"backend='gpu' is not known; choose one of \['auto', 'cuda'|backend='gpu' is not known"),
+        (dict(from_logits="yes"), TypeError, "from_logits must be True or False"),
+        (dict(num_threads=-2), ValueError, "num_threads must be an integer >= 0"),
+    ],
+)
+def test_errors_name_argument_and_value(kwargs, exc, match):
+    args = dict(probs=GOOD, labeled_idx=[], budget=1)
+    args.update(kwargs)
+    probs = args.pop("probs")
+    with pytest.raises(exc, match=match):
+        pcoreset.select(probs, args.pop("labeled_idx"), args.pop("budget"), **args)
+
+
+def test_pool_exhausted_is_a_value_error_with_counts():
+    with pytest.raises(ValueError) as info:
+        pcoreset.select(GOOD, [0, 1], 19)
+    assert info.value.available == 18 and info.value.requested == 19
+
+
+def test_unavailable_backend_lists_reasons(monkeypatch):
+    monkeypatch.setattr(cpu_backend, "_C", None)
+    monkeypatch.setattr(cpu_backend, "_IMPORT_ERROR", "simulated: not built")
+    with pytest.raises(pcoreset.BackendUnavailableError, match=r"cpu: the C\+\+ extension .*\(simulated"):
+        pcoreset.select(GOOD, [0], 2, backend="cpu")
+    # auto falls through to a backend that can run it
+    np.testing.assert_array_equal(pcoreset.select(GOOD, [0], 2), pcoreset.select(GOOD, [0], 2, backend="torch"))
+
+
+def test_extension_rejects_bad_buffers_without_crashing():
+    from pcoreset import _C
+
+    with pytest.raises(ValueError, match="itemsize"):
+        _C.KCenterState(np.zeros((3, 2), np.float32), "float64")
+    with pytest.raises(ValueError, match="dtype='int8'"):
+        _C.KCenterState(np.zeros((3, 2), np.int8), "int8")
+    with pytest.raises(ValueError, match="2-D"):
+        _C.KCenterState(np.zeros(3, np.float32), "float32")
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _C.KCenterState(np.zeros((3, 4), np.float32)[:, ::2], "float32")
+    s = _C.KCenterState(np.eye(3, dtype=np.float32), "float32")
+    with pytest.raises(IndexError, match="labeled row=7 is out of range"):
+        s.seed_rows(np.array([7]))
+    with pytest.raises(ValueError, match="vector must have shape"):
+        s.push_center(np.zeros(5))
