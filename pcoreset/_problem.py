@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
+from . import _memory
 from .errors import InvalidInputError, InvalidTypeError, PoolExhaustedError
 
 try:  # torch is a dependency, but keep the import failure readable
@@ -177,6 +178,8 @@ def check_values(x: Any, dtype: str, simplex: bool, name: str = "probs",
                 if bad.any():
                     row = start + int(np.flatnonzero(bad)[0])
                     _raise_simplex(name, row, float(chunk[row - start].min()), float(sums[row - start]), tol)
+            # a file-backed pool is checked without staying resident
+            _memory.release_rows(x, start, stop)
 
 
 def _raise_simplex(name: str, row: int, vmin: float, total: float, tol: float) -> None:

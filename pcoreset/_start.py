@@ -14,16 +14,33 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import _memory
 from ._problem import Problem
+
+try:
+    import faiss
+except ImportError:  # optional extra: pip install pcoreset[faiss]
+    faiss = None
 
 # Largest N * L * C solved by the exact direct pass (about 1-2 s on 2 cores).
 EXACT_MAX_WORK = 2e9
-CANDIDATES = 4
+CANDIDATES = _memory.CANDIDATES
 _CHUNK_BYTES = 64 << 20
 
 
 def use_exact(n: int, n_labeled: int, c: int) -> bool:
     return float(n) * n_labeled * c <= EXACT_MAX_WORK
+
+
+def start_method(n: int, n_labeled: int, c: int, device: str = "cpu") -> str:
+    """How the labeled start runs: "exact" (the kernel's direct pass),
+    "faiss" (FAISS k-NN candidates, refined exactly) or "gemm" (torch GEMM
+    candidates, refined exactly). See the module docstring for the crossover."""
+    if use_exact(n, n_labeled, c):
+        return "exact"
+    if faiss is not None and device == "cpu":
+        return "faiss"
+    return "gemm"
 
 
 def torch_pool(problem: Problem) -> torch.Tensor:
@@ -55,9 +72,15 @@ def chunk_rows(n: int, c: int, other: int = 1) -> int:
     return max(1, min(n, _CHUNK_BYTES // (4 * max(c, other, 1))))
 
 
-def nearest_candidates(problem: Problem, k: int = CANDIDATES) -> np.ndarray:
+def nearest_candidates(problem: Problem, k: int = CANDIDATES, method: str = "auto") -> np.ndarray:
     """(N, k) int64: for each row, indices into problem.labeled of its k
-    nearest labeled rows by a GEMM search (-1 pads when L < k)."""
+    nearest labeled rows by a FAISS or GEMM search (-1 pads when L < k).
+    method: "auto" (FAISS when installed and the pool is on the CPU), "faiss"
+    or "gemm"."""
+    if method == "auto":
+        method = "faiss" if faiss is not None and problem.device == "cpu" else "gemm"
+    if method == "faiss":
+        return _faiss_candidates(problem, k)
     x = torch_pool(problem)
     labeled = torch.from_numpy(problem.labeled).to(x.device)
     centers = rows_as_values(problem, x[labeled], 0, labeled.numel())
@@ -70,4 +93,31 @@ def nearest_candidates(problem: Problem, k: int = CANDIDATES) -> np.ndarray:
         rows = rows_as_values(problem, x, start, stop)
         d2 = (rows * rows).sum(1, keepdim=True) + c_norm[None, :] - 2.0 * (rows @ centers.T)
         out[start:stop, :k_eff] = torch.topk(d2, k_eff, dim=1, largest=False).indices.cpu()
+        _release(problem, start, stop)
     return out.numpy()
+
+
+def _release(problem: Problem, start: int, stop: int) -> None:
+    if isinstance(problem.x, np.ndarray):
+        _memory.release_rows(problem.x, start, stop)
+
+
+def _faiss_candidates(problem: Problem, k: int) -> np.ndarray:
+    """FAISS brute-force k-NN (faiss.knn: blocked BLAS with a k-heap epilogue,
+    no N x L matrix) over row chunks, in float32."""
+    x = torch_pool(problem)
+    labeled = torch.from_numpy(problem.labeled)
+    centers = np.ascontiguousarray(
+        rows_as_values(problem, x[labeled], 0, labeled.numel()).float().numpy())
+    k_eff = min(k, centers.shape[0])
+    out = np.full((problem.n, k), -1, dtype=np.int64)
+    # Rows per chunk: big enough for BLAS, small enough to bound memory and
+    # (file-backed pools) resident pages.
+    step = max(4096, min(problem.n, (_CHUNK_BYTES // 4) // (4 * max(problem.c, 1))))
+    for start in range(0, problem.n, step):
+        stop = min(problem.n, start + step)
+        rows = rows_as_values(problem, x, start, stop).float().numpy()
+        _, idx = faiss.knn(np.ascontiguousarray(rows), centers, k_eff)
+        out[start:stop, :k_eff] = idx
+        _release(problem, start, stop)
+    return out

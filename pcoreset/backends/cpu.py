@@ -5,7 +5,7 @@ from typing import Optional
 
 import numpy as np
 
-from .. import _start
+from .. import _memory, _start
 from .._problem import Problem
 from . import register
 from .base import Backend
@@ -20,8 +20,10 @@ except ImportError as exc:  # the extension was not built
 
 def make_state(problem: Problem):
     """A C++ KCenterState over the problem's pool (borrowed, not copied)."""
-    return _C.KCenterState(problem.numpy_view(), problem.dtype, problem.from_logits,
-                           problem.temperature, problem.prune, problem.num_threads)
+    x = problem.numpy_view()
+    return _C.KCenterState(x, problem.dtype, problem.from_logits, problem.temperature,
+                           problem.prune, problem.num_threads,
+                           release_pages=_memory.file_backed(x))
 
 
 def seed(state, problem: Problem) -> None:
@@ -31,10 +33,11 @@ def seed(state, problem: Problem) -> None:
     labeled = problem.labeled
     if labeled.size == 0:
         return
-    if _start.use_exact(problem.n, labeled.size, problem.c):
+    method = _start.start_method(problem.n, labeled.size, problem.c, problem.device)
+    if method == "exact":
         state.seed_rows(labeled)
     else:
-        cand = _start.nearest_candidates(problem)
+        cand = _start.nearest_candidates(problem, method=method)
         state.seed_rows_with_candidates(labeled, cand)
 
 

@@ -1,0 +1,184 @@
+"""Subcommands of the ActiveKD driver: run, demo, report, export-picks
+(registered into ``pcoreset``'s parser by :func:`register`)."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from pathlib import Path
+
+from ..errors import InvalidInputError
+from .config import RunConfig, read_config_file
+
+# flag -> (RunConfig field, type, help). Defaults are None so that only flags the
+# user typed override the config file / the saved run.
+_RUN_FLAGS = [
+    ("--dataset", "dataset", str, "CSV (.csv/.csv.gz: text[,id,label,split]) or 'embedded:wordnet' (default)"),
+    ("--classes", "classes", None, "class names in label order (default: the sorted labels)"),
+    ("--max-pool", "max_pool", int, "use at most this many pool rows (0 = all)"),
+    ("--max-test", "max_test", int, "use at most this many test rows (0 = all)"),
+    ("--teacher", "teacher", str, "zeroshot-text (default) or precomputed (vision adds clip)"),
+    ("--teacher-model", "teacher_model", str, "sentence-transformers model dir/name (default: bundled MiniLM)"),
+    ("--teacher-logits", "teacher_logits", str, "(N, C) .npy/.pt logits file for --teacher precomputed"),
+    ("--prompt", "prompt", str, "class prompt template (default 'a kind of {}.')"),
+    ("--teacher-scale", "teacher_scale", float, "zero-shot logits = scale * cosine (default 50)"),
+    ("--student", "student", str, "student network (default bow: hashed bag of words)"),
+    ("--strategy", "strategy", str, "random, entropy, coreset, badge, class_balanced or pcoreset (default)"),
+    ("--rounds", "rounds", int, "selection rounds after round 0 (default 5)"),
+    ("--budget", "budget", int, "samples labeled per round (default 30)"),
+    ("--initial-per-class", "initial_per_class", int, "round-0 labels per class (default 1)"),
+    ("--initial-labeled", "initial_labeled", str, "file of sample ids for round 0 instead"),
+    ("--oracle", "oracle", str, "CSV id,label filled in by a person (see export-picks)"),
+    ("--seed", "seed", int, "random seed (default 0)"),
+    ("--epochs", "epochs", int, "training epochs over the pool per round (default 30)"),
+    ("--lr", "lr", float, "Adam learning rate (default 0.01)"),
+    ("--batch-size", "batch_size", int, "batch size (default 256)"),
+    ("--temperature", "temperature", float, "distillation temperature (default 2)"),
+    ("--cache-dir", "cache_dir", str, "teacher-output cache (default ~/.cache/pcoreset or $PCORESET_CACHE)"),
+]
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    for flag, dest, typ, help_ in _RUN_FLAGS:
+        if dest == "classes":
+            p.add_argument(flag, dest=dest, nargs="+", default=None, help=help_)
+        else:
+            p.add_argument(flag, dest=dest, type=typ, default=None, help=help_)
+    p.add_argument("--no-distill", dest="distill", action="store_false", default=None,
+                   help="train the CE head only (the paper's 'No Distill' baseline)")
+    p.add_argument("--strategy-kwargs", default=None, help="JSON object of strategy options")
+
+
+def _explicit(args) -> dict:
+    out = {dest: getattr(args, dest) for _, dest, _, _ in _RUN_FLAGS if getattr(args, dest) is not None}
+    if args.distill is not None:
+        out["distill"] = args.distill
+    if args.strategy_kwargs is not None:
+        try:
+            out["strategy_kwargs"] = json.loads(args.strategy_kwargs)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"--strategy-kwargs {args.strategy_kwargs!r} is not JSON: {exc}") from exc
+    return out
+
+
+def config_from_args(args) -> RunConfig:
+    """defaults <- saved run config (when resuming) or --config file <- typed flags."""
+    base = {}
+    saved = Path(args.out) / "config.json"
+    if args.config:
+        base.update(read_config_file(args.config))
+    elif saved.is_file():
+        base.update(json.loads(saved.read_text(encoding="utf-8")))
+    base.update(_explicit(args))
+    return RunConfig.from_dict(base, source=args.config or "flags").validate()
+
+
+def _cmd_run(args) -> int:
+    from .loop import run
+
+    cfg = config_from_args(args)
+    res = run(cfg, args.out, progress=not args.quiet, echo=(lambda s: None) if args.quiet else print)
+    if res.status == "finished":
+        print(f"finished: {len(res.metrics)} rounds in {res.run_dir} (summary.csv, curves.png)")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import demo
+
+    demo(out=args.out, quick=args.quick, seeds=args.seeds, strategies=args.strategies, cache_dir=args.cache_dir)
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .report import report
+
+    report(args.run_dirs, out_dir=args.out)
+    return 0
+
+
+def _cmd_export(args) -> int:
+    text = export_picks(args.run_dir, args.round)
+    if args.out in (None, "-"):
+        print(text, end="")
+    else:
+        from . import _io
+
+        _io.write_text(args.out, text)
+        print(f"wrote {text.count(chr(10)) - 1} picks to {args.out}; fill in the 'label' column and rerun "
+              f"`pcoreset run --out {args.run_dir} --oracle {args.out}`")
+    return 0
+
+
+def export_picks(run_dir, round_k=None) -> str:
+    """CSV text (round,row,id,text,label) of round `round_k`'s picks (default: the
+    latest round with picks); 'label' is blank where no label was given yet."""
+    from . import _io
+    from .data import load_dataset
+    from .report import find_runs
+
+    run_dir = Path(run_dir)
+    find_runs([run_dir])
+    cfg = RunConfig.from_dict(_io.read_json(run_dir / "config.json"))
+    rounds = sorted(int(p.name) for p in (run_dir / "rounds").iterdir()
+                    if p.name.isdigit() and (p / "picks.npy").is_file())
+    if not rounds:
+        raise InvalidInputError(f"run directory {str(run_dir)!r} has no picks yet")
+    k = rounds[-1] if round_k is None else round_k
+    if k not in rounds:
+        raise InvalidInputError(f"--round={k}: run {str(run_dir)!r} has picks for rounds {rounds}")
+    rd = run_dir / "rounds" / str(k)
+    picks = _io.load_array(rd / "picks.npy", "picks.npy").astype(int)
+    labels = _io.load_array(rd / "labels.npy", "labels.npy").astype(int) if (rd / "labels.npy").is_file() else None
+    ds = load_dataset(cfg)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["round", "row", "id", "text", "label"])
+    for j, r in enumerate(picks):
+        content = ds.texts[r] if ds.texts is not None else (ds.items[r] if ds.items is not None else "")
+        w.writerow([k, int(r), ds.ids[r], content, "" if labels is None else ds.class_names[labels[j]]])
+    return buf.getvalue()
+
+
+def register(sub) -> None:
+    """Add run, demo, report and export-picks to `pcoreset`'s subparsers."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser(
+        "run", help="run or resume an ActiveKD active-learning run", formatter_class=fmt,
+        description="Train a dual-head student with knowledge distillation from a frozen teacher,\n"
+                    "select --budget samples per round with --strategy, and write RUN_DIR.\n"
+                    "Rerun the same command to resume after the last finished round.\n\n"
+                    "examples:\n"
+                    "  pcoreset run --out runs/pc --strategy pcoreset            # embedded WordNet data\n"
+                    "  pcoreset run --out runs/mine --dataset my.csv --teacher precomputed \\\n"
+                    "      --teacher-logits logits.npy --strategy badge --no-distill\n"
+                    "  pcoreset run --out runs/human --dataset my.csv --initial-labeled seed_ids.txt \\\n"
+                    "      --oracle labels.csv   # stops for labels; see export-picks")
+    p.add_argument("--out", "-o", required=True, metavar="RUN_DIR", help="run directory (created or resumed)")
+    p.add_argument("--config", help="TOML/YAML file of settings (keys as the flags, with _ or -)")
+    _add_run_flags(p)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "demo", help="all six strategies x {ActiveKD, No Distill} on embedded WordNet data", formatter_class=fmt,
+        description="Classify WordNet noun glosses into supersenses with a zero-shot MiniLM teacher\n"
+                    "distilled into a bag-of-words student; prints a table and writes curves.png.")
+    p.add_argument("--out", "-o", default="pcoreset_demo", help="output directory (default ./pcoreset_demo)")
+    p.add_argument("--quick", action="store_true", help="small slice and few rounds (< 2 minutes)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per setting (default 3, --quick 1)")
+    p.add_argument("--strategies", nargs="+", default=None, help="subset of strategies (default: all six)")
+    p.add_argument("--cache-dir", default=None, help="teacher-output cache directory")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("report", help="table and curves across run directories")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (or folders holding them)")
+    p.add_argument("--out", default=None, help="where report.csv and curves.png go (default: the one RUN_DIR, else .)")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("export-picks", help="write a round's picks to CSV for a person to label")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--round", type=int, default=None, help="round (default: the latest with picks)")
+    p.add_argument("--out", "-o", default=None, help="CSV file (default: stdout)")
+    p.set_defaults(func=_cmd_export)

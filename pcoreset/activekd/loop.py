@@ -1,0 +1,314 @@
+"""The ActiveKD round loop (DESIGN.md §5) and its resumable run directory.
+
+    RUN_DIR/config.json                 the RunConfig (a resume must match it)
+    RUN_DIR/teacher_logits.npy          (N, C) frozen teacher outputs for the dataset
+    RUN_DIR/rounds/<k>/picks.npy        rows labeled in round k (round 0: initial set)
+    RUN_DIR/rounds/<k>/labels.npy       their revealed labels
+    RUN_DIR/rounds/<k>/metrics.json     written last: a round is finished iff it exists
+    RUN_DIR/summary.csv, curves.png
+
+Every file is written to a temporary name and renamed. Re-running on the same
+directory skips finished rounds (their picks and labels are reused, never asked
+again), reuses pending picks, and retrains the last student deterministically."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from ..errors import InvalidInputError, PcoresetError, PoolExhaustedError
+from . import _io
+from .config import RunConfig
+from .data import Dataset, load_dataset
+from .student import build_student
+from .teachers import build_teacher, check_logits, teacher_logits
+
+SUMMARY_FIELDS = ["strategy", "distill", "seed", "round", "num_labeled", "test_acc", "test_acc_ce",
+                  "test_acc_kd", "teacher_test_acc"]
+
+
+@dataclass
+class RunResult:
+    """status: "finished" or "awaiting_labels" (an --oracle run stopped for labels)."""
+
+    run_dir: Path
+    status: str
+    metrics: List[dict]
+    pending_round: Optional[int] = None
+
+
+def get_strategy(cfg: RunConfig):
+    """The strategy object for cfg.strategy, with clear errors for unknown names."""
+    try:
+        from .. import strategies
+        names = list(strategies.names())
+        get = strategies.get
+    except (ImportError, AttributeError) as exc:
+        raise PcoresetError(f"pcoreset.strategies is not available ({exc})") from exc
+    if cfg.strategy not in names:
+        raise InvalidInputError(f"strategy={cfg.strategy!r} is not known; choose one of {sorted(names)}")
+    try:
+        return get(cfg.strategy, **cfg.strategy_kwargs)
+    except TypeError as exc:
+        raise InvalidInputError(f"strategy_kwargs={cfg.strategy_kwargs!r} for strategy {cfg.strategy!r}: {exc}") from exc
+
+
+def read_oracle(path) -> Dict[str, str]:
+    """id -> label (class name or index) from a CSV with columns ``id,label`` (other
+    columns ignored, blank labels skipped). A missing file reads as empty."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        cols = reader.fieldnames or []
+        if "id" not in cols or "label" not in cols:
+            raise InvalidInputError(f"oracle={str(path)!r}: needs columns 'id' and 'label'; found {cols}")
+        out = {}
+        for row in reader:
+            lab = (row.get("label") or "").strip()
+            if lab:
+                out[row["id"]] = lab
+    return out
+
+
+def _crash_point(name: str) -> None:
+    """Fault injection for the resume tests: PCORESET_TEST_KILL_AT=<name> SIGKILLs
+    this process at that point (no cleanup, like a power cut)."""
+    if os.environ.get("PCORESET_TEST_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def prepare_run_dir(out: Path, cfg: RunConfig) -> RunConfig:
+    """Write config.json for a new run; for an existing one check that `cfg` matches
+    it (except RunConfig.RESUMABLE_CHANGES) and return the merged config."""
+    path = out / "config.json"
+    if path.is_file():
+        saved = RunConfig.from_dict(_io.read_json(path), source=str(path))
+        new, old = cfg.to_dict(), saved.to_dict()
+        diff = {k: (old[k], new[k]) for k in new if new[k] != old[k] and k not in RunConfig.RESUMABLE_CHANGES}
+        if diff:
+            lines = ", ".join(f"{k}: run has {a!r}, asked {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise InvalidInputError(f"run directory {str(out)!r} was started with other settings ({lines}); "
+                                    "use a new directory or the same settings to resume")
+    out.mkdir(parents=True, exist_ok=True)
+    _io.write_json(path, cfg.to_dict())
+    return cfg
+
+
+def _initial_set(cfg: RunConfig, ds: Dataset, rng: np.random.Generator) -> np.ndarray:
+    pool = ds.pool_idx
+    if cfg.initial_labeled:
+        path = Path(cfg.initial_labeled)
+        if not path.is_file():
+            raise InvalidInputError(f"initial_labeled={cfg.initial_labeled!r}: file does not exist")
+        tokens = [t.strip() for t in path.read_text(encoding="utf-8").replace(",", "\n").splitlines() if t.strip()]
+        pos = {sid: i for i, sid in enumerate(ds.ids)}
+        rows = []
+        for t in tokens:
+            if t in pos:
+                rows.append(pos[t])
+            elif t.isdigit() and int(t) < len(ds):
+                rows.append(int(t))
+            else:
+                raise InvalidInputError(f"initial_labeled={cfg.initial_labeled!r}: {t!r} is neither a sample id "
+                                        f"nor a row index < {len(ds)}")
+        rows = np.array(sorted(set(rows)), dtype=np.int64)
+        if ds.is_test[rows].any():
+            raise InvalidInputError(f"initial_labeled={cfg.initial_labeled!r}: lists test rows")
+        return rows
+    known = ds.labels[pool]
+    if cfg.initial_per_class and (known < 0).all():
+        raise InvalidInputError("initial_per_class needs pool labels; this dataset has none: pass "
+                                "initial_labeled=FILE and an oracle")
+    rows = []
+    for c in range(ds.num_classes):
+        members = pool[known == c]
+        take = min(cfg.initial_per_class, len(members))
+        rows.extend(rng.choice(members, size=take, replace=False).tolist())
+    return np.array(sorted(rows), dtype=np.int64)
+
+
+def _reveal(cfg: RunConfig, ds: Dataset, rows: np.ndarray, oracle: Optional[Dict[str, str]]):
+    """Labels of `rows` (oracle first, then the dataset), or None if some are missing."""
+    out = np.empty(len(rows), dtype=np.int64)
+    for j, r in enumerate(rows):
+        sid = ds.ids[r]
+        if oracle is not None and sid in oracle:
+            lab = oracle[sid]
+            if lab in ds.class_names:
+                out[j] = ds.class_names.index(lab)
+            elif lab.lstrip("-").isdigit() and 0 <= int(lab) < ds.num_classes:
+                out[j] = int(lab)
+            else:
+                raise InvalidInputError(f"oracle={cfg.oracle!r}: label {lab!r} of id {sid!r} is not one of "
+                                        f"{ds.class_names}")
+        elif ds.labels[r] >= 0 and oracle is None:
+            out[j] = ds.labels[r]
+        else:
+            return None
+    return out
+
+
+def _accuracy(probs: np.ndarray, y: np.ndarray) -> float:
+    return float((probs.argmax(1) == y).mean()) if len(y) else float("nan")
+
+
+def run(cfg: RunConfig, out, *, progress: bool = True, echo: Callable[[str], None] = print,
+        plot: bool = True) -> RunResult:
+    """Run (or resume) an ActiveKD run in directory `out`. Raises InvalidInputError /
+    PoolExhaustedError for bad settings before any expensive work."""
+    cfg.validate()
+    out = Path(out)
+    ds = load_dataset(cfg)
+    strategy = get_strategy(cfg)
+    pool = ds.pool_idx
+    if cfg.budget > len(pool):
+        raise PoolExhaustedError(len(pool), cfg.budget, "budget")
+    rng0 = np.random.default_rng([cfg.seed, 0])
+    initial = _initial_set(cfg, ds, rng0)
+    need = len(initial) + cfg.rounds * cfg.budget
+    if need > len(pool):
+        raise PoolExhaustedError(len(pool) - len(initial), cfg.rounds * cfg.budget,
+                                 f"rounds*budget={cfg.rounds}*{cfg.budget}")
+    cfg = prepare_run_dir(out, cfg)
+
+    t_logits = None
+    t_path = out / "teacher_logits.npy"
+    if t_path.is_file():
+        t_logits = _io.load_array(t_path, "teacher_logits.npy").astype(np.float32)
+        check_logits(t_logits, ds, str(t_path))
+    elif cfg.distill or cfg.teacher:
+        teacher = build_teacher(cfg)
+        t0 = time.perf_counter()
+        t_logits, cached = teacher_logits(teacher, ds, cfg.cache_dir or None)
+        echo(f"teacher {cfg.teacher}: {'cached' if cached else 'computed'} logits for {len(ds)} rows "
+             f"({time.perf_counter() - t0:.1f}s)")
+        _io.write_npy(t_path, t_logits)
+    test = ds.test_idx
+    y_test = ds.labels[test]
+    teacher_acc = _accuracy(t_logits[test], y_test) if t_logits is not None else None
+
+    oracle = read_oracle(cfg.oracle) if cfg.oracle else None
+    student = build_student(cfg, ds)
+    labeled_rows: List[int] = []
+    labeled_y: List[int] = []
+    metrics: List[dict] = []
+    trained_round = None
+
+    def train(k):
+        lab = np.array(labeled_rows, dtype=np.int64)
+        mask = np.zeros(len(ds), dtype=bool)
+        mask[lab] = True
+        unl = pool[~mask[pool]]
+        t0 = time.perf_counter()
+        student.fit(lab, np.array(labeled_y, dtype=np.int64), t_logits, unl, distill=cfg.distill,
+                    seed=cfg.seed * 1000 + k, progress=progress)
+        return time.perf_counter() - t0
+
+    for k in range(cfg.rounds + 1):
+        rd = out / "rounds" / str(k)
+        if (rd / "metrics.json").is_file():  # finished earlier: reuse, never re-ask
+            picks = _io.load_array(rd / "picks.npy", "picks.npy").astype(np.int64)
+            labels = _io.load_array(rd / "labels.npy", "labels.npy").astype(np.int64)
+            if len(set(picks.tolist()) & set(labeled_rows)) or len(picks) != len(labels):
+                raise PcoresetError(f"{rd}: picks overlap earlier rounds or lack labels; the run directory is damaged")
+            labeled_rows.extend(picks.tolist())
+            labeled_y.extend(labels.tolist())
+            metrics.append(_io.read_json(rd / "metrics.json"))
+            continue
+        t_select = 0.0
+        if k == 0:
+            picks = initial
+        elif (rd / "picks.npy").is_file():  # chosen before a stop: keep them
+            picks = _io.load_array(rd / "picks.npy", "picks.npy").astype(np.int64)
+        else:
+            if trained_round != k - 1:
+                train(k - 1)
+            t0 = time.perf_counter()
+            picks = _select(strategy, student, ds, pool, labeled_rows, labeled_y, cfg, k)
+            t_select = time.perf_counter() - t0
+            _io.write_npy(rd / "picks.npy", picks)
+            _crash_point(f"round{k}:after_picks")
+        if k == 0 and not (rd / "picks.npy").is_file():
+            _io.write_npy(rd / "picks.npy", picks)
+        if (rd / "labels.npy").is_file():
+            labels = _io.load_array(rd / "labels.npy", "labels.npy").astype(np.int64)
+        else:
+            labels = _reveal(cfg, ds, picks, oracle)
+            if labels is None:
+                echo(f"round {k}: {len(picks)} picks await labels. Run `pcoreset export-picks {out}`, fill in "
+                     f"the 'label' column, and run again with --oracle FILE.")
+                _write_outputs(out, metrics, plot)
+                return RunResult(out, "awaiting_labels", metrics, pending_round=k)
+            _io.write_npy(rd / "labels.npy", labels)
+        labeled_rows.extend(picks.tolist())
+        labeled_y.extend(labels.tolist())
+        train_s = train(k)
+        trained_round = k
+        ce, kd, _, probs = student.predict(test)
+        m = {
+            "round": k, "strategy": cfg.strategy, "distill": cfg.distill, "seed": cfg.seed,
+            "num_labeled": len(labeled_rows), "num_picked": int(len(picks)),
+            "test_acc": _accuracy(probs, y_test),
+            "test_acc_ce": _accuracy(ce, y_test),
+            "test_acc_kd": _accuracy(kd, y_test) if kd is not None else None,
+            "teacher_test_acc": teacher_acc,
+            "labeled_per_class": np.bincount(np.array(labeled_y), minlength=ds.num_classes).tolist(),
+            "select_s": round(t_select, 3), "train_s": round(train_s, 3),
+        }
+        _io.write_json(rd / "metrics.json", m)
+        metrics.append(m)
+        echo(f"round {k}: {m['num_labeled']} labels, test acc {m['test_acc']:.4f}"
+             + (f" (teacher {teacher_acc:.4f})" if teacher_acc is not None else ""))
+        _crash_point(f"round{k}:after_metrics")
+    _write_outputs(out, metrics, plot)
+    return RunResult(out, "finished", metrics)
+
+
+def _select(strategy, student, ds, pool, labeled_rows, labeled_y, cfg, k) -> np.ndarray:
+    from ..strategies.base import PoolState
+
+    ce, kd, feats, probs = student.predict(pool)
+    mask = np.zeros(len(ds), dtype=bool)
+    mask[np.array(labeled_rows, dtype=np.int64)] = True
+    known = np.full(len(ds), -1, dtype=np.int64)
+    known[np.array(labeled_rows, dtype=np.int64)] = np.array(labeled_y, dtype=np.int64)
+    state = PoolState(indices=pool.copy(), labeled_mask=mask[pool], ce_logits=ce, kd_logits=kd, probs=probs,
+                      features=feats, labels=known[pool], num_classes=ds.num_classes)
+    rng = np.random.default_rng([cfg.seed, k])
+    picks = np.asarray(strategy.select(state, cfg.budget, rng=rng), dtype=np.int64).ravel()
+    bad = (len(picks) != cfg.budget or len(np.unique(picks)) != len(picks)
+           or not np.isin(picks, pool).all() or mask[picks].any())
+    if bad:
+        raise PcoresetError(f"strategy {cfg.strategy!r} returned {len(picks)} picks that are not {cfg.budget} "
+                            "distinct unlabeled pool rows")
+    return picks
+
+
+def summary_rows(metrics: List[dict]) -> List[dict]:
+    return [{f: m.get(f) for f in SUMMARY_FIELDS} for m in metrics]
+
+
+def write_summary_csv(path, rows: List[dict], fields) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
+    _io.write_text(path, buf.getvalue())
+
+
+def _write_outputs(out: Path, metrics: List[dict], plot: bool) -> None:
+    write_summary_csv(out / "summary.csv", summary_rows(metrics), SUMMARY_FIELDS)
+    if plot and metrics:
+        from .report import collect, plot_curves
+
+        plot_curves(collect([out]), out / "curves.png")

@@ -1,0 +1,291 @@
+"""`pcoreset bench`: time every backend against the paper's algorithm and a
+vectorised PyTorch running minimum on clustered pools, side by side in one run.
+
+Baselines:
+  paper      the reference algorithm of the paper's code: each step recomputes
+             the distance of every unlabeled row to *every* center (cdist),
+             takes the min and the argmax. Cost grows with (L + t) N C at step
+             t, so it is timed at a small budget and extrapolated (stated).
+  torch-rm   vectorised PyTorch running minimum in float32: one GEMV
+             (||x||^2 - 2 x.c + ||c||^2), a min and an argmax per step.
+  numpy-rm   the same in NumPy.
+and each pcoreset backend that can run here.
+
+GB/s is the dense-pass traffic (N * C * bytes per value per step) divided by
+the time: what a kernel that reads every row every step would need. With
+pruning the kernel reads far less, so its figure can exceed the machine's
+bandwidth; the "% of read bw" column puts it against a measured read
+bandwidth (torch sum over a 512 MiB array).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+
+# ------------------------------------------------------------------ pools
+
+
+def clustered_pool(n: int, c: int, k: int = 10, noise: float = 2.0, seed: int = 0,
+                   dtype: str = "float32") -> np.ndarray:
+    """Softmax of one of k random cluster centres (scale 4) plus Gaussian
+    noise: teacher-like predictions that cluster in the simplex. Generated in
+    row blocks so that a million rows need no float64 N x C temporary."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, 4.0, size=(k, c)).astype(np.float32)
+    out = np.empty((n, c), dtype=np.float32)
+    block = max(1, (64 << 20) // (4 * c))
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        z = centres[rng.integers(0, k, size=e - s)] + rng.normal(0.0, noise, size=(e - s, c)).astype(np.float32)
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        out[s:e] = z
+    return out.astype(dtype) if dtype != "float32" else out
+
+
+# ------------------------------------------------------------------ baselines
+
+
+def torch_running_min(x, labeled: np.ndarray, budget: int, chunk: int = 65536):
+    """float32 running min with one GEMV per step (the usual fast PyTorch way)."""
+    import torch
+
+    xt = torch.as_tensor(x).float() if not isinstance(x, torch.Tensor) else x.float()
+    n = xt.shape[0]
+    sq = (xt * xt).sum(1)
+    mind = torch.full((n,), float("inf"), dtype=torch.float32, device=xt.device)
+    if labeled.size:
+        lab = torch.as_tensor(labeled, device=xt.device)
+        centers = xt[lab]
+        for s in range(0, n, chunk):
+            mind[s:s + chunk] = torch.cdist(xt[s:s + chunk], centers).min(1).values.square()
+        mind[lab] = -1.0
+    picks = []
+    for t in range(budget):
+        if t == 0 and not labeled.size:
+            p = int(torch.argmax(((xt - xt.mean(0)) ** 2).sum(1)))
+        else:
+            p = int(torch.argmax(mind))
+        picks.append(p)
+        d = sq - 2.0 * (xt @ xt[p]) + sq[p]
+        mind = torch.minimum(mind, d)
+        mind[p] = -1.0
+    return np.array(picks)
+
+
+def numpy_running_min(x, labeled: np.ndarray, budget: int, chunk: int = 65536):
+    xf = np.asarray(x, dtype=np.float32)
+    n = xf.shape[0]
+    sq = np.einsum("ij,ij->i", xf, xf)
+    mind = np.full(n, np.inf, dtype=np.float32)
+    if labeled.size:
+        centers = xf[labeled]
+        csq = np.einsum("ij,ij->i", centers, centers)
+        for s in range(0, n, chunk):
+            d = sq[s:s + chunk, None] - 2.0 * xf[s:s + chunk] @ centers.T + csq[None, :]
+            mind[s:s + chunk] = d.min(1)
+        mind[labeled] = -1.0
+    picks = []
+    for t in range(budget):
+        if t == 0 and not labeled.size:
+            p = int(np.argmax(((xf - xf.mean(0)) ** 2).sum(1)))
+        else:
+            p = int(np.argmax(mind))
+        picks.append(p)
+        mind = np.minimum(mind, sq - 2.0 * (xf @ xf[p]) + sq[p])
+        mind[p] = -1.0
+    return np.array(picks)
+
+
+def paper_algorithm(x, labeled: np.ndarray, budget: int):
+    """The paper code's k-center greedy: every step recomputes distances from
+    each unlabeled row to all centers (labeled + picked) and takes the min."""
+    import torch
+
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    n = xt.shape[0]
+    centers = list(labeled.tolist())
+    unlabeled = np.setdiff1d(np.arange(n), labeled)
+    picks = []
+    for _ in range(budget):
+        u = torch.as_tensor(unlabeled)
+        if centers:
+            d = torch.cdist(xt[u], xt[torch.as_tensor(centers)]).min(1).values
+        else:
+            d = torch.cdist(xt[u], xt.mean(0, keepdim=True)).min(1).values
+        j = int(torch.argmax(d))
+        p = int(unlabeled[j])
+        picks.append(p)
+        centers.append(p)
+        unlabeled = np.delete(unlabeled, j)
+    return np.array(picks)
+
+
+# ------------------------------------------------------------------ measuring
+
+
+def read_bandwidth_gbs() -> float:
+    """Measured read bandwidth: torch sum over a 512 MiB float32 array (best of 3)."""
+    import torch
+
+    a = torch.ones(128 << 20, dtype=torch.float32)
+    a.sum()
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        a.sum()
+        best = min(best, time.perf_counter() - t0)
+    return a.numel() * 4 / best / 1e9
+
+
+def _timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - t0, out
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5).stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def run_case(n: int, c: int, budget: int, labeled_frac: float = 0.01, dtype: str = "float32",
+             paper_budget: Optional[int] = 20, backends: Optional[List[str]] = None, seed: int = 0,
+             numpy_baseline: bool = True, bandwidth: Optional[float] = None) -> Dict:
+    """Time one pool; returns a dict of rows (method -> seconds and derived figures)."""
+    import torch
+
+    import pcoreset
+    from pcoreset import backends as registry
+
+    x = clustered_pool(n, c, seed=seed, dtype=dtype)
+    rng = np.random.default_rng(seed + 1)
+    labeled = np.sort(rng.choice(n, size=int(round(labeled_frac * n)), replace=False)).astype(np.int64)
+    x32 = x.astype(np.float32) if dtype != "float32" else x
+    rows = {}
+    t, ref_picks = _timed(torch_running_min, x32, labeled, budget)
+    rows["torch-rm (float32)"] = {"seconds": t}
+    if numpy_baseline:
+        t, _ = _timed(numpy_running_min, x32, labeled, budget)
+        rows["numpy-rm (float32)"] = {"seconds": t}
+    if paper_budget:
+        pb = min(paper_budget, budget)
+        t, _ = _timed(paper_algorithm, x32, labeled, pb)
+        # step t costs ~ (L + t) * N * C: extrapolate by the ratio of the sums
+        L = labeled.size
+        work_small = sum(max(L + s, 1) for s in range(pb))
+        work_full = sum(max(L + s, 1) for s in range(budget))
+        rows[f"paper (measured B={pb}, extrapolated)"] = {"seconds": t * work_full / work_small,
+                                                          "measured_seconds": t}
+    names = backends or [b for b in registry.names() if b in ("cpu", "faiss", "torch")]
+    for name in names:
+        if name == "torch" and n * budget > 50_000_000:
+            continue  # the readable reference is too slow for the big cases
+        try:
+            t, picks = _timed(pcoreset.select, x, labeled, budget, backend=name)
+        except pcoreset.BackendUnavailableError as exc:
+            rows[f"pcoreset {name}"] = {"error": str(exc).splitlines()[-1]}
+            continue
+        row = {"seconds": t, "same_picks_as_torch_rm": int(np.sum(np.asarray(picks) == ref_picks))}
+        rows[f"pcoreset {name} ({dtype})"] = row
+    base = rows["torch-rm (float32)"]["seconds"]
+    item = np.dtype(dtype if dtype != "bfloat16" else "float16").itemsize
+    dense_bytes = float(n) * c * item * budget
+    bw = bandwidth
+    for name, row in rows.items():
+        if "seconds" not in row:
+            continue
+        row["speedup_vs_torch_rm"] = base / row["seconds"]
+        if name.startswith("pcoreset"):
+            row["dense_GBps"] = dense_bytes / row["seconds"] / 1e9
+            if bw:
+                row["pct_read_bw"] = 100.0 * row["dense_GBps"] / bw
+    del torch
+    return {"n": n, "c": c, "budget": budget, "labeled": int(labeled.size), "dtype": dtype, "rows": rows}
+
+
+def format_case(case: Dict) -> str:
+    head = (f"N={case['n']:,} C={case['c']} labeled={case['labeled']:,} budget={case['budget']:,} "
+            f"dtype={case['dtype']}")
+    lines = [head, f"{'method':44s} {'seconds':>10s} {'speedup':>9s} {'dense GB/s':>11s} {'% read bw':>10s}"]
+    for name, row in case["rows"].items():
+        if "error" in row:
+            lines.append(f"{name:44s} unavailable: {row['error']}")
+            continue
+        gbs = f"{row['dense_GBps']:.1f}" if "dense_GBps" in row else ""
+        pct = f"{row['pct_read_bw']:.0f}%" if "pct_read_bw" in row else ""
+        lines.append(f"{name:44s} {row['seconds']:10.3f} {row['speedup_vs_torch_rm']:8.1f}x {gbs:>11s} {pct:>10s}")
+    return "\n".join(lines)
+
+
+PRESETS = {
+    # the default: one embedded million-row clustered pool
+    "default": [dict(n=1_000_000, c=100, budget=200, paper_budget=3, numpy_baseline=False)],
+    "quick": [dict(n=50_000, c=100, budget=200, paper_budget=10)],
+    # the targets of issue 2, side by side
+    "targets": [
+        dict(n=200_000, c=100, budget=1000, dtype="float32", paper_budget=None),
+        dict(n=100_000, c=1000, budget=300, dtype="float16", paper_budget=None, numpy_baseline=False),
+        dict(n=100_000, c=100, budget=1000, dtype="float32", paper_budget=10, numpy_baseline=False),
+    ],
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="which pools to time (default: a 1M x 100 clustered pool, budget 200)")
+    p.add_argument("--n", type=int, help="rows (overrides the preset with one custom case)")
+    p.add_argument("--c", type=int, default=100, help="classes, with --n")
+    p.add_argument("--budget", type=int, default=200, help="picks, with --n")
+    p.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"], help="with --n")
+    p.add_argument("--labeled-frac", type=float, default=0.01, help="fraction labeled, with --n")
+    p.add_argument("--paper-budget", type=int, default=10,
+                   help="budget at which the paper's algorithm is timed and extrapolated (0: skip)")
+    p.add_argument("--backends", help="comma-separated pcoreset backends (default: cpu,faiss,torch)")
+    p.add_argument("--json", help="also write the results to this JSON file")
+
+
+def main(args) -> int:
+    cases = PRESETS[args.preset]
+    if args.n:
+        cases = [dict(n=args.n, c=args.c, budget=args.budget, dtype=args.dtype,
+                      labeled_frac=args.labeled_frac, paper_budget=args.paper_budget or None)]
+    backends = args.backends.split(",") if args.backends else None
+    bw = read_bandwidth_gbs()
+    print(f"pcoreset bench  commit {git_commit()}  {time.strftime('%Y-%m-%d')}")
+    print(f"machine: {machine_line()}; measured read bandwidth {bw:.1f} GB/s")
+    results = []
+    for case in cases:
+        r = run_case(backends=backends, bandwidth=bw, **case)
+        results.append(r)
+        print()
+        print(format_case(r), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine_line(), "read_GBps": bw, "commit": git_commit(),
+                       "date": time.strftime("%Y-%m-%d"), "cases": results}, f, indent=2)
+    return 0
