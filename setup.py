@@ -54,6 +54,16 @@ class CMakeBuild(build_ext):
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
         subprocess.run(["cmake", "--build", ".", "--parallel", jobs], cwd=build_dir, check=True)
 
+    def copy_extensions_to_source(self) -> None:
+        # setuptools copies only the declared extension (_C) into the source
+        # tree for --inplace; the optional CUDA module of the same CMake run
+        # follows it.
+        super().copy_extensions_to_source()
+        built = Path(self.build_lib).resolve() / "pcoreset"
+        for extra in built.glob("_C_cuda*"):
+            if extra.suffix in (".so", ".pyd"):
+                shutil.copy2(extra, ROOT / "pcoreset" / extra.name)
+
 
 def _ninja_from_pip():
     try:

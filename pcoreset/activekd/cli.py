@@ -32,8 +32,8 @@ _RUN_FLAGS = [
     ("--oracle", "oracle", str, "CSV id,label filled in by a person (see export-picks)"),
     ("--seed", "seed", int, "random seed (default 0)"),
     ("--epochs", "epochs", int, "training epochs over the pool per round (default 30)"),
-    ("--lr", "lr", float, "Adam learning rate (default 0.01)"),
-    ("--batch-size", "batch_size", int, "batch size (default 256)"),
+    ("--lr", "lr", float, "Adam learning rate (default 0.03)"),
+    ("--batch-size", "batch_size", int, "batch size (default 512)"),
     ("--temperature", "temperature", float, "distillation temperature (default 2)"),
     ("--cache-dir", "cache_dir", str, "teacher-output cache (default ~/.cache/pcoreset or $PCORESET_CACHE)"),
 ]
@@ -87,7 +87,8 @@ def _cmd_run(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import demo
 
-    demo(out=args.out, quick=args.quick, seeds=args.seeds, strategies=args.strategies, cache_dir=args.cache_dir)
+    demo(out=args.out, quick=args.quick, seeds=args.seeds, strategies=args.strategies, cache_dir=args.cache_dir,
+         jobs=args.jobs)
     return 0
 
 
@@ -170,6 +171,7 @@ def register(sub) -> None:
     p.add_argument("--seeds", type=int, default=None, help="seeds per setting (default 3, --quick 1)")
     p.add_argument("--strategies", nargs="+", default=None, help="subset of strategies (default: all six)")
     p.add_argument("--cache-dir", default=None, help="teacher-output cache directory")
+    p.add_argument("--jobs", "-j", type=int, default=None, help="parallel runs (default: up to 2 CPU cores)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("report", help="table and curves across run directories")

@@ -53,10 +53,10 @@ class RunConfig:
     student: str = "bow"
     embed_dim: int = 64
     hidden_dim: int = 64
-    num_buckets: int = 1 << 15
+    num_buckets: int = 8192
     epochs: int = 30
-    batch_size: int = 256
-    lr: float = 0.01
+    batch_size: int = 512
+    lr: float = 0.03
     weight_decay: float = 0.0
     strategy: str = "pcoreset"
     strategy_kwargs: Dict[str, Any] = field(default_factory=dict)

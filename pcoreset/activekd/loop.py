@@ -137,7 +137,8 @@ def _initial_set(cfg: RunConfig, ds: Dataset, rng: np.random.Generator) -> np.nd
 
 
 def _reveal(cfg: RunConfig, ds: Dataset, rows: np.ndarray, oracle: Optional[Dict[str, str]]):
-    """Labels of `rows` (oracle first, then the dataset), or None if some are missing."""
+    """Labels of `rows`: from the oracle file when one is given, else from the
+    dataset; None when some are still unknown (the run waits for a person)."""
     out = np.empty(len(rows), dtype=np.int64)
     for j, r in enumerate(rows):
         sid = ds.ids[r]
@@ -150,7 +151,7 @@ def _reveal(cfg: RunConfig, ds: Dataset, rows: np.ndarray, oracle: Optional[Dict
             else:
                 raise InvalidInputError(f"oracle={cfg.oracle!r}: label {lab!r} of id {sid!r} is not one of "
                                         f"{ds.class_names}")
-        elif ds.labels[r] >= 0 and oracle is None:
+        elif ds.labels[r] >= 0:
             out[j] = ds.labels[r]
         else:
             return None

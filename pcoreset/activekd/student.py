@@ -6,7 +6,7 @@ KD = T^2 * KL(softmax(teacher / T) || softmax(student / T)), T = cfg.temperature
 Prediction: 0.5 * softmax(ce) + 0.5 * softmax(kd). With distill=False ("No Distill")
 only the CE head is trained and the prediction is softmax(ce).
 
-The text student is a hashed bag of words and bigrams through an EmbeddingBag and
+The text student is a hashed bag of words, bigrams and character trigrams through an EmbeddingBag and
 one hidden layer. Other modalities subclass :class:`DualHeadStudent` (backbone and
 batch inputs) and register a factory with :func:`register_student`."""
 from __future__ import annotations
@@ -154,9 +154,14 @@ _TOKEN = re.compile(r"[a-z0-9]+")
 
 
 def hash_tokens(text: str, num_buckets: int) -> list:
-    """Stable (crc32) bucket ids of the lower-cased words and word bigrams of `text`."""
+    """Stable (crc32) bucket ids of the lower-cased words, word bigrams and character
+    trigrams of each word (fastText-style subwords: glosses use many rare words, and
+    trigrams let the student generalise across their forms)."""
     words = _TOKEN.findall(text.lower())
     grams = words + [a + " " + b for a, b in zip(words, words[1:])]
+    for w in words:
+        w = f"<{w}>"
+        grams.extend(w[i:i + 3] for i in range(len(w) - 2))
     return [zlib.crc32(g.encode()) % num_buckets for g in grams] or [0]
 
 
@@ -171,7 +176,7 @@ class _BowBackbone(nn.Module):
 
 
 class BowStudent(DualHeadStudent):
-    """Hashed bag of words + bigrams -> EmbeddingBag(mean) -> Linear+ReLU -> two heads."""
+    """Hashed bag of words, bigrams and character trigrams -> EmbeddingBag(mean) -> Linear+ReLU -> two heads."""
 
     def __init__(self, cfg: RunConfig, ds: Dataset) -> None:
         super().__init__(cfg, ds)

@@ -60,6 +60,7 @@ def kmeanspp_factored(a: np.ndarray, h: np.ndarray, sq: np.ndarray, budget: int,
     center_a = np.empty((budget, a.shape[1]), dtype=a.dtype)
     center_h = np.empty((budget, h.shape[1]), dtype=h.dtype)
     taken = np.zeros(n, dtype=bool)
+    norm = np.sqrt(sq)
     new = int(np.argmax(sq))
     for k in range(budget):
         picks[k] = new
@@ -76,6 +77,8 @@ def kmeanspp_factored(a: np.ndarray, h: np.ndarray, sq: np.ndarray, budget: int,
             # d(c, new) >= 2 d(row, c) <=> cc2 >= 4 min_d2: the row cannot move.
             # The slack keeps rounding in cc2 from pruning a row that could.
             need = cc2[nearest] * (1.0 - 1e-6) < 4.0 * min_d2
+            # d(row, new) >= | ||row|| - ||new|| |: the norms alone can rule a row out.
+            need &= (norm - norm[new]) ** 2 * (1.0 - 1e-6) < min_d2
             rows = np.flatnonzero(need)
             if rows.size > _GATHER_FRACTION * n:
                 rows = None

@@ -1,0 +1,298 @@
+"""pcoreset.distributed on gloo: 2- and 3-process groups on the CPU.
+
+Each world is started once (process start-up dominates the cost) and runs
+every case in sequence; the parent compares each rank's picks with
+single-process `pcoreset.select` on the concatenated pool. Failure cases
+(a killed rank, a hung rank) get worlds of their own.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import signal
+import time
+import traceback
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import pcoreset
+from pcoreset import InvalidInputError, PoolExhaustedError
+
+pytestmark = [
+    pytest.mark.distributed,
+    pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                       reason="torch.distributed with gloo is not available"),
+]
+
+# name: pool (n, c, dtype, from_logits, temperature), labeled global indices,
+# budget, labeled_is_global, and the shard sizes for 2 and 3 ranks.
+CASES = {
+    # no labeled rows: the mean chain crosses shards and splits 4096-row blocks
+    "f32_nolab": dict(n=9000, c=37, dtype="float32", labeled=[], budget=25, sizes={2: [1000, 8000], 3: [3000, 0, 6000]}),
+    "f16_lab_local": dict(n=9000, c=10, dtype="float16", labeled="every_rank", budget=25, sizes={2: [6000, 3000], 3: [2000, 5000, 2000]}),
+    "f64_lab_global": dict(n=5000, c=20, dtype="float64", labeled="every_rank", budget=20, is_global=True, sizes={2: [0, 5000], 3: [2500, 0, 2500]}),
+    "bf16_logits_nolab": dict(n=9000, c=16, dtype="bfloat16", from_logits=True, temperature=2.0, labeled=[], budget=20, sizes={2: [4097, 4903], 3: [4096, 1, 4903]}),
+    "f32_logits_lab": dict(n=6000, c=50, dtype="float32", from_logits=True, temperature=0.5, labeled="every_rank", budget=30, is_global=True, sizes={2: [100, 5900], 3: [0, 3000, 3000]}),
+    "f64_nolab": dict(n=9000, c=8, dtype="float64", labeled=[], budget=20, sizes={2: [8197, 803], 3: [1, 8191, 808]}),
+    "exhaust": dict(n=50, c=5, dtype="float32", labeled="every_rank", budget=None, sizes={2: [20, 30], 3: [20, 0, 30]}),
+    "budget0": dict(n=100, c=5, dtype="float32", labeled=[], budget=0, sizes={2: [50, 50], 3: [0, 50, 50]}),
+}
+
+
+def _labeled(case, sizes):
+    if case["labeled"] != "every_rank":
+        return np.asarray(case["labeled"], dtype=np.int64)
+    rng = np.random.default_rng(7)
+    out, off = [], 0
+    for s in sizes:
+        if s:
+            out.extend((off + rng.choice(s, size=min(s, 4), replace=False)).tolist())
+        off += s
+    return np.array(sorted(out), dtype=np.int64)
+
+
+def _pool(case):
+    """A clustered pool with exact duplicates across the shard boundaries
+    (equal distances: the tie rule decides across ranks)."""
+    rng = np.random.default_rng(case["n"] * 31 + case["c"])
+    n, c = case["n"], case["c"]
+    centers = rng.normal(0.0, 3.0, (6, c))
+    logits = centers[rng.integers(0, 6, n)] + rng.normal(0.0, 1.0, (n, c))
+    dup = min(40, n // 4)
+    logits[n - dup:] = logits[:dup]
+    if case.get("from_logits"):
+        x = logits
+    else:
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        x = e / e.sum(axis=1, keepdims=True)
+    if case["dtype"] == "bfloat16":
+        return torch.from_numpy(x).to(torch.bfloat16)
+    return x.astype(case["dtype"])
+
+
+def _budget(case, labeled):
+    return case["n"] - labeled.size if case["budget"] is None else case["budget"]
+
+
+def _shard(x, sizes, rank):
+    off = sum(sizes[:rank])
+    return x[off:off + sizes[rank]]
+
+
+def _init(rank, world, store):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=60))
+
+
+def _record(fn):
+    try:
+        result = fn()
+        if isinstance(result, tuple):
+            picks, radii = result
+            return {"picks": np.asarray(picks).tolist(), "radii": [float(r) for r in np.asarray(radii)]}
+        return {"picks": np.asarray(result).tolist()}
+    except Exception as exc:  # recorded for the parent to check
+        return {"error": type(exc).__name__, "message": str(exc), "trace": traceback.format_exc()}
+
+
+def _cases_worker(rank, world, store, out_dir):
+    _init(rank, world, store)
+    from pcoreset import distributed as pd
+
+    res = {}
+    last = world - 1
+    small = np.full((6, 5), 0.2, dtype=np.float32)
+    # Errors first: every rank must raise, and the group must stay usable.
+    res["mismatch_budget"] = _record(lambda: pd.select(small, [], 2 + rank, timeout=30))
+    res["mismatch_c"] = _record(lambda: pd.select(np.full((6, 4 if rank == last else 5), 0.25 if rank == last else 0.2,
+                                                          dtype=np.float32), [], 2, timeout=30))
+    res["mismatch_dtype"] = _record(lambda: pd.select(small.astype(np.float64 if rank == last else np.float32), [], 2,
+                                                      timeout=30))
+    bad = small.copy()
+    if rank == last:
+        bad[3, 1] = np.nan
+    res["bad_input"] = _record(lambda: pd.select(bad, [], 2, timeout=30))
+    res["global_labeled_differs"] = _record(
+        lambda: pd.select(small, [1, 2] if rank == 0 else [1, 3], 2, labeled_is_global=True, timeout=30))
+    res["local_labeled_out_of_range"] = _record(lambda: pd.select(small, [6] if rank == last else [], 2, timeout=30))
+    res["pool_exhausted"] = _record(lambda: pd.select(small, [0], 6 * world - world + 1, timeout=30))
+    for name, case in CASES.items():
+        sizes = case["sizes"][world]
+        x = _pool(case)
+        labeled = _labeled(case, sizes)
+        off = sum(sizes[:rank])
+        if case.get("is_global"):
+            lab = labeled
+        else:
+            lab = labeled[(labeled >= off) & (labeled < off + sizes[rank])] - off
+        res[name] = _record(lambda: pd.select(
+            _shard(x, sizes, rank), lab, _budget(case, labeled), labeled_is_global=bool(case.get("is_global")),
+            from_logits=bool(case.get("from_logits")), temperature=case.get("temperature", 1.0),
+            return_radii=True, num_threads=1, timeout=60))
+    if world == 2:
+        # the CLI entry point on .npy shards, global labeled indices in a text file
+        case = CASES["f16_lab_local"]
+        sizes = case["sizes"][2]
+        x = _pool(case)
+        np.save(os.path.join(out_dir, f"shard{rank}.npy"), _shard(x, sizes, rank))
+        if rank == 0:
+            with open(os.path.join(out_dir, "labeled.txt"), "w") as f:
+                f.write("\n".join(str(i) for i in _labeled(case, sizes)))
+        dist.barrier()
+        args = argparse.Namespace(
+            shards=[os.path.join(out_dir, "shard{rank}.npy")], labeled=os.path.join(out_dir, "labeled.txt"),
+            budget=case["budget"], from_logits=False, temperature=1.0, out=os.path.join(out_dir, "cli_picks.npy"),
+            radii_out=None, dist_backend="gloo", timeout=60.0, threads=1)
+        res["cli"] = _record(lambda: pd.main_select_distributed(args))
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(res, f)
+    dist.destroy_process_group()
+
+
+def _failure_worker(rank, world, store, out_dir, mode):
+    _init(rank, world, store)
+    from pcoreset import distributed as pd
+
+    case = dict(n=3000, c=10, dtype="float32")
+    x = _shard(_pool(case), [1500, 1500], rank)
+
+    def progress(done):
+        if rank == 1 and done == 3:
+            if mode == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(120)  # hang
+
+    t0 = time.perf_counter()
+    res = _record(lambda: pd.select(x, [], 50, timeout=3, num_threads=1, progress=progress))
+    res["elapsed"] = time.perf_counter() - t0
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(res, f)
+    os._exit(0)  # the group is broken; do not wait on it
+
+
+def _launch(target, world, tmp_path, extra=(), wait_ranks=None, limit=120.0):
+    """Start `world` spawned processes; wait for `wait_ranks` (default all);
+    kill whatever is left; return {rank: result}."""
+    ctx = mp.get_context("spawn")
+    store = tmp_path / "store"
+    procs = [ctx.Process(target=target, args=(r, world, str(store), str(tmp_path)) + tuple(extra))
+             for r in range(world)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + limit
+    try:
+        for r in (range(world) if wait_ranks is None else wait_ranks):
+            procs[r].join(max(0.0, deadline - time.monotonic()))
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+            p.join()
+    out = {}
+    for r in range(world):
+        path = tmp_path / f"rank{r}.json"
+        if path.exists():
+            out[r] = json.loads(path.read_text())
+    return out
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["2ranks", "3ranks"])
+def world_results(request, tmp_path_factory):
+    world = request.param
+    tmp = tmp_path_factory.mktemp(f"world{world}")
+    results = _launch(_cases_worker, world, tmp)
+    assert sorted(results) == list(range(world)), f"ranks did not finish: got results from {sorted(results)}"
+    return world, results, tmp
+
+
+def _reference(case, world):
+    sizes = case["sizes"][world]
+    assert sum(sizes) == case["n"]
+    x = _pool(case)
+    labeled = _labeled(case, sizes)
+    picks, radii = pcoreset.select(x, labeled, _budget(case, labeled), from_logits=bool(case.get("from_logits")),
+                                   temperature=case.get("temperature", 1.0), return_radii=True, backend="cpu")
+    return np.asarray(picks).tolist(), np.asarray(radii).tolist()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_picks_equal_single_process(world_results, name):
+    world, results, _ = world_results
+    want_picks, want_radii = _reference(CASES[name], world)
+    for rank in range(world):
+        got = results[rank][name]
+        assert "error" not in got, f"rank {rank}: {got.get('trace')}"
+        assert got["picks"] == want_picks, f"rank {rank} of {world}"
+        assert got["radii"] == want_radii, f"rank {rank} of {world}"
+
+
+def test_no_labeled_first_pick_is_from_the_mean(world_results):
+    world, results, _ = world_results
+    radii = results[0]["f32_nolab"]["radii"]
+    assert radii[0] == float("inf") and all(np.isfinite(radii[1:]))
+
+
+def test_mismatched_arguments_name_the_ranks(world_results):
+    world, results, _ = world_results
+    last = world - 1
+    for rank in range(world):
+        r = results[rank]
+        assert r["mismatch_budget"]["error"] == "RankMismatchError"
+        msg = r["mismatch_budget"]["message"]
+        assert "budget=2 on rank 0" in msg and f"budget={2 + last} on rank {last}" in msg
+        assert r["mismatch_c"]["error"] == "RankMismatchError"
+        assert f"C=4 on rank {last}" in r["mismatch_c"]["message"]
+        assert r["mismatch_dtype"]["error"] == "RankMismatchError"
+        assert f"float64 on rank {last}" in r["mismatch_dtype"]["message"]
+        assert r["global_labeled_differs"]["error"] == "RankMismatchError"
+        assert r["pool_exhausted"]["error"] == PoolExhaustedError.__name__
+
+
+def test_bad_input_on_one_rank_fails_every_rank(world_results):
+    world, results, _ = world_results
+    last = world - 1
+    assert results[last]["bad_input"]["error"] == "InvalidInputError"
+    assert "row 3" in results[last]["bad_input"]["message"]
+    assert "index out of range: 6" in results[last]["local_labeled_out_of_range"]["message"]
+    for rank in range(last):
+        for name in ("bad_input", "local_labeled_out_of_range"):
+            got = results[rank][name]
+            assert got["error"] == InvalidInputError.__name__
+            assert f"rank {last} rejected its input" in got["message"]
+
+
+def test_cli_entry_point(world_results):
+    world, results, tmp = world_results
+    if world != 2:
+        pytest.skip("the CLI runs in the 2-rank world only")
+    assert results[0]["cli"]["picks"] == 0, results[0]["cli"].get("trace")
+    want, _ = _reference(CASES["f16_lab_local"], 2)
+    assert np.load(tmp / "cli_picks.npy").tolist() == want
+
+
+def test_not_initialised_is_a_clear_error():
+    from pcoreset import distributed as pd
+
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialised in this process")
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        pd.select(np.full((3, 2), 0.5), [], 1)
+
+
+@pytest.mark.parametrize("mode", ["kill", "hang"])
+def test_failed_rank_surfaces_as_error(tmp_path, mode):
+    results = _launch(_failure_worker, 2, tmp_path, extra=(mode,), wait_ranks=[0], limit=60.0)
+    assert 0 in results, "the surviving rank did not report"
+    got = results[0]
+    assert got.get("error") == "RankFailureError", got
+    assert "rank 0 of 2" in got["message"] and "step" in got["message"]
+    if mode == "hang":
+        assert "timeout=3s" in got["message"]
+    assert got["elapsed"] < 30.0  # bounded by the 3 s timeout, never a hang

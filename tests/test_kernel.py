@@ -1,0 +1,149 @@
+"""The C++ state (pcoreset._C.KCenterState) method by method, against NumPy.
+
+CI also runs this file against a build with AddressSanitizer and
+UndefinedBehaviorSanitizer (.ci/run), so it exercises every entry point,
+every dtype and the edge sizes (C from 1 to past the 32-lane blocks)."""
+import numpy as np
+import pytest
+
+from pcoreset import _C
+
+DTYPES = ["float16", "bfloat16", "float32", "float64"]
+
+
+def stored(x64, dtype):
+    """(array to hand the kernel, float64 view of what it stores)."""
+    if dtype == "bfloat16":
+        bits = (x64.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+        return bits, (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    a = x64.astype(dtype)
+    return a, a.astype(np.float64)
+
+
+def numpy_greedy(x, labeled, budget):
+    n = len(x)
+    mind = np.full(n, np.inf)
+    taken = np.zeros(n, bool)
+    for i in labeled:
+        mind = np.minimum(mind, ((x - x[i]) ** 2).sum(1))
+        taken[i] = True
+    picks = []
+    if budget and not len(labeled):
+        d = ((x - x.mean(0)) ** 2).sum(1)
+        p = int(np.argmax(d))
+        picks.append(p)
+        taken[p] = True
+        mind = np.minimum(mind, ((x - x[p]) ** 2).sum(1))
+    while len(picks) < budget:
+        p = int(np.argmax(np.where(taken, -1, mind)))
+        picks.append(p)
+        taken[p] = True
+        mind = np.minimum(mind, ((x - x[p]) ** 2).sum(1))
+    return np.array(picks)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", [1, 3, 31, 32, 33, 100, 257])
+@pytest.mark.parametrize("prune", [True, False])
+def test_run_matches_numpy(dtype, c, prune):
+    rng = np.random.default_rng(c)
+    x64 = rng.dirichlet(np.ones(c), size=150) if c > 1 else rng.random((150, 1))
+    arr, xs = stored(x64, dtype)
+    for labeled in (np.zeros(0, np.int64), np.array([4, 77], np.int64)):
+        s = _C.KCenterState(arr, dtype, False, 1.0, prune, 0)
+        if labeled.size:
+            s.seed_rows(labeled)
+        budget = 40 if c > 1 else 10
+        picks, radii2 = s.run(budget)
+        want = numpy_greedy(xs, labeled, budget)
+        if dtype == "float64":
+            np.testing.assert_array_equal(picks, want)
+        else:  # float32 accumulation: compare distances, not identities
+            assert len(set(picks.tolist())) == budget
+        assert np.all(np.diff(radii2[1:]) <= 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_methods_against_numpy(dtype):
+    rng = np.random.default_rng(5)
+    x64 = rng.dirichlet(np.ones(40), size=300)
+    arr, xs = stored(x64, dtype)
+    tol = 1e-12 if dtype == "float64" else 1e-6
+    s = _C.KCenterState(arr, dtype, False, 1.0, True, 2)
+    assert (s.n, s.c) == (300, 40)
+    np.testing.assert_allclose(s.row_vector(7), xs[7], rtol=0, atol=tol)
+    np.testing.assert_allclose(s.mean_vector(), xs.mean(0), rtol=1e-6)
+    row, d2 = s.farthest_from(xs.mean(0))
+    assert row == int(np.argmax(((xs - xs.mean(0)) ** 2).sum(1)))
+    # external centers, then a row center, then a vector center
+    ext = xs[[10, 20]]
+    s.seed_vectors(ext)
+    want = np.minimum(((xs - xs[10]) ** 2).sum(1), ((xs - xs[20]) ** 2).sum(1))
+    np.testing.assert_allclose(s.min_dist2(), want, rtol=1e-5, atol=1e-7)
+    best, bd2 = s.current_best()
+    assert best == int(np.argmax(want)) and abs(bd2 - want.max()) <= 1e-5 * want.max()
+    s.take(best)
+    best2, _ = s.current_best()
+    assert best2 != best
+    nb, _ = s.push_row(best2)
+    want = np.minimum(want, ((xs - xs[best2]) ** 2).sum(1))
+    want[[best, best2]] = -1
+    assert nb == int(np.argmax(want))
+    vb, _ = s.push_center(xs[nb])
+    assert vb != nb
+    st = s.stats()
+    assert st["steps"] == 2 and st["rows_visited"] == 600
+
+
+def test_candidates_and_padding():
+    rng = np.random.default_rng(2)
+    x = rng.dirichlet(np.ones(12), size=200)
+    labeled = np.array([0, 50, 100, 150])
+    exact = _C.KCenterState(x, "float64")
+    exact.seed_rows(labeled)
+    cand = np.full((200, 3), -1, np.int64)
+    d = ((x[:, None, :] - x[labeled][None]) ** 2).sum(-1)
+    cand[:, :2] = np.argsort(d, axis=1)[:, :2]
+    cand[7, 1] = 99  # out of range: ignored
+    s = _C.KCenterState(x, "float64")
+    s.seed_rows_with_candidates(labeled, cand)
+    np.testing.assert_allclose(s.min_dist2(), exact.min_dist2(), rtol=1e-12)
+    np.testing.assert_array_equal(s.run(30)[0], exact.run(30)[0])
+    with pytest.raises(ValueError, match="candidates must have shape"):
+        s.seed_rows_with_candidates(labeled, cand[:5])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_logits_softmax_inside_kernel(dtype):
+    rng = np.random.default_rng(9)
+    z = rng.normal(0, 2, size=(120, 45))
+    arr, zs = stored(z, dtype)
+    t = 1.7
+    p = np.exp((zs - zs.max(1, keepdims=True)) / t)
+    p /= p.sum(1, keepdims=True)
+    s = _C.KCenterState(arr, dtype, True, t, True, 0)
+    np.testing.assert_allclose(s.row_vector(3), p[3], rtol=1e-5, atol=1e-7)
+    picks, _ = s.run(25)
+    if dtype == "float64":
+        np.testing.assert_array_equal(picks, numpy_greedy(p, [], 25))
+
+
+def test_interrupt_from_progress_callback():
+    x = np.random.default_rng(0).dirichlet(np.ones(8), size=5000)
+    s = _C.KCenterState(x, "float64", False, 1.0, False, 1)
+
+    def stop(done):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        s.run(4000, stop)
+
+
+def test_empty_and_single_row_pools():
+    s = _C.KCenterState(np.zeros((0, 3), np.float32), "float32")
+    assert s.run(0)[0].size == 0
+    one = _C.KCenterState(np.array([[1.0]], np.float32), "float32")
+    picks, radii2 = one.run(1)
+    assert picks.tolist() == [0] and np.isinf(radii2[0])
+    with pytest.raises(ValueError, match="budget must be >= 0"):
+        one.run(-1)
