@@ -15,7 +15,8 @@ status=0
 step() { echo "== $*" | tee -a "$LOG"; }
 
 step "environment"
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1; nvcc --version 2>&1 | tail -1;
+{ echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown) date $(date -u +%Y-%m-%d)";
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1; nvcc --version 2>&1 | tail -1;
   python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" 2>&1; } | tee -a "$LOG"
 
 step "install (PCORESET_CUDA=ON)"
@@ -25,7 +26,7 @@ if ! PCORESET_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
 fi
 # Run from outside the source tree so the installed package (with _C_cuda) is imported.
 cd "$RESULTS_DIR" && RESULTS_ABS="$(pwd)" && cd - >/dev/null
-python3 -c "import pcoreset, json; print(json.dumps(pcoreset.info()['cuda_module']))" 2>&1 | tee -a "$LOG"
+(cd "$RESULTS_ABS" && python3 -c "import pcoreset, json; print(json.dumps(pcoreset.info()['cuda_module']))") 2>&1 | tee -a "$LOG"
 
 step "CUDA tests"
 (cd "$RESULTS_ABS" && timeout 180 python3 -m pytest -m cuda -q -p no:cacheprovider \

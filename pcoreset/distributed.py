@@ -370,7 +370,7 @@ def _seed_remote_labeled(comm: _Comm, state, problem: Problem, local_labeled: np
     if int(counts.max(initial=0)) == 0 or comm.world == 1:
         return
     c = layout.c
-    chunk = max(1, _GATHER_BYTES // (8 * c * comm.world))
+    chunk = max(1, min(int(counts.max()), _GATHER_BYTES // (8 * c * comm.world)))
     rounds = -(-int(counts.max()) // chunk)
     for k in range(rounds):
         lo = k * chunk

@@ -177,10 +177,19 @@ def _failure_worker(rank, world, store, out_dir, mode):
     os._exit(0)  # the group is broken; do not wait on it
 
 
+def _context():
+    """forkserver with torch and pcoreset preloaded: each rank starts by a fork
+    of one clean server (no OpenMP pool, no pytest state), so only the first
+    world pays for importing torch."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "torch.distributed", "numpy", "pcoreset", "pcoreset.distributed"])
+    return ctx
+
+
 def _launch(target, world, tmp_path, extra=(), wait_ranks=None, limit=120.0):
     """Start `world` spawned processes; wait for `wait_ranks` (default all);
     kill whatever is left; return {rank: result}."""
-    ctx = mp.get_context("spawn")
+    ctx = _context()
     store = tmp_path / "store"
     procs = [ctx.Process(target=target, args=(r, world, str(store), str(tmp_path)) + tuple(extra))
              for r in range(world)]
@@ -218,7 +227,8 @@ def _reference(case, world):
     x = _pool(case)
     labeled = _labeled(case, sizes)
     picks, radii = pcoreset.select(x, labeled, _budget(case, labeled), from_logits=bool(case.get("from_logits")),
-                                   temperature=case.get("temperature", 1.0), return_radii=True, backend="cpu")
+                                   temperature=case.get("temperature", 1.0), return_radii=True, backend="cpu",
+                                   num_threads=1)
     return np.asarray(picks).tolist(), np.asarray(radii).tolist()
 
 

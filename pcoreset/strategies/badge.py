@@ -16,9 +16,16 @@ the embeddings are not handed to the C*D-wide k-center kernel).
 
 D^2 sampling keeps a running minimum of each row's squared distance to the
 centers picked so far and updates it with the new center only, never
-recomputing over all centers. Rows that the triangle inequality shows
-cannot get closer to the new center (d(c_nearest, c_new) >= 2 d(row,
-c_nearest)) are not read at all, the exact pruning of the k-center kernel.
+recomputing over all centers. Three exact lower bounds skip work (each
+with a 1e-6 relative slack against rounding, so no row that could move is
+skipped):
+
+- triangle inequality: d(c_nearest, c_new) >= 2 d(row, c_nearest) means the
+  row cannot get closer (the per-row prune of the k-center kernel);
+- norms: d(row, c_new) >= | ||g_row|| - ||g_new|| |;
+- Cauchy-Schwarz on the wide factor: after the (N, C) GEMV,
+  d^2 >= ||g||^2 + ||g_new||^2 - 2 |<a, a_new>| ||h|| ||h_new||, so only the
+  rows this bound leaves (about 1% on clustered pools) read their D values.
 """
 from __future__ import annotations
 
@@ -29,7 +36,16 @@ from .base import PoolState, RngLike, Strategy
 
 # Below this fraction of rows left to update, gather them; above it a dense
 # pass over all rows is cheaper than the gather.
-_GATHER_FRACTION = 0.5
+_GATHER_FRACTION = 0.3
+# Relative slack on every pruning test, so that rounding never skips a row
+# that the new center could still move.
+_SLACK = 1e-6
+
+
+def _subset(need: np.ndarray, n: int):
+    """The rows to read (None: all of them, a dense pass is cheaper)."""
+    count = int(np.count_nonzero(need))
+    return None if count > _GATHER_FRACTION * n else np.flatnonzero(need)
 
 
 def gradient_factors(probs: np.ndarray, features: np.ndarray):
@@ -61,6 +77,7 @@ def kmeanspp_factored(a: np.ndarray, h: np.ndarray, sq: np.ndarray, budget: int,
     center_h = np.empty((budget, h.shape[1]), dtype=h.dtype)
     taken = np.zeros(n, dtype=bool)
     norm = np.sqrt(sq)
+    h_norm = np.sqrt(np.einsum("ij,ij->i", h, h).astype(np.float64))
     new = int(np.argmax(sq))
     for k in range(budget):
         picks[k] = new
@@ -69,29 +86,33 @@ def kmeanspp_factored(a: np.ndarray, h: np.ndarray, sq: np.ndarray, budget: int,
         if k == budget - 1:
             break
         if k == 0:
-            rows = None
+            need = np.ones(n, dtype=bool)
         else:
             # Squared distances from the earlier centers to the new one.
             cc2 = sq[picks[:k]] + sq[new] - 2.0 * (center_a[:k] @ a[new]).astype(np.float64) \
                 * (center_h[:k] @ h[new]).astype(np.float64)
             # d(c, new) >= 2 d(row, c) <=> cc2 >= 4 min_d2: the row cannot move.
-            # The slack keeps rounding in cc2 from pruning a row that could.
-            need = cc2[nearest] * (1.0 - 1e-6) < 4.0 * min_d2
+            # The slack keeps rounding from pruning a row that could move.
+            need = cc2[nearest] * (1.0 - _SLACK) < 4.0 * min_d2
             # d(row, new) >= | ||row|| - ||new|| |: the norms alone can rule a row out.
-            need &= (norm - norm[new]) ** 2 * (1.0 - 1e-6) < min_d2
-            rows = np.flatnonzero(need)
-            if rows.size > _GATHER_FRACTION * n:
-                rows = None
-        if rows is None:
-            dot = (a @ a[new]).astype(np.float64) * (h @ h[new])
-            d2 = np.maximum(sq + sq[new] - 2.0 * dot, 0.0)
-            closer = d2 < min_d2
-            min_d2[closer] = d2[closer]
-            nearest[closer] = k
-        elif rows.size:
-            dot = (a[rows] @ a[new]).astype(np.float64) * (h[rows] @ h[new])
-            d2 = np.maximum(sq[rows] + sq[new] - 2.0 * dot, 0.0)
-            closer = d2 < min_d2[rows]
+            need &= (norm - norm[new]) ** 2 * (1.0 - _SLACK) < min_d2
+        # The (N, C) factor first (C < D): with |<h, h_new>| <= ||h|| ||h_new||
+        # (Cauchy-Schwarz) it bounds the distance from below, and rows the
+        # bound rules out skip the wider (N, D) factor.
+        rows = _subset(need, n)
+        dot_a = (a @ a[new] if rows is None else a[rows] @ a[new]).astype(np.float64)
+        sq_r = sq if rows is None else sq[rows]
+        hn_r = h_norm if rows is None else h_norm[rows]
+        lower = sq_r + sq[new] - 2.0 * np.abs(dot_a) * hn_r * h_norm[new]
+        current = min_d2 if rows is None else min_d2[rows]
+        keep = lower * (1.0 - _SLACK) < current
+        rows = np.flatnonzero(keep) if rows is None else rows[keep]
+        dot_a, sq_r, current = dot_a[keep], sq_r[keep], current[keep]
+        if rows.size:
+            dense = rows.size > _GATHER_FRACTION * n
+            dot_h = (h @ h[new])[rows] if dense else h[rows] @ h[new]
+            d2 = np.maximum(sq_r + sq[new] - 2.0 * dot_a * dot_h, 0.0)
+            closer = d2 < current
             min_d2[rows[closer]] = d2[closer]
             nearest[rows[closer]] = k
         min_d2[new] = 0.0
