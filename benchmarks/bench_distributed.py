@@ -82,7 +82,6 @@ def _worker(rank, world, store, out, args):
 
 def single_process(args) -> dict:
     import pcoreset
-    from pcoreset.backends import cpu
 
     x = make_pool(args.n, args.c)
     labeled = np.arange(0, args.n, max(1, args.n // args.labeled), dtype=np.int64)[:args.labeled]
@@ -95,7 +94,6 @@ def single_process(args) -> dict:
         pcoreset.select(x, labeled, args.budget, prune=prune, num_threads=args.threads, backend="cpu")
         total = time.perf_counter() - t0
         out["pruned" if prune else "dense"] = {"step_ms": 1e3 * (total - setup) / max(1, args.budget - 1)}
-    del cpu
     return out
 
 

@@ -14,6 +14,7 @@ from .errors import (  # noqa: E402
     PcoresetError,
     PoolExhaustedError,
 )
+from ._memory import estimate_memory  # noqa: E402
 from .info import info  # noqa: E402
 from .select import kcenter_greedy, select  # noqa: E402
 
@@ -21,6 +22,7 @@ __all__ = [
     "select",
     "kcenter_greedy",
     "info",
+    "estimate_memory",
     "PcoresetError",
     "InvalidInputError",
     "InvalidTypeError",

@@ -6,8 +6,9 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from . import backends
+from . import _memory, backends
 from ._problem import Problem, make_problem
+from .errors import OutOfMemoryError
 
 try:
     import torch
@@ -99,13 +100,40 @@ def _run(problem: Problem, backend: str, return_radii: bool):
     if problem.budget == 0:
         picks, radii2 = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     else:
-        picks, radii2 = chosen.run(problem)
+        picks, radii2 = _run_checked(chosen, problem)
     picks = _to_kind(picks, problem, np.int64)
     if not return_radii:
         return picks
     radii = _to_kind(radii2, problem, np.float64)
     radii = radii.sqrt() if torch is not None and isinstance(radii, torch.Tensor) else np.sqrt(radii)
     return picks, radii
+
+
+def _run_checked(chosen, problem: Problem):
+    """Run a backend after checking that its predicted footprint fits, and
+    turn an allocation failure inside it into an OutOfMemoryError."""
+    what = (f"select(n={problem.n}, c={problem.c}, dtype={problem.dtype}, backend={chosen.name!r}, "
+            f"labeled={problem.labeled.size}, budget={problem.budget})")
+    needed = 0
+    if problem.device == "cpu":  # device memory is the device backend's to check
+        needed = _memory.estimate_memory(
+            problem.n, problem.c, problem.dtype,
+            backend=chosen.name if chosen.name in ("cpu", "faiss", "torch", "cuda") else "torch",
+            n_labeled=problem.labeled.size,
+            budget=problem.budget, from_logits=problem.from_logits,
+            in_memory=not _memory.file_backed(problem.x))
+        _memory.check_fits(what, needed)
+    try:
+        return chosen.run(problem)
+    except OutOfMemoryError:
+        raise
+    except MemoryError as exc:
+        raise OutOfMemoryError(what, needed, _memory.available_bytes()) from exc
+    except RuntimeError as exc:  # torch: "DefaultCPUAllocator: can't allocate memory", "CUDA out of memory"
+        msg = str(exc)
+        if "can't allocate memory" in msg or "out of memory" in msg:
+            raise OutOfMemoryError(what, needed, _memory.available_bytes()) from exc
+        raise
 
 
 def _to_kind(values, problem: Problem, dtype):

@@ -194,7 +194,7 @@ def test_oracle_rejects_unknown_label(tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--strategy", "bogus"], "strategy 'bogus'"),
+    (["--strategy", "bogus"], "strategy='bogus' is not known; choose one of ['badge', "),
     (["--budget", "500"], "budget=500 but only 90"),
     (["--budget", "40", "--rounds", "3"], "rounds*budget=3*40=120"),
     (["--teacher", "oracle-of-delphi"], "teacher='oracle-of-delphi' is not known"),
@@ -203,7 +203,7 @@ def test_oracle_rejects_unknown_label(tmp_path):
 def test_bad_settings_get_clear_errors(tmp_path, capsys, extra, message):
     data, logits, _ = make_dataset(tmp_path)
     assert main(run_args(tmp_path / "run", data, logits, *extra)) == 2
-    assert message in capsys.readouterr().err.replace("120 but", "120").replace(" = ", "=")
+    assert message in capsys.readouterr().err
 
 
 def test_missing_dataset_and_teacher_files(tmp_path, capsys):

@@ -45,6 +45,9 @@ CASES = {
 }
 
 
+MEAN_CASES = ["f32_nolab", "bf16_logits_nolab", "f64_nolab"]
+
+
 def _labeled(case, sizes):
     if case["labeled"] != "every_rank":
         return np.asarray(case["labeled"], dtype=np.int64)
@@ -136,6 +139,21 @@ def _cases_worker(rank, world, store, out_dir):
             _shard(x, sizes, rank), lab, _budget(case, labeled), labeled_is_global=bool(case.get("is_global")),
             from_logits=bool(case.get("from_logits")), temperature=case.get("temperature", 1.0),
             return_radii=True, num_threads=1, timeout=60))
+    # the pool mean (first pick without labeled rows) must be bit-identical to
+    # the kernel's single-process mean_vector, whatever the shard boundaries
+    from pcoreset._problem import make_problem
+
+    comm = pd._Comm(None, datetime.timedelta(seconds=60))
+    for name in MEAN_CASES:
+        case = CASES[name]
+        sizes = case["sizes"][world]
+        problem = make_problem(_shard(_pool(case), sizes, rank), None, 0, simplex=True,
+                               from_logits=bool(case.get("from_logits")), temperature=case.get("temperature", 1.0),
+                               prune=True, num_threads=1, progress=None)
+        layout = pd._Layout(np.array(sizes), np.concatenate([[0], np.cumsum(sizes)[:-1]]), case["n"], case["c"],
+                            case["dtype"], 1, np.zeros(world, np.int64), 0)
+        state = pd._local_state(problem) if sizes[rank] else None
+        res[f"mean_{name}"] = pd._global_mean(comm, state, problem, layout).tobytes().hex()
     if world == 2:
         # the CLI entry point on .npy shards, global labeled indices in a text file
         case = CASES["f16_lab_local"]
@@ -241,6 +259,21 @@ def test_picks_equal_single_process(world_results, name):
         assert "error" not in got, f"rank {rank}: {got.get('trace')}"
         assert got["picks"] == want_picks, f"rank {rank} of {world}"
         assert got["radii"] == want_radii, f"rank {rank} of {world}"
+
+
+@pytest.mark.parametrize("name", MEAN_CASES)
+def test_global_mean_is_bit_identical(world_results, name):
+    from pcoreset import _C
+    from pcoreset._problem import make_problem
+
+    world, results, _ = world_results
+    case = CASES[name]
+    problem = make_problem(_pool(case), None, 0, simplex=True, from_logits=bool(case.get("from_logits")),
+                           temperature=case.get("temperature", 1.0), prune=True, num_threads=1, progress=None)
+    want = _C.KCenterState(problem.numpy_view(), problem.dtype, problem.from_logits, problem.temperature,
+                           True, 1).mean_vector().tobytes().hex()
+    for rank in range(world):
+        assert results[rank][f"mean_{name}"] == want, f"rank {rank} of {world}"
 
 
 def test_no_labeled_first_pick_is_from_the_mean(world_results):

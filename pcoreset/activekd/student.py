@@ -11,6 +11,7 @@ one hidden layer. Other modalities subclass :class:`DualHeadStudent` (backbone a
 batch inputs) and register a factory with :func:`register_student`."""
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import zlib
@@ -49,10 +50,27 @@ class DualHead(nn.Module):
         return self.ce_head(feats), self.kd_head(feats), feats
 
 
+@contextlib.contextmanager
+def _torch_threads(n: Optional[int]):
+    """Run with `n` intra-op threads (None: leave torch's setting alone)."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 class DualHeadStudent:
     """Trains a fresh DualHead on each call to fit(); subclasses say how rows become
     model inputs (`inputs(rows, train)`) and build the backbone (`make_backbone()`
-    -> (module, feature_dim))."""
+    -> (module, feature_dim)). `num_threads`: intra-op threads while training and
+    predicting (None = torch's default; small models run fastest on one)."""
+
+    num_threads: Optional[int] = None
 
     def __init__(self, cfg: RunConfig, ds: Dataset) -> None:
         self.cfg = cfg
@@ -65,7 +83,16 @@ class DualHeadStudent:
     def inputs(self, rows: np.ndarray, train: bool) -> tuple:
         raise NotImplementedError
 
-    def fit(self, labeled_idx: np.ndarray, labels: np.ndarray, teacher_logits: Optional[np.ndarray],
+    def fit(self, *args, **kwargs) -> Dict[str, float]:
+        with _torch_threads(self.num_threads):
+            return self._fit(*args, **kwargs)
+
+    def predict(self, rows: np.ndarray, batch_size: int = 4096):
+        """(ce_logits, kd_logits or None, features, probs) as float32 numpy for `rows`."""
+        with _torch_threads(self.num_threads):
+            return self._predict(rows, batch_size)
+
+    def _fit(self, labeled_idx: np.ndarray, labels: np.ndarray, teacher_logits: Optional[np.ndarray],
             unlabeled_idx: np.ndarray, *, distill: bool, seed: int, progress: bool = False) -> Dict[str, float]:
         """Train from scratch. labeled_idx/labels: rows and their classes;
         teacher_logits: (N, C) for every dataset row (needed when distill);
@@ -129,8 +156,7 @@ class DualHeadStudent:
         return {"final_loss": last, "steps": total}
 
     @torch.no_grad()
-    def predict(self, rows: np.ndarray, batch_size: int = 4096):
-        """(ce_logits, kd_logits or None, features, probs) as float32 numpy for `rows`."""
+    def _predict(self, rows: np.ndarray, batch_size: int):
         if self.model is None:
             raise RuntimeError("predict() before fit()")
         outs = []
@@ -176,7 +202,11 @@ class _BowBackbone(nn.Module):
 
 
 class BowStudent(DualHeadStudent):
-    """Hashed bag of words, bigrams and character trigrams -> EmbeddingBag(mean) -> Linear+ReLU -> two heads."""
+    """Hashed bag of words, bigrams and character trigrams -> EmbeddingBag(mean) ->
+    Linear+ReLU -> two heads. Its steps are a few milliseconds of work, so it runs
+    on one thread: more threads only wait on each other (badly on a busy CPU)."""
+
+    num_threads = 1
 
     def __init__(self, cfg: RunConfig, ds: Dataset) -> None:
         super().__init__(cfg, ds)

@@ -1,0 +1,144 @@
+"""Pools larger than memory (.npy paths and np.memmap streamed in tiles whose
+pages are handed back), predictable memory, OutOfMemoryError, and Ctrl-C."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from numpy.lib.format import open_memmap
+
+import pcoreset
+from pcoreset import _C, _memory
+from pcoreset.errors import InvalidInputError, OutOfMemoryError
+
+from conftest import clustered_pool
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _rss_file():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssFile:"):
+                return int(line.split()[1]) * 1024
+    pytest.skip("no RssFile in /proc/self/status")
+
+
+@pytest.fixture
+def npy_pool(tmp_path):
+    """A 4096 x 512 float16 pool (4 MiB) written as a .npy file."""
+    x = clustered_pool(4096, 512, seed=11).astype(np.float16)
+    path = tmp_path / "pool.npy"
+    np.save(path, x)
+    return str(path), x
+
+
+@pytest.mark.parametrize("labeled", [None, np.arange(0, 4096, 64)])
+def test_npy_path_and_memmap_match_in_memory(npy_pool, labeled):
+    path, x = npy_pool
+    ref = pcoreset.select(x, labeled, 40, backend="cpu")
+    np.testing.assert_array_equal(pcoreset.select(path, labeled, 40, backend="cpu"), ref)
+    mm = np.load(path, mmap_mode="r")
+    np.testing.assert_array_equal(pcoreset.kcenter_greedy(mm, labeled, 40, backend="cpu"), ref)
+    np.testing.assert_array_equal(pcoreset.select(mm, labeled, 40, backend="torch"), ref)
+
+
+def test_labeled_candidate_start_on_memmap(npy_pool, monkeypatch):
+    from pcoreset import _start
+
+    path, x = npy_pool
+    monkeypatch.setattr(_start, "EXACT_MAX_WORK", 0)
+    lab = np.arange(0, 4096, 5)
+    for method in ("gemm",) + (("faiss",) if _start.faiss is not None else ()):
+        monkeypatch.setattr(_start, "start_method", lambda *a, m=method: m)
+        np.testing.assert_array_equal(pcoreset.select(path, lab, 30, backend="cpu"),
+                                      pcoreset.select(x, lab, 30, backend="cpu"))
+
+
+def test_kernel_hands_pages_back(npy_pool):
+    path, x = npy_pool
+    mm = np.load(path, mmap_mode="r")
+    assert _memory.file_backed(mm)
+    before = _rss_file()
+    s = _C.KCenterState(mm, "float16", prune=False, release_pages=True)
+    picks, _ = s.run(10)
+    grown = _rss_file() - before
+    assert grown < x.nbytes // 4, f"file-backed RSS grew by {grown} bytes for a {x.nbytes}-byte pool"
+    np.testing.assert_array_equal(picks, _C.KCenterState(x, "float16", prune=False).run(10)[0])
+    np.testing.assert_array_equal(np.asarray(mm), x)  # data intact after MADV_DONTNEED
+
+
+def test_release_rows_only_touches_shared_mappings(tmp_path):
+    path = str(tmp_path / "a.npy")
+    m = open_memmap(path, mode="w+", dtype=np.float32, shape=(1024, 256))
+    m[:] = 1.0
+    _memory.release_rows(m, 0, 1024)  # dirty shared pages: written back, not lost
+    del m
+    assert np.load(path).sum() == 1024 * 256
+    cow = np.load(path, mmap_mode="c")
+    assert not _memory.file_backed(cow)
+    cow[0, 0] = 5.0
+    _memory.release_rows(cow, 0, 1024)  # a no-op: would drop the private edit
+    assert cow[0, 0] == 5.0
+    assert not _memory.file_backed(np.zeros((4, 4)))
+
+
+def test_estimate_memory():
+    est = pcoreset.estimate_memory
+    assert "estimate_memory" in pcoreset.__all__
+    small, big = est(10_000, 100, "float32"), est(1_000_000, 100, "float32")
+    assert 0 < small < big
+    # the faiss backend needs a float32 copy of a float16 pool; the cpu kernel does not
+    assert est(10**6, 1000, "float16", backend="faiss") > 10**6 * 1000 * 4
+    assert est(10**6, 1000, "float16", backend="cpu") < 100 << 20
+    # a file-backed pool adds one resident tile
+    assert est(10**6, 1000, np.float16, in_memory=False) - est(10**6, 1000, np.float16) <= 64 << 20
+    assert est(10**6, 100, "float32", n_labeled=10**5) > est(10**6, 100, "float32")
+    with pytest.raises(InvalidInputError, match="backend='gpu'"):
+        est(10, 2, "float32", backend="gpu")
+    with pytest.raises(InvalidInputError, match="n must be"):
+        est(-1, 2, "float32")
+
+
+def test_out_of_memory_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 1000)
+    with pytest.raises(OutOfMemoryError, match=r"select\(n=50, c=4.*needs .* MiB but only 0.0 MiB") as exc:
+        pcoreset.select(np.full((50, 4), 0.25, np.float32), None, 3)
+    assert exc.value.needed > exc.value.available == 1000
+    assert isinstance(exc.value, MemoryError)
+
+
+_INTERRUPT_SCRIPT = """
+import sys, numpy as np, pcoreset
+x = np.random.default_rng(0).dirichlet(np.ones(64), size=100_000).astype(np.float32)
+print("ready", flush=True)
+try:
+    pcoreset.select(x, None, 50_000, backend=sys.argv[1], prune=False)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(0)
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["cpu", pytest.param("faiss", marks=pytest.mark.faiss)])
+def test_ctrl_c_returns_control(backend):
+    if backend == "faiss":
+        pytest.importorskip("faiss")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPT_SCRIPT, backend], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out.strip() == "interrupted"
