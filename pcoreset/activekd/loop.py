@@ -181,13 +181,12 @@ def run(cfg: RunConfig, out, *, progress: bool = True, echo: Callable[[str], Non
                                  f"rounds*budget={cfg.rounds}*{cfg.budget}")
     cfg = prepare_run_dir(out, cfg)
 
-    t_logits = None
+    teacher = build_teacher(cfg)  # cheap: model teachers load their model on first use
     t_path = out / "teacher_logits.npy"
-    if t_path.is_file():
+    if t_path.is_file():  # computed by an earlier (stopped) invocation of this run
         t_logits = _io.load_array(t_path, "teacher_logits.npy").astype(np.float32)
         check_logits(t_logits, ds, str(t_path))
-    elif cfg.distill or cfg.teacher:
-        teacher = build_teacher(cfg)
+    else:
         t0 = time.perf_counter()
         t_logits, cached = teacher_logits(teacher, ds, cfg.cache_dir or None)
         echo(f"teacher {cfg.teacher}: {'cached' if cached else 'computed'} logits for {len(ds)} rows "
@@ -195,7 +194,7 @@ def run(cfg: RunConfig, out, *, progress: bool = True, echo: Callable[[str], Non
         _io.write_npy(t_path, t_logits)
     test = ds.test_idx
     y_test = ds.labels[test]
-    teacher_acc = _accuracy(t_logits[test], y_test) if t_logits is not None else None
+    teacher_acc = _accuracy(t_logits[test], y_test)
 
     oracle = read_oracle(cfg.oracle) if cfg.oracle else None
     student = build_student(cfg, ds)
@@ -209,8 +208,15 @@ def run(cfg: RunConfig, out, *, progress: bool = True, echo: Callable[[str], Non
         mask = np.zeros(len(ds), dtype=bool)
         mask[lab] = True
         unl = pool[~mask[pool]]
+        lab_y = np.array(labeled_y, dtype=np.int64)
+        targets = t_logits
+        if teacher.adaptive:  # few-shot teachers are refit on each round's labeled set
+            refit = teacher.adapt(ds, lab, lab_y, t_logits)
+            if refit is not None:
+                check_logits(refit, ds, f"teacher {cfg.teacher!r} (adapted)")
+                targets = refit
         t0 = time.perf_counter()
-        student.fit(lab, np.array(labeled_y, dtype=np.int64), t_logits, unl, distill=cfg.distill,
+        student.fit(lab, lab_y, targets, unl, distill=cfg.distill,
                     seed=cfg.seed * 1000 + k, progress=progress)
         return time.perf_counter() - t0
 

@@ -200,6 +200,15 @@ def _idx_file(root: Path, stem: str) -> Path:
 def load_fashion_mnist(cfg: RunConfig) -> Dataset:
     """Fashion-MNIST from IDX files: 60000 pool rows (``train/<i>``) and 10000 test
     rows (``test/<i>``); images are 28x28 grayscale."""
+    if cfg.dataset != "fashion-mnist" and not cfg.dataset.startswith("fashion-mnist:"):
+        # the registry matches prefixes: "fashion-mnist.csv" is somebody's CSV file
+        from .data import read_text_csv
+
+        path = Path(cfg.dataset)
+        if not path.is_file():
+            raise InvalidInputError(f"dataset={cfg.dataset!r}: no such file (did you mean 'fashion-mnist' or "
+                                    "'fashion-mnist:DIR'?)")
+        return read_text_csv(path, classes=cfg.classes, test_fraction=cfg.test_fraction)
     root = Path(cfg.dataset.split(":", 1)[1]).expanduser() if ":" in cfg.dataset else FASHION_MNIST_DIR
     parts = []
     for split, stem in (("train", "train"), ("test", "t10k")):
@@ -415,9 +424,15 @@ class CLIPTeacher(Teacher):
             pretrained = self.pretrained
             if pretrained and Path(pretrained).expanduser().is_file():
                 pretrained = str(Path(pretrained).expanduser())
+            quick_gelu = False  # OpenAI's weights were trained with QuickGELU; their tag says so
+            if pretrained and not Path(pretrained).is_file():
+                try:
+                    quick_gelu = bool(open_clip.get_pretrained_cfg(self.arch, pretrained).get("quick_gelu", False))
+                except Exception:  # unknown tag: create_model_and_transforms below says why
+                    quick_gelu = False
             try:
                 model, _, preprocess = open_clip.create_model_and_transforms(
-                    self.arch, pretrained=pretrained, device=device, weights_only=True)
+                    self.arch, pretrained=pretrained, device=device, weights_only=True, force_quick_gelu=quick_gelu)
                 tokenizer = open_clip.get_tokenizer(self.arch)
             except Exception as exc:  # unknown arch/tag, no network, a checkpoint of another arch, ...
                 spec = self.arch + (f":{self.pretrained}" if self.pretrained else "")
@@ -546,15 +561,15 @@ class FewShotCLIPTeacher(CLIPTeacher):
 
 
 class SmallCNN(nn.Module):
-    """Three conv-BN-ReLU blocks (32, 64, 128 channels) and global average pooling."""
+    """Three stride-2 conv-BN-ReLU blocks (width, 2*width, 4*width channels) and
+    global average pooling: a cheap student for quick CPU runs on small images."""
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
         layers, c_in = [], 3
-        for k, c_out in enumerate((width, 2 * width, 4 * width)):
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-            if k < 2:
-                layers.append(nn.MaxPool2d(2))
+        for c_out in (width, 2 * width, 4 * width):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                       nn.ReLU(inplace=True)]
             c_in = c_out
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.net = nn.Sequential(*layers)
