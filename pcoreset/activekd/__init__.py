@@ -16,3 +16,4 @@ from .teachers import Teacher, register_teacher
 
 __all__ = ["RunConfig", "Dataset", "load_dataset", "register_dataset", "run",
            "Teacher", "register_teacher", "register_student"]
+from . import vision  # noqa: E402,F401  registers image datasets, clip/fewshot teachers, image students

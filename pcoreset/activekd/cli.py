@@ -81,6 +81,8 @@ def _cmd_run(args) -> int:
     res = run(cfg, args.out, progress=not args.quiet, echo=(lambda s: None) if args.quiet else print)
     if res.status == "finished":
         print(f"finished: {len(res.metrics)} rounds in {res.run_dir} (summary.csv, curves.png)")
+    elif args.quiet:
+        print(f"round {res.pending_round}: picks await labels (pcoreset export-picks {res.run_dir})")
     return 0
 
 

@@ -232,10 +232,11 @@ def run(cfg: RunConfig, out, *, progress: bool = True, echo: Callable[[str], Non
             metrics.append(_io.read_json(rd / "metrics.json"))
             continue
         t_select = 0.0
-        if k == 0:
-            picks = initial
-        elif (rd / "picks.npy").is_file():  # chosen before a stop: keep them
+        if (rd / "picks.npy").is_file():  # chosen before a stop: keep them
             picks = _io.load_array(rd / "picks.npy", "picks.npy").astype(np.int64)
+        elif k == 0:
+            picks = initial
+            _io.write_npy(rd / "picks.npy", picks)
         else:
             if trained_round != k - 1:
                 train(k - 1)
@@ -244,8 +245,6 @@ def run(cfg: RunConfig, out, *, progress: bool = True, echo: Callable[[str], Non
             t_select = time.perf_counter() - t0
             _io.write_npy(rd / "picks.npy", picks)
             _crash_point(f"round{k}:after_picks")
-        if k == 0 and not (rd / "picks.npy").is_file():
-            _io.write_npy(rd / "picks.npy", picks)
         if (rd / "labels.npy").is_file():
             labels = _io.load_array(rd / "labels.npy", "labels.npy").astype(np.int64)
         else:
