@@ -14,16 +14,18 @@ from .config import RunConfig, read_config_file
 # flag -> (RunConfig field, type, help). Defaults are None so that only flags the
 # user typed override the config file / the saved run.
 _RUN_FLAGS = [
-    ("--dataset", "dataset", str, "CSV (.csv/.csv.gz: text[,id,label,split]) or 'embedded:wordnet' (default)"),
+    ("--dataset", "dataset", str, "CSV (.csv/.csv.gz: text[,id,label,split]), 'embedded:wordnet' (default), "
+     "fashion-mnist[:DIR], imagefolder:DIR or torchvision:NAME:ROOT"),
     ("--classes", "classes", None, "class names in label order (default: the sorted labels)"),
     ("--max-pool", "max_pool", int, "use at most this many pool rows (0 = all)"),
     ("--max-test", "max_test", int, "use at most this many test rows (0 = all)"),
-    ("--teacher", "teacher", str, "zeroshot-text (default) or precomputed (vision adds clip)"),
-    ("--teacher-model", "teacher_model", str, "sentence-transformers model dir/name (default: bundled MiniLM)"),
+    ("--teacher", "teacher", str, "zeroshot-text (default), precomputed, clip (zero-shot CLIP) or fewshot (CLAP-style probe)"),
+    ("--teacher-model", "teacher_model", str, "text: sentence-transformers dir/name (default: bundled MiniLM); "
+     "clip/fewshot: ARCH[:PRETRAINED tag or checkpoint file] (default ViT-B-32:openai)"),
     ("--teacher-logits", "teacher_logits", str, "(N, C) .npy/.pt logits file for --teacher precomputed"),
     ("--prompt", "prompt", str, "class prompt template (default 'a kind of {}.')"),
     ("--teacher-scale", "teacher_scale", float, "zero-shot logits = scale * cosine (default 50)"),
-    ("--student", "student", str, "student network (default bow: hashed bag of words)"),
+    ("--student", "student", str, "bow (default, text), smallcnn, resnet18, mobilenet_v2, resnet18-imagenet, mobilenet_v2-imagenet"),
     ("--strategy", "strategy", str, "random, entropy, coreset, badge, class_balanced or pcoreset (default)"),
     ("--rounds", "rounds", int, "selection rounds after round 0 (default 5)"),
     ("--budget", "budget", int, "samples labeled per round (default 30)"),
