@@ -117,6 +117,7 @@ def memory_parts(n: int, c: int, dtype: str, backend: str = "cpu", n_labeled: in
     centers = n_labeled + budget
     parts: Dict[str, int] = {}
     if not in_memory:
+        # one tile of the kernel (at most 32 MiB; mean_vector reads 4096-row blocks)
         parts["pool tile (file-backed)"] = min(n * c * item, max(_TILE_BYTES, 4096 * c * item))
     if backend == "cpu":
         parts["running minimum, nearest center, taken"] = n * (acc + 8 + 1)

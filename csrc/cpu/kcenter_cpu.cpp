@@ -370,7 +370,8 @@ class CpuState final : public KCenterState {
     constexpr int64_t kTileBytes = int64_t(32) << 20;
     if (!p.release_pages) return std::max<int64_t>(1, p.n);
     const int64_t rows = kTileBytes / std::max<int64_t>(1, p.c * int64_t(sizeof(S)));
-    return std::max<int64_t>(4096, rows - rows % 4096);  // whole mean_vector blocks
+    if (rows >= 4096) return rows - rows % 4096;  // whole mean_vector blocks
+    return std::max<int64_t>(1, rows);  // very long rows: mean_vector then tiles by one block
   }
 
   // Hand the pages of rows [lo, hi) back to the kernel (file-backed pools
