@@ -37,11 +37,17 @@ namespace pcoreset {
 namespace PCS_ISA {
 namespace {
 
-int resolve_threads(int requested) {
+// Pools below this many values run on one thread: a parallel region costs
+// more than the pass itself there (and far more on a busy machine).
+constexpr int64_t kMinParallelValues = int64_t(1) << 16;
+
+int resolve_threads(int requested, int64_t values) {
 #ifdef _OPENMP
+  if (values < kMinParallelValues) return 1;
   return requested > 0 ? requested : omp_get_max_threads();
 #else
   (void)requested;
+  (void)values;
   return 1;
 #endif
 }
@@ -121,12 +127,15 @@ template <typename S>
 class CpuState final : public KCenterState {
   using A = typename AccumOf<S>::type;
   static constexpr A kInf = std::numeric_limits<A>::infinity();
+  // mind_ of a labeled or picked row: negative, so the pass needs no separate
+  // flag (and the pruning test, dcc2 >= 4 * mind, always skips it).
+  static constexpr A kTaken = A(-1);
 
  public:
   CpuState(const S* x, const KCenterParams& p)
-      : x_(x), p_(p), threads_(resolve_threads(p.num_threads)),
+      : x_(x), p_(p), threads_(resolve_threads(p.num_threads, p.n * p.c)),
         inv_t_(static_cast<A>(1.0 / p.temperature)),
-        mind_(p.n, kInf), nearest_(p.n, -1), taken_(p.n, 0),
+        mind_(p.n, kInf), nearest_(p.n, -1),
         tile_(tile_rows(p)) {
     if (p_.from_logits) init_softmax();
     else sm_.assign(1, SoftmaxRow<A>{A(0), A(1)});
@@ -142,8 +151,8 @@ class CpuState final : public KCenterState {
       const int64_t t1 = std::min(n, t0 + tile_);
 #pragma omp for schedule(dynamic, 256)
       for (int64_t i = t0; i < t1; ++i) {
-        if (taken_[i]) continue;
         A best = mind_[i];
+        if (best < A(0)) continue;  // taken
         int64_t best_c = nearest_[i];
         for (int64_t a = first; a < total; ++a) {
           const A d = dist_row(i, center(a), p_.prune ? best : A(-1));
@@ -170,8 +179,8 @@ class CpuState final : public KCenterState {
       const int64_t t1 = std::min(n, t0 + tile_);
 #pragma omp for schedule(static)
       for (int64_t i = t0; i < t1; ++i) {
-        if (taken_[i]) continue;
         A best = mind_[i];
+        if (best < A(0)) continue;  // taken
         int64_t best_c = nearest_[i];
         for (int64_t t = 0; t < k; ++t) {
           const int64_t a = cand[i * k + t];
@@ -201,8 +210,8 @@ class CpuState final : public KCenterState {
       const int64_t t1 = std::min(n, t0 + tile_);
 #pragma omp for schedule(dynamic, 256)
       for (int64_t i = t0; i < t1; ++i) {
-        if (taken_[i]) continue;
         A best = mind_[i];
+        if (best < A(0)) continue;  // taken
         int64_t best_c = nearest_[i];
         for (int64_t a = first; a < total; ++a) {
           const A d = dist_row(i, center(a), p_.prune ? best : A(-1));
@@ -268,7 +277,7 @@ class CpuState final : public KCenterState {
         const int64_t t1 = std::min(n, t0 + tile_);
 #pragma omp for schedule(static)
         for (int64_t i = t0; i < t1; ++i) {
-          if (taken_[i]) continue;
+          if (mind_[i] < A(0)) continue;  // taken
           local.offer(static_cast<double>(dist_row(i, v.data(), A(-1))), i);
         }
 #pragma omp single
@@ -287,15 +296,14 @@ class CpuState final : public KCenterState {
       Best local;
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < n; ++i)
-        if (!taken_[i]) local.offer(static_cast<double>(mind_[i]), i);
+        if (mind_[i] >= A(0)) local.offer(static_cast<double>(mind_[i]), i);
       best[thread_id()] = local;
     }
     return combine(best);
   }
 
   void take(int64_t i) override {
-    taken_[i] = 1;
-    mind_[i] = A(0);
+    mind_[i] = kTaken;
   }
 
   StepResult push_center(const double* vec) override {
@@ -305,8 +313,7 @@ class CpuState final : public KCenterState {
 
   StepResult push_row(int64_t i) override {
     const int64_t id = append_row_center(i);
-    taken_[i] = 1;
-    mind_[i] = A(0);
+    mind_[i] = kTaken;
     nearest_[i] = id;
     return update(id);
   }
@@ -342,7 +349,7 @@ class CpuState final : public KCenterState {
   }
 
   void min_dist2(double* out) const override {
-    for (int64_t i = 0; i < p_.n; ++i) out[i] = static_cast<double>(mind_[i]);
+    for (int64_t i = 0; i < p_.n; ++i) out[i] = static_cast<double>(std::max(mind_[i], A(0)));
   }
   const KCenterStats& stats() const override { return stats_; }
   const KCenterParams& params() const override { return p_; }
@@ -441,8 +448,7 @@ class CpuState final : public KCenterState {
     for (int64_t a = 0; a < count; ++a) {
       const int64_t i = rows[a];
       const int64_t id = append_row_center(i);
-      taken_[i] = 1;
-      mind_[i] = A(0);
+      mind_[i] = kTaken;
       nearest_[i] = id;
     }
     return first;
@@ -460,7 +466,7 @@ class CpuState final : public KCenterState {
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < n; ++i) {
         const int64_t a = nearest_[i];
-        if (a >= 0 && !taken_[i]) r[a] = std::max(r[a], mind_[i]);
+        if (a >= 0) r[a] = std::max(r[a], mind_[i]);  // taken rows hold -1
       }
     }
     radius2_.assign(k, A(0));
@@ -495,15 +501,19 @@ class CpuState final : public KCenterState {
     int64_t computed_rows = 0;
 #pragma omp parallel num_threads(threads_) reduction(+ : computed_rows)
     {
-      Best local;
+      // Rows come in increasing order within a thread, so a strict > keeps
+      // the lowest index among equals; threads are combined with the tie rule.
+      A best_d = A(-1);
+      int64_t best_i = -1;
       A rad = A(0);
+      const int32_t id32 = static_cast<int32_t>(id);
       for (int64_t t0 = 0; t0 < n; t0 += tile_) {
         const int64_t t1 = std::min(n, t0 + tile_);
 #pragma omp for schedule(static)
         for (int64_t i = t0; i < t1; ++i) {
-          if (taken_[i]) continue;
           A m = mind_[i];
-          const int64_t a = nearest_[i];
+          if (m < A(0)) continue;  // taken
+          const int32_t a = nearest_[i];
           const bool skip = prune && a >= 0 && can_skip_row(dcc2_[a], m);
           if (!skip) {
             ++computed_rows;
@@ -511,16 +521,21 @@ class CpuState final : public KCenterState {
             if (d < m) {
               m = d;
               mind_[i] = d;
-              nearest_[i] = id;
+              nearest_[i] = id32;
+              rad = std::max(rad, d);  // the rows of the new center are exactly these
             }
           }
-          if (nearest_[i] == id) rad = std::max(rad, m);
-          local.offer(static_cast<double>(m), i);
+          if (m > best_d) {
+            best_d = m;
+            best_i = i;
+          }
         }
+        if (p_.release_pages) {
 #pragma omp single
-        release_rows(t0, t1);
+          release_rows(t0, t1);
+        }
       }
-      best[thread_id()] = local;
+      if (best_i >= 0) best[thread_id()].offer(static_cast<double>(best_d), best_i);
       new_radius[thread_id()] = rad;
     }
     A rad = A(0);
@@ -541,8 +556,9 @@ class CpuState final : public KCenterState {
   A inv_t_;
   std::vector<SoftmaxRow<A>> sm_;
   std::vector<A> mind_;
-  std::vector<int64_t> nearest_;
-  std::vector<uint8_t> taken_;
+  // Nearest center of each row (an index into centers_); int32 keeps the
+  // per-row metadata the pass reads for a pruned row at 8 bytes.
+  std::vector<int32_t> nearest_;
   int64_t tile_;
   std::vector<A> centers_;
   std::vector<A> radius2_;
