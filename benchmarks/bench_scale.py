@@ -22,12 +22,13 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
 import numpy as np
+
+from pcoreset.bench import git_commit, machine_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -159,26 +160,10 @@ def child(kind, **kw):
 
 
 def header():
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True,
-                               text=True).stdout.strip()
-        commit += "+dirty" if dirty else ""
-    except OSError:
-        commit = "?"
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     import faiss
 
-    return (f"date {datetime.date.today()}, commit {commit}, {cpu}, {os.cpu_count()} logical CPUs, "
-            f"Python {platform.python_version()}, NumPy {np.__version__}, faiss {faiss.__version__}, "
-            f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
-            f"load average {os.getloadavg()[0]:.1f} at start")
+    return (f"date {datetime.date.today()}, commit {git_commit()}, {machine_line()}, "
+            f"faiss {faiss.__version__}")
 
 
 def main(argv=None):

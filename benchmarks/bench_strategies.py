@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
-import subprocess
 import sys
 import time
 
 import numpy as np
 
 from pcoreset import strategies
+from pcoreset.bench import git_commit, machine_line
 
 
 def make_pool(n: int, c: int, d: int, labeled_frac: float, clusters: int, seed: int) -> strategies.PoolState:
@@ -37,30 +36,6 @@ def make_pool(n: int, c: int, d: int, labeled_frac: float, clusters: int, seed: 
     labeled[rng.choice(n, size=int(round(labeled_frac * n)), replace=False)] = True
     return strategies.PoolState(indices=np.arange(n, dtype=np.int64), labeled_mask=labeled, ce_logits=ce,
                                 kd_logits=kd, features=features, labels=ce.argmax(axis=1).astype(np.int64))
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=os.path.dirname(os.path.abspath(__file__)))
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, NumPy {np.__version__}"
 
 
 def main(argv=None) -> int:
@@ -82,7 +57,7 @@ def main(argv=None) -> int:
     n_labeled = int(pool.labeled_mask.sum())
     print(f"# Strategies: N={args.n}, C={args.c}, D={args.d}, budget={args.budget}, labeled={n_labeled} "
           f"(pool built in {time.perf_counter() - t0:.1f} s)")
-    print(f"date {datetime.date.today().isoformat()}, commit {commit()}, {machine()}, "
+    print(f"date {datetime.date.today().isoformat()}, commit {git_commit()}, {machine_line()}, "
           f"load average {os.getloadavg()[0]:.1f} at start")
     print()
     print("| strategy | time (s) | picks/s |")

@@ -120,7 +120,7 @@ def run_case(name, n, c, dtype, n_labeled, budget, baseline_steps):
     res["torch_running_min"] = {"steps_timed": nb, "per_step_us": dtb / nb * 1e6,
                                 "est_total_s": dtb / nb * budget}
     res["speedup_vs_torch"] = res["torch_running_min"]["per_step_us"] / res["pruned"]["per_step_us"]
-    del x
+    x = None  # free the pool before the next case
     torch.cuda.empty_cache()
     return res
 

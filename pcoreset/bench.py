@@ -152,25 +152,35 @@ def _timed(fn, *args, **kwargs):
     return time.perf_counter() - t0, out
 
 
-def machine_line() -> str:
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
+    return platform.processor() or platform.machine()
+
+
+def machine_line() -> str:
+    """The machine and settings a figure was measured with (for RESULTS.md)."""
+    return (f"{cpu_model()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
+            f"NumPy {np.__version__}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}, "
+            f"load average {os.getloadavg()[0]:.1f}")
 
 
 def git_commit() -> str:
+    """Short commit of the checkout this file is in, "+dirty" with local changes, "?" outside git."""
+    here = os.path.dirname(os.path.abspath(__file__))
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5).stdout.strip() or "?"
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=here, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=here, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "?"
+    return (head + ("+dirty" if dirty else "")) if head else "?"
 
 
 def run_case(n: int, c: int, budget: int, labeled_frac: float = 0.01, dtype: str = "float32",

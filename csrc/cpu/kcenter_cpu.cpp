@@ -142,32 +142,7 @@ class CpuState final : public KCenterState {
   }
 
   void seed_rows(const int64_t* rows, int64_t count) override {
-    const int64_t first = add_row_centers(rows, count);
-    // Exact nearest labeled center for every row; early exit at the best so far.
-    const int64_t n = p_.n;
-    const int64_t total = num_centers();
-#pragma omp parallel num_threads(threads_)
-    for (int64_t t0 = 0; t0 < n; t0 += tile_) {
-      const int64_t t1 = std::min(n, t0 + tile_);
-#pragma omp for schedule(dynamic, 256)
-      for (int64_t i = t0; i < t1; ++i) {
-        A best = mind_[i];
-        if (best < A(0)) continue;  // taken
-        int64_t best_c = nearest_[i];
-        for (int64_t a = first; a < total; ++a) {
-          const A d = dist_row(i, center(a), p_.prune ? best : A(-1));
-          if (d < best) {
-            best = d;
-            best_c = a;
-          }
-        }
-        mind_[i] = best;
-        nearest_[i] = best_c;
-      }
-#pragma omp single
-      release_rows(t0, t1);
-    }
-    refresh_radii();
+    assign_nearest(add_row_centers(rows, count));
   }
 
   void seed_rows_with_candidates(const int64_t* rows, int64_t count, const int64_t* cand,
@@ -192,7 +167,7 @@ class CpuState final : public KCenterState {
           }
         }
         mind_[i] = best;
-        nearest_[i] = best_c;
+        nearest_[i] = static_cast<int32_t>(best_c);
       }
 #pragma omp single
       release_rows(t0, t1);
@@ -203,30 +178,7 @@ class CpuState final : public KCenterState {
   void seed_vectors(const double* vecs, int64_t count) override {
     const int64_t first = num_centers();
     for (int64_t a = 0; a < count; ++a) append_center(vecs + a * p_.c);
-    const int64_t n = p_.n;
-    const int64_t total = num_centers();
-#pragma omp parallel num_threads(threads_)
-    for (int64_t t0 = 0; t0 < n; t0 += tile_) {
-      const int64_t t1 = std::min(n, t0 + tile_);
-#pragma omp for schedule(dynamic, 256)
-      for (int64_t i = t0; i < t1; ++i) {
-        A best = mind_[i];
-        if (best < A(0)) continue;  // taken
-        int64_t best_c = nearest_[i];
-        for (int64_t a = first; a < total; ++a) {
-          const A d = dist_row(i, center(a), p_.prune ? best : A(-1));
-          if (d < best) {
-            best = d;
-            best_c = a;
-          }
-        }
-        mind_[i] = best;
-        nearest_[i] = best_c;
-      }
-#pragma omp single
-      release_rows(t0, t1);
-    }
-    refresh_radii();
+    assign_nearest(first);
   }
 
   void row_vector(int64_t i, double* out) const override {
@@ -314,7 +266,7 @@ class CpuState final : public KCenterState {
   StepResult push_row(int64_t i) override {
     const int64_t id = append_row_center(i);
     mind_[i] = kTaken;
-    nearest_[i] = id;
+    nearest_[i] = static_cast<int32_t>(id);
     return update(id);
   }
 
@@ -428,12 +380,19 @@ class CpuState final : public KCenterState {
     return sq_dist_row<S, A, false>(row, ctr, p_.c, sm_[0], inv_t_, stop);
   }
 
+  void check_center_count() const {
+    if (num_centers() >= std::numeric_limits<int32_t>::max())
+      throw std::length_error("pcoreset: more than 2^31 - 1 centers");
+  }
+
   void append_center(const double* vec) {
+    check_center_count();
     for (int64_t j = 0; j < p_.c; ++j) centers_.push_back(static_cast<A>(vec[j]));
     radius2_.push_back(A(0));
   }
 
   int64_t append_row_center(int64_t i) {
+    check_center_count();
     const S* row = x_ + i * p_.c;
     const SoftmaxRow<A> sm = softmax_of(i);
     for (int64_t j = 0; j < p_.c; ++j)
@@ -449,9 +408,38 @@ class CpuState final : public KCenterState {
       const int64_t i = rows[a];
       const int64_t id = append_row_center(i);
       mind_[i] = kTaken;
-      nearest_[i] = id;
+      nearest_[i] = static_cast<int32_t>(id);
     }
     return first;
+  }
+
+  // Exact nearest center among centers [first, end) for every row not taken,
+  // against its current one; each distance stops early at the best so far.
+  void assign_nearest(int64_t first) {
+    const int64_t n = p_.n;
+    const int64_t total = num_centers();
+#pragma omp parallel num_threads(threads_)
+    for (int64_t t0 = 0; t0 < n; t0 += tile_) {
+      const int64_t t1 = std::min(n, t0 + tile_);
+#pragma omp for schedule(dynamic, 256)
+      for (int64_t i = t0; i < t1; ++i) {
+        A best = mind_[i];
+        if (best < A(0)) continue;  // taken
+        int64_t best_c = nearest_[i];
+        for (int64_t a = first; a < total; ++a) {
+          const A d = dist_row(i, center(a), p_.prune ? best : A(-1));
+          if (d < best) {
+            best = d;
+            best_c = a;
+          }
+        }
+        mind_[i] = best;
+        nearest_[i] = static_cast<int32_t>(best_c);
+      }
+#pragma omp single
+      release_rows(t0, t1);
+    }
+    refresh_radii();
   }
 
   // Exact per-center radius (max squared distance of its rows); centers with

@@ -4,7 +4,6 @@ any device: per step, the squared distance of every row to the new center
 argmax (torch.argmax returns the first maximum: lowest index on ties)."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .. import _start
