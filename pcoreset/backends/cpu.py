@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-
 from .. import _memory, _start
 from .._problem import Problem
 from . import register
