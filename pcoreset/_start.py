@@ -35,13 +35,12 @@ N * L * C = 2e9, and FAISS is preferred over the GEMM whenever it is there.
 """
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import torch
 
 from . import _memory
-from ._problem import Problem
+from ._problem import Problem, readonly_tensor
 
 try:
     import faiss
@@ -74,10 +73,7 @@ def torch_pool(problem: Problem) -> torch.Tensor:
     x = problem.x
     if isinstance(x, torch.Tensor):
         return x
-    with warnings.catch_warnings():
-        # a read-only pool (np.load mmap_mode="r"): the tensor is only read
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        t = torch.from_numpy(x)
+    t = readonly_tensor(x)
     if problem.dtype == "bfloat16":
         t = t.view(torch.bfloat16)
     return t

@@ -147,3 +147,55 @@ def test_empty_and_single_row_pools():
     assert picks.tolist() == [0] and np.isinf(radii2[0])
     with pytest.raises(ValueError, match="budget must be >= 0"):
         one.run(-1)
+
+
+def test_float16_storage_gives_the_bits_of_float32_storage():
+    # float16 rows widen exactly to float32, and both accumulate in float32 in
+    # the same lane order: the running minimum must be bit-identical (this
+    # covers the explicit F16C loop of the AVX2 build).
+    rng = np.random.default_rng(3)
+    x16 = rng.dirichlet(np.full(300, 0.1), size=400).astype(np.float16)  # many subnormals
+    x32 = x16.astype(np.float32)
+    for prune in (True, False):
+        a = _C.KCenterState(x16, "float16", False, 1.0, prune, 0)
+        b = _C.KCenterState(x32, "float32", False, 1.0, prune, 0)
+        a.seed_rows(np.array([1, 2]))
+        b.seed_rows(np.array([1, 2]))
+        np.testing.assert_array_equal(a.min_dist2(), b.min_dist2())
+        pa, ra = a.run(60)
+        pb, rb = b.run(60)
+        np.testing.assert_array_equal(pa, pb)
+        np.testing.assert_array_equal(ra, rb)
+
+
+_ISA_SCRIPT = """
+import numpy as np
+from pcoreset import _C
+rng = np.random.default_rng(8)
+out = {}
+for dtype in ("float16", "float32", "float64"):
+    x = rng.dirichlet(np.full(77, 0.2), size=500).astype(dtype)
+    s = _C.KCenterState(x, dtype, False, 1.0, True, 0)
+    s.seed_rows(np.array([0, 9]))
+    picks, r = s.run(50)
+    out[dtype] = (picks.tolist(), r.tolist(), s.min_dist2().tolist())
+print(repr((_C.build_info()["simd"], out)))
+"""
+
+
+def test_baseline_and_simd_builds_agree_bit_for_bit():
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    runs = []
+    for forced in ("", "baseline"):
+        env = dict(os.environ, PCORESET_SIMD=forced)
+        proc = subprocess.run([sys.executable, "-c", _ISA_SCRIPT], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        runs.append(ast.literal_eval(proc.stdout.strip().splitlines()[-1]))
+    (simd_a, out_a), (simd_b, out_b) = runs
+    assert simd_b in ("sse2", "neon", "scalar")
+    assert out_a == out_b, f"{simd_a} and {simd_b} builds differ"
