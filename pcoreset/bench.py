@@ -223,6 +223,9 @@ def run_case(n: int, c: int, budget: int, labeled_frac: float = 0.01, dtype: str
             continue
         row = {"seconds": t, "same_picks_as_torch_rm": int(np.sum(np.asarray(picks) == ref_picks))}
         rows[f"pcoreset {name} ({dtype})"] = row
+        if name == "cpu":  # the dense pass alone: what pruning saves, and how close it runs to the bandwidth
+            t, _ = _timed(pcoreset.select, x, labeled, budget, backend=name, prune=False)
+            rows[f"pcoreset {name} ({dtype}, prune=False)"] = {"seconds": t}
     base = rows["torch-rm (float32)"]["seconds"]
     item = np.dtype(dtype if dtype != "bfloat16" else "float16").itemsize
     dense_bytes = float(n) * c * item * budget
