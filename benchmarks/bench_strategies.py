@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import sys
 import time
 
@@ -57,8 +56,7 @@ def main(argv=None) -> int:
     n_labeled = int(pool.labeled_mask.sum())
     print(f"# Strategies: N={args.n}, C={args.c}, D={args.d}, budget={args.budget}, labeled={n_labeled} "
           f"(pool built in {time.perf_counter() - t0:.1f} s)")
-    print(f"date {datetime.date.today().isoformat()}, commit {git_commit()}, {machine_line()}, "
-          f"load average {os.getloadavg()[0]:.1f} at start")
+    print(f"date {datetime.date.today().isoformat()}, commit {git_commit()}, {machine_line()} (at start)")
     print()
     print("| strategy | time (s) | picks/s |")
     print("|---|---:|---:|")
