@@ -98,6 +98,15 @@ class PyState {
     state_->seed_vectors(vecs.data(), vecs.shape(0));
   }
 
+  void seed_vectors_with_candidates(F64Array vecs, I64Array cand) {
+    if (vecs.ndim() != 2 || vecs.shape(1) != c())
+      throw py::value_error("vectors must have shape (k, " + std::to_string(c()) + ")");
+    if (cand.ndim() != 2 || cand.shape(0) != n())
+      throw py::value_error("candidates must have shape (" + std::to_string(n()) + ", k)");
+    py::gil_scoped_release nogil;
+    state_->seed_vectors_with_candidates(vecs.data(), vecs.shape(0), cand.data(), cand.shape(1));
+  }
+
   F64Array row_vector(int64_t i) const {
     check_row(i, "row");
     F64Array out(c());
@@ -265,6 +274,8 @@ PYBIND11_MODULE(_C, m) {
       .def("seed_rows_with_candidates", &PyState::seed_rows_with_candidates, py::arg("rows"),
            py::arg("candidates"))
       .def("seed_vectors", &PyState::seed_vectors, py::arg("vectors"))
+      .def("seed_vectors_with_candidates", &PyState::seed_vectors_with_candidates, py::arg("vectors"),
+           py::arg("candidates"))
       .def("row_vector", &PyState::row_vector, py::arg("row"))
       .def("mean_vector", &PyState::mean_vector)
       .def("farthest_from", &PyState::farthest_from, py::arg("vector"))

@@ -208,6 +208,11 @@ def check_labeled(labeled_idx: Any, n: int, device: str, name: str = "labeled_id
         arr = np.asarray(labeled_idx)
         if arr.size == 0:
             return np.zeros(0, dtype=np.int64)
+        if arr.dtype == object and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                       for v in arr.ravel()):
+            # Python ints too large for int64
+            bad = max(arr.ravel(), key=lambda v: abs(int(v)))
+            raise InvalidInputError(f"{name} has an index out of range: {int(bad)} (pool has {n} rows)")
         if arr.dtype.kind not in "iu":
             raise InvalidTypeError(f"{name} must hold integers, got dtype {arr.dtype}")
     arr = arr.reshape(-1) if arr.ndim == 0 else arr

@@ -97,18 +97,24 @@ def chunk_rows(n: int, c: int, other: int = 1) -> int:
     return max(1, min(n, _CHUNK_BYTES // (4 * max(c, other, 1))))
 
 
-def nearest_candidates(problem: Problem, k: int = CANDIDATES, method: str = "auto") -> np.ndarray:
-    """(N, k) int64: for each row, indices into problem.labeled of its k
-    nearest labeled rows by a FAISS or GEMM search (-1 pads when L < k).
-    method: "auto" (FAISS when installed and the pool is on the CPU), "faiss"
-    or "gemm"."""
+def nearest_candidates(problem: Problem, k: int = CANDIDATES, method: str = "auto",
+                       centers=None) -> np.ndarray:
+    """(N, k) int64: for each row, the indices of its k nearest centers by a
+    FAISS or GEMM search (-1 pads when there are fewer than k centers).
+    centers: an (L, C) array of center vectors (as the kernel sees rows), or
+    None for the labeled rows of the problem (indices then point into
+    problem.labeled). method: "auto" (FAISS when installed and the pool is on
+    the CPU), "faiss" or "gemm"."""
     if method == "auto":
         method = "faiss" if faiss is not None and problem.device == "cpu" else "gemm"
-    if method == "faiss":
-        return _faiss_candidates(problem, k)
     x = torch_pool(problem)
-    labeled = torch.from_numpy(problem.labeled).to(x.device)
-    centers = rows_as_values(problem, x[labeled], 0, labeled.numel())
+    if centers is None:
+        labeled = torch.from_numpy(problem.labeled).to(x.device)
+        centers = rows_as_values(problem, x[labeled], 0, labeled.numel())
+    else:
+        centers = torch.as_tensor(np.asarray(centers)).to(device=x.device, dtype=accum_dtype(problem))
+    if method == "faiss":
+        return _faiss_candidates(problem, centers, k)
     c_norm = (centers * centers).sum(1)
     k_eff = min(k, centers.shape[0])
     out = torch.full((problem.n, k), -1, dtype=torch.int64)
@@ -127,13 +133,11 @@ def _release(problem: Problem, start: int, stop: int) -> None:
         _memory.release_rows(problem.x, start, stop)
 
 
-def _faiss_candidates(problem: Problem, k: int) -> np.ndarray:
+def _faiss_candidates(problem: Problem, centers: torch.Tensor, k: int) -> np.ndarray:
     """FAISS brute-force k-NN (faiss.knn: blocked BLAS with a k-heap epilogue,
     no N x L matrix) over row chunks, in float32."""
     x = torch_pool(problem)
-    labeled = torch.from_numpy(problem.labeled)
-    centers = np.ascontiguousarray(
-        rows_as_values(problem, x[labeled], 0, labeled.numel()).float().numpy())
+    centers = np.ascontiguousarray(centers.float().cpu().numpy())
     k_eff = min(k, centers.shape[0])
     out = np.full((problem.n, k), -1, dtype=np.int64)
     # Rows per chunk: big enough for BLAS, small enough to bound memory and

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from . import _start
 from ._problem import Problem, check_budget, check_labeled, make_problem
 from .errors import (
     BackendUnavailableError,
@@ -385,7 +386,11 @@ def _seed_remote_labeled(comm: _Comm, state, problem: Problem, local_labeled: np
                   for r in range(comm.world) if r != comm.rank]
         vecs = np.concatenate(others) if others else np.zeros((0, c))
         if vecs.shape[0]:
-            state.seed_vectors(np.ascontiguousarray(vecs))
+            vecs = np.ascontiguousarray(vecs)
+            if problem is None or _start.use_exact(problem.n, vecs.shape[0], problem.c):
+                state.seed_vectors(vecs)
+            else:  # a large product: GEMM/FAISS candidates, refined exactly in the kernel
+                state.seed_vectors_with_candidates(vecs, _start.nearest_candidates(problem, centers=vecs))
 
 
 def _block_sum(problem: Problem, start: int) -> np.ndarray:

@@ -228,6 +228,7 @@ GOOD = dirichlet(20, 3, seed=1, dtype=np.float32)
         (dict(probs=np.array([[0.5, 0.5], [np.inf, 1.0]]), from_logits=True), ValueError, "row 1"),
         (dict(labeled_idx=[0, 20]), ValueError, "index out of range: 20"),
         (dict(labeled_idx=[-1]), ValueError, "index out of range: -1"),
+        (dict(labeled_idx=[2**70]), ValueError, "index out of range: 1180591620717411303424"),
         (dict(labeled_idx=[3, 3]), ValueError, "duplicated index: 3"),
         (dict(labeled_idx=[1.0]), TypeError, "must hold integers, got dtype float64"),
         (dict(labeled_idx=np.zeros((2, 2), dtype=int)), ValueError, "must be 1-D"),

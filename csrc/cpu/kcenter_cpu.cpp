@@ -191,32 +191,14 @@ class CpuState final : public KCenterState {
 
   void seed_rows_with_candidates(const int64_t* rows, int64_t count, const int64_t* cand,
                                  int64_t k) override {
-    const int64_t first = add_row_centers(rows, count);
-    const int64_t n = p_.n;
-#pragma omp parallel num_threads(threads_)
-    for (int64_t t0 = 0; t0 < n; t0 += tile_) {
-      const int64_t t1 = std::min(n, t0 + tile_);
-#pragma omp for schedule(static)
-      for (int64_t i = t0; i < t1; ++i) {
-        A best = mind_[i];
-        if (best < A(0)) continue;  // taken
-        int64_t best_c = nearest_[i];
-        for (int64_t t = 0; t < k; ++t) {
-          const int64_t a = cand[i * k + t];
-          if (a < 0 || a >= count) continue;
-          const A d = dist_row(i, center(first + a), A(-1));
-          if (d < best || (d == best && first + a < best_c)) {
-            best = d;
-            best_c = first + a;
-          }
-        }
-        mind_[i] = best;
-        nearest_[i] = static_cast<int32_t>(best_c);
-      }
-#pragma omp single
-      release_rows(t0, t1);
-    }
-    refresh_radii();
+    refine_candidates(add_row_centers(rows, count), count, cand, k);
+  }
+
+  void seed_vectors_with_candidates(const double* vecs, int64_t count, const int64_t* cand,
+                                    int64_t k) override {
+    const int64_t first = num_centers();
+    for (int64_t a = 0; a < count; ++a) append_center(vecs + a * p_.c);
+    refine_candidates(first, count, cand, k);
   }
 
   void seed_vectors(const double* vecs, int64_t count) override {
@@ -455,6 +437,37 @@ class CpuState final : public KCenterState {
       nearest_[i] = static_cast<int32_t>(id);
     }
     return first;
+  }
+
+  // Exact distances to each row's candidate centers first + cand[i][t]
+  // (t < k; -1 or out of range = none), kept when closer than the current
+  // nearest center (lower center id on ties).
+  void refine_candidates(int64_t first, int64_t count, const int64_t* cand, int64_t k) {
+    const int64_t n = p_.n;
+#pragma omp parallel num_threads(threads_)
+    for (int64_t t0 = 0; t0 < n; t0 += tile_) {
+      const int64_t t1 = std::min(n, t0 + tile_);
+#pragma omp for schedule(static)
+      for (int64_t i = t0; i < t1; ++i) {
+        A best = mind_[i];
+        if (best < A(0)) continue;  // taken
+        int64_t best_c = nearest_[i];
+        for (int64_t t = 0; t < k; ++t) {
+          const int64_t a = cand[i * k + t];
+          if (a < 0 || a >= count) continue;
+          const A d = dist_row(i, center(first + a), A(-1));
+          if (d < best || (d == best && first + a < best_c)) {
+            best = d;
+            best_c = first + a;
+          }
+        }
+        mind_[i] = best;
+        nearest_[i] = static_cast<int32_t>(best_c);
+      }
+#pragma omp single
+      release_rows(t0, t1);
+    }
+    refresh_radii();
   }
 
   // Exact nearest center among centers [first, end) for every row not taken,

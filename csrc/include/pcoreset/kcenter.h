@@ -57,6 +57,10 @@ class KCenterState {
   // Add external center vectors (row-major, count x c, in double): centers
   // that are not rows of this pool (another shard's labeled rows).
   virtual void seed_vectors(const double* vecs, int64_t count) = 0;
+  // Same, with k candidate centers per row (indices into vecs, -1 = none)
+  // found approximately elsewhere; distances to them are recomputed exactly.
+  virtual void seed_vectors_with_candidates(const double* vecs, int64_t count,
+                                            const int64_t* cand, int64_t k) = 0;
   // Row i as the kernel sees it (probabilities when from_logits), in double.
   virtual void row_vector(int64_t i, double* out) const = 0;
   // The eligible row farthest from a vector (used with the pool mean).
