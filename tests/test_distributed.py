@@ -8,6 +8,7 @@ single-process `pcoreset.select` on the concatenated pool. Failure cases
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -40,6 +41,8 @@ CASES = {
     "bf16_logits_nolab": dict(n=9000, c=16, dtype="bfloat16", from_logits=True, temperature=2.0, labeled=[], budget=20, sizes={2: [4097, 4903], 3: [4096, 1, 4903]}),
     "f32_logits_lab": dict(n=6000, c=50, dtype="float32", from_logits=True, temperature=0.5, labeled="every_rank", budget=30, is_global=True, sizes={2: [100, 5900], 3: [0, 3000, 3000]}),
     "f64_nolab": dict(n=9000, c=8, dtype="float64", labeled=[], budget=20, sizes={2: [8197, 803], 3: [1, 8191, 808]}),
+    # the labeled start through GEMM/FAISS candidates + exact refine (local rows and other ranks' rows)
+    "f32_lab_candidates": dict(n=6000, c=24, dtype="float32", labeled="every_rank", budget=25, candidates=True, sizes={2: [2500, 3500], 3: [2000, 2000, 2000]}),
     "exhaust": dict(n=50, c=5, dtype="float32", labeled="every_rank", budget=None, sizes={2: [20, 30], 3: [20, 0, 30]}),
     "budget0": dict(n=100, c=5, dtype="float32", labeled=[], budget=0, sizes={2: [50, 50], 3: [0, 50, 50]}),
 }
@@ -77,6 +80,20 @@ def _pool(case):
     if case["dtype"] == "bfloat16":
         return torch.from_numpy(x).to(torch.bfloat16)
     return x.astype(case["dtype"])
+
+
+@contextlib.contextmanager
+def _start_path(case):
+    """Force the candidate path of the labeled start for cases that ask for it."""
+    from pcoreset import _start
+
+    saved = _start.EXACT_MAX_WORK
+    if case.get("candidates"):
+        _start.EXACT_MAX_WORK = 0
+    try:
+        yield
+    finally:
+        _start.EXACT_MAX_WORK = saved
 
 
 def _budget(case, labeled):
@@ -135,10 +152,11 @@ def _cases_worker(rank, world, store, out_dir):
             lab = labeled
         else:
             lab = labeled[(labeled >= off) & (labeled < off + sizes[rank])] - off
-        res[name] = _record(lambda: pd.select(
-            _shard(x, sizes, rank), lab, _budget(case, labeled), labeled_is_global=bool(case.get("is_global")),
-            from_logits=bool(case.get("from_logits")), temperature=case.get("temperature", 1.0),
-            return_radii=True, num_threads=1, timeout=60))
+        with _start_path(case):
+            res[name] = _record(lambda: pd.select(
+                _shard(x, sizes, rank), lab, _budget(case, labeled), labeled_is_global=bool(case.get("is_global")),
+                from_logits=bool(case.get("from_logits")), temperature=case.get("temperature", 1.0),
+                return_radii=True, num_threads=1, timeout=60))
     # the pool mean (first pick without labeled rows) must be bit-identical to
     # the kernel's single-process mean_vector, whatever the shard boundaries
     from pcoreset._problem import make_problem
@@ -244,9 +262,10 @@ def _reference(case, world):
     assert sum(sizes) == case["n"]
     x = _pool(case)
     labeled = _labeled(case, sizes)
-    picks, radii = pcoreset.select(x, labeled, _budget(case, labeled), from_logits=bool(case.get("from_logits")),
-                                   temperature=case.get("temperature", 1.0), return_radii=True, backend="cpu",
-                                   num_threads=1)
+    with _start_path(case):
+        picks, radii = pcoreset.select(x, labeled, _budget(case, labeled), from_logits=bool(case.get("from_logits")),
+                                       temperature=case.get("temperature", 1.0), return_radii=True, backend="cpu",
+                                       num_threads=1)
     return np.asarray(picks).tolist(), np.asarray(radii).tolist()
 
 
