@@ -196,9 +196,10 @@ def test_kcenter_greedy_on_features():
 
 def test_progress_callback_and_info():
     x = clustered_pool(500, 10, seed=9)
-    seen = []
-    pcoreset.select(x, [], 50, backend="cpu", progress=seen.append)
-    assert seen and seen[-1] == 50
+    for backend in ["cpu", "torch"] + (["faiss"] if pcoreset.info()["faiss"] else []):
+        seen = []
+        pcoreset.select(x, [], 50, backend=backend, progress=seen.append)
+        assert seen and seen[-1] == 50, backend
     info = pcoreset.info()
     assert info["cpu_module"]["built"] is True
     assert info["backends"]["cpu"] == "available"

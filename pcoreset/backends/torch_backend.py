@@ -10,6 +10,7 @@ from .. import _start
 from .._problem import Problem
 from . import register
 from .base import Backend
+from .cpu import _progress_callback
 
 
 def _sq_dist(problem, x, center, step):
@@ -56,6 +57,16 @@ class TorchBackend(Backend):
         picks = torch.empty(problem.budget, dtype=torch.int64, device=dev)
         radii2 = torch.empty(problem.budget, dtype=torch.float64, device=dev)
         neg = torch.tensor(-1.0, dtype=acc, device=dev)
+        callback, close = _progress_callback(problem)
+        try:
+            self._greedy(problem, x, acc, step, mind, taken, picks, radii2, neg, center, callback)
+        finally:
+            close()
+        return picks, radii2
+
+    @staticmethod
+    def _greedy(problem, x, acc, step, mind, taken, picks, radii2, neg, center, callback):
+        n, dev, labeled = problem.n, x.device, problem.labeled
         for t in range(problem.budget):
             if t == 0 and labeled.size == 0:
                 mean = torch.zeros(problem.c, dtype=torch.float64, device=dev)
@@ -74,7 +85,8 @@ class TorchBackend(Backend):
             if t + 1 < problem.budget:
                 mind = torch.minimum(mind, _sq_dist(problem, x, center(p), step))
                 mind[p] = 0
-        return picks, radii2
+            if callback:
+                callback(t + 1)
 
 
 register(TorchBackend())
