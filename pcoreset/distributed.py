@@ -694,13 +694,7 @@ def add_select_distributed_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per rank (0 = all)")
 
 
-def _read_labeled(path: Optional[str]) -> np.ndarray:
-    if path is None:
-        return np.zeros(0, dtype=np.int64)
-    if path.endswith(".npy"):
-        return np.load(path, allow_pickle=False)
-    with open(path, "r", encoding="utf-8") as f:
-        return np.array([int(line) for line in f if line.strip()], dtype=np.int64)
+from ._paths import read_index_file as _read_labeled  # noqa: E402  (checked, one-line errors)
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:

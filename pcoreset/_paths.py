@@ -1,0 +1,247 @@
+"""Checks for file arguments of the command line, run before any work starts.
+
+A command that reads a missing file, or that cannot write its result, should
+say so in one line before it spends minutes selecting or training, not end in
+a traceback after the work is done. Every error here is an
+`InvalidInputError` whose message starts with the option and the path:
+
+    --labeled nosuch.npy: no such file
+    --out /nonexistent/dir/p.npy: directory /nonexistent/dir does not exist
+
+Two ways to use it:
+
+- call the checks directly: `check_input_file`, `check_output_path`,
+  `read_index_file`;
+- declare file options with `add_input` / `add_output` instead of
+  `parser.add_argument`: the parser then records which options are files,
+  and `check_path_args(args)` checks all of them at once (the `pcoreset`
+  entry point does this before running any subcommand). Adding a checked
+  option is one line.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+__all__ = [
+    "check_input_file", "check_output_path", "read_index_file", "save_npy_atomic",
+    "add_input", "add_output", "check_path_args",
+]
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _suffix_ok(path: str, suffixes: Optional[Sequence[str]]) -> bool:
+    return not suffixes or any(path.lower().endswith(s.lower()) for s in suffixes)
+
+
+def _suffix_words(suffixes: Sequence[str]) -> str:
+    return " or ".join(suffixes)
+
+
+def _fail(arg: str, path: str, why: str) -> InvalidInputError:
+    return InvalidInputError(f"{arg} {path}: {why}")
+
+
+def check_input_file(path, arg: str, suffixes: Optional[Sequence[str]] = None) -> str:
+    """Check that `path` names an existing, readable regular file (with one of
+    `suffixes`, e.g. (".npy",), when given). `arg` is the option as the user
+    typed it ("--labeled"); it starts the error message. Returns the path as
+    a str. Raises InvalidInputError with a one-line message otherwise.
+
+    Readability is tested by opening the file, so it holds for root and for
+    ACLs alike; the file is not read."""
+    path = os.fspath(path)
+    if not path:
+        raise InvalidInputError(f"{arg}: empty file name")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise _fail(arg, path, "no such file") from None
+    except NotADirectoryError:
+        raise _fail(arg, path, "no such file (a part of the path is not a directory)") from None
+    except PermissionError:
+        raise _fail(arg, path, "permission denied (cannot reach the file)") from None
+    except OSError as exc:
+        raise _fail(arg, path, exc.strerror or str(exc)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise _fail(arg, path, "is a directory, expected a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise _fail(arg, path, "is not a regular file")
+    if not _suffix_ok(path, suffixes):
+        raise _fail(arg, path, f"expected a {_suffix_words(suffixes)} file")
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise _fail(arg, path, "permission denied (cannot read the file)") from None
+    except OSError as exc:
+        raise _fail(arg, path, f"cannot read the file: {exc.strerror or exc}") from None
+    return path
+
+
+def check_output_path(path, arg: str, suffixes: Optional[Sequence[str]] = None) -> str:
+    """Check, before any work, that a result can be written to `path`: it is
+    not a directory or another non-regular file, its directory exists and is
+    writable (results are written to a temporary file there and renamed, so
+    the directory's permission is what counts), and it ends in one of
+    `suffixes` when given. Returns the path as a str; raises
+    InvalidInputError with a one-line message naming `arg` otherwise."""
+    path = os.fspath(path)
+    if not path:
+        raise InvalidInputError(f"{arg}: empty file name")
+    if path.endswith(os.sep) or os.path.isdir(path):
+        raise _fail(arg, path, "is a directory; give a file name")
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise _fail(arg, path, "exists and is not a regular file")
+    if not _suffix_ok(path, suffixes):
+        raise _fail(arg, path, f"the file name must end in {_suffix_words(suffixes)}")
+    parent = os.path.dirname(path) or "."
+    if not os.path.exists(parent):
+        raise _fail(arg, path, f"directory {parent} does not exist")
+    if not os.path.isdir(parent):
+        raise _fail(arg, path, f"{parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise _fail(arg, path, f"cannot write in directory {parent} (permission denied)")
+    return path
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    text = text.strip()
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def read_index_file(path, arg: str = "--labeled") -> np.ndarray:
+    """Read row indices (None: no file, an empty array) from a .npy file of integers, or from a text file with
+    one integer per line (blank lines are skipped). Whether a file is .npy is
+    decided by its content, not its name. Returns a 1-D int64 array (empty for
+    an empty file); range and duplicate checks are left to `select`, which
+    knows the pool size.
+
+    Raises InvalidInputError naming `arg`, the file and, for text files, the
+    first offending line (e.g. a CSV of probabilities passed by mistake)."""
+    if path is None:
+        return np.zeros(0, dtype=np.int64)
+    path = check_input_file(path, arg)
+    with open(path, "rb") as f:
+        head = f.read(len(_NPY_MAGIC))
+    if head == _NPY_MAGIC:
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise _fail(arg, path, f"not a readable .npy file ({exc})") from None
+        if arr.dtype.kind not in "iu":
+            raise _fail(arg, path, f"holds {arr.dtype} values; expected integer row indices")
+        arr = arr.reshape(-1) if arr.ndim == 0 else arr
+        if arr.ndim != 1:
+            raise _fail(arg, path, f"has shape {tuple(arr.shape)}; expected a 1-D array of row indices")
+        if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+            raise _fail(arg, path, f"index {int(arr.max())} is too large")
+        return arr.astype(np.int64)
+    if path.lower().endswith(".npy"):
+        raise _fail(arg, path, "not a .npy file (no NumPy header); save it with numpy.save")
+    values: List[int] = []
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                text = line.strip()
+                if not text:
+                    continue
+                try:
+                    value = int(text)
+                except ValueError:
+                    raise _fail(arg, path, f"line {lineno} is {_shorten(text)}, not an integer "
+                                           "(expected a .npy file or one row index per line)") from None
+                if not np.iinfo(np.int64).min <= value <= np.iinfo(np.int64).max:
+                    raise _fail(arg, path, f"line {lineno}: index {value} is too large")
+                values.append(value)
+    except UnicodeDecodeError:
+        raise _fail(arg, path, "neither a .npy file nor a text file of integers") from None
+    return np.array(values, dtype=np.int64)
+
+
+def save_npy_atomic(path: str, array) -> None:
+    """Write `array` as .npy to exactly `path` (no ".npy" appended), through a
+    temporary file in the same directory renamed into place, so a crash never
+    leaves half a file. The file is created with open(), so its mode follows
+    the umask like any other file."""
+    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, np.asarray(array), allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# ------------------------------------------------------------------ declaring file options
+
+_KEY = "_pcoreset_path_args"
+
+
+def _record(parser: argparse.ArgumentParser, action: argparse.Action, kind: str,
+            suffixes: Optional[Sequence[str]]) -> None:
+    specs = list(parser.get_default(_KEY) or [])
+    flag = next((s for s in action.option_strings if s.startswith("--")), None) or \
+        (action.option_strings[0] if action.option_strings else action.dest)
+    specs.append((kind, action.dest, flag, tuple(suffixes) if suffixes else None))
+    parser.set_defaults(**{_KEY: specs})
+
+
+def add_input(parser: argparse.ArgumentParser, *flags, suffixes: Optional[Sequence[str]] = None,
+              **kwargs) -> argparse.Action:
+    """`parser.add_argument(*flags, **kwargs)` for an input file, recorded so
+    that `check_path_args` checks it (exists, readable, suffix)."""
+    action = parser.add_argument(*flags, **kwargs)
+    _record(parser, action, "input", suffixes)
+    return action
+
+
+def add_output(parser: argparse.ArgumentParser, *flags, suffixes: Optional[Sequence[str]] = None,
+               **kwargs) -> argparse.Action:
+    """`parser.add_argument(*flags, **kwargs)` for an output file, recorded so
+    that `check_path_args` checks it (its directory exists and is writable)."""
+    action = parser.add_argument(*flags, **kwargs)
+    _record(parser, action, "output", suffixes)
+    return action
+
+
+def _values(value) -> Iterable:
+    if value is None:
+        return ()
+    return value if isinstance(value, (list, tuple)) else (value,)
+
+
+def check_path_args(args: argparse.Namespace, outputs: bool = True,
+                    skip: Sequence[str] = ()) -> None:
+    """Check every file option declared with add_input/add_output that was
+    given. `outputs=False` skips the output checks (e.g. on ranks other than
+    the one that writes); `skip` lists option dests checked elsewhere. Also
+    refuses an output that is the same file as an input or another output."""
+    specs = getattr(args, _KEY, None) or []
+    seen: List[Tuple[str, str, str]] = []  # (realpath, flag, kind)
+    for kind, dest, flag, suffixes in specs:
+        if dest in skip:
+            continue
+        for value in _values(getattr(args, dest, None)):
+            if kind == "input":
+                check_input_file(value, flag, suffixes)
+            elif outputs:
+                check_output_path(value, flag, suffixes)
+            else:
+                continue
+            real = os.path.realpath(value)
+            for other_real, other_flag, other_kind in seen:
+                if real == other_real and "output" in (kind, other_kind):
+                    raise _fail(flag, value, f"is the same file as {other_flag}")
+            seen.append((real, flag, kind))
