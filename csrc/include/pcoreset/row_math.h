@@ -20,6 +20,10 @@
 #include <cstring>
 
 #if defined(__CUDACC__)
+#include <cuda_fp16.h>
+#endif
+
+#if defined(__CUDACC__)
 #define PCS_HD __host__ __device__ __forceinline__
 #else
 #define PCS_HD inline
@@ -58,14 +62,19 @@ PCS_HD uint32_t float_to_bits(float f) {
 // before they reach a kernel). Exact, branch-free so that it vectorises, and
 // never produces a float subnormal, so flush-to-zero modes cannot change it:
 // a half subnormal m * 2^-24 is built as (2^-14 + m * 2^-24) - 2^-14, which is
-// exact (Sterbenz).
+// exact (Sterbenz). On the device the hardware conversion (one cvt.f32.f16,
+// also exact for every finite half, subnormals included) gives the same bits.
 PCS_HD float half_bits_to_float(uint16_t h) {
+#if defined(__CUDA_ARCH__)
+  return __half2float(__ushort_as_half(h));
+#else
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t em = static_cast<uint32_t>(h & 0x7FFFu) << 13;
   const float normal = bits_to_float(em + 0x38000000u);
   const float sub = bits_to_float(em | 0x38800000u) - 6.103515625e-05f;
   const float mag = (h & 0x7C00u) ? normal : sub;
   return bits_to_float(float_to_bits(mag) | sign);
+#endif
 }
 
 PCS_HD float bf16_bits_to_float(uint16_t h) {
@@ -102,11 +111,16 @@ template <typename A> struct SoftmaxRow {
 // The value at column j of a row as the kernel sees it: the stored value, or
 // its softmax probability when the row holds logits. Both kernels (and the
 // center vectors they build) go through this one function.
+// Probability of one logit v of a row with softmax parameters sm.
+template <typename A> PCS_HD A logit_to_prob(A v, SoftmaxRow<A> sm, A inv_t) {
+  return exp_acc((v - sm.row_max) * inv_t) * sm.inv_sum;
+}
+
 template <typename S, typename A>
 PCS_HD A row_value(const S* row, int64_t j, bool from_logits, SoftmaxRow<A> sm, A inv_t) {
   const A v = Load<S, A>::get(row + j);
   if (!from_logits) return v;
-  return exp_acc((v - sm.row_max) * inv_t) * sm.inv_sum;
+  return logit_to_prob(v, sm, inv_t);
 }
 
 // Fold kLanes partial sums by halving, the order a warp's shuffle-down takes.
@@ -145,6 +159,19 @@ template <> struct PruneSlack<double> { static constexpr double value = 4.0 * (1
 
 template <typename A> PCS_HD bool can_skip_row(A dcc2, A mind2) {
   return dcc2 >= PruneSlack<A>::value * mind2;
+}
+
+// Running minimum of a row that was labeled, picked or excluded: negative, so
+// one load tells a pass that the row is not eligible (and the pruning test,
+// dcc2 >= 4 * mind, always skips it).
+template <typename A> PCS_HD A taken_mind() { return A(-1); }
+template <typename A> PCS_HD bool is_eligible(A mind2) { return mind2 >= A(0); }
+
+// Refining a row's nearest center among candidates: center `a` at squared
+// distance d replaces the current (best, best_center) when strictly closer,
+// or equally close with a lower center index.
+template <typename A> PCS_HD bool closer_center(A d, int64_t a, A best, int64_t best_center) {
+  return d < best || (d == best && a < best_center);
 }
 
 // Tie rule: the larger distance wins; on equal distances the lower row index.
