@@ -30,7 +30,7 @@ import numpy as np
 from .errors import InvalidInputError
 
 __all__ = [
-    "check_input_file", "check_output_path", "read_index_file", "save_npy_atomic",
+    "check_input_file", "check_output_path", "read_index_file", "read_npy_header", "save_npy_atomic",
     "add_input", "add_output", "check_path_args",
 ]
 
@@ -164,6 +164,30 @@ def read_index_file(path, arg: str = "--labeled") -> np.ndarray:
     except UnicodeDecodeError:
         raise _fail(arg, path, "neither a .npy file nor a text file of integers") from None
     return np.array(values, dtype=np.int64)
+
+
+def read_npy_header(path, arg: str) -> Tuple[tuple, np.dtype]:
+    """Check that `path` is a readable .npy file and return its (shape, dtype)
+    from the header alone (the data are not read). Raises InvalidInputError
+    naming `arg` for a missing file, a file that is not .npy (a CSV, a
+    pickle) or a damaged header."""
+    path = check_input_file(path, arg)
+    with open(path, "rb") as f:
+        head = f.read(len(_NPY_MAGIC))
+    if head != _NPY_MAGIC:
+        raise _fail(arg, path, f"not a .npy file (no NumPy header; it starts with {_shorten(head.decode('latin-1'), 12)})")
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    except (ValueError, OSError, EOFError) as exc:
+        raise _fail(arg, path, f"not a .npy file ({str(exc).splitlines()[0] if str(exc) else 'bad header'})") from None
+    if dtype.hasobject:
+        raise _fail(arg, path, "holds Python objects; only numeric .npy files are read (never unpickled)")
+    return shape, dtype
 
 
 def save_npy_atomic(path: str, array) -> None:
