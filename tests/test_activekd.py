@@ -21,7 +21,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from pcoreset.activekd import RunConfig, run  # noqa: E402
 from pcoreset.activekd import teachers as T  # noqa: E402
-from pcoreset.activekd.data import WORDNET_FILE  # noqa: E402
+from pcoreset.activekd.datasets.text import WORDNET_FILE  # noqa: E402
 from pcoreset.cli import main  # noqa: E402
 from pcoreset.errors import InvalidInputError, PoolExhaustedError  # noqa: E402
 
@@ -306,3 +306,16 @@ def test_demo_with_real_minilm_teacher(tmp_path, capsys):
     demo(tmp_path / "demo2", **kw)  # a second demo reuses the teacher cache
     assert cached[0].stat().st_mtime_ns == mtime
     assert len(list((tmp_path / "cache" / "teachers").glob("*.npy"))) == 1
+
+
+def test_second_embedded_task_has_all_25_noun_supersenses():
+    from pcoreset.activekd.datasets import load_dataset
+
+    ds = load_dataset(RunConfig(dataset="embedded:wordnet25"))
+    assert ds.num_classes == 25 and "Tops" not in ds.class_names and {"motive", "shape", "act"} <= set(ds.class_names)
+    assert (len(ds.pool_idx), len(ds.test_idx)) == (2912, 970)
+    counts = np.bincount(ds.labels, minlength=25)
+    assert sorted(counts)[1:] == [160] * 24 and min(counts) == 42  # noun.motive has 42 synsets
+    assert len(set(ds.ids)) == len(ds)
+    six = load_dataset(RunConfig())
+    assert six.num_classes == 6 and set(six.class_names) < set(ds.class_names)

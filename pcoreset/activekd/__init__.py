@@ -2,18 +2,25 @@
 (DESIGN.md §5).
 
     from pcoreset.activekd import RunConfig, run
-    run(RunConfig(dataset="embedded:wordnet", strategy="pcoreset", out="runs/pc"))
+    run(RunConfig(dataset="embedded:wordnet", strategy="pcoreset"), "runs/pc")
 
-Pluggable parts, each behind a small registry so other modalities slot in:
-datasets (:mod:`.data`), teachers (:mod:`.teachers`), students (:mod:`.student`);
-selection strategies come from :mod:`pcoreset.strategies`.
+Where each part lives (every registry lists its built-in entries in one table):
+
+    config.py     RunConfig: every setting of a run (None = resolved by the teacher/dataset)
+    datasets/     DATASETS: text CSV, embedded WordNet, Fashion-MNIST, ImageFolder, torchvision
+    teachers/     TEACHERS: zeroshot-text, precomputed, clip, fewshot (CLAP); the output cache
+    students/     STUDENTS: bow (text), smallcnn / resnet18 / mobilenet_v2 (images)
+    loop.py       the round loop and the resumable run directory
+    report.py     tables and paired comparisons across runs (stats.py, plot.py)
+    demo.py, cli.py   ``pcoreset demo`` and the run/demo/report/export-picks subcommands
+
+Selection strategies come from :mod:`pcoreset.strategies`.
 """
 from .config import RunConfig
-from .data import Dataset, load_dataset, register_dataset
+from .datasets import Dataset, load_dataset, register_dataset
 from .loop import run
-from .student import register_student
+from .students import register_student
 from .teachers import Teacher, register_teacher
 
 __all__ = ["RunConfig", "Dataset", "load_dataset", "register_dataset", "run",
            "Teacher", "register_teacher", "register_student"]
-from . import vision  # noqa: E402,F401  registers image datasets, clip/fewshot teachers, image students

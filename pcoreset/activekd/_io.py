@@ -1,8 +1,12 @@
-"""Atomic writes and pickle-free reads of user files."""
+"""Atomic writes (modes follow the umask), pickle-free reads of user files, and
+the checks of the driver's output directories."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -11,11 +15,36 @@ import numpy as np
 from ..errors import InvalidInputError
 
 
+def _umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode a plain open() would give: an existing file keeps its mode, a new
+    one gets 0666 less the umask (mkstemp alone would make it 0600)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def _atomic(path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -43,6 +72,16 @@ def write_json(path, obj) -> None:
 
 def write_npy(path, arr: np.ndarray) -> None:
     _atomic(path, lambda fh: np.save(fh, np.asarray(arr), allow_pickle=False))
+
+
+def write_csv(path, rows, fields) -> None:
+    """`rows` (dicts) as CSV with columns `fields` (None -> empty cell)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
+    write_text(path, buf.getvalue())
 
 
 def _jsonable(x):
@@ -90,3 +129,24 @@ def load_array(path, what: str) -> np.ndarray:
     except Exception as exc:  # corrupt file, pickled object refused, ...
         raise InvalidInputError(f"{what}: cannot read {str(path)!r} without unpickling: {exc}") from exc
     raise InvalidInputError(f"{what}: {str(path)!r} has suffix {suffix!r}; expected .npy, .npz, .pt or .pth")
+
+
+def check_output_dir(path, arg: str) -> Path:
+    """Check, before any work, that directory `path` exists and is writable, or can
+    be created (its nearest existing ancestor is a writable directory). Raises
+    InvalidInputError naming `arg` and the path in one line."""
+    path = Path(os.fspath(path)).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise InvalidInputError(f"{arg} {path}: exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise InvalidInputError(f"{arg} {path}: cannot write in this directory (permission denied)")
+        return path
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InvalidInputError(f"{arg} {path}: cannot create it, {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"{arg} {path}: cannot create it in {ancestor} (permission denied)")
+    return path

@@ -8,14 +8,16 @@ import io
 import json
 from pathlib import Path
 
-from ..errors import InvalidInputError
-from .config import RunConfig, read_config_file
+from .. import _paths
+from ..errors import InvalidInputError, PcoresetError
+from . import _io
+from .config import RunConfig, read_config_file, upgrade_saved
 
 # flag -> (RunConfig field, type, help). Defaults are None so that only flags the
 # user typed override the config file / the saved run.
 _RUN_FLAGS = [
-    ("--dataset", "dataset", str, "CSV (.csv/.csv.gz: text[,id,label,split]), 'embedded:wordnet' (default), "
-     "fashion-mnist[:DIR], imagefolder:DIR or torchvision:NAME:ROOT"),
+    ("--dataset", "dataset", str, "CSV (.csv/.csv.gz: text[,id,label,split]), 'embedded:wordnet' (default, 6 "
+     "classes), 'embedded:wordnet25' (25 classes), fashion-mnist[:DIR], imagefolder:DIR or torchvision:NAME:ROOT"),
     ("--classes", "classes", None, "class names in label order (default: the sorted labels)"),
     ("--max-pool", "max_pool", int, "use at most this many pool rows (0 = all)"),
     ("--max-test", "max_test", int, "use at most this many test rows (0 = all)"),
@@ -23,9 +25,12 @@ _RUN_FLAGS = [
     ("--teacher-model", "teacher_model", str, "text: sentence-transformers dir/name (default: bundled MiniLM); "
      "clip/fewshot: ARCH[:PRETRAINED tag or checkpoint file] (default ViT-B-32:openai)"),
     ("--teacher-logits", "teacher_logits", str, "(N, C) .npy/.pt logits file for --teacher precomputed"),
-    ("--prompt", "prompt", str, "class prompt template (default 'a kind of {}.')"),
-    ("--teacher-scale", "teacher_scale", float, "zero-shot logits = scale * cosine (default 50)"),
-    ("--student", "student", str, "bow (default, text), smallcnn, resnet18, mobilenet_v2, resnet18-imagenet, mobilenet_v2-imagenet"),
+    ("--prompt", "prompt", str, "class prompt template(s), '|'-separated (default: the teacher's: text "
+     "'a kind of {}.'; clip: the dataset's or 'a photo of a {}.')"),
+    ("--teacher-scale", "teacher_scale", float, "zero-shot logits = scale * cosine (default: the teacher's: "
+     "text 50, clip 100)"),
+    ("--student", "student", str, "bow (text), smallcnn, resnet18, mobilenet_v2, resnet18-imagenet, "
+     "mobilenet_v2-imagenet (default: bow for text, resnet18 for images)"),
     ("--strategy", "strategy", str, "random, entropy, coreset, badge, class_balanced or pcoreset (default)"),
     ("--rounds", "rounds", int, "selection rounds after round 0 (default 5)"),
     ("--budget", "budget", int, "samples labeled per round (default 30)"),
@@ -71,11 +76,28 @@ def config_from_args(args) -> RunConfig:
     if args.config:
         base.update(read_config_file(args.config))
     elif saved.is_file():
-        base.update(json.loads(saved.read_text(encoding="utf-8")))
+        base.update(upgrade_saved(_io.read_json(saved)))
     base.update(_explicit(args))
     return RunConfig.from_dict(base, source=args.config or "flags").validate()
 
 
+def _one_line(func):
+    """Run a subcommand with its file arguments checked first, and an OSError met
+    while writing (a full disk, a permission changed meanwhile) reported in one
+    line rather than as a traceback."""
+    def wrapped(args) -> int:
+        _paths.check_path_args(args)
+        try:
+            return func(args)
+        except OSError as exc:
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            raise PcoresetError(f"{where}{exc.strerror or exc}") from None
+
+    wrapped.__name__ = func.__name__
+    return wrapped
+
+
+@_one_line
 def _cmd_run(args) -> int:
     from .loop import run
 
@@ -88,28 +110,35 @@ def _cmd_run(args) -> int:
     return 0
 
 
+@_one_line
 def _cmd_demo(args) -> int:
     from .demo import demo
+    from .teachers import default_cache_dir
 
+    _io.check_output_dir(args.out, "--out")
+    _io.check_output_dir(args.cache_dir or default_cache_dir(), "--cache-dir")
     demo(out=args.out, quick=args.quick, seeds=args.seeds, strategies=args.strategies, cache_dir=args.cache_dir,
-         jobs=args.jobs)
+         jobs=args.jobs, dataset=args.dataset)
     return 0
 
 
+@_one_line
 def _cmd_report(args) -> int:
-    from .report import report
+    from .report import find_runs, report
 
-    report(args.run_dirs, out_dir=args.out)
+    find_runs(args.run_dirs)
+    out = args.out if args.out is not None else (args.run_dirs[0] if len(args.run_dirs) == 1 else ".")
+    _io.check_output_dir(out, "--out")
+    report(args.run_dirs, out_dir=out, reference=args.against)
     return 0
 
 
+@_one_line
 def _cmd_export(args) -> int:
     text = export_picks(args.run_dir, args.round)
     if args.out in (None, "-"):
         print(text, end="")
     else:
-        from . import _io
-
         _io.write_text(args.out, text)
         print(f"wrote {text.count(chr(10)) - 1} picks to {args.out}; fill in the 'label' column and rerun "
               f"`pcoreset run --out {args.run_dir} --oracle {args.out}`")
@@ -119,13 +148,12 @@ def _cmd_export(args) -> int:
 def export_picks(run_dir, round_k=None) -> str:
     """CSV text (round,row,id,text,label) of round `round_k`'s picks (default: the
     latest round with picks); 'label' is blank where no label was given yet."""
-    from . import _io
-    from .data import load_dataset
+    from .datasets import load_dataset
     from .report import find_runs
 
     run_dir = Path(run_dir)
     find_runs([run_dir])
-    cfg = RunConfig.from_dict(_io.read_json(run_dir / "config.json"))
+    cfg = RunConfig.from_dict(upgrade_saved(_io.read_json(run_dir / "config.json")))
     rounds = sorted(int(p.name) for p in (run_dir / "rounds").iterdir()
                     if p.name.isdigit() and (p / "picks.npy").is_file())
     if not rounds:
@@ -148,43 +176,64 @@ def export_picks(run_dir, round_k=None) -> str:
 
 def register(sub) -> None:
     """Add run, demo, report and export-picks to `pcoreset`'s subparsers."""
+    from .demo import DEFAULT_SEEDS, PRESETS
+
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser(
         "run", help="run or resume an ActiveKD active-learning run", formatter_class=fmt,
         description="Train a dual-head student with knowledge distillation from a frozen teacher,\n"
                     "select --budget samples per round with --strategy, and write RUN_DIR.\n"
-                    "Rerun the same command to resume after the last finished round.\n\n"
+                    "Rerun the same command to resume after the last finished round.\n"
+                    "Every file argument is checked before any work starts.\n\n"
                     "examples:\n"
                     "  pcoreset run --out runs/pc --strategy pcoreset            # embedded WordNet data\n"
+                    "  pcoreset run --out runs/pc25 --dataset embedded:wordnet25 --budget 50\n"
                     "  pcoreset run --out runs/mine --dataset my.csv --teacher precomputed \\\n"
                     "      --teacher-logits logits.npy --strategy badge --no-distill\n"
                     "  pcoreset run --out runs/human --dataset my.csv --initial-labeled seed_ids.txt \\\n"
                     "      --oracle labels.csv   # stops for labels; see export-picks")
     p.add_argument("--out", "-o", required=True, metavar="RUN_DIR", help="run directory (created or resumed)")
-    p.add_argument("--config", help="TOML/YAML file of settings (keys as the flags, with _ or -)")
+    _paths.add_input(p, "--config", suffixes=(".toml", ".yaml", ".yml"),
+                     help="TOML/YAML file of settings (keys as the flags, with _ or -)")
     _add_run_flags(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
-        "demo", help="all six strategies x {ActiveKD, No Distill} on embedded WordNet data", formatter_class=fmt,
+        "demo", help="all six strategies x {ActiveKD, No Distill} on embedded WordNet data, paired over seeds",
+        formatter_class=fmt,
         description="Classify WordNet noun glosses into supersenses with a zero-shot MiniLM teacher\n"
-                    "distilled into a bag-of-words student; prints a table and writes curves.png.")
+                    "distilled into a bag-of-words student. Every strategy runs with the same seeds\n"
+                    "(same initial labels, student initialisation and data order), so the report\n"
+                    "compares each strategy with PCoreSet seed by seed. Writes OUT/table.md,\n"
+                    "OUT/report.csv, OUT/paired.csv, OUT/curves.png and the runs under OUT/runs/;\n"
+                    "teacher outputs are cached in ~/.cache/pcoreset (or $PCORESET_CACHE).\n"
+                    "About 6 minutes on a quiet 2-core machine (--quick: under a minute).")
     p.add_argument("--out", "-o", default="pcoreset_demo", help="output directory (default ./pcoreset_demo)")
-    p.add_argument("--quick", action="store_true", help="small slice and few rounds (< 2 minutes)")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per setting (default 3, --quick 1)")
+    p.add_argument("--dataset", default="embedded:wordnet", choices=sorted(PRESETS),
+                   help="embedded:wordnet (6 classes, default) or embedded:wordnet25 (25 classes)")
+    p.add_argument("--quick", action="store_true", help="small slice, few rounds, one seed")
+    p.add_argument("--seeds", type=int, default=None,
+                   help=f"seeds per setting (default {DEFAULT_SEEDS}, --quick 1)")
     p.add_argument("--strategies", nargs="+", default=None, help="subset of strategies (default: all six)")
     p.add_argument("--cache-dir", default=None, help="teacher-output cache directory")
     p.add_argument("--jobs", "-j", type=int, default=None, help="parallel runs (default: up to 2 CPU cores)")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("report", help="table and curves across run directories")
+    p = sub.add_parser(
+        "report", help="tables, paired comparisons and curves across run directories", formatter_class=fmt,
+        description="Accuracy per label count (mean and 95% CI over seeds), the area under the\n"
+                    "accuracy curve and the rank by it; then every strategy against --against on\n"
+                    "the same seeds: mean paired difference, 95% CI and Wilcoxon signed-rank p.\n"
+                    "Writes report.csv, paired.csv and curves.png to --out.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (or folders holding them)")
-    p.add_argument("--out", default=None, help="where report.csv and curves.png go (default: the one RUN_DIR, else .)")
+    p.add_argument("--out", default=None,
+                   help="where report.csv, paired.csv and curves.png go (default: the one RUN_DIR, else .)")
+    p.add_argument("--against", default="pcoreset", help="reference strategy of the paired table (default pcoreset)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("export-picks", help="write a round's picks to CSV for a person to label")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--round", type=int, default=None, help="round (default: the latest with picks)")
-    p.add_argument("--out", "-o", default=None, help="CSV file (default: stdout)")
+    _paths.add_output(p, "--out", "-o", default=None, help="CSV file (default: stdout)")
     p.set_defaults(func=_cmd_export)

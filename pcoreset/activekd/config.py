@@ -11,6 +11,10 @@ from typing import Any, Dict, Optional
 from ..errors import InvalidInputError
 
 EMBEDDED_WORDNET = "embedded:wordnet"
+EMBEDDED_WORDNET25 = "embedded:wordnet25"
+# What RunConfig held for prompt and teacher_scale before they defaulted to None:
+# run directories saved then by the CLIP teachers (which ignored them) read as None.
+LEGACY_TEXT_DEFAULTS = {"prompt": "a kind of {}.", "teacher_scale": 50.0}
 
 
 @dataclass
@@ -18,18 +22,25 @@ class RunConfig:
     """Every knob of a run. Paths are stored as given (strings).
 
     dataset:            CSV (``.csv`` or ``.csv.gz``; columns ``text``, optional ``id``,
-                        ``label``, ``split``) or ``embedded:wordnet``.
+                        ``label``, ``split``), or a registered name (``embedded:wordnet``,
+                        ``embedded:wordnet25``, ``imagefolder:DIR``...; see datasets/).
     classes:            class names in label order (default: sorted labels found).
     test_fraction:      held-out share when the dataset has no ``split`` column.
     max_pool / max_test: keep at most this many pool / test rows (seeded, stratified
                         by nothing; 0 = all) — for quick runs.
-    teacher:            registered teacher name (``zeroshot-text``, ``precomputed``;
-                        vision adds ``clip``).
+    teacher:            registered teacher name (``zeroshot-text``, ``precomputed``,
+                        ``clip``, ``fewshot``; see teachers/).
     teacher_model:      model path or name for model teachers ('' = the default).
     teacher_logits:     (N, C) .npy/.pt file for the ``precomputed`` teacher.
-    prompt:             class prompt template for zero-shot teachers.
-    teacher_scale:      logits = scale * cosine(text, prompt).
-    student:            registered student name (``bow``).
+    prompt:             class prompt template(s) for zero-shot teachers; None = the
+                        teacher's default (text: "a kind of {}."; CLIP: the dataset's
+                        templates or "a photo of a {}.").
+    teacher_scale:      logits = scale * cosine; None = the teacher's default (text 50,
+                        CLIP 100).
+    student:            registered student name; None = the dataset's default
+                        (``bow`` for text, ``resnet18`` for images).
+    Fields left at None are resolved when a run starts, and config.json holds
+    the resolved values.
     strategy:           pcoreset.strategies name; ``strategy_kwargs`` go to it.
     distill:            False = the paper's "No Distill" baseline (CE head only).
     temperature:        KD temperature T (KL scaled by T^2).
@@ -48,9 +59,9 @@ class RunConfig:
     teacher: str = "zeroshot-text"
     teacher_model: str = ""
     teacher_logits: str = ""
-    prompt: str = "a kind of {}."
-    teacher_scale: float = 50.0
-    student: str = "bow"
+    prompt: Optional[str] = None
+    teacher_scale: Optional[float] = None
+    student: Optional[str] = None
     embed_dim: int = 64
     hidden_dim: int = 64
     num_buckets: int = 8192
@@ -79,14 +90,15 @@ class RunConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (v == 0 and not allow_zero):
                 raise InvalidInputError(f"{name}={v!r} must be a {'non-negative' if allow_zero else 'positive'} number")
 
-        for name in ("embed_dim", "hidden_dim", "num_buckets", "epochs", "batch_size", "lr", "temperature",
-                     "teacher_scale"):
+        for name in ("embed_dim", "hidden_dim", "num_buckets", "epochs", "batch_size", "lr", "temperature"):
             positive(name)
+        if self.teacher_scale is not None:
+            positive("teacher_scale")
         for name in ("rounds", "budget", "initial_per_class", "max_pool", "max_test", "weight_decay"):
             positive(name, allow_zero=True)
         if not 0.0 < self.test_fraction < 1.0:
             raise InvalidInputError(f"test_fraction={self.test_fraction!r} must be in (0, 1)")
-        if "{}" not in self.prompt:
+        if self.prompt is not None and ("{}" not in self.prompt and "{class}" not in self.prompt):
             raise InvalidInputError(f"prompt={self.prompt!r} must contain '{{}}' where the class name goes")
         if not isinstance(self.strategy_kwargs, dict):
             raise InvalidInputError(f"strategy_kwargs={self.strategy_kwargs!r} must be a mapping")
@@ -102,6 +114,16 @@ class RunConfig:
         if unknown:
             raise InvalidInputError(f"{source}: unknown setting(s) {unknown}; known: {sorted(known)}")
         return cls(**d)
+
+
+def upgrade_saved(d: Dict[str, Any]) -> Dict[str, Any]:
+    """A config.json dict as this version reads it: a CLIP-teacher run saved when
+    prompt and teacher_scale defaulted to the text teacher's values (which the
+    CLIP teachers then ignored) gets None for them, i.e. the same teacher."""
+    d = dict(d)
+    if d.get("teacher") in ("clip", "fewshot") and all(d.get(k) == v for k, v in LEGACY_TEXT_DEFAULTS.items()):
+        d.update(prompt=None, teacher_scale=None)
+    return d
 
 
 def read_config_file(path) -> Dict[str, Any]:

@@ -1,6 +1,11 @@
 """``pcoreset demo``: every strategy with ActiveKD and with No Distill on the
-embedded WordNet supersense data (noun glosses -> 6 supersenses), with the
-bundled all-MiniLM-L6-v2 as zero-shot teacher and a hashed bag-of-words student."""
+embedded WordNet supersense data (noun glosses -> 6 supersenses; or, with
+``--dataset embedded:wordnet25``, all 25), with the bundled all-MiniLM-L6-v2 as
+zero-shot teacher and a hashed bag-of-words student.
+
+Runs are paired: seed s gives every strategy and both distillation settings the
+same initial labels, student initialisation and data order, so the report
+compares strategies seed by seed (paired differences, Wilcoxon tests)."""
 from __future__ import annotations
 
 import os
@@ -11,16 +16,22 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from . import _io
-from .config import EMBEDDED_WORDNET, RunConfig
+from .config import EMBEDDED_WORDNET, EMBEDDED_WORDNET25, RunConfig
 from .teachers import build_teacher, default_cache_dir, teacher_logits
 
 ALL_STRATEGIES = ["random", "entropy", "coreset", "badge", "class_balanced", "pcoreset"]
 
 # Full demo: the whole embedded set (2700 pool / 900 test glosses), 1 label per class
 # to start, 5 rounds of 30. Quick: a 600/300 slice, 2 rounds of 12, shorter training.
+# embedded:wordnet25 (25 classes, 3000 pool / 970 test glosses): 1 label per class,
+# 5 rounds of 50.
 FULL = dict(dataset=EMBEDDED_WORDNET, rounds=5, budget=30, initial_per_class=1, epochs=20)
 QUICK = dict(dataset=EMBEDDED_WORDNET, rounds=2, budget=12, initial_per_class=1, epochs=15,
              max_pool=600, max_test=300)
+PRESETS = {EMBEDDED_WORDNET: {}, EMBEDDED_WORDNET25: dict(budget=50)}
+# Seeds of a full demo: 6 strategies x 2 settings x 10 seeds = 120 runs, about
+# 6 minutes on a quiet 2-core machine (benchmarks/RESULTS.md).
+DEFAULT_SEEDS = 10
 
 
 def _run_one(cfg_dict: dict, run_dir: str) -> List[dict]:
@@ -36,27 +47,36 @@ def _run_one(cfg_dict: dict, run_dir: str) -> List[dict]:
 
 def demo(out="pcoreset_demo", *, quick: bool = False, seeds: Optional[int] = None,
          strategies: Optional[List[str]] = None, cache_dir=None, jobs: Optional[int] = None,
-         echo: Callable[[str], None] = print, overrides: Optional[dict] = None) -> dict:
+         echo: Callable[[str], None] = print, overrides: Optional[dict] = None,
+         dataset: str = EMBEDDED_WORDNET) -> dict:
     """Run the demo grid into `out` (resumable) and return the report dict."""
     from tqdm.auto import tqdm
 
-    from .loop import get_strategy
+    from ..errors import InvalidInputError
+    from .loop import get_strategy, resolve_config
     from .report import report
 
     t_start = time.perf_counter()
     out = Path(out)
+    if dataset not in PRESETS:
+        raise InvalidInputError(f"--dataset {dataset}: the demo runs on {sorted(PRESETS)}; "
+                                "for other data use `pcoreset run` and `pcoreset report`")
     preset = dict(QUICK if quick else FULL)
+    preset.update(PRESETS[dataset], dataset=dataset)
     preset.update(overrides or {})
-    seeds = seeds if seeds is not None else (1 if quick else 3)
+    seeds = seeds if seeds is not None else (1 if quick else DEFAULT_SEEDS)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise InvalidInputError(f"--seeds {seeds!r}: must be a positive integer")
     strategies = strategies or ALL_STRATEGIES
     cache_dir = str(cache_dir or default_cache_dir())
     base = RunConfig(**preset, cache_dir=cache_dir).validate()
     for s in strategies:  # fail on a bad name before any work
         get_strategy(RunConfig(strategy=s))
 
-    from .data import load_dataset
+    from .datasets import load_dataset
 
     ds = load_dataset(base)
+    base = resolve_config(base, ds)
     t0 = time.perf_counter()
     logits, cached = teacher_logits(build_teacher(base), ds, cache_dir)
     teacher_s = time.perf_counter() - t0
@@ -67,12 +87,15 @@ def demo(out="pcoreset_demo", *, quick: bool = False, seeds: Optional[int] = Non
          f"({'cached' if cached else f'computed in {teacher_s:.0f}s'})")
 
     tasks = []
+    # one folder per grid, so that --quick and the full demo (or two datasets) can
+    # share an output directory
+    grid = dataset.split(":")[-1] + ("-quick" if quick else "") + ("-custom" if overrides else "")
     for seed in range(seeds):
         for s in strategies:
             for distill in (True, False):
                 cfg = RunConfig(**{**base.to_dict(), "strategy": s, "distill": distill, "seed": seed})
                 name = f"{s}-{'activekd' if distill else 'nodistill'}-s{seed}"
-                tasks.append((cfg.to_dict(), str(out / "runs" / name)))
+                tasks.append((cfg.to_dict(), str(out / "runs" / grid / name)))
     jobs = jobs or max(1, min(2, os.cpu_count() or 1))
     bar = tqdm(total=len(tasks), desc="demo runs", unit="run")
     if jobs == 1:
@@ -85,7 +108,7 @@ def demo(out="pcoreset_demo", *, quick: bool = False, seeds: Optional[int] = Non
                 fut.result()
                 bar.update()
     bar.close()
-    res = report([out / "runs"], out_dir=out, echo=lambda s: None)
+    res = report([d for _, d in tasks], out_dir=out, echo=lambda s: None)
     elapsed = time.perf_counter() - t_start
     table = res["table"]
     _io.write_text(out / "table.md", table + "\n")

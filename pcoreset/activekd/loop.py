@@ -13,7 +13,7 @@ again), reuses pending picks, and retrains the last student deterministically.""
 from __future__ import annotations
 
 import csv
-import io
+import dataclasses
 import os
 import signal
 import time
@@ -23,12 +23,13 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from .. import _paths
 from ..errors import InvalidInputError, PcoresetError, PoolExhaustedError
 from . import _io
-from .config import RunConfig
-from .data import Dataset, load_dataset
-from .student import build_student
-from .teachers import build_teacher, check_logits, teacher_logits
+from .config import RunConfig, upgrade_saved
+from .datasets import Dataset, load_dataset
+from .students import build_student
+from .teachers import build_teacher, check_logits, default_cache_dir, teacher_defaults, teacher_logits
 
 SUMMARY_FIELDS = ["strategy", "distill", "seed", "round", "num_labeled", "test_acc", "test_acc_ce",
                   "test_acc_kd", "teacher_test_acc"]
@@ -60,6 +61,37 @@ def get_strategy(cfg: RunConfig):
         raise InvalidInputError(f"strategy_kwargs={cfg.strategy_kwargs!r} for strategy {cfg.strategy!r}: {exc}") from exc
 
 
+def _check_input(path, setting: str, flag: str, suffixes=None) -> None:
+    try:
+        _paths.check_input_file(Path(path).expanduser(), flag, suffixes)
+    except InvalidInputError as exc:
+        why = str(exc).split(": ", 1)[-1] if str(exc).startswith(f"{flag} ") else str(exc)
+        raise InvalidInputError(f"{setting}={path!r}: {why} ({flag})") from None
+
+
+def check_run_paths(cfg: RunConfig, out) -> None:
+    """Every file a run reads or writes, checked before any work: the run
+    directory and the cache can be written, the input files exist and can be
+    read. Raises InvalidInputError with a one-line message naming the setting."""
+    from .datasets import DATASETS
+
+    _io.check_output_dir(out, "--out")
+    _io.check_output_dir(cfg.cache_dir or default_cache_dir(), "--cache-dir")
+    if not any(cfg.dataset == n or cfg.dataset.startswith(n + ":") for n in DATASETS.names()):
+        _check_input(cfg.dataset, "dataset", "--dataset")
+    if cfg.teacher == "precomputed" and cfg.teacher_logits:
+        _check_input(cfg.teacher_logits, "teacher_logits", "--teacher-logits", (".npy", ".npz", ".pt", ".pth"))
+    if cfg.initial_labeled:
+        _check_input(cfg.initial_labeled, "initial_labeled", "--initial-labeled")
+    if cfg.oracle:
+        oracle = Path(cfg.oracle).expanduser()
+        if oracle.exists():
+            _check_input(cfg.oracle, "oracle", "--oracle", (".csv",))
+        elif not oracle.parent.is_dir():
+            raise InvalidInputError(f"oracle={cfg.oracle!r}: directory {str(oracle.parent)!r} does not exist "
+                                    "(--oracle)")
+
+
 def read_oracle(path) -> Dict[str, str]:
     """id -> label (class name or index) from a CSV with columns ``id,label`` (other
     columns ignored, blank labels skipped). A missing file reads as empty."""
@@ -86,12 +118,26 @@ def _crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def prepare_run_dir(out: Path, cfg: RunConfig) -> RunConfig:
+def resolve_config(cfg: RunConfig, ds: Dataset) -> RunConfig:
+    """`cfg` with the fields left at None filled in: ``prompt`` and
+    ``teacher_scale`` by the teacher, ``student`` by the dataset's modality."""
+    from .students import default_student
+
+    filled = {k: v for k, v in teacher_defaults(cfg, ds).items() if getattr(cfg, k, None) is None}
+    if cfg.student is None:
+        filled["student"] = default_student(ds)
+    return dataclasses.replace(cfg, **filled) if filled else cfg
+
+
+def prepare_run_dir(out: Path, cfg: RunConfig, ds: Dataset) -> RunConfig:
     """Write config.json for a new run; for an existing one check that `cfg` matches
-    it (except RunConfig.RESUMABLE_CHANGES) and return the merged config."""
+    it (except RunConfig.RESUMABLE_CHANGES) and return the merged config. Both
+    are compared with their None fields resolved (:func:`resolve_config`)."""
     path = out / "config.json"
+    cfg = resolve_config(cfg, ds)
     if path.is_file():
-        saved = RunConfig.from_dict(_io.read_json(path), source=str(path))
+        saved = RunConfig.from_dict(upgrade_saved(_io.read_json(path)), source=str(path))
+        saved = resolve_config(saved, ds)
         new, old = cfg.to_dict(), saved.to_dict()
         diff = {k: (old[k], new[k]) for k in new if new[k] != old[k] and k not in RunConfig.RESUMABLE_CHANGES}
         if diff:
@@ -168,6 +214,7 @@ def run(cfg: RunConfig, out, *, progress: bool = True, echo: Callable[[str], Non
     PoolExhaustedError for bad settings before any expensive work."""
     cfg.validate()
     out = Path(out)
+    check_run_paths(cfg, out)
     ds = load_dataset(cfg)
     strategy = get_strategy(cfg)
     pool = ds.pool_idx
@@ -179,7 +226,7 @@ def run(cfg: RunConfig, out, *, progress: bool = True, echo: Callable[[str], Non
     if need > len(pool):
         raise PoolExhaustedError(len(pool) - len(initial), cfg.rounds * cfg.budget,
                                  f"rounds*budget={cfg.rounds}*{cfg.budget}")
-    cfg = prepare_run_dir(out, cfg)
+    cfg = prepare_run_dir(out, cfg, ds)
 
     teacher = build_teacher(cfg)  # cheap: model teachers load their model on first use
     t_path = out / "teacher_logits.npy"
@@ -303,18 +350,11 @@ def summary_rows(metrics: List[dict]) -> List[dict]:
     return [{f: m.get(f) for f in SUMMARY_FIELDS} for m in metrics]
 
 
-def write_summary_csv(path, rows: List[dict], fields) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
-    _io.write_text(path, buf.getvalue())
-
-
 def _write_outputs(out: Path, metrics: List[dict], plot: bool) -> None:
-    write_summary_csv(out / "summary.csv", summary_rows(metrics), SUMMARY_FIELDS)
+    _io.write_csv(out / "summary.csv", summary_rows(metrics), SUMMARY_FIELDS)
     if plot and metrics:
-        from .report import collect, plot_curves
+        from .plot import plot_curves
+        from .report import aggregate, collect, teacher_accuracy
 
-        plot_curves(collect([out]), out / "curves.png")
+        records = collect([out])
+        plot_curves(aggregate(records), out / "curves.png", teacher_accuracy(records))

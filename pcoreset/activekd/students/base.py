@@ -6,25 +6,23 @@ KD = T^2 * KL(softmax(teacher / T) || softmax(student / T)), T = cfg.temperature
 Prediction: 0.5 * softmax(ce) + 0.5 * softmax(kd). With distill=False ("No Distill")
 only the CE head is trained and the prediction is softmax(ce).
 
-The text student is a hashed bag of words, bigrams and character trigrams through an EmbeddingBag and
-one hidden layer. Other modalities subclass :class:`DualHeadStudent` (backbone and
-batch inputs) and register a factory with :func:`register_student`."""
+A student subclasses :class:`DualHeadStudent`: it builds the backbone and turns
+rows into batch inputs; the training loop, the losses and the prediction are
+shared (and so are the pairing rules: with the same seed, every strategy's
+student starts from the same weights and visits the pool in the same order)."""
 from __future__ import annotations
 
 import contextlib
 import math
-import re
-import zlib
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InvalidInputError
-from .config import RunConfig
-from .data import Dataset
+from ..config import RunConfig
+from ..datasets.base import Dataset
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -62,6 +60,17 @@ def _torch_threads(n: Optional[int]):
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def unlabeled_order(pool_rows: torch.Tensor, is_unlabeled: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One pass over the unlabeled rows: a random permutation of the whole pool
+    (`pool_rows`, sorted), drawn from `gen`, with the labeled rows left out.
+
+    The permutation depends only on the pool size and the generator's state, not
+    on which rows are labeled: with the same seed, two strategies visit the rows
+    that are unlabeled for both in the same relative order (paired runs)."""
+    seq = pool_rows[torch.randperm(len(pool_rows), generator=gen)]
+    return seq[is_unlabeled[seq]]
 
 
 class DualHeadStudent:
@@ -118,7 +127,10 @@ class DualHeadStudent:
 
             it = tqdm(it, desc="train", leave=False, unit="step")
         last = 0.0
-        unl_perm = torch.randperm(len(unl), generator=gen) if len(unl) else unl
+        pool_rows = torch.sort(torch.cat([labeled_idx, unl])).values
+        is_unl = torch.zeros(int(pool_rows.max()) + 1 if len(pool_rows) else 0, dtype=torch.bool)
+        is_unl[unl] = True
+        unl_order = unlabeled_order(pool_rows, is_unl, gen) if distill and len(unl) else unl
         cursor = 0
         for _ in it:
             if len(labeled_idx) > cfg.batch_size:
@@ -127,9 +139,9 @@ class DualHeadStudent:
                 pick = torch.arange(len(labeled_idx))
             lab_rows, y = labeled_idx[pick], y_all[pick]
             if distill and len(unl):
-                if cursor + cfg.batch_size > len(unl_perm):
-                    unl_perm, cursor = torch.randperm(len(unl), generator=gen), 0
-                unl_rows = unl[unl_perm[cursor:cursor + cfg.batch_size]]
+                if cursor + cfg.batch_size > len(unl_order):
+                    unl_order, cursor = unlabeled_order(pool_rows, is_unl, gen), 0
+                unl_rows = unl_order[cursor:cursor + cfg.batch_size]
                 cursor += cfg.batch_size
             else:
                 unl_rows = unl[:0]
@@ -174,70 +186,3 @@ class DualHeadStudent:
             probs = ce.softmax(1)
             kd_np = None
         return ce.numpy(), kd_np, feats.numpy(), probs.numpy().astype(np.float32)
-
-
-_TOKEN = re.compile(r"[a-z0-9]+")
-
-
-def hash_tokens(text: str, num_buckets: int) -> list:
-    """Stable (crc32) bucket ids of the lower-cased words, word bigrams and character
-    trigrams of each word (fastText-style subwords: glosses use many rare words, and
-    trigrams let the student generalise across their forms)."""
-    words = _TOKEN.findall(text.lower())
-    grams = words + [a + " " + b for a, b in zip(words, words[1:])]
-    for w in words:
-        w = f"<{w}>"
-        grams.extend(w[i:i + 3] for i in range(len(w) - 2))
-    return [zlib.crc32(g.encode()) % num_buckets for g in grams] or [0]
-
-
-class _BowBackbone(nn.Module):
-    def __init__(self, num_buckets: int, embed_dim: int, hidden_dim: int) -> None:
-        super().__init__()
-        self.bag = nn.EmbeddingBag(num_buckets, embed_dim, mode="mean")
-        self.mlp = nn.Sequential(nn.Linear(embed_dim, hidden_dim), nn.ReLU())
-
-    def forward(self, flat: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.bag(flat, offsets))
-
-
-class BowStudent(DualHeadStudent):
-    """Hashed bag of words, bigrams and character trigrams -> EmbeddingBag(mean) ->
-    Linear+ReLU -> two heads. Its steps are a few milliseconds of work, so it runs
-    on one thread: more threads only wait on each other (badly on a busy CPU)."""
-
-    num_threads = 1
-
-    def __init__(self, cfg: RunConfig, ds: Dataset) -> None:
-        super().__init__(cfg, ds)
-        if ds.texts is None:
-            raise InvalidInputError(f"student='bow' needs a text dataset; {ds.name!r} has no texts")
-        toks = [hash_tokens(t, cfg.num_buckets) for t in ds.texts]
-        self._lens = np.array([len(t) for t in toks], dtype=np.int64)
-        self._starts = np.concatenate([[0], np.cumsum(self._lens)[:-1]]).astype(np.int64)
-        self._flat = np.fromiter((b for t in toks for b in t), dtype=np.int64, count=int(self._lens.sum()))
-
-    def make_backbone(self):
-        return _BowBackbone(self.cfg.num_buckets, self.cfg.embed_dim, self.cfg.hidden_dim), self.cfg.hidden_dim
-
-    def inputs(self, rows, train):
-        lens = self._lens[rows]
-        offsets = np.concatenate([[0], np.cumsum(lens)[:-1]])
-        idx = np.concatenate([self._flat[s:s + n] for s, n in zip(self._starts[rows], lens)]) if len(rows) else \
-            np.zeros(0, np.int64)
-        return torch.from_numpy(idx), torch.from_numpy(offsets.astype(np.int64))
-
-
-StudentFactory = Callable[[RunConfig, Dataset], DualHeadStudent]
-_STUDENTS: Dict[str, StudentFactory] = {"bow": BowStudent}
-
-
-def register_student(name: str, factory: StudentFactory) -> None:
-    """Register `factory(cfg, dataset) -> DualHeadStudent` under `name` (``--student NAME``)."""
-    _STUDENTS[name] = factory
-
-
-def build_student(cfg: RunConfig, ds: Dataset) -> DualHeadStudent:
-    if cfg.student not in _STUDENTS:
-        raise InvalidInputError(f"student={cfg.student!r} is not known; choose one of {sorted(_STUDENTS)}")
-    return _STUDENTS[cfg.student](cfg, ds)
