@@ -350,9 +350,10 @@ DESCRIPTION = (
     "NumPy, and the paper's algorithm (recompute every center each step; timed at a small budget and "
     "extrapolated), on clustered softmax pools generated in memory. Prints a table per pool with "
     "seconds, speedups and the fraction of memory bandwidth reached. "
-    "Runtime: the default preset (1M x 100 pool, budget 500) needs about 2.5 GB of memory and takes "
-    "about 1.5 minutes on a quiet 2-core machine (4-5 minutes when the cores are busy); "
-    "--preset quick takes about 10 seconds; --preset targets takes a few minutes.")
+    "Runtime, measured 2026-12-01 on a 2-core machine whose cores other jobs kept busy (load "
+    "average 2-8): the default preset (1M x 100 pool, budget 500; 1.6 GB of memory) took 12 "
+    "minutes, --preset quick (50k x 100) 30 s to 100 s; a quiet machine is faster. "
+    "--backends cpu skips the faiss and torch backends.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import DESCRIPTION as bench_description, add_arguments
 
     p = sub.add_parser("bench", help="time the backends against PyTorch and the paper's algorithm "
-                                     "(default preset: about 1.5-5 minutes)",
+                                     "(the default preset takes minutes: see bench --help)",
                        description=bench_description)
 
     add_arguments(p)
