@@ -1,4 +1,5 @@
-"""Sphinx helper for pcoreset's documentation: the ``command`` directive.
+"""Sphinx helpers for pcoreset's documentation: the ``command`` directive,
+and a docstring pass for plain-text layouts (see ``tidy_docstring``).
 
 ``.. command::`` shows shell commands as a console block in the HTML pages
 and runs the very same commands in the doctest build (``sphinx-build -b
@@ -13,6 +14,7 @@ temporary folder, see ``doctest_global_setup`` in conf.py) and must exit 0.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -85,6 +87,108 @@ class CommandDirective(SphinxDirective):
         return [node]
 
 
+# "name: text" at the start of a line: one or more identifiers (joined by
+# "," or "/") and a colon, then text on the same line.
+_FIELD = re.compile(r"^([A-Za-z_]\w*(?:\s*[,/]\s*[A-Za-z_]\w*)*):\s+\S")
+
+
+def tidy_docstring(app, what, name, obj, options, lines: List[str]) -> None:
+    """Make two plain-text layouts of the package's docstrings valid reST,
+    without changing their words (runs before napoleon).
+
+    * A table of fields, ``name:   description`` lines aligned in columns
+      with indented continuation lines (dataclass docstrings use it), is
+      shown as preformatted text: reST would read it as a broken definition
+      list.
+    * A parameter line of several names that wraps before its colon
+      (``a, b, c,`` / ``d: as for ...``) is joined into one line, which
+      napoleon reads as one entry for all the names.
+    """
+    joined: List[str] = []
+    for line in lines:
+        prev = joined[-1] if joined else ""
+        indent = len(line) - len(line.lstrip())
+        if (prev.rstrip().endswith(",") and prev.strip() and indent == len(prev) - len(prev.lstrip())
+                and _FIELD.match(line.strip()) and _FIELD.match(prev.strip() + " " + line.strip())):
+            joined[-1] = prev.rstrip() + " " + line.strip()
+        else:
+            joined.append(line)
+    out: List[str] = []
+    i = 0
+    while i < len(joined):
+        j, fields = i, 0
+        while j < len(joined) and joined[j].strip():
+            at_margin = not joined[j][:1].isspace()
+            if at_margin and _FIELD.match(joined[j]):
+                fields += 1
+            elif at_margin or j == i:
+                break
+            j += 1
+        if fields >= 2:
+            if out and out[-1].strip():
+                out.append("")
+            out += ["::", ""] + ["    " + text for text in joined[i:j]] + [""]
+            i = j
+        else:
+            out.append(joined[i])
+            i += 1
+    lines[:] = _literal_indented_blocks(out)
+
+
+# napoleon's section headers: the indented lines under them are its to parse
+_SECTIONS = {"args:", "arguments:", "parameters:", "params:", "keyword args:", "keyword arguments:",
+             "other parameters:", "returns:", "return:", "yields:", "yield:", "raises:", "raise:",
+             "attributes:", "example:", "examples:", "note:", "notes:", "warning:", "warnings:",
+             "warns:", "references:", "see also:", "todo:", "methods:"}
+
+
+def _literal_indented_blocks(lines: List[str]) -> List[str]:
+    """An indented block after a blank line that follows an unindented
+    paragraph (a code sample, a table) becomes a literal block, as the
+    plain-text docstring means it: the paragraph's closing ':' becomes
+    '::', or a '::' line is added. Napoleon sections are left alone."""
+    out: List[str] = []
+    for i, line in enumerate(lines):
+        prev = lines[i - 1] if i else ""
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        opens_block = (not line.strip() and prev.strip() and not prev[:1].isspace()
+                       and nxt.strip() and nxt[:1].isspace()
+                       and not prev.rstrip().endswith("::") and prev.strip().lower() not in _SECTIONS)
+        if opens_block and prev.rstrip().endswith(":"):
+            out[-1] = prev.rstrip() + ":"
+            out.append("")
+        elif opens_block:
+            out += ["", "::", ""]
+        else:
+            out.append(line)
+    return out
+
+
+def skip_dataclass_fields(app, what, name, obj, skip, options):
+    """Dataclass fields are described in their class's docstring: do not list
+    each again as an undocumented attribute."""
+    if what == "class":
+        fields = getattr(_current_class(app), "__dataclass_fields__", None)
+        if fields and name in fields:
+            return True
+    return None
+
+
+def _current_class(app):
+    """The class whose members autodoc is listing (autodoc keeps its module
+    and name in the environment's temp data while it does)."""
+    path = app.env.temp_data.get("autodoc:class") or ""
+    module = app.env.temp_data.get("autodoc:module") or ""
+    if not path or not module:
+        return None
+    obj = sys.modules.get(module)
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+    return obj
+
+
 def setup(app):
     app.add_directive("command", CommandDirective)
+    app.connect("autodoc-skip-member", skip_dataclass_fields)
+    app.connect("autodoc-process-docstring", tidy_docstring, priority=100)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
