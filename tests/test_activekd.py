@@ -319,3 +319,159 @@ def test_second_embedded_task_has_all_25_noun_supersenses():
     assert len(set(ds.ids)) == len(ds)
     six = load_dataset(RunConfig())
     assert six.num_classes == 6 and set(six.class_names) < set(ds.class_names)
+
+
+def test_runs_with_the_same_seed_are_paired(tmp_path, monkeypatch):
+    """Same seed: same initial labels, same student initialisation each round, and
+    the rows unlabeled for both strategies visited in the same order."""
+    import torch
+
+    import pcoreset.activekd.students.base as SB
+
+    data, logits, _ = make_dataset(tmp_path)
+    inits, orders, current = {}, {}, {}
+
+    class Recording(SB.DualHead):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            inits[current["name"]].append(torch.cat([p.detach().flatten() for p in self.parameters()]).clone())
+
+    original = SB.unlabeled_order
+
+    def recording_order(pool_rows, is_unlabeled, gen):
+        out = original(pool_rows, is_unlabeled, gen)
+        orders[current["name"]].append(out.tolist())
+        return out
+
+    monkeypatch.setattr(SB, "DualHead", Recording)
+    monkeypatch.setattr(SB, "unlabeled_order", recording_order)
+    for name in ("pcoreset", "random"):
+        current["name"] = name
+        inits[name], orders[name] = [], []
+        run(base_cfg(data, logits, strategy=name, seed=3), tmp_path / name, progress=False, echo=lambda s: None)
+    a, b = read_picks(tmp_path / "pcoreset", 2), read_picks(tmp_path / "random", 2)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.array_equal(a[1], b[1])  # the strategies did pick differently
+    assert len(inits["pcoreset"]) == len(inits["random"]) == 3  # one student per round
+    for x, y in zip(inits["pcoreset"], inits["random"]):
+        assert torch.equal(x, y)
+    assert orders["pcoreset"][0] == orders["random"][0]  # round 0: same labeled set, same order
+    assert len(orders["pcoreset"]) == len(orders["random"]) > 3
+    for x, y in zip(orders["pcoreset"], orders["random"]):
+        common = set(x) & set(y)
+        assert len(common) >= len(x) - 12
+        assert [r for r in x if r in common] == [r for r in y if r in common]
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    from pcoreset.activekd import _io
+
+    old = os.umask(0o022)
+    try:
+        _io.write_json(tmp_path / "a.json", {"x": 1})
+        assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+        os.umask(0o027)
+        _io.write_npy(tmp_path / "b.npy", np.arange(3))
+        assert (tmp_path / "b.npy").stat().st_mode & 0o777 == 0o640
+        os.chmod(tmp_path / "a.json", 0o600)  # an existing file keeps its mode
+        _io.write_json(tmp_path / "a.json", {"x": 2})
+        assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 2}
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_run_outputs_follow_the_umask(tmp_path):
+    data, logits, _ = make_dataset(tmp_path)
+    old = os.umask(0o002)
+    try:
+        run(base_cfg(data, logits, rounds=0), tmp_path / "run", progress=False, echo=lambda s: None)
+    finally:
+        os.umask(old)
+    for f in ("config.json", "summary.csv", "teacher_logits.npy", "rounds/0/metrics.json", "rounds/0/picks.npy"):
+        assert (tmp_path / "run" / f).stat().st_mode & 0o777 == 0o664, f
+
+
+def test_teacher_cache_key_ignores_where_the_model_is_installed(tmp_path):
+    from pcoreset.activekd.datasets import Dataset
+    from pcoreset.activekd.teachers import cache_key
+    from pcoreset.activekd.teachers.text import ZeroShotTextTeacher
+
+    ds = Dataset(name="t", ids=["a", "b"], labels=np.array([0, 1]), is_test=np.array([False, True]),
+                 class_names=["x", "y"], texts=["one", "two"])
+    keys = []
+    installs = ("venv1/lib/site-packages/model", "other/venv2/site-packages/minilm")
+    for venv in installs:
+        d = tmp_path / venv
+        (d / "1_Pooling").mkdir(parents=True)
+        (d / "model.safetensors").write_bytes(b"\x00weights" * 1000)
+        (d / "config.json").write_text('{"hidden": 384}')
+        (d / "1_Pooling" / "config.json").write_text('{"mean": true}')
+        t = ZeroShotTextTeacher(str(d))
+        assert str(tmp_path) not in json.dumps(t.identity())
+        keys.append(cache_key(t, ds)[0])
+    assert keys[0] == keys[1]
+    assert cache_key(ZeroShotTextTeacher(str(tmp_path / installs[0]), prompt="{}!"), ds)[0] != keys[0]
+    (tmp_path / installs[1] / "model.safetensors").write_bytes(b"\x01weights" * 1000)  # other weights
+    assert cache_key(ZeroShotTextTeacher(str(tmp_path / installs[1])), ds)[0] != keys[0]
+
+
+def test_precomputed_teacher_is_keyed_by_content(tmp_path):
+    from pcoreset.activekd.teachers.precomputed import PrecomputedTeacher
+
+    data, logits, _ = make_dataset(tmp_path)
+    copy = tmp_path / "copy" / "t.npy"
+    copy.parent.mkdir()
+    copy.write_bytes(logits.read_bytes())
+    assert PrecomputedTeacher(str(logits)).identity() == PrecomputedTeacher(str(copy)).identity()
+
+
+def _one_line_error(capsys, argv, *expect):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pcoreset: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    for e in expect:
+        assert e in err, err
+    return err
+
+
+def test_cli_checks_every_path_before_any_work(tmp_path, capsys):
+    data, logits, _ = make_dataset(tmp_path)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    out = tmp_path / "run"
+    _one_line_error(capsys, run_args(out, data, logits, "--config", str(tmp_path / "nosuch.toml")),
+                    "--config", "nosuch.toml", "no such file")
+    _one_line_error(capsys, run_args(blocker / "run", data, logits), "--out", "a_file")
+    _one_line_error(capsys, run_args(out, data, logits, "--initial-labeled", str(tmp_path / "ids.txt")),
+                    "initial_labeled=", "no such file", "--initial-labeled")
+    _one_line_error(capsys, run_args(out, data, logits, "--cache-dir", str(blocker / "cache")), "--cache-dir")
+    _one_line_error(capsys, run_args(out, data, logits, "--oracle", str(tmp_path / "no" / "labels.csv")),
+                    "oracle=", "does not exist")
+    _one_line_error(capsys, run_args(out, data, tmp_path), "teacher_logits=", "is a directory")
+    assert not out.exists()  # nothing was started
+    _one_line_error(capsys, ["demo", "--out", str(blocker / "demo")], "--out", "a_file")
+    _one_line_error(capsys, ["demo", "--out", str(tmp_path / "d"), "--seeds", "0"], "--seeds 0")
+    _one_line_error(capsys, ["report", str(tmp_path / "nothing")], "does not exist")
+    assert main(run_args(out, data, logits)) == 0
+    capsys.readouterr()
+    _one_line_error(capsys, ["report", str(out), "--out", str(blocker / "rep")], "--out", "a_file")
+    _one_line_error(capsys, ["export-picks", str(out), "--out", str(tmp_path / "no" / "dir" / "p.csv")],
+                    "--out", "does not exist")
+    _one_line_error(capsys, ["export-picks", str(tmp_path / "nothing")], "does not exist")
+    assert not (out / "report.csv").exists()
+
+
+def test_write_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    from pcoreset.activekd import _io
+
+    data, logits, _ = make_dataset(tmp_path)
+    assert main(run_args(tmp_path / "run", data, logits)) == 0
+
+    def full_disk(path, text):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(_io, "write_text", full_disk)
+    _one_line_error(capsys, ["export-picks", str(tmp_path / "run"), "--out", str(tmp_path / "p.csv")],
+                    "p.csv", "No space left on device")

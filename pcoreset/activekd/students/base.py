@@ -12,7 +12,6 @@ shared (and so are the pairing rules: with the same seed, every strategy's
 student starts from the same weights and visits the pool in the same order)."""
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Dict, Optional, Tuple
 
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._torch import torch_threads
 from ..config import RunConfig
 from ..datasets.base import Dataset
 
@@ -46,20 +46,6 @@ class DualHead(nn.Module):
     def forward(self, *inputs):
         feats = self.backbone(*inputs)
         return self.ce_head(feats), self.kd_head(feats), feats
-
-
-@contextlib.contextmanager
-def _torch_threads(n: Optional[int]):
-    """Run with `n` intra-op threads (None: leave torch's setting alone)."""
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def unlabeled_order(pool_rows: torch.Tensor, is_unlabeled: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -93,12 +79,12 @@ class DualHeadStudent:
         raise NotImplementedError
 
     def fit(self, *args, **kwargs) -> Dict[str, float]:
-        with _torch_threads(self.num_threads):
+        with torch_threads(self.num_threads):
             return self._fit(*args, **kwargs)
 
     def predict(self, rows: np.ndarray, batch_size: int = 4096):
         """(ce_logits, kd_logits or None, features, probs) as float32 numpy for `rows`."""
-        with _torch_threads(self.num_threads):
+        with torch_threads(self.num_threads):
             return self._predict(rows, batch_size)
 
     def _fit(self, labeled_idx: np.ndarray, labels: np.ndarray, teacher_logits: Optional[np.ndarray],

@@ -7,6 +7,7 @@ from typing import Optional
 import numpy as np
 
 from ...errors import InvalidInputError
+from .._torch import torch_threads
 from ..config import RunConfig
 from ..datasets.base import Dataset
 from .base import Teacher, content_sha256
@@ -36,7 +37,7 @@ class ZeroShotTextTeacher(Teacher):
     name = "zeroshot-text"
 
     def __init__(self, model: str = "", prompt: str = DEFAULT_PROMPT, scale: float = DEFAULT_SCALE,
-                 batch_size: int = 64) -> None:
+                 batch_size: int = 64, num_threads: Optional[int] = 1) -> None:
         if not model:
             path = bundled_text_model_path()
             if path is None:
@@ -48,6 +49,7 @@ class ZeroShotTextTeacher(Teacher):
         self.prompt = prompt
         self.scale = float(scale)
         self.batch_size = batch_size
+        self.num_threads = num_threads
         self._model = None
         self._model_id = None
 
@@ -90,7 +92,8 @@ class ZeroShotTextTeacher(Teacher):
             raise InvalidInputError(f"teacher='zeroshot-text' needs a text dataset; {ds.name!r} has no texts")
         model = self._load()
         prompts = [self.prompt.format(c.replace("_", " ")) for c in ds.class_names]
-        class_emb = model.encode(prompts, normalize_embeddings=True, convert_to_numpy=True)
-        text_emb = model.encode(list(ds.texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                convert_to_numpy=True, show_progress_bar=True)
+        with torch_threads(self.num_threads):
+            class_emb = model.encode(prompts, normalize_embeddings=True, convert_to_numpy=True)
+            text_emb = model.encode(list(ds.texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                    convert_to_numpy=True, show_progress_bar=True)
         return (self.scale * text_emb @ class_emb.T).astype(np.float32)
