@@ -30,8 +30,9 @@ import numpy as np
 from .errors import InvalidInputError
 
 __all__ = [
-    "check_input_file", "check_output_path", "read_index_file", "read_npy_header", "save_npy_atomic",
-    "add_input", "add_output", "check_path_args",
+    "check_input_file", "check_output_path", "check_input_dir", "check_output_dir",
+    "read_index_file", "read_npy_header", "save_npy_atomic",
+    "add_input", "add_output", "add_input_dir", "add_output_dir", "check_path_args",
 ]
 
 _NPY_MAGIC = b"\x93NUMPY"
@@ -109,6 +110,45 @@ def check_output_path(path, arg: str, suffixes: Optional[Sequence[str]] = None) 
         raise _fail(arg, path, f"{parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise _fail(arg, path, f"cannot write in directory {parent} (permission denied)")
+    return path
+
+
+def check_input_dir(path, arg: str) -> str:
+    """Check that `path` is an existing directory that can be listed and
+    entered. Returns the path as a str; raises InvalidInputError naming `arg`."""
+    path = os.fspath(path)
+    if not path:
+        raise InvalidInputError(f"{arg}: empty directory name")
+    if not os.path.exists(path):
+        raise _fail(arg, path, "no such directory")
+    if not os.path.isdir(path):
+        raise _fail(arg, path, "is a file, expected a directory")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise _fail(arg, path, "permission denied (cannot read the directory)")
+    return path
+
+
+def check_output_dir(path, arg: str) -> str:
+    """Check, before any work, that results can be written into directory
+    `path`: either it exists as a writable directory, or it can be created
+    (its nearest existing ancestor is a writable directory). Creates nothing.
+    Returns the path as a str; raises InvalidInputError naming `arg`."""
+    path = os.fspath(path)
+    if not path:
+        raise InvalidInputError(f"{arg}: empty directory name")
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise _fail(arg, path, "exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise _fail(arg, path, "cannot write in this directory (permission denied)")
+        return path
+    ancestor = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise _fail(arg, path, f"cannot be created: {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise _fail(arg, path, f"cannot be created in {ancestor} (permission denied)")
     return path
 
 
@@ -240,6 +280,20 @@ def add_output(parser: argparse.ArgumentParser, *flags, suffixes: Optional[Seque
     return action
 
 
+def add_input_dir(parser: argparse.ArgumentParser, *flags, **kwargs) -> argparse.Action:
+    """`parser.add_argument` for an input directory (checked: exists, readable)."""
+    action = parser.add_argument(*flags, **kwargs)
+    _record(parser, action, "input_dir", None)
+    return action
+
+
+def add_output_dir(parser: argparse.ArgumentParser, *flags, **kwargs) -> argparse.Action:
+    """`parser.add_argument` for an output directory (checked: writable, or can be created)."""
+    action = parser.add_argument(*flags, **kwargs)
+    _record(parser, action, "output_dir", None)
+    return action
+
+
 def _values(value) -> Iterable:
     if value is None:
         return ()
@@ -260,12 +314,16 @@ def check_path_args(args: argparse.Namespace, outputs: bool = True,
         for value in _values(getattr(args, dest, None)):
             if kind == "input":
                 check_input_file(value, flag, suffixes)
-            elif outputs:
+            elif kind == "input_dir":
+                check_input_dir(value, flag)
+            elif not outputs:
+                continue
+            elif kind == "output":
                 check_output_path(value, flag, suffixes)
             else:
-                continue
+                check_output_dir(value, flag)
             real = os.path.realpath(value)
             for other_real, other_flag, other_kind in seen:
-                if real == other_real and "output" in (kind, other_kind):
+                if real == other_real and (kind.startswith("output") or other_kind.startswith("output")):
                     raise _fail(flag, value, f"is the same file as {other_flag}")
             seen.append((real, flag, kind))

@@ -10,7 +10,6 @@ import os
 import stat
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import pytest
@@ -202,73 +201,33 @@ def test_select_output_follows_umask_and_leaves_no_temp_file(pool_file, tmp_path
     capsys.readouterr()
 
 
-def _as_other_user(fn):
-    """Run fn() where file permissions apply: in a forked child that drops to
-    user nobody when the tests run as root (root reads every file), else
-    in-process. Returns (rc, stderr text)."""
-    if os.geteuid() != 0:
-        import io
-        import contextlib
-
-        buf = io.StringIO()
-        with contextlib.redirect_stderr(buf):
-            rc = fn()
-        return rc, buf.getvalue()
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: no pytest machinery from here on
-        try:
-            os.close(read_fd)
-            os.dup2(write_fd, 2)
-            sys.stderr = os.fdopen(2, "w", buffering=1)
-            os.setgroups([])
-            os.setresgid(65534, 65534, 65534)
-            os.setresuid(65534, 65534, 65534)
-            code = fn()
-        except BaseException:
-            code = 99
-        finally:
-            try:
-                sys.stderr.flush()
-            finally:
-                os._exit(code if isinstance(code, int) else 98)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as r:
-        err = r.read()
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), err
+def run_restricted(*argv):
+    """`python ARGV` from the repository root where file permissions apply:
+    as root (who reads and writes everything) the child runs without the
+    capabilities that override permissions (util-linux setpriv). Returns
+    (rc, stderr)."""
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.run([*prefix, sys.executable, *map(str, argv)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stderr
 
 
-@pytest.fixture
-def shared_dir():
-    """A directory every user can enter (pytest's tmp_path is private to its owner)."""
-    d = tempfile.mkdtemp(prefix="pcoreset-cli-")
-    os.chmod(d, 0o755)
-    yield d
-    for root, dirs, files in os.walk(d, topdown=False):
-        for name in dirs:
-            os.chmod(os.path.join(root, name), 0o755)
-            os.rmdir(os.path.join(root, name))
-        for name in files:
-            os.unlink(os.path.join(root, name))
-    os.rmdir(d)
-
-
-def test_unreadable_input_and_unwritable_directory(shared_dir, no_selection):
-    pool = os.path.join(shared_dir, "pool.npy")
+def test_unreadable_input_and_unwritable_directory(tmp_path):
+    pool = tmp_path / "pool.npy"
     np.save(pool, clustered_pool(100, 4))
-    os.chmod(pool, 0o644)
-    secret = os.path.join(shared_dir, "labeled.npy")
+    secret = tmp_path / "labeled.npy"
     np.save(secret, np.array([1, 2]))
     os.chmod(secret, 0)
-    locked = os.path.join(shared_dir, "locked")
+    locked = tmp_path / "locked"
     os.mkdir(locked, 0o555)
 
-    rc, err = _as_other_user(lambda: main(["select", pool, "--labeled", secret, "--budget", "3"]))
+    rc, err = run_restricted("-m", "pcoreset", "select", pool, "--labeled", secret, "--budget", 3)
     assert_one_line_error(rc, err, f"--labeled {secret}: permission denied")
-    out = os.path.join(locked, "p.npy")
-    rc, err = _as_other_user(lambda: main(["select", pool, "--budget", "3", "--out", out]))
+    out = locked / "p.npy"
+    rc, err = run_restricted("-m", "pcoreset", "select", pool, "--budget", 3, "--out", out)
     assert_one_line_error(rc, err, f"--out {out}: cannot write in directory {locked}")
+    assert os.listdir(locked) == []
 
 
 # ---------------------------------------------------------------- select --distributed
@@ -352,6 +311,37 @@ def test_declared_file_options_are_checked_with_one_line(tmp_path):
     with pytest.raises(InvalidInputError, match="^--report /nonexistent/r.json: directory /nonexistent"):
         _paths.check_path_args(args)
     _paths.check_path_args(args, outputs=False)  # e.g. a rank that does not write
+
+
+def test_directory_options(tmp_path):
+    parser = argparse.ArgumentParser()
+    _paths.add_input_dir(parser, "--runs")
+    _paths.add_output_dir(parser, "--out")
+    (tmp_path / "f").write_text("x")
+    _paths.check_path_args(parser.parse_args(["--runs", str(tmp_path), "--out", str(tmp_path / "new" / "run")]))
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+    cases = [
+        (["--runs", str(tmp_path / "none")], "--runs", "no such directory"),
+        (["--runs", str(tmp_path / "f")], "--runs", "is a file, expected a directory"),
+        (["--out", str(tmp_path / "f")], "--out", "exists and is not a directory"),
+        (["--out", str(tmp_path / "f" / "run")], "--out", "is a file"),
+    ]
+    for argv, flag, why in cases:
+        with pytest.raises(InvalidInputError) as e:
+            _paths.check_path_args(parser.parse_args(argv))
+        assert str(e.value).startswith(f"{flag} {argv[1]}: ") and why in str(e.value), str(e.value)
+
+
+def test_unwritable_output_directory(tmp_path):
+    locked = tmp_path / "locked"
+    os.mkdir(locked, 0o555)
+
+    rc, err = run_restricted("-c", "import sys; from pcoreset import _paths, errors\n"
+                             "try:\n    _paths.check_output_dir(sys.argv[1], '--out')\n"
+                             "except errors.InvalidInputError as e:\n"
+                             "    sys.exit(print(f'pcoreset: error: {e}', file=sys.stderr) or 2)",
+                             locked / "run")
+    assert_one_line_error(rc, err, f"--out {locked}/run: cannot be created in {locked} (permission denied)")
 
 
 def test_select_parser_declares_its_files():
