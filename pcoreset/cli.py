@@ -49,10 +49,17 @@ def _in_cli_words(exc: Exception) -> str:
 
 
 def _rank_and_world():
-    """This process's rank and the world size from the torchrun environment
-    (0 and 1 outside torchrun)."""
+    """This process's rank and the world size: from the process group when
+    the caller started one, else from the torchrun environment."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise InvalidInputError("select --distributed runs under torchrun, which sets RANK and WORLD_SIZE: "
+                                "torchrun --standalone --nproc_per_node=2 -m pcoreset select --distributed ...")
     try:
-        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     except ValueError:
         raise InvalidInputError(f"RANK={os.environ.get('RANK')!r} / WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} "
                                 "are not integers; run under torchrun") from None
@@ -74,8 +81,12 @@ def _check_own_shard(args) -> None:
 
 
 def _writes_outputs(args) -> bool:
-    """Whether this process writes the output files (under torchrun only rank 0 does)."""
-    return not getattr(args, "distributed", False) or _rank_and_world()[0] == 0
+    """Whether this process writes the output files (with --distributed only rank 0 does)."""
+    if not getattr(args, "distributed", False):
+        return True
+    if not getattr(args, "shards", None) or not getattr(args, "out", None):
+        raise InvalidInputError("select --distributed needs --shards and --out")
+    return _rank_and_world()[0] == 0
 
 
 def _cmd_select(args) -> int:

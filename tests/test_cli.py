@@ -254,6 +254,37 @@ def test_distributed_checks_own_shard_before_the_process_group(tmp_path, capsys,
     assert not dist.is_initialized()
 
 
+def test_distributed_outside_torchrun(tmp_path, capsys, monkeypatch, no_selection):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    rc = main(["select", "--distributed", "--shards", "a.npy", "b.npy", "--budget", "2",
+               "--out", str(tmp_path / "p.npy")])
+    assert_one_line_error(rc, capsys.readouterr().err, "runs under torchrun")
+    rc = main(["select", "--distributed", "--shards", "a.npy", "--budget", "2"])
+    assert_one_line_error(rc, capsys.readouterr().err, "needs --shards and --out")
+
+
+@pytest.mark.distributed
+def test_distributed_cli_under_torchrun(tmp_path):
+    pool = clustered_pool(400, 6, seed=5)
+    np.save(tmp_path / "pool.0.npy", pool[:250])
+    np.save(tmp_path / "pool.1.npy", pool[250:])
+    (tmp_path / "lab.txt").write_text("7\n300\n")
+    out, radii = tmp_path / "picks.npy", tmp_path / "radii.npy"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "pcoreset", "select", "--distributed", "--shards", str(tmp_path / "pool.{rank}.npy"),
+                           "--labeled", str(tmp_path / "lab.txt"), "--budget", "9", "--out", str(out),
+                           "--radii-out", str(radii), "--timeout", "120"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    want, want_radii = pcoreset.select(pool, np.array([7, 300]), 9, backend="cpu", return_radii=True)
+    np.testing.assert_array_equal(np.load(out), want)
+    np.testing.assert_allclose(np.load(radii), want_radii, rtol=1e-6)
+
+
 def test_distributed_rank0_checks_the_output(tmp_path, capsys, monkeypatch, no_selection):
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
