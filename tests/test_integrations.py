@@ -292,6 +292,32 @@ def test_skactiveml_batch_larger_than_candidates_and_no_labels(digits):
     np.testing.assert_allclose(util[0], 0.0, atol=1e-12)
 
 
+def test_skactiveml_binary_decision_function_is_logits_zero_d(digits):
+    """A binary classifier's 1-D decision values d are the logits [0, d]:
+    for logistic regression their softmax is predict_proba itself."""
+    X, y_true = digits
+    keep = np.flatnonzero(y_true < 2)[:300]
+    X2, y2_true = X[keep], y_true[keep]
+    y = np.full(len(X2), MISSING_LABEL)
+    y[:10] = y2_true[:10]
+    clf = SklearnClassifier(LogisticRegression(max_iter=2000), classes=[0, 1], random_state=0)
+    by_logits, util = SkalPCoreSet(from_logits=True).query(X2, y, clf, batch_size=8, return_utilities=True)
+    by_probs = SkalPCoreSet().query(X2, y, clf, batch_size=8)
+    np.testing.assert_array_equal(by_logits, by_probs)
+    probs = clone(clf).fit(X2, y).predict_proba(X2)
+    np.testing.assert_array_equal(by_probs, pcoreset.select(probs, np.arange(10), 8))
+    assert np.nanargmax(util[0]) == by_logits[0]
+
+
+def test_scores_fn_of_the_wrong_shape(digits):
+    X, y_true = digits
+    y = np.full(100, MISSING_LABEL)
+    y[:20] = y_true[:20]
+    qs = SkalPCoreSet(scores_fn=lambda clf, X: clf.predict_proba(X)[:-1])
+    with pytest.raises(ValueError, match=r"scores_fn returned shape \(79, 10\); expected \(80, n_classes\)"):
+        qs.query(X[:100], y, skal_classifier(), batch_size=2)
+
+
 # --- modAL -----------------------------------------------------------------
 
 
