@@ -114,6 +114,23 @@ class PyState {
     return out;
   }
 
+  // Rows as the kernel sees them, in its accumulation type (float32, or
+  // float64 for float64 pools): what the start's candidate search compares.
+  py::array rows_values(I64Array rows) const {
+    auto r = rows.unchecked<1>();
+    for (py::ssize_t k = 0; k < r.shape(0); ++k) check_row(r(k), "row");
+    const py::ssize_t count = rows.shape(0);
+    py::array out = state_->accum_bytes() == 8
+                        ? py::array(py::dtype::of<double>(), {count, static_cast<py::ssize_t>(c())})
+                        : py::array(py::dtype::of<float>(), {count, static_cast<py::ssize_t>(c())});
+    void* o = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      state_->rows_values(rows.data(), count, o);
+    }
+    return out;
+  }
+
   F64Array mean_vector() const {
     F64Array out(c());
     double* o = out.mutable_data();
@@ -277,6 +294,7 @@ PYBIND11_MODULE(_C, m) {
       .def("seed_vectors_with_candidates", &PyState::seed_vectors_with_candidates, py::arg("vectors"),
            py::arg("candidates"))
       .def("row_vector", &PyState::row_vector, py::arg("row"))
+      .def("rows_values", &PyState::rows_values, py::arg("rows"))
       .def("mean_vector", &PyState::mean_vector)
       .def("farthest_from", &PyState::farthest_from, py::arg("vector"))
       .def("current_best", &PyState::current_best)

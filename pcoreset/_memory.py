@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 import mmap
 import os
 from typing import Dict, Optional
@@ -103,19 +104,22 @@ def available_bytes() -> int:
 
 def memory_parts(n: int, c: int, dtype: str, backend: str = "cpu", n_labeled: int = 0,
                  budget: int = 0, from_logits: bool = False, in_memory: bool = True,
-                 start: Optional[str] = None) -> Dict[str, int]:
+                 start: Optional[str] = None, n_centers: int = 0) -> Dict[str, int]:
     """The allocations of one selection, by name, in bytes (see estimate_memory)."""
     if dtype not in _ITEMSIZE:
         raise InvalidInputError(f"dtype={dtype!r} is not one of {sorted(_ITEMSIZE)}")
-    for name, v in (("n", n), ("c", c), ("n_labeled", n_labeled), ("budget", budget)):
+    for name, v in (("n", n), ("c", c), ("n_labeled", n_labeled), ("budget", budget),
+                    ("n_centers", n_centers)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise InvalidInputError(f"{name} must be an integer >= 0, got {v!r}")
     if n_labeled + budget > n:
         raise InvalidInputError(f"n_labeled={n_labeled} + budget={budget} exceeds n={n}")
     acc = 8 if dtype == "float64" else 4
     item = _ITEMSIZE[dtype]
-    centers = n_labeled + budget
+    centers = n_labeled + n_centers + budget
     parts: Dict[str, int] = {}
+    if n_centers:
+        parts["center vectors (float64)"] = n_centers * c * 8
     if not in_memory:
         # one tile of the kernel (at most 32 MiB; mean_vector reads 4096-row blocks)
         parts["pool tile (file-backed)"] = min(n * c * item, max(_TILE_BYTES, 4096 * c * item))
@@ -134,18 +138,22 @@ def memory_parts(n: int, c: int, dtype: str, backend: str = "cpu", n_labeled: in
         parts["row chunk temporaries"] = 3 * min(n * c * acc, _CHUNK_BYTES)
     else:
         raise InvalidInputError(f"backend={backend!r}: choose cpu, cuda, faiss or torch")
-    if n_labeled and start != "exact":
-        # GEMM / FAISS candidate search: (N, k) candidates, the labeled rows in
-        # the accumulation dtype, one chunk of rows and its chunk x L block.
-        rows = max(1, min(n, _CHUNK_BYTES // (4 * max(c, n_labeled, 1))))
-        parts["labeled start (candidates, centers, one chunk)"] = (
-            n * CANDIDATES * 8 + n_labeled * c * acc + rows * (c + n_labeled) * acc)
+    m = n_labeled + n_centers
+    if m and start != "exact" and float(n) * m * c > 2e9:
+        # the certified start (pcoreset._start): (N, k) candidates, each row's
+        # pivot and distance to it, the centers in the accumulation dtype and
+        # in float64, a block of center-to-pivot distances, one row chunk.
+        pivots = min(m, 1024, int(math.ceil(2.0 * math.sqrt(m))))
+        rows = max(1, min(n, _CHUNK_BYTES // (4 * max(c, pivots, 1))))
+        parts["start (candidates, pivots, centers, one chunk)"] = (
+            n * (CANDIDATES * 8 + 16) + m * c * (acc + 8) + _CHUNK_BYTES + rows * (c + pivots) * acc)
     parts["picks and radii"] = budget * 16
     return parts
 
 
 def estimate_memory(n: int, c: int, dtype="float32", *, backend: str = "cpu", n_labeled: int = 0,
-                    budget: int = 0, from_logits: bool = False, in_memory: bool = True) -> int:
+                    budget: int = 0, from_logits: bool = False, in_memory: bool = True,
+                    n_centers: int = 0) -> int:
     """Bytes a selection allocates besides the pool itself.
 
     Args:
@@ -160,6 +168,7 @@ def estimate_memory(n: int, c: int, dtype="float32", *, backend: str = "cpu", n_
             constants per row; faiss needs a float32 copy of the softmax).
         in_memory: False for a file-backed pool (.npy path or np.memmap):
             one row tile is resident at a time (the pool itself is not).
+        n_centers: initial center vectors given with `centers=`.
 
     Returns:
         int: bytes. The pool is not included: it is the caller's (in RAM,
@@ -170,7 +179,7 @@ def estimate_memory(n: int, c: int, dtype="float32", *, backend: str = "cpu", n_
     """
     dt = str(np.dtype(dtype)) if not isinstance(dtype, str) else dtype
     return int(sum(memory_parts(int(n), int(c), dt, backend, int(n_labeled), int(budget),
-                                bool(from_logits), bool(in_memory)).values()))
+                                bool(from_logits), bool(in_memory), n_centers=int(n_centers)).values()))
 
 
 def check_fits(what: str, needed: int, available: Optional[int] = None) -> None:

@@ -5,6 +5,7 @@ checked here once, with messages that name the argument and the value.
 """
 from __future__ import annotations
 
+import contextvars
 import numbers
 import os
 import warnings
@@ -26,6 +27,10 @@ DTYPES = ("float16", "bfloat16", "float32", "float64")
 # Rows of `probs` must sum to 1 within this tolerance (by storage dtype): the
 # rounding of a softmax row stored in that precision stays well inside it.
 SIMPLEX_ATOL = {"float16": 1e-2, "bfloat16": 3e-2, "float32": 1e-3, "float64": 1e-6}
+
+# How the not-a-probability error tells the caller to pass logits: the
+# command line sets "pass --from-logits".
+LOGITS_HINT = contextvars.ContextVar("pcoreset_logits_hint", default="pass from_logits=True")
 
 # Rows checked per chunk while validating, so that a check never makes an
 # N x C temporary of a large pool.
@@ -50,12 +55,20 @@ class Problem:
     c: int
     labeled: np.ndarray  # int64, unique, in [0, n)
     budget: int
+    # (M, C) float64 initial center vectors that are not rows of the pool, as
+    # the kernels see rows (softmax applied for logits), or None
+    centers: Optional[np.ndarray] = None
     from_logits: bool = False
     temperature: float = 1.0
     prune: bool = True
     num_threads: int = 0
     progress: Union[bool, Callable[[int], None], None] = None
     source: Any = field(default=None, repr=False)  # the caller's object (for output conversion)
+
+    @property
+    def n_centers(self) -> int:
+        """Initial centers: labeled rows plus center vectors."""
+        return int(self.labeled.size) + (0 if self.centers is None else int(self.centers.shape[0]))
 
     @property
     def accum_dtype(self) -> str:
@@ -189,7 +202,7 @@ def _raise_simplex(name: str, row: int, vmin: float, total: float, tol: float) -
         why = f"sums to {total:.6g}"
     raise InvalidInputError(
         f"{name} row {row} is not a probability vector: it {why} (tolerance {tol:g}); "
-        "pass from_logits=True if the rows are logits, or use kcenter_greedy for arbitrary vectors"
+        f"{LOGITS_HINT.get()} if the rows are logits, or use kcenter_greedy for arbitrary vectors"
     )
 
 
@@ -248,29 +261,70 @@ def check_budget(budget: Any, available: int, name: str = "budget") -> int:
     return budget
 
 
-def check_temperature(temperature: Any) -> float:
+def check_temperature(temperature: Any, dtype: str = "float64") -> float:
+    """A positive finite temperature whose inverse is finite in the
+    accumulation dtype of `dtype` (the kernels multiply by 1/temperature)."""
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
         raise InvalidTypeError(f"temperature must be a positive number, got {temperature!r}")
     t = float(temperature)
     if not np.isfinite(t) or t <= 0:
         raise InvalidInputError(f"temperature must be a positive finite number, got {temperature!r}")
+    acc = np.float64 if dtype == "float64" else np.float32
+    with np.errstate(over="ignore", divide="ignore"):
+        inv = acc(1.0 / t)
+    if not np.isfinite(inv) or acc(t) < np.finfo(acc).tiny:
+        smallest = 1.0 / float(np.finfo(acc).max)
+        raise InvalidInputError(
+            f"temperature={temperature!r} is too small: 1/temperature overflows {np.dtype(acc).name}, "
+            f"the accumulation dtype of {dtype} input (use temperature >= {max(smallest, float(np.finfo(acc).tiny)):.3g})")
     return t
+
+
+def check_centers(centers: Any, c: int, device: str, *, simplex: bool, from_logits: bool,
+                  temperature: float, atol: Optional[float] = None,
+                  name: str = "centers") -> Optional[np.ndarray]:
+    """Initial center vectors: an (M, C) float array (NumPy, or a torch tensor
+    on the CPU or on the pool's device), checked like the pool (finite values,
+    simplex rows for `select` unless from_logits). Returns them as the kernels
+    see rows, in float64 (softmax(row / temperature) for logits), or None when
+    there are none."""
+    if centers is None:
+        return None
+    if _is_torch(centers) and centers.device.type != "cpu" and str(centers.device) != device:
+        raise InvalidInputError(
+            f"{name} is on {centers.device} but probs is on {device}; put them on the same device "
+            "(or pass centers on the CPU)")
+    arr, _, _, dtype = as_pool(centers, name)
+    if arr.ndim != 2:
+        raise InvalidInputError(f"{name} must be 2-D (M, C) with C={c}, got shape {tuple(arr.shape)}")
+    if int(arr.shape[1]) != c:
+        raise InvalidInputError(f"{name} has {int(arr.shape[1])} columns but probs has C={c}: "
+                                f"shape {tuple(arr.shape)}, expected (M, {c})")
+    if int(arr.shape[0]) == 0:
+        return None
+    check_values(arr, dtype, simplex=simplex and not from_logits, name=name, atol=atol)
+    t = arr.detach().cpu().double() if _is_torch(arr) else torch.from_numpy(np.asarray(arr, dtype=np.float64))
+    if from_logits:
+        t = torch.softmax(t / temperature, dim=1)
+    return np.ascontiguousarray(t.numpy())
 
 
 def make_problem(probs, labeled_idx, budget, *, simplex: bool, from_logits: bool, temperature,
                  prune: bool, num_threads: int, progress, simplex_atol=None,
-                 check_finite: bool = True, name: str = "probs") -> Problem:
+                 check_finite: bool = True, name: str = "probs", centers=None) -> Problem:
     x, kind, device, dtype = as_pool(probs, name)
     n, c = check_shape(x, name)
     if not isinstance(from_logits, (bool, np.bool_)):
         raise InvalidTypeError(f"from_logits must be True or False, got {from_logits!r}")
-    t = check_temperature(temperature)
+    t = check_temperature(temperature, dtype)
     if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral) or num_threads < 0:
         raise InvalidInputError(f"num_threads must be an integer >= 0 (0 = all cores), got {num_threads!r}")
     labeled = check_labeled(labeled_idx, n, device)
     b = check_budget(budget, n - labeled.size)
+    ctr = check_centers(centers, c, device, simplex=simplex, from_logits=bool(from_logits),
+                        temperature=t, atol=simplex_atol)
     if check_finite:
         check_values(x, dtype, simplex=simplex and not from_logits, name=name, atol=simplex_atol)
     return Problem(x=x, kind=kind, device=device, dtype=dtype, n=n, c=c, labeled=labeled, budget=b,
-                   from_logits=bool(from_logits), temperature=t, prune=bool(prune),
+                   centers=ctr, from_logits=bool(from_logits), temperature=t, prune=bool(prune),
                    num_threads=int(num_threads), progress=progress, source=probs)

@@ -1,40 +1,65 @@
-"""The labeled-set start: the nearest labeled row of every pool row.
+"""The start: the nearest initial center of every pool row.
 
-This is an N x L nearest-neighbour problem, and never an N x L matrix in
-memory. Three ways, chosen by `start_method`:
+The initial centers are the labeled rows and any center vectors given with
+`centers=`. Finding each row's nearest one is an N x M nearest-neighbour
+problem, solved without an N x M matrix in memory, in one of two ways
+(`start_method`):
 
 - "exact": the kernel's direct pass (differences, early exit at the best so
-  far) for N * L * C <= EXACT_MAX_WORK;
-- "faiss" (when FAISS is installed and the pool is on the CPU): faiss.knn,
-  a blocked BLAS search with a k-heap epilogue, for the CANDIDATES nearest
-  labeled rows of each row, over row chunks;
-- "gemm" (no FAISS, or a CUDA pool): the same candidates from a torch GEMM
-  (||x||^2 + ||c||^2 - 2 x.c) and top-k, in row chunks.
+  far), for N * M * C <= EXACT_MAX_WORK;
+- "certified": a pruned, shifted GEMM search that returns, for every row, a
+  few candidate centers that provably contain its nearest one; the kernel
+  then recomputes the distances to the candidates exactly.
 
-Candidates are then refined exactly: the kernel recomputes the distances to
-them by direct differences. A GEMM distance is accurate to about
-1e-7 * ||x||^2, so the exact nearest row is among the candidates unless
-several labeled rows sit within rounding of each other, and then any of them
-gives the same minimum distance to that rounding.
+Why the GEMM needs care. ||x||^2 + ||y||^2 - 2 x.y in float32 has an error of
+about C * 6e-8 * (||x|| + ||y||)^2. Probability rows have norms near 1, while
+two confident rows of one class (softmax of a logit gap of 12-20) lie 1e-7
+to 1e-5 apart: the plain GEMM cannot order their distances, and its top few
+candidates miss the nearest center for most rows (issue 12 measured picks
+74% short of the farthest row). The certified search avoids that:
 
-Crossover (2-core AMD EPYC, float32, clustered pools, seconds including the
-exact refine; measured 2026-11-30 on a machine shared with other jobs, see
-benchmarks/RESULTS.md "FAISS and scale"):
+1. Duplicate center vectors are merged (the lowest index represents them).
+2. P ~ 2 sqrt(M) pivots are chosen among the centers by farthest-first
+   traversal, and every row is assigned to a nearby pivot r (an approximate
+   GEMM argmin is enough); a = d(x, r) is computed exactly (float64).
+3. The pivot is itself a center, so the nearest center y* of x is at most a
+   away, and d(y*, r) <= d(y*, x) + d(x, r) <= 2a (triangle inequality).
+   Only centers within 2a of the pivot (a float64 lower bound of their
+   distance, with its rounding bound) are searched for the rows of that pivot:
+   on clustered pools that is the row's own cluster.
+4. Rows and centers are shifted by the pivot before the GEMM, so the GEMM's
+   rounding scales with ||x - r|| + ||y - r|| (the cluster's size), not with
+   the norms of the rows. For each pair a rigorous bound E on the GEMM's error
+   is known (below); every center whose lower bound D - E does not exceed the
+   best upper bound min(D + E) of its row is a candidate, so the nearest
+   center (and every center the kernel's own rounding could prefer) is always
+   among them. A row with more than K_OUT candidates gets them ranked by exact
+   float64 distances first.
 
-    N       C     L     N*L*C   exact  faiss  gemm
-    50k     100   20    1e8     0.04   0.14   0.13
-    50k     100   100   5e8     0.17   0.35   0.20
-    50k     100   400   2e9     0.60   0.43   0.42
-    50k     100   2000  1e10    2.78   0.82   1.69
-    20k     1000  100   2e9     0.13   0.19   0.25
-    20k     1000  500   1e10    1.40   0.66   0.83
+The error bound. With u the unit roundoff of the accumulation dtype, a' =
+fl(x - r) and b' = fl(y - r) (componentwise relative error u), the shift moves
+the distance by at most u (||a'|| + ||b'||); each length-C dot product, in any
+summation order, errs by at most gamma_C ||a'|| ||b'|| (gamma_C = C u / (1 - C u));
+the two additions of the GEMM identity and the rounded norms add 3u (||a'|| +
+||b'||)^2. In total |D - d^2| <= (C + 10) u (||a'|| + ||b'||)^2; the code uses
+twice that, plus an absolute term for gradual underflow. The GEMM runs with
+TF32 and other reduced-precision modes switched off.
 
-The exact pass wins below about 1e9 and the candidate searches above a few
-1e9 (FAISS about 2x the torch GEMM at 1e10), so the switch stays at
-N * L * C = 2e9, and FAISS is preferred over the GEMM whenever it is there.
+Cost: the GEMM work is the sum over rows of the centers near their pivot,
+about N * (M / clusters) * C on clustered pools instead of N * M * C; the
+elementwise epilogue runs on cache-sized tiles. benchmarks/RESULTS.md
+("Labeled start") has the measured figures.
+
+Crossover of the two methods (2-core AMD EPYC, float32, clustered pools):
+the exact pass wins below about 1e9 values of work and the certified search
+above a few 1e9, so the switch stays at N * M * C = 2e9.
 """
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -42,30 +67,47 @@ import torch
 from . import _memory
 from ._problem import Problem, readonly_tensor
 
-try:
-    import faiss
-except ImportError:  # optional extra: pip install pcoreset[faiss]
-    faiss = None
-
-# Largest N * L * C solved by the exact direct pass (about 1-2 s on 2 cores).
+# Largest N * M * C solved by the exact direct pass (about 1-2 s on 2 cores).
 EXACT_MAX_WORK = 2e9
-CANDIDATES = _memory.CANDIDATES
+# Candidate centers per row handed to the kernel (rows with fewer repeat
+# their first one; rows with more keep the K_OUT nearest in float64).
+K_OUT = _memory.CANDIDATES
 _CHUNK_BYTES = 64 << 20
+# Elements of one epilogue tile (rows x centers): about 2 MiB of float32, so
+# that the passes after the GEMM stay in cache.
+_TILE = 1 << 19
+_METHODS = ("exact", "certified")
+_forced: Optional[str] = None
 
 
-def use_exact(n: int, n_labeled: int, c: int) -> bool:
-    return float(n) * n_labeled * c <= EXACT_MAX_WORK
+@contextlib.contextmanager
+def force(method: Optional[str]) -> Iterator[None]:
+    """Run the start with `method` ("exact" or "certified") whatever the
+    sizes, within the block (tests force each path at small sizes). The
+    environment variable PCORESET_START does the same for a whole process."""
+    global _forced
+    if method is not None and method not in _METHODS:
+        raise ValueError(f"method={method!r}: choose one of {_METHODS}")
+    saved, _forced = _forced, method
+    try:
+        yield
+    finally:
+        _forced = saved
 
 
-def start_method(n: int, n_labeled: int, c: int, device: str = "cpu") -> str:
-    """How the labeled start runs: "exact" (the kernel's direct pass),
-    "faiss" (FAISS k-NN candidates, refined exactly) or "gemm" (torch GEMM
-    candidates, refined exactly). See the module docstring for the crossover."""
-    if use_exact(n, n_labeled, c):
-        return "exact"
-    if faiss is not None and device == "cpu":
-        return "faiss"
-    return "gemm"
+def use_exact(n: int, n_centers: int, c: int) -> bool:
+    return start_method(n, n_centers, c) == "exact"
+
+
+def start_method(n: int, n_centers: int, c: int, device: str = "cpu") -> str:
+    """How the start runs: "exact" (the kernel's direct pass) or "certified"
+    (certified GEMM candidates, refined exactly). See the module docstring."""
+    forced = _forced or os.environ.get("PCORESET_START") or None
+    if forced is not None:
+        if forced not in _METHODS:
+            raise ValueError(f"PCORESET_START={forced!r}: choose one of {_METHODS}")
+        return forced
+    return "exact" if float(n) * n_centers * c <= EXACT_MAX_WORK else "certified"
 
 
 def torch_pool(problem: Problem) -> torch.Tensor:
@@ -97,35 +139,274 @@ def chunk_rows(n: int, c: int, other: int = 1) -> int:
     return max(1, min(n, _CHUNK_BYTES // (4 * max(c, other, 1))))
 
 
-def nearest_candidates(problem: Problem, k: int = CANDIDATES, method: str = "auto",
-                       centers=None) -> np.ndarray:
-    """(N, k) int64: for each row, the indices of its k nearest centers by a
-    FAISS or GEMM search (-1 pads when there are fewer than k centers).
-    centers: an (L, C) array of center vectors (as the kernel sees rows), or
-    None for the labeled rows of the problem (indices then point into
-    problem.labeled). method: "auto" (FAISS when installed and the pool is on
-    the CPU), "faiss" or "gemm"."""
-    if method == "auto":
-        method = "faiss" if faiss is not None and problem.device == "cpu" else "gemm"
+Values = Callable[[torch.Tensor], torch.Tensor]
+
+
+def torch_values(problem: Problem) -> Values:
+    """values(rows) -> the rows (an int64 index tensor) as the torch backend
+    sees them, in the accumulation dtype, on the pool's device."""
     x = torch_pool(problem)
-    if centers is None:
-        labeled = torch.from_numpy(problem.labeled).to(x.device)
-        centers = rows_as_values(problem, x[labeled], 0, labeled.numel())
-    else:
-        centers = torch.as_tensor(np.asarray(centers)).to(device=x.device, dtype=accum_dtype(problem))
-    if method == "faiss":
-        return _faiss_candidates(problem, centers, k)
-    c_norm = (centers * centers).sum(1)
-    k_eff = min(k, centers.shape[0])
-    out = torch.full((problem.n, k), -1, dtype=torch.int64)
-    step = chunk_rows(problem.n, problem.c, centers.shape[0])
-    for start in range(0, problem.n, step):
-        stop = min(problem.n, start + step)
-        rows = rows_as_values(problem, x, start, stop)
-        d2 = (rows * rows).sum(1, keepdim=True) + c_norm[None, :] - 2.0 * (rows @ centers.T)
-        out[start:stop, :k_eff] = torch.topk(d2, k_eff, dim=1, largest=False).indices.cpu()
-        _release(problem, start, stop)
+
+    def values(rows: torch.Tensor) -> torch.Tensor:
+        return rows_as_values(problem, x[rows.to(x.device)], 0, int(rows.numel()))
+
+    return values
+
+
+def initial_centers(problem: Problem, values: Values) -> torch.Tensor:
+    """(L + M, C) in the accumulation dtype on the pool's device: the labeled
+    rows (as `values` gives them) followed by the center vectors."""
+    acc = accum_dtype(problem)
+    dev = torch_pool(problem).device
+    parts = []
+    if problem.labeled.size:
+        parts.append(values(torch.from_numpy(problem.labeled)).to(device=dev, dtype=acc))
+    if problem.centers is not None:
+        parts.append(torch.as_tensor(problem.centers).to(device=dev, dtype=acc))
+    if not parts:
+        return torch.zeros((0, problem.c), dtype=acc, device=dev)
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def split_candidates(cand: np.ndarray, n_rows: int):
+    """Certified candidates over [labeled rows; center vectors] as two arrays
+    for the kernels' two seeding calls: indices into the labeled rows and into
+    the vectors, -1 where a candidate belongs to the other set."""
+    rows = np.where(cand < n_rows, cand, -1)
+    vecs = np.where(cand >= n_rows, cand - n_rows, -1)
+    return rows, vecs
+
+
+# --------------------------------------------------------------------------- certified search
+
+
+@contextlib.contextmanager
+def _full_precision() -> Iterator[None]:
+    """float32 matmuls in full float32 (no TF32, no bfloat16 passes): the
+    error bound assumes IEEE float32 products and sums."""
+    prec = torch.get_float32_matmul_precision()
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(prec)
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def _unit_roundoff(dtype: torch.dtype) -> float:
+    return float(torch.finfo(dtype).eps) / 2.0
+
+
+def _dedupe(y: torch.Tensor):
+    """(unique rows, representative) with representative[j] the lowest index
+    of the j-th unique row in y."""
+    uniq, inverse = torch.unique(y, dim=0, return_inverse=True)
+    rep = torch.full((uniq.shape[0],), y.shape[0], dtype=torch.int64, device=y.device)
+    rep.scatter_reduce_(0, inverse, torch.arange(y.shape[0], device=y.device), reduce="amin")
+    # keep the centers in their original order (deterministic pivots)
+    order = torch.argsort(rep)
+    return uniq[order], rep[order]
+
+
+def _pivots(y: torch.Tensor, p: int) -> torch.Tensor:
+    """p rows of y chosen by farthest-first traversal (the package's own
+    k-center greedy), as indices into y."""
+    from .select import kcenter_greedy
+
+    small = y.shape[0] * y.shape[1] < (1 << 22)  # one thread: a parallel region costs more
+    picks = kcenter_greedy(y if y.device.type != "cpu" else y.numpy(), None, p,
+                           num_threads=1 if small else 0)
+    return torch.as_tensor(picks, dtype=torch.int64, device=y.device)
+
+
+def certified_candidates(problem: Problem, centers: torch.Tensor, values: Optional[Values] = None,
+                         k: int = K_OUT) -> np.ndarray:
+    """(N, k) int64 indices into `centers` (M, C): for every row, candidate
+    centers that contain its nearest center (and every center within the
+    kernel's rounding of it). Rows with fewer than k candidates repeat their
+    first one. `values(rows)` gives pool rows as the kernel sees them (default:
+    the torch backend's values). Taken (labeled) rows get candidates too;
+    the kernels ignore them."""
+    values = values or torch_values(problem)
+    n = problem.n
+    m = int(centers.shape[0])
+    dev = centers.device
+    out = torch.empty((n, k), dtype=torch.int64)
+    if m == 0:
+        raise ValueError("certified_candidates needs at least one center")
+    y, rep = _dedupe(centers)
+    u_count = int(y.shape[0])
+    if u_count <= k:
+        out[:] = _pad(rep.cpu()[None, :], k)
+        return out.numpy()
+    with _full_precision(), torch.no_grad():
+        _search(problem, values, y, rep, k, out, dev)
     return out.numpy()
+
+
+def _pad(ids: torch.Tensor, k: int) -> torch.Tensor:
+    """(R, j) -> (R, k): cut to k columns or repeat the first column."""
+    if ids.shape[1] >= k:
+        return ids[:, :k]
+    return torch.cat([ids, ids[:, :1].expand(-1, k - ids.shape[1])], dim=1)
+
+
+def _search(problem: Problem, values: Values, y: torch.Tensor, rep: torch.Tensor, k: int,
+            out: torch.Tensor, dev) -> None:
+    n, c = problem.n, problem.c
+    acc = y.dtype
+    u = _unit_roundoff(acc)
+    b = _Bounds(
+        kappa=2.0 * (c + 10) * u,
+        # gradual underflow: each of the O(C) operations errs by at most half
+        # the smallest subnormal
+        tiny=4.0 * (c + 10) * float(torch.finfo(acc).smallest_normal) * float(torch.finfo(acc).eps),
+        # the kernel's own rounding (direct differences, lane sums) may prefer
+        # a center up to this relative amount farther in exact arithmetic
+        kernel_rel=4.0 * (c + 4) * u,
+        k=k)
+    m = int(y.shape[0])
+    p = n_pivots(m)
+    piv = _pivots(y, p)
+    y64 = y.double()
+    r64 = y64[piv]
+    r_acc = y[piv]
+    r_norm2 = (r_acc * r_acc).sum(1)
+
+    # 2. each row's pivot (approximate argmin) and its exact distance to it
+    pivot_of = torch.empty(n, dtype=torch.int64, device=dev)
+    a2 = torch.empty(n, dtype=torch.float64, device=dev)
+    step = chunk_rows(n, c, p)
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        v = values(torch.arange(s, e))
+        d = torch.addmm(r_norm2[None, :], v, r_acc.T, alpha=-2.0)
+        j = torch.argmin(d, dim=1)
+        pivot_of[s:e] = j
+        a2[s:e] = ((v.double() - r64[j]) ** 2).sum(1)
+        _release(problem, s, e)
+    # an upper bound of d(x, pivot) despite the float64 rounding
+    a = torch.sqrt(a2) * (1.0 + 1e-12)
+
+    # 3-4. pivot by pivot, rows sorted by their distance to the pivot
+    order = torch.argsort(a, stable=True)
+    order = order[torch.argsort(pivot_of[order], stable=True)]
+    counts = torch.bincount(pivot_of, minlength=p).cpu().tolist()
+    y_norm2 = (y64 * y64).sum(1)
+    y_norm = y_norm2.sqrt()
+    kappa64 = 2.0 * (c + 10) * _unit_roundoff(torch.float64)
+    first = [0]
+    for cnt in counts:
+        first.append(first[-1] + cnt)
+    block = max(1, min(p, _CHUNK_BYTES // (8 * max(1, m))))
+    for g0 in range(0, p, block):
+        g1 = min(p, g0 + block)
+        if sum(counts[g0:g1]) == 0:
+            continue
+        # lower bounds of d^2(center, pivot) for this block of pivots (float64
+        # GEMM with its rounding bound)
+        dots = y64 @ r64[g0:g1].T
+        for g in range(g0, g1):
+            if counts[g] == 0:
+                continue
+            rows = order[first[g]:first[g + 1]]
+            ra = a[rows]
+            pn2 = y_norm2[piv[g]]
+            dg = y_norm2 + pn2 - 2.0 * dots[:, g - g0]
+            lb2 = (dg - kappa64 * (y_norm + pn2.sqrt()) ** 2).clamp_min(0.0)
+            near = torch.nonzero(lb2 <= b.reach2(float(ra[-1]))).flatten()
+            near = near[torch.argsort(lb2[near], stable=True)]
+            _group(problem, values, rows, ra, near, lb2[near], y[near], r_acc[g], rep, b, out)
+
+
+def n_pivots(m: int) -> int:
+    """Pivots for m distinct centers: enough that every cluster of a clustered
+    pool gets its own (farthest-first visits clusters first), few enough that
+    the per-pivot work stays small."""
+    return max(1, min(m, 1024, max(64, int(math.ceil(4.0 * math.sqrt(m))))))
+
+
+class _Bounds:
+    def __init__(self, kappa: float, tiny: float, kernel_rel: float, k: int) -> None:
+        self.kappa, self.tiny, self.kernel_rel, self.k = kappa, tiny, kernel_rel, k
+
+    def reach2(self, a: float) -> float:
+        """Squared distance from the pivot within which the nearest center of a
+        row at distance a from it lies (and any center the kernel's rounding
+        could prefer)."""
+        return (2.0 * a) ** 2 * (1.0 + 2.0 * self.kernel_rel) + self.tiny
+
+
+def _group(problem, values, rows, ra, near, near_lb2, y_near, pivot, rep, b: _Bounds, out) -> None:
+    """Candidates for the rows of one pivot (sorted by distance to it), in
+    tiles of about _TILE row x center pairs."""
+    shifted = y_near - pivot
+    ny = shifted.double().pow(2).sum(1).sqrt()
+    ny2_acc = (shifted * shifted).sum(1)
+    cnt = int(rows.numel())
+
+    def reach_count(a: float) -> int:
+        return max(1, int(torch.searchsorted(near_lb2, b.reach2(a), right=True)))
+
+    s = 0
+    while s < cnt:
+        e = min(cnt, s + max(1, _TILE // reach_count(float(ra[s]))))
+        m_here = reach_count(float(ra[e - 1]))
+        while e - s > 1 and (e - s) * m_here > 4 * _TILE:
+            e = s + max(1, (e - s) // 2)
+            m_here = reach_count(float(ra[e - 1]))
+        tile_rows = rows[s:e]
+        v = values(tile_rows.cpu()).to(shifted.device)
+        xs = v - pivot
+        nx = xs.double().pow(2).sum(1).sqrt()
+        nx2_acc = (xs * xs).sum(1)
+        d = torch.addmm(ny2_acc[None, :m_here], xs, shifted[:m_here].T, alpha=-2.0)
+        d += nx2_acc[:, None]
+        ids = _certify(d, nx, ny[:m_here], v, y_near[:m_here], b)
+        out[tile_rows.cpu()] = rep[near[ids]].cpu()
+        s = e
+
+
+def _certify(d, nx, ny, v, y_near, b: _Bounds) -> torch.Tensor:
+    """From a tile's GEMM distances d (rows x centers, shifted data) and the
+    norms of the shifted rows (nx) and centers (ny): (rows, k) columns of d
+    holding each row's candidates (the first one repeated to fill)."""
+    r, _ = d.shape
+    k, kappa, tiny = b.k, b.kappa, b.tiny
+    j0 = torch.argmin(d, dim=1)
+    ar = torch.arange(r, device=d.device)
+    # an upper bound of each row's nearest squared distance, widened by the
+    # kernel's own rounding
+    ub = (d[ar, j0].double() + kappa * (nx + ny[j0]) ** 2 + tiny) * (1.0 + b.kernel_rel) + tiny
+    # prefilter with the largest center norm (the threshold rounded up into
+    # d's dtype, so no pair that passes the bound is lost), then the per-pair
+    # bound in float64
+    thr = (ub + kappa * (nx + ny.max()) ** 2 + tiny).to(d.dtype)
+    thr = torch.nextafter(thr, torch.full_like(thr, float("inf")))
+    hit_r, hit_c = torch.nonzero(d <= thr[:, None], as_tuple=True)
+    key = d[hit_r, hit_c].double()
+    keep = key - kappa * (nx[hit_r] + ny[hit_c]) ** 2 - tiny <= ub[hit_r]
+    hit_r, hit_c, key = hit_r[keep], hit_c[keep], key[keep]
+    per_row = torch.bincount(hit_r, minlength=r)
+    # rank each row's candidates: by the GEMM distance when they all fit, by
+    # exact float64 distances (unshifted values) when a row has more than k
+    idx = torch.nonzero(per_row[hit_r] > k).flatten()
+    for s in range(0, int(idx.numel()), 1 << 15):
+        part = idx[s:s + (1 << 15)]
+        diff = v[hit_r[part]].double() - y_near[hit_c[part]].double()
+        key[part] = (diff * diff).sum(1)
+    o = torch.argsort(key, stable=True)
+    o = o[torch.argsort(hit_r[o], stable=True)]
+    hit_r, hit_c = hit_r[o], hit_c[o]
+    first = torch.cumsum(per_row, 0) - per_row
+    rank = torch.arange(hit_r.numel(), device=d.device) - first[hit_r]
+    sel = rank < k
+    ids = torch.full((r, k), -1, dtype=torch.int64, device=d.device)
+    ids[hit_r[sel], rank[sel]] = hit_c[sel]
+    # every row has at least its argmin j0 (it passes its own bound)
+    return torch.where(ids < 0, ids[:, :1], ids)
 
 
 def _release(problem: Problem, start: int, stop: int) -> None:
@@ -133,20 +414,16 @@ def _release(problem: Problem, start: int, stop: int) -> None:
         _memory.release_rows(problem.x, start, stop)
 
 
-def _faiss_candidates(problem: Problem, centers: torch.Tensor, k: int) -> np.ndarray:
-    """FAISS brute-force k-NN (faiss.knn: blocked BLAS with a k-heap epilogue,
-    no N x L matrix) over row chunks, in float32."""
-    x = torch_pool(problem)
-    centers = np.ascontiguousarray(centers.float().cpu().numpy())
-    k_eff = min(k, centers.shape[0])
-    out = np.full((problem.n, k), -1, dtype=np.int64)
-    # Rows per chunk: big enough for BLAS, small enough to bound memory and
-    # (file-backed pools) resident pages.
-    step = max(4096, min(problem.n, (_CHUNK_BYTES // 4) // (4 * max(problem.c, 1))))
-    for start in range(0, problem.n, step):
-        stop = min(problem.n, start + step)
-        rows = rows_as_values(problem, x, start, stop).float().numpy()
-        _, idx = faiss.knn(np.ascontiguousarray(rows), centers, k_eff)
-        out[start:stop, :k_eff] = idx
-        _release(problem, start, stop)
-    return out
+def nearest_candidates(problem: Problem, k: int = K_OUT, centers=None,
+                       values: Optional[Values] = None) -> np.ndarray:
+    """(N, k) int64 certified candidates (see `certified_candidates`).
+    centers: an (M, C) array of center vectors (as the kernel sees rows), or
+    None for the problem's initial centers (labeled rows, then center
+    vectors; indices then point into that concatenation)."""
+    values = values or torch_values(problem)
+    if centers is None:
+        y = initial_centers(problem, values)
+    else:
+        y = torch.as_tensor(np.asarray(centers) if not isinstance(centers, torch.Tensor) else centers)
+        y = y.to(device=torch_pool(problem).device, dtype=accum_dtype(problem))
+    return certified_candidates(problem, y, values, k)

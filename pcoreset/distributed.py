@@ -56,7 +56,7 @@ __all__ = ["select", "RankFailureError", "RankMismatchError", "last_stats", "mai
            "add_select_distributed_arguments"]
 
 DEFAULT_TIMEOUT_S = 1800.0  # as torch.distributed's own default
-_PROTOCOL = 1  # bump when the metadata layout changes (a mixed install is then caught)
+_PROTOCOL = 2  # bump when the metadata layout changes (a mixed install is then caught)
 _MSG_BYTES = 512  # room for one rank's input error in the metadata all-gather
 _MEAN_BLOCK = 4096  # rows per block of the kernel's mean_vector (kcenter_cpu.cpp)
 _GATHER_BYTES = 64 << 20  # all-gather buffer for other ranks' labeled rows
@@ -177,11 +177,19 @@ class _Local:
     labeled: np.ndarray  # local rows, or the global list with labeled_is_global
     budget: int
     error: Optional[BaseException]
+    centers_from: int = -1  # -1: every rank passes the same centers; else the rank that has them
 
 
 def _check_local(local_probs, local_labeled_idx, budget, labeled_is_global, from_logits, temperature,
-                 prune, num_threads, progress, simplex_atol) -> _Local:
+                 prune, num_threads, progress, simplex_atol, centers=None, centers_from=None) -> _Local:
+    src = -1
     try:
+        if centers_from is not None:
+            if isinstance(centers_from, bool) or not isinstance(centers_from, numbers.Integral) \
+                    or centers_from < 0:
+                raise InvalidInputError(f"centers_from must be a rank (an integer >= 0) or None, "
+                                        f"got {centers_from!r}")
+            src = int(centers_from)
         if not isinstance(labeled_is_global, (bool, np.bool_)):
             raise InvalidTypeError(f"labeled_is_global must be True or False, got {labeled_is_global!r}")
         b = check_budget(budget, np.iinfo(np.int64).max)  # type and sign; the pool size is global
@@ -190,14 +198,15 @@ def _check_local(local_probs, local_labeled_idx, budget, labeled_is_global, from
         local_idx = None if labeled_is_global else local_labeled_idx
         problem = make_problem(local_probs, local_idx, 0, simplex=True, from_logits=from_logits,
                                temperature=temperature, prune=prune, num_threads=num_threads,
-                               progress=progress, simplex_atol=simplex_atol, name="local_probs")
+                               progress=progress, simplex_atol=simplex_atol, name="local_probs",
+                               centers=centers)
         if labeled_is_global:
             labeled = check_labeled(local_labeled_idx, 1 << 62, problem.device, name="local_labeled_idx")
         else:
             labeled = problem.labeled
-        return _Local(problem, labeled, b, None)
+        return _Local(problem, labeled, b, None, src)
     except (InvalidInputError, InvalidTypeError) as exc:
-        return _Local(None, np.zeros(0, np.int64), -1, exc)
+        return _Local(None, np.zeros(0, np.int64), -1, exc, src)
 
 
 def _labeled_hash(labeled: np.ndarray) -> int:
@@ -206,7 +215,15 @@ def _labeled_hash(labeled: np.ndarray) -> int:
 
 
 _FIELDS = ("protocol", "ok", "n", "c", "dtype", "budget", "from_logits", "temperature_bits",
-           "labeled_is_global", "labeled_count", "labeled_hash")
+           "labeled_is_global", "labeled_count", "labeled_hash", "centers_from", "centers_count",
+           "centers_hash")
+
+
+def _centers_hash(centers: Optional[np.ndarray]) -> int:
+    if centers is None:
+        return 0
+    digest = hashlib.blake2b(np.ascontiguousarray(centers, dtype="<f8").tobytes(), digest_size=8).digest()
+    return int(np.frombuffer(digest, dtype="<i8")[0])
 
 
 def _meta_vector(local: _Local, labeled_is_global: bool) -> torch.Tensor:
@@ -226,6 +243,9 @@ def _meta_vector(local: _Local, labeled_is_global: bool) -> torch.Tensor:
         "labeled_is_global": int(bool(labeled_is_global)) if local.error is None else -1,
         "labeled_count": int(local.labeled.size),
         "labeled_hash": _labeled_hash(local.labeled) if labeled_is_global and p else 0,
+        "centers_from": local.centers_from,
+        "centers_count": 0 if p is None or p.centers is None else int(p.centers.shape[0]),
+        "centers_hash": _centers_hash(p.centers) if p else 0,
     }
     head = np.array([values[f] for f in _FIELDS], dtype=np.int64)
     text = np.frombuffer(msg.ljust(_MSG_BYTES, b"\0"), dtype=np.int64)
@@ -255,6 +275,8 @@ class _Layout:
     budget: int
     labeled_counts: np.ndarray  # labeled rows held by each rank
     labeled_total: int
+    centers_count: int = 0  # initial center vectors (the same on every rank once shared)
+    centers_from: int = -1  # the rank that broadcasts them, or -1 (every rank has them)
 
     def owner(self, g: int) -> int:
         """The rank holding global row g (empty shards hold nothing)."""
@@ -296,6 +318,21 @@ def _agree(comm: _Comm, local: _Local, labeled_is_global: bool) -> _Layout:
     must_agree("temperature_bits", "temperature",
                lambda v: f"temperature={np.int64(v).view(np.float64)!r}")
     must_agree("labeled_is_global", "labeled_is_global", lambda v: f"labeled_is_global={bool(v)}")
+    must_agree("centers_from", "centers_from", lambda v: f"centers_from={None if v < 0 else v}")
+    src = int(col["centers_from"][0])
+    if src >= world:
+        raise InvalidInputError(f"centers_from={src} is not a rank of this group (world size {world})")
+    if src < 0:
+        pairs = list(zip(col["centers_count"].tolist(), col["centers_hash"].tolist()))
+        if len(set(pairs)) > 1:
+            raise RankMismatchError(
+                "centers differ across ranks: "
+                f"{_ranks_by_value(col['centers_count'].tolist(), lambda v: f'{v} center vectors')} "
+                "(or the same count with different values); pass the same centers on every rank, or "
+                "pass them on one rank with centers_from=<that rank>")
+        n_centers = int(col["centers_count"][0])
+    else:
+        n_centers = int(col["centers_count"][src])
 
     sizes = col["n"].astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
@@ -318,7 +355,28 @@ def _agree(comm: _Comm, local: _Local, labeled_is_global: bool) -> _Layout:
     budget = int(col["budget"][0])
     if budget > n - total:
         raise PoolExhaustedError(n - total, budget)
-    return _Layout(sizes, offsets, n, int(col["c"][0]), codes[int(col["dtype"][0])], budget, counts, total)
+    return _Layout(sizes, offsets, n, int(col["c"][0]), codes[int(col["dtype"][0])], budget, counts, total,
+                   n_centers, src)
+
+
+def _share_centers(comm: _Comm, problem: Problem, layout: _Layout) -> Problem:
+    """With centers_from=r, rank r's center vectors (float64, as the kernels
+    see them) are broadcast to every rank, in chunks."""
+    if layout.centers_from < 0 or layout.centers_count == 0 or comm.world == 1:
+        return problem
+    m, c = layout.centers_count, layout.c
+    out = np.empty((m, c), dtype=np.float64)
+    chunk = max(1, _GATHER_BYTES // (8 * c))
+    for lo in range(0, m, chunk):
+        hi = min(m, lo + chunk)
+        if comm.rank == layout.centers_from:
+            buf = torch.from_numpy(np.ascontiguousarray(problem.centers[lo:hi]))
+        else:
+            buf = torch.empty((hi - lo, c), dtype=torch.float64)
+        buf = buf.to(comm.device)
+        comm.broadcast(buf, layout.centers_from)
+        out[lo:hi] = buf.cpu().numpy()
+    return replace(problem, centers=out)
 
 
 # --------------------------------------------------------------------------- local kernel
@@ -389,8 +447,18 @@ def _seed_remote_labeled(comm: _Comm, state, problem: Problem, local_labeled: np
             vecs = np.ascontiguousarray(vecs)
             if problem is None or _start.use_exact(problem.n, vecs.shape[0], problem.c):
                 state.seed_vectors(vecs)
-            else:  # a large product: GEMM/FAISS candidates, refined exactly in the kernel
-                state.seed_vectors_with_candidates(vecs, _start.nearest_candidates(problem, centers=vecs))
+            else:  # a large product: certified candidates, refined exactly in the kernel
+                state.seed_vectors_with_candidates(
+                    vecs, _start.nearest_candidates(problem, centers=vecs, values=_values_of(state, problem)))
+
+
+def _values_of(state, problem: Problem):
+    """The start's view of the rows: the CPU kernel's own values."""
+    if problem.device == "cpu":
+        from .backends import cpu
+
+        return cpu.kernel_values(state)
+    return None
 
 
 def _block_sum(problem: Problem, start: int) -> np.ndarray:
@@ -523,7 +591,7 @@ def _greedy(comm: _Comm, state, problem: Optional[Problem], layout: _Layout, pro
     off = int(layout.offsets[comm.rank])
     argmax = _Argmax(comm, layout)
     t0 = time.perf_counter()
-    if layout.labeled_total == 0:
+    if layout.labeled_total == 0 and layout.centers_count == 0:
         comm.phase = "the pool mean (first pick)"
         mean = _global_mean(comm, state, problem, layout)
         row, d2 = state.farthest_from(mean) if state is not None else (-1, 0.0)
@@ -584,7 +652,8 @@ def _greedy(comm: _Comm, state, problem: Optional[Problem], layout: _Layout, pro
 
 
 def select(local_probs: Any, local_labeled_idx: Any, budget: int, *, group=None,
-           labeled_is_global: bool = False, from_logits: bool = False, temperature: float = 1.0,
+           labeled_is_global: bool = False, centers: Any = None, centers_from: Optional[int] = None,
+           from_logits: bool = False, temperature: float = 1.0,
            timeout: Union[float, datetime.timedelta] = DEFAULT_TIMEOUT_S, return_radii: bool = False,
            prune: bool = True, num_threads: int = 0,
            progress: Union[bool, Callable[[int], None], None] = None,
@@ -609,6 +678,11 @@ def select(local_probs: Any, local_labeled_idx: Any, budget: int, *, group=None,
             indices in [0, N), the same on every rank (checked).
         budget: picks to make in the whole pool, the same on every rank,
             0 <= budget <= N - (labeled rows on all ranks).
+        centers: (M, C) initial center vectors that are not pool rows, as for
+            `pcoreset.select`. Without `centers_from`, every rank passes the
+            same ones (checked by a hash); with centers_from=r, rank r passes
+            them (the others pass None) and they are broadcast once.
+        centers_from: the rank that holds `centers`, or None.
         group: the process group (default: the default group). gloo for
             CPU shards; with NCCL the 8-byte key and the center row travel
             on the current CUDA device.
@@ -643,9 +717,9 @@ def select(local_probs: Any, local_labeled_idx: Any, budget: int, *, group=None,
     t_start = time.perf_counter()
     comm = _Comm(group, _as_timeout(timeout))
     local = _check_local(local_probs, local_labeled_idx, budget, labeled_is_global, from_logits,
-                         temperature, prune, num_threads, progress, simplex_atol)
+                         temperature, prune, num_threads, progress, simplex_atol, centers, centers_from)
     layout = _agree(comm, local, bool(labeled_is_global))
-    problem = local.problem
+    problem = _share_centers(comm, local.problem, layout)
     off, n_local = int(layout.offsets[comm.rank]), int(layout.sizes[comm.rank])
     if labeled_is_global:
         mine = local.labeled[(local.labeled >= off) & (local.labeled < off + n_local)] - off

@@ -18,7 +18,8 @@ except ImportError:  # pragma: no cover
 Array = Any  # numpy.ndarray | torch.Tensor
 
 
-def select(probs: Array, labeled_idx: Any, budget: int, *, from_logits: bool = False,
+def select(probs: Array, labeled_idx: Any, budget: int, *, centers: Optional[Array] = None,
+           from_logits: bool = False,
            temperature: float = 1.0, backend: str = "auto", return_radii: bool = False,
            prune: bool = True, num_threads: int = 0,
            progress: Union[bool, Callable[[int], None], None] = None,
@@ -27,8 +28,9 @@ def select(probs: Array, labeled_idx: Any, budget: int, *, from_logits: bool = F
 
     Each step picks the unlabeled, unpicked row whose Euclidean distance to its
     nearest center (the labeled rows and the earlier picks) is largest; exact
-    ties go to the lowest row index. With no labeled rows the first pick is
-    the row farthest from the mean of all rows.
+    ties go to the lowest row index. With no initial centers (no labeled
+    rows and no `centers`) the first pick is the row farthest from the mean
+    of all rows.
 
     Args:
         probs: (N, C) probabilities (rows on the simplex), or logits with
@@ -41,6 +43,12 @@ def select(probs: Array, labeled_idx: Any, budget: int, *, from_logits: bool = F
             picked, not counted in `budget`). Unique integers in [0, N); may
             be empty or None.
         budget: number of rows to pick, 0 <= budget <= N - len(labeled_idx).
+        centers: (M, C) initial center vectors that are not rows of the pool,
+            e.g. the labeled set's probabilities from another loader: alone or
+            with `labeled_idx`, without copying the pool. Checked like the
+            pool (same C, finite, simplex rows unless from_logits; logits get
+            the same softmax). Any float dtype; NumPy or a torch tensor on the
+            CPU or on the pool's device.
         from_logits: rows are logits; the kernel uses softmax(row / temperature)
             on the fly without an N x C float32 copy.
         temperature: softmax temperature (> 0), only used with from_logits.
@@ -75,11 +83,12 @@ def select(probs: Array, labeled_idx: Any, budget: int, *, from_logits: bool = F
     """
     problem = make_problem(probs, labeled_idx, budget, simplex=True, from_logits=from_logits,
                            temperature=temperature, prune=prune, num_threads=num_threads,
-                           progress=progress, simplex_atol=simplex_atol)
+                           progress=progress, simplex_atol=simplex_atol, centers=centers)
     return _run(problem, backend, return_radii)
 
 
-def kcenter_greedy(x: Array, labeled_idx: Any = None, budget: int = 0, *, backend: str = "auto",
+def kcenter_greedy(x: Array, labeled_idx: Any = None, budget: int = 0, *,
+                   centers: Optional[Array] = None, backend: str = "auto",
                    return_radii: bool = False, prune: bool = True, num_threads: int = 0,
                    progress: Union[bool, Callable[[int], None], None] = None):
     """k-center greedy (farthest-first traversal) on any finite vectors.
@@ -87,11 +96,12 @@ def kcenter_greedy(x: Array, labeled_idx: Any = None, budget: int = 0, *, backen
     The same rules, tie-breaking and return values as `select`, without the
     probability-row check and without a softmax: use it for feature-space
     coreset (L2-normalise the features first for cosine distance) and other
-    embeddings. `x` is (N, D) float16/bfloat16/float32/float64.
+    embeddings. `x` is (N, D) float16/bfloat16/float32/float64; `centers`
+    (M, D) are initial center vectors that are not rows of `x`.
     """
     problem = make_problem(x, labeled_idx, budget, simplex=False, from_logits=False,
                            temperature=1.0, prune=prune, num_threads=num_threads,
-                           progress=progress, name="x")
+                           progress=progress, name="x", centers=centers)
     return _run(problem, backend, return_radii)
 
 
@@ -113,13 +123,15 @@ def _run_checked(chosen, problem: Problem):
     """Run a backend after checking that its predicted footprint fits, and
     turn an allocation failure inside it into an OutOfMemoryError."""
     what = (f"select(n={problem.n}, c={problem.c}, dtype={problem.dtype}, backend={chosen.name!r}, "
-            f"labeled={problem.labeled.size}, budget={problem.budget})")
+            f"labeled={problem.labeled.size}, centers={problem.n_centers - problem.labeled.size}, "
+            f"budget={problem.budget})")
     needed = 0
     if problem.device == "cpu":  # device memory is the device backend's to check
         needed = _memory.estimate_memory(
             problem.n, problem.c, problem.dtype,
             backend=chosen.name if chosen.name in ("cpu", "faiss", "torch", "cuda") else "torch",
             n_labeled=problem.labeled.size,
+            n_centers=0 if problem.centers is None else int(problem.centers.shape[0]),
             budget=problem.budget, from_logits=problem.from_logits,
             in_memory=not _memory.file_backed(problem.x))
         _memory.check_fits(what, needed)

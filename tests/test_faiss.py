@@ -62,12 +62,12 @@ def test_greedy_valid_with_large_labeled_start(monkeypatch):
     check_greedy_valid(as_float64_rows(x), lab, a)
 
 
-def test_faiss_candidates_contain_the_nearest_labeled_row():
+def test_certified_candidates_contain_the_nearest_labeled_row():
     x = clustered_pool(4000, 16, seed=8)
     lab = np.arange(1, 4000, 3)
     p = make_problem(x, lab, 0, simplex=True, from_logits=False, temperature=1.0, prune=True,
                      num_threads=0, progress=None)
-    cand = _start.nearest_candidates(p, method="faiss")
+    cand = _start.nearest_candidates(p)
     x64 = x.astype(np.float64)
     c64 = x64[lab]
     d = (x64 ** 2).sum(1)[:, None] + (c64 ** 2).sum(1)[None, :] - 2.0 * x64 @ c64.T
@@ -75,7 +75,7 @@ def test_faiss_candidates_contain_the_nearest_labeled_row():
     cand_d = np.take_along_axis(d, cand, 1).min(1)
     np.testing.assert_allclose(cand_d, nearest_d, rtol=1e-5, atol=1e-9)
     assert _start.start_method(4000, 1334, 16) == "exact"
-    assert _start.start_method(10**6, 10**5, 100) == "faiss"
+    assert _start.start_method(10**6, 10**5, 100) == "certified"
 
 
 def test_progress_and_interrupt():

@@ -210,13 +210,12 @@ def test_vector_centers_with_candidates_match_exact_seeding():
     vecs = rng.dirichlet(np.ones(20), size=60)  # centers that are not rows (another shard's)
     problem = make_problem(x, [], 0, simplex=True, from_logits=False, temperature=1.0, prune=True,
                            num_threads=0, progress=None)
-    for method in ("gemm", "faiss") if _start.faiss is not None else ("gemm",):
-        exact = _C.KCenterState(x, "float32")
-        exact.seed_vectors(vecs)
-        cand = _start.nearest_candidates(problem, method=method, centers=vecs)
-        s = _C.KCenterState(x, "float32")
-        s.seed_vectors_with_candidates(vecs, cand)
-        np.testing.assert_array_equal(s.min_dist2(), exact.min_dist2())
-        np.testing.assert_array_equal(s.run(40)[0], exact.run(40)[0])
+    exact = _C.KCenterState(x, "float32")
+    exact.seed_vectors(vecs)
+    cand = _start.nearest_candidates(problem, centers=vecs)
+    s = _C.KCenterState(x, "float32")
+    s.seed_vectors_with_candidates(vecs, cand)
+    np.testing.assert_array_equal(s.min_dist2(), exact.min_dist2())
+    np.testing.assert_array_equal(s.run(40)[0], exact.run(40)[0])
     with pytest.raises(ValueError, match="candidates must have shape"):
         s.seed_vectors_with_candidates(vecs, cand[:3])

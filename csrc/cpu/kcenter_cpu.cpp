@@ -214,6 +214,20 @@ class CpuState final : public KCenterState {
       out[j] = static_cast<double>(row_value<S, A>(row, j, p_.from_logits, sm, inv_t_));
   }
 
+  void rows_values(const int64_t* rows, int64_t count, void* out) const override {
+    A* o = static_cast<A*>(out);
+    const int64_t c = p_.c;
+#pragma omp parallel for schedule(static) num_threads(count * c >= kMinParallelValues ? threads_ : 1)
+    for (int64_t k = 0; k < count; ++k) {
+      const int64_t i = rows[k];
+      const S* row = x_ + i * c;
+      const SoftmaxRow<A> sm = softmax_of(i);
+      for (int64_t j = 0; j < c; ++j) o[k * c + j] = row_value<S, A>(row, j, p_.from_logits, sm, inv_t_);
+    }
+  }
+
+  int accum_bytes() const override { return static_cast<int>(sizeof(A)); }
+
   void mean_vector(double* out) const override {
     // Fixed blocks summed in order: the same bits whatever the thread count.
     const int64_t c = p_.c, n = p_.n;

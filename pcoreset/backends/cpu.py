@@ -25,18 +25,37 @@ def make_state(problem: Problem):
 
 
 def seed(state, problem: Problem) -> None:
-    """Set every row's nearest labeled center: the exact rows x labeled pass
-    for small products, otherwise candidates from a GEMM (or FAISS) search
-    refined exactly in the kernel."""
-    labeled = problem.labeled
-    if labeled.size == 0:
+    """Set every row's nearest initial center (labeled rows, then center
+    vectors): the kernel's exact direct pass for small products, otherwise
+    certified candidates (pcoreset._start) whose distances the kernel
+    recomputes exactly."""
+    labeled, vecs = problem.labeled, problem.centers
+    if problem.n_centers == 0:
         return
-    method = _start.start_method(problem.n, labeled.size, problem.c, problem.device)
+    method = _start.start_method(problem.n, problem.n_centers, problem.c, problem.device)
     if method == "exact":
-        state.seed_rows(labeled)
-    else:
-        cand = _start.nearest_candidates(problem, method=method)
-        state.seed_rows_with_candidates(labeled, cand)
+        if labeled.size:
+            state.seed_rows(labeled)
+        if vecs is not None:
+            state.seed_vectors(vecs)
+        return
+    cand = _start.nearest_candidates(problem, values=kernel_values(state))
+    cand_rows, cand_vecs = _start.split_candidates(cand, labeled.size)
+    if labeled.size:
+        state.seed_rows_with_candidates(labeled, cand_rows)
+    if vecs is not None:
+        state.seed_vectors_with_candidates(vecs, cand_vecs)
+
+
+def kernel_values(state):
+    """values(rows) for the start's search: rows exactly as this kernel sees
+    them (its own softmax for logits), as a torch tensor."""
+    import torch
+
+    def values(rows):
+        return torch.from_numpy(state.rows_values(rows.numpy() if hasattr(rows, "numpy") else rows))
+
+    return values
 
 
 class CpuBackend(Backend):

@@ -161,26 +161,28 @@ def _run_cpu(problem: Problem):
     slack = _PRUNE_SLACK[dt]
     n, c, budget = problem.n, problem.c, problem.budget
     labeled = problem.labeled
-    cap = labeled.size + budget
+    m0 = problem.n_centers
+    cap = m0 + budget
     centers = np.empty((max(cap, 1), c), dtype=dt)
     n_centers = 0
     # taken rows (labeled or picked) hold -1: below every eligible distance
     mind = np.full(n, np.inf, dtype=dt)
     nearest = np.zeros(n, dtype=np.int64)
 
-    if labeled.size:
+    if m0:
         centers[:labeled.size] = x[labeled]
-        n_centers = labeled.size
-        method = _start.start_method(n, labeled.size, c, "cpu")
-        if method == "exact":
-            for a in range(labeled.size):
+        if problem.centers is not None:
+            centers[labeled.size:m0] = problem.centers.astype(dt)
+        n_centers = m0
+        if _start.use_exact(n, m0, c):
+            for a in range(m0):
                 d = dist.to_all(centers[a], x)
                 closer = d < mind
                 mind[closer] = d[closer]
                 nearest[closer] = a
         else:
-            cand = _start.nearest_candidates(problem, k=min(_start.CANDIDATES, labeled.size),
-                                             method=method)
+            values = _start.torch_values(problem)
+            cand = _start.certified_candidates(problem, torch.from_numpy(centers[:m0]), values)
             d = dist.pairs(np.arange(n), centers, cand)
             best = np.argmin(d, axis=1)
             mind = np.take_along_axis(d, best[:, None], axis=1)[:, 0].astype(dt, copy=False)

@@ -38,20 +38,8 @@ class TorchBackend(Backend):
         labeled = problem.labeled
         if labeled.size:
             taken[torch.from_numpy(labeled).to(dev)] = True
-            if _start.use_exact(n, labeled.size, problem.c):
-                for i in labeled.tolist():
-                    mind = torch.minimum(mind, _sq_dist(problem, x, center(i), step))
-            else:
-                cand = torch.from_numpy(_start.nearest_candidates(problem)).to(dev)
-                lab = torch.from_numpy(labeled).to(dev)
-                for t in range(cand.shape[1]):
-                    ok = cand[:, t] >= 0
-                    idx = torch.nonzero(ok).flatten()
-                    for s in range(0, idx.numel(), step):
-                        rows_i = idx[s:s + step]
-                        rows = _start.rows_as_values(problem, x[rows_i], 0, rows_i.numel())
-                        ctrs = _start.rows_as_values(problem, x[lab[cand[rows_i, t]]], 0, rows_i.numel())
-                        mind[rows_i] = torch.minimum(mind[rows_i], ((rows - ctrs) ** 2).sum(1))
+        if problem.n_centers:
+            mind = self._start(problem, x, acc, step, mind)
             mind[taken] = 0
 
         picks = torch.empty(problem.budget, dtype=torch.int64, device=dev)
@@ -65,10 +53,28 @@ class TorchBackend(Backend):
         return picks, radii2
 
     @staticmethod
+    def _start(problem, x, acc, step, mind):
+        """Squared distance of every row to its nearest initial center: every
+        center in turn for small products, else the certified candidates."""
+        values = _start.torch_values(problem)
+        centers = _start.initial_centers(problem, values)
+        if _start.use_exact(problem.n, problem.n_centers, problem.c):
+            for a in range(centers.shape[0]):
+                mind = torch.minimum(mind, _sq_dist(problem, x, centers[a], step))
+            return mind
+        cand = torch.from_numpy(_start.certified_candidates(problem, centers, values)).to(x.device)
+        for s in range(0, problem.n, step):
+            rows = _start.rows_as_values(problem, x, s, min(problem.n, s + step))
+            for t in range(cand.shape[1]):
+                d = ((rows - centers[cand[s:s + step, t]]) ** 2).sum(1)
+                mind[s:s + step] = torch.minimum(mind[s:s + step], d)
+        return mind
+
+    @staticmethod
     def _greedy(problem, x, acc, step, mind, taken, picks, radii2, neg, center, callback):
-        n, dev, labeled = problem.n, x.device, problem.labeled
+        n, dev = problem.n, x.device
         for t in range(problem.budget):
-            if t == 0 and labeled.size == 0:
+            if t == 0 and problem.n_centers == 0:
                 mean = torch.zeros(problem.c, dtype=torch.float64, device=dev)
                 for start in range(0, n, step):
                     mean += _start.rows_as_values(problem, x, start, min(n, start + step)).sum(0, dtype=torch.float64)

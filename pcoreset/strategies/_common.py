@@ -88,11 +88,12 @@ def require(pool: PoolState, field: str, strategy: str, what: str):
     return value
 
 
-def check_matrix(x, name: str, n: int, cols: Optional[int] = None) -> np.ndarray:
-    """An (n, cols) finite float matrix as NumPy (float16 is widened to float32)."""
+def check_matrix(x, name: str, n: Optional[int], cols: Optional[int] = None) -> np.ndarray:
+    """An (n, cols) finite float matrix as NumPy (float16 is widened to
+    float32); n=None accepts any number of rows."""
     a = as_numpy(x, name)
-    if a.ndim != 2 or a.shape[0] != n or (cols is not None and a.shape[1] != cols):
-        want = f"({n}, {cols if cols is not None else 'D'})"
+    if a.ndim != 2 or (n is not None and a.shape[0] != n) or (cols is not None and a.shape[1] != cols):
+        want = f"({n if n is not None else 'M'}, {cols if cols is not None else 'D'})"
         raise InvalidInputError(f"{name} has shape {a.shape}; expected {want}")
     if a.dtype.kind != "f":
         raise InvalidTypeError(f"{name} has dtype {a.dtype}; expected float16, float32 or float64")

@@ -21,6 +21,11 @@ class PoolState:
     features:     (N, D) penultimate-layer student features, or None.
     labels:       (N,) int64 labels, meaningful where labeled_mask is True, or None.
     num_classes:  C, when it cannot be read from the logits.
+    center_probs: (M, C) probabilities of labeled samples that are not rows of
+                  this pool (e.g. from another loader): extra initial centers
+                  for `pcoreset`, or None.
+    center_features: (M, D) features of those samples: extra initial centers
+                  for `coreset`, or None.
     """
 
     indices: np.ndarray
@@ -31,6 +36,8 @@ class PoolState:
     features: Optional[np.ndarray] = None
     labels: Optional[np.ndarray] = None
     num_classes: Optional[int] = None
+    center_probs: Optional[np.ndarray] = None
+    center_features: Optional[np.ndarray] = None
 
 
 RngLike = Union[np.random.Generator, int, None]

@@ -21,7 +21,8 @@ class CoresetStrategy(Strategy):
     On unit vectors ||u - v||^2 = 2 - 2 cos(u, v), so Euclidean k-center
     greedy on the normalised features picks exactly what cosine-distance
     k-center picks (the paper's coreset baseline), through the fast kernel.
-    Needs pool.features (N, D). Deterministic; `rng` is unused.
+    Needs pool.features (N, D); pool.center_features (M, D), labeled samples
+    outside the pool, are extra initial centers. Deterministic; `rng` is unused.
 
     Args:
         backend: the `kcenter_greedy` backend ("auto", "cpu", "torch", ...).
@@ -41,6 +42,9 @@ class CoresetStrategy(Strategy):
         if checked.budget == 0:
             return np.zeros(0, dtype=np.int64)
         unit = l2_normalise(feats)
-        rows = kcenter_greedy(unit, checked.labeled_rows, checked.budget, backend=self.backend,
-                              num_threads=self.num_threads)
+        centers = None
+        if pool.center_features is not None:
+            centers = l2_normalise(check_matrix(pool.center_features, "pool.center_features", None))
+        rows = kcenter_greedy(unit, checked.labeled_rows, checked.budget, centers=centers,
+                              backend=self.backend, num_threads=self.num_threads)
         return checked.ids(rows)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..select import select
-from ._common import check_pool, pool_probs
+from ._common import check_matrix, check_pool, pool_probs
 from .base import PoolState, RngLike, Strategy
 
 
 class PCoreSetStrategy(Strategy):
     """Farthest-first traversal on the mixed prediction
     0.5 * softmax(ce) + 0.5 * softmax(kd) (or pool.probs), Euclidean
-    distance, through `pcoreset.select`. Deterministic; `rng` is unused.
+    distance, through `pcoreset.select`, with the labeled rows and
+    pool.center_probs (labeled samples outside the pool) as the initial
+    centers. Deterministic; `rng` is unused.
 
     Args:
         backend: the `select` backend ("auto", "cpu", "torch", ...).
@@ -30,6 +32,9 @@ class PCoreSetStrategy(Strategy):
         probs = pool_probs(pool, self.name, checked.n)
         if checked.budget == 0:
             return np.zeros(0, dtype=np.int64)
-        rows = select(probs, checked.labeled_rows, checked.budget, backend=self.backend,
+        centers = None
+        if pool.center_probs is not None:
+            centers = check_matrix(pool.center_probs, "pool.center_probs", None)
+        rows = select(probs, checked.labeled_rows, checked.budget, centers=centers, backend=self.backend,
                       num_threads=self.num_threads)
         return checked.ids(rows)

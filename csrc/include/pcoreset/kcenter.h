@@ -63,6 +63,11 @@ class KCenterState {
                                             const int64_t* cand, int64_t k) = 0;
   // Row i as the kernel sees it (probabilities when from_logits), in double.
   virtual void row_vector(int64_t i, double* out) const = 0;
+  // Rows as the kernel sees them, in the accumulation type (float, or double
+  // for float64 pools), row-major count x c into out.
+  virtual void rows_values(const int64_t* rows, int64_t count, void* out) const = 0;
+  // Bytes of one value of the accumulation type (4 or 8).
+  virtual int accum_bytes() const = 0;
   // The eligible row farthest from a vector (used with the pool mean).
   virtual StepResult farthest_from(const double* vec) = 0;
   // Mean of the rows as the kernel sees them (deterministic order).

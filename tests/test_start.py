@@ -1,0 +1,253 @@
+"""The start (each row's nearest initial center) on pools that break float
+shortcuts, through every start path forced at small sizes, on every CPU
+backend and dtype; and initial centers given as vectors (`centers=`)."""
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+
+import pcoreset
+from pcoreset import _start
+from pcoreset.backends import cpu as cpu_backend
+from pcoreset._problem import make_problem
+from conftest import clustered_pool
+from reference import as_float64_rows, check_greedy_valid
+
+BACKENDS = ["cpu", "torch"] + (["faiss"] if pcoreset.backends.get("faiss").unavailable() is None else [])
+DTYPES = ["float16", "bfloat16", "float32", "float64"]
+
+
+def confident_pool(n, c, gap, seed=0):
+    """softmax(gap * one-hot + N(0, 1)): rows of one class lie 1e-7 to 1e-5
+    apart while their norms are near 1, so a float32 GEMM cannot order them."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0.0, 1.0, (n, c))
+    z[np.arange(n), rng.integers(0, c, n)] += gap
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def quantised_pool(n, c, seed=0, units=8):
+    """Rows k/units: few distinct rows, exact in every dtype, many exact ties."""
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((n, c))
+    for _ in range(units):
+        counts[np.arange(n), rng.integers(0, min(c, 6), n)] += 1
+    return counts / units
+
+
+def duplicated_pool(n, c, seed=0):
+    """A clustered pool in which every fourth row repeats an earlier row, so
+    many rows lie at distance exactly 0 from a labeled row."""
+    x = clustered_pool(n, c, seed=seed, dtype=np.float64)
+    src = np.arange(0, n, 4)
+    x[src[1:] - 1] = x[src[:-1]]
+    return x
+
+
+POOLS = {
+    "confident12": lambda: confident_pool(1500, 40, 12.0, seed=1),
+    "confident16": lambda: confident_pool(1500, 40, 16.0, seed=2),
+    "confident20": lambda: confident_pool(1500, 40, 20.0, seed=3),
+    "quantised": lambda: quantised_pool(1500, 40, seed=4),
+    "duplicated": lambda: duplicated_pool(1500, 40, seed=5),
+}
+
+
+def as_dtype(x, dtype):
+    if dtype == "bfloat16":
+        return torch.from_numpy(x).to(torch.bfloat16)
+    return x.astype(dtype)
+
+
+def labeled_for(name, n):
+    rng = np.random.default_rng(11)
+    lab = rng.choice(n, 150, replace=False)
+    if name == "duplicated":  # the sources of the copies are labeled
+        lab = np.unique(np.concatenate([lab, np.arange(0, n, 16)]))
+    return lab
+
+
+@pytest.mark.parametrize("pool", sorted(POOLS))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_start_path_is_greedy_valid(pool, dtype, backend):
+    x = as_dtype(POOLS[pool](), dtype)
+    lab = labeled_for(pool, 1500)
+    x64 = as_float64_rows(x)
+    got = {}
+    for method in ("exact", "certified"):
+        with _start.force(method):
+            picks, radii = pcoreset.select(x, lab, 25, backend=backend, return_radii=True)
+        picks = np.asarray(picks)
+        check_greedy_valid(x64, lab, picks)
+        assert np.all(np.diff(np.asarray(radii)) <= 0)
+        got[method] = picks
+    # the certified candidates hold every center the kernel's rounding could
+    # prefer, so the running minimum and the picks are those of the exact pass
+    np.testing.assert_array_equal(got["certified"], got["exact"])
+
+
+@pytest.mark.parametrize("pool", sorted(POOLS))
+def test_certified_start_gives_the_exact_running_minimum(pool):
+    x = POOLS[pool]().astype(np.float32)
+    lab = labeled_for(pool, x.shape[0])
+    problem = make_problem(x, lab, 0, simplex=True, from_logits=False, temperature=1.0, prune=True,
+                           num_threads=1, progress=None)
+    exact = cpu_backend.make_state(problem)
+    exact.seed_rows(lab)
+    cand = _start.nearest_candidates(problem)
+    assert cand.shape == (x.shape[0], _start.K_OUT)
+    assert cand.min() >= 0 and cand.max() < lab.size
+    cert = cpu_backend.make_state(problem)
+    cert.seed_rows_with_candidates(lab, cand)
+    np.testing.assert_array_equal(cert.min_dist2(), exact.min_dist2())
+
+
+def test_plain_gemm_candidates_would_fail_here():
+    # The premise of the certified search: on confident rows the float32 GEMM
+    # identity misorders distances (its error is far above them).
+    x = confident_pool(2000, 64, 16.0, seed=9).astype(np.float32)
+    lab = np.arange(0, 2000, 10)
+    xt = torch.from_numpy(x)
+    c = xt[lab]
+    d_gemm = (xt * xt).sum(1)[:, None] + (c * c).sum(1)[None, :] - 2.0 * xt @ c.T
+    x64 = x.astype(np.float64)
+    d_true = ((x64[:, None, :] - x64[lab][None, :, :]) ** 2).sum(2)
+    wrong = np.mean(d_gemm.argmin(1).numpy() != d_true.argmin(1))
+    assert wrong > 0.3, f"only {wrong:.0%} of GEMM argmins are wrong: the pool does not break the shortcut"
+
+
+def test_the_issue_pool_in_the_default_path():
+    # issue 12: 30,000 confident rows, C = 100, 1,000 labeled; N * L * C = 3e9
+    # takes the certified path without forcing.
+    x = confident_pool(30000, 100, 18.0, seed=0).astype(np.float32)
+    lab = np.random.default_rng(1).choice(30000, 1000, replace=False)
+    assert _start.start_method(30000, 1000, 100) == "certified"
+    picks = pcoreset.select(x, lab, 30, backend="cpu")
+    check_greedy_valid(x.astype(np.float64), lab, picks)
+
+
+def test_logits_start_uses_the_kernels_own_softmax():
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 1, (1200, 30)).astype(np.float32)
+    z[np.arange(1200), rng.integers(0, 30, 1200)] += 14.0
+    lab = np.arange(0, 1200, 7)
+    with _start.force("exact"):
+        a = pcoreset.select(z, lab, 30, from_logits=True, temperature=0.7, backend="cpu")
+    with _start.force("certified"):
+        b = pcoreset.select(z, lab, 30, from_logits=True, temperature=0.7, backend="cpu")
+    np.testing.assert_array_equal(a, b)
+
+
+def test_force_rejects_unknown_methods(monkeypatch):
+    with pytest.raises(ValueError, match="gemm"):
+        with _start.force("gemm"):
+            pass
+    monkeypatch.setenv("PCORESET_START", "faiss")
+    with pytest.raises(ValueError, match="PCORESET_START='faiss'"):
+        _start.start_method(10, 10, 10)
+
+
+# --------------------------------------------------------------------------- centers=
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("method", ["exact", "certified"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_centers_equal_labeled_rows_of_a_concatenated_pool(backend, method, dtype):
+    x = clustered_pool(900, 24, seed=21, dtype=np.float64)
+    v = clustered_pool(120, 24, seed=22, dtype=np.float64)  # labeled samples from another loader
+    lab = np.array([5, 17, 300])
+    xs, vs = as_dtype(x, dtype), as_dtype(v, dtype)
+    both = as_dtype(np.concatenate([v, x]), dtype)
+    with _start.force(method):
+        picks, radii = pcoreset.select(xs, lab, 30, centers=vs, backend=backend, return_radii=True)
+        want, want_radii = pcoreset.select(both, np.concatenate([np.arange(120), lab + 120]), 30,
+                                           backend=backend, return_radii=True)
+        only, _ = pcoreset.select(xs, None, 10, centers=vs, backend=backend, return_radii=True)
+        want_only = pcoreset.select(both, np.arange(120), 10, backend=backend)
+    np.testing.assert_array_equal(np.asarray(picks), np.asarray(want) - 120)
+    np.testing.assert_array_equal(np.asarray(radii), np.asarray(want_radii))
+    np.testing.assert_array_equal(np.asarray(only), np.asarray(want_only) - 120)
+
+
+def test_centers_without_labeled_rows_start_from_the_farthest_row():
+    x = clustered_pool(500, 10, seed=23, dtype=np.float64)
+    v = x[:3] * 0.5 + 0.5 / 10  # vectors inside the simplex, not rows
+    picks, radii = pcoreset.select(x, None, 5, centers=v, return_radii=True)
+    d = np.sqrt(((x[:, None, :] - v[None, :, :]) ** 2).sum(2)).min(1)
+    assert picks[0] == int(np.argmax(d))
+    assert np.isfinite(radii[0]) and radii[0] == pytest.approx(d.max(), rel=1e-12)
+
+
+def test_kcenter_greedy_takes_center_vectors():
+    rng = np.random.default_rng(24)
+    feats = rng.normal(size=(400, 16))
+    ctr = rng.normal(size=(30, 16)) * 3.0
+    picks = pcoreset.kcenter_greedy(feats, None, 20, centers=ctr)
+    allrows = np.concatenate([ctr, feats])
+    want = pcoreset.kcenter_greedy(allrows, np.arange(30), 20)
+    np.testing.assert_array_equal(picks, want - 30)
+
+
+def test_centers_do_not_copy_the_pool():
+    x = clustered_pool(200_000, 50, seed=25)  # 40 MB
+    v = clustered_pool(50, 50, seed=26)
+    tracemalloc.start()
+    try:
+        pcoreset.select(x, None, 5, centers=v, backend="cpu")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < x.nbytes // 4, f"selection with centers allocated {peak} bytes for a {x.nbytes}-byte pool"
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.ones((3, 7)) / 7, r"centers has 7 columns but probs has C=10"),
+    (np.ones(10) / 10, r"centers must be 2-D \(M, C\) with C=10"),
+    (np.full((2, 10), np.nan), r"centers has a NaN or inf value in row 0"),
+    (np.full((2, 10), 0.3), r"centers row 0 is not a probability vector"),
+    (np.ones((2, 10), dtype=np.int64), r"centers has dtype int64"),
+    ("nosuch.npy", r"centers='nosuch.npy': no such file"),
+])
+def test_bad_centers_are_named(bad, match):
+    x = clustered_pool(100, 10, seed=27)
+    with pytest.raises((ValueError, TypeError), match=match):
+        pcoreset.select(x, None, 3, centers=bad)
+
+
+def test_centers_follow_from_logits():
+    rng = np.random.default_rng(28)
+    z = rng.normal(0, 2, (300, 8))
+    zc = rng.normal(0, 2, (20, 8))
+    a = pcoreset.select(z, None, 10, centers=zc, from_logits=True, temperature=2.0, backend="torch")
+    b = pcoreset.select(np.concatenate([zc, z]), np.arange(20), 10, from_logits=True, temperature=2.0,
+                        backend="torch")
+    np.testing.assert_array_equal(a, b - 20)
+    # logits centers are not checked as probabilities, probability centers are
+    with pytest.raises(ValueError, match="centers row 0 is not a probability vector"):
+        pcoreset.select(np.abs(z) / np.abs(z).sum(1, keepdims=True), None, 2, centers=zc)
+
+
+def test_empty_centers_are_no_centers():
+    x = clustered_pool(200, 6, seed=29)
+    np.testing.assert_array_equal(pcoreset.select(x, None, 5, centers=np.zeros((0, 6))),
+                                  pcoreset.select(x, None, 5))
+
+
+# --------------------------------------------------------------------------- temperature
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_temperature_whose_inverse_overflows_is_rejected(dtype):
+    z = np.random.default_rng(30).normal(size=(50, 5)).astype(dtype)
+    tiny = 1e-40 if dtype == "float32" else 1e-310
+    for backend in BACKENDS:
+        with pytest.raises(ValueError, match=rf"temperature={tiny!r} is too small: 1/temperature overflows"):
+            pcoreset.select(z, None, 3, from_logits=True, temperature=tiny, backend=backend)
+    if dtype == "float64":  # 1e-40 is fine in float64 accumulation
+        picks, radii = pcoreset.select(z, None, 3, from_logits=True, temperature=1e-40, return_radii=True)
+        assert np.all(np.isfinite(radii[1:]))
