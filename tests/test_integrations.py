@@ -382,6 +382,27 @@ def test_modal_errors(digits):
     np.testing.assert_array_equal(np.sort(query_idx), np.arange(60))
 
 
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_center_vectors_with_and_without_select_centers(monkeypatch, from_logits):
+    """The learner's training data as center vectors: pcoreset.select's
+    centers= when this checkout has it, appended labeled rows otherwise; both
+    give the float64 oracle's picks, ties included."""
+    rng = np.random.default_rng(3)
+    pool = softmax64(rng.normal(0, 2, size=(300, 6)))
+    pool[50] = pool[10]                                      # an exact tie: the lower index goes first
+    centers = softmax64(rng.normal(0, 2, size=(12, 6)))
+    scores_pool = np.log(pool) * 2.0 if from_logits else pool
+    scores_centers = np.log(centers) * 2.0 if from_logits else centers
+    want, want_radii = farthest_first(pool, centers, 40)
+    paths = [False] + ([True] if _common.SELECT_TAKES_CENTERS else [])
+    for takes_centers in paths:
+        monkeypatch.setattr(_common, "SELECT_TAKES_CENTERS", takes_centers)
+        picks, radii = _common.select_with_center_vectors(scores_pool, scores_centers, 40, from_logits=from_logits,
+                                                          temperature=2.0, backend="cpu")
+        np.testing.assert_array_equal(picks, want)
+        np.testing.assert_allclose(radii, want_radii, rtol=1e-9)
+
+
 def test_options_are_checked_when_built():
     with pytest.raises(ValueError, match=r"temperature=0"):
         SmallTextPCoreSet(temperature=0)

@@ -3,6 +3,7 @@ selecting with labeled rows or with labeled vectors as the initial centers."""
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
@@ -11,6 +12,10 @@ from ..errors import InvalidInputError, InvalidTypeError
 from ..select import select
 
 ScoresFn = Callable[[Any, Any], Any]
+
+# pcoreset.select takes initial centers as vectors (centers=) from the
+# selection core's version with it on; see select_with_center_vectors.
+SELECT_TAKES_CENTERS = "centers" in inspect.signature(select).parameters
 
 # The extra that installs every framework at a version the tests ran with.
 INSTALL_HINT = "pip install 'pcoreset[integrations]'"
@@ -133,12 +138,13 @@ def select_with_center_vectors(pool_scores, center_scores, budget: int,
     if center_scores is None or center_scores.shape[0] == 0:
         picks, radii = select(pool_scores, None, budget, return_radii=True, **select_kwargs)
         return np.asarray(picks, dtype=np.int64), np.asarray(radii, dtype=np.float64)
-    # When `pcoreset.select` takes centers= (initial centers as vectors), this
-    # becomes one line without the copy below:
-    #   picks, radii = select(pool_scores, None, budget, centers=center_scores, return_radii=True, **select_kwargs)
-    # Until then the centers are appended after the pool rows: pool rows keep
-    # their indices (and so the lowest-index tie rule), and the appended rows
-    # are labeled, so they are centers and never picked.
+    if SELECT_TAKES_CENTERS:
+        picks, radii = select(pool_scores, None, budget, centers=center_scores, return_radii=True, **select_kwargs)
+        return np.asarray(picks, dtype=np.int64), np.asarray(radii, dtype=np.float64)
+    # An older pcoreset.select without centers=: the centers are appended after
+    # the pool rows (one copy of the scores). Pool rows keep their indices (and
+    # so the lowest-index tie rule); the appended rows are labeled, so they are
+    # centers and never picked. The picks are the same as with centers=.
     n_pool = pool_scores.shape[0]
     stacked = _concat_rows(pool_scores, center_scores)
     picks, radii = select(stacked, np.arange(n_pool, stacked.shape[0]), budget, return_radii=True,

@@ -49,17 +49,17 @@ class PCoreSet(_qs.QueryStrategy):
             array (probabilities, or logits with `from_logits`), for a
             classifier whose scores are not reached through `predict_proba`.
 
-    Attributes:
-        radii_: after a query, each pick's distance to its nearest center
-            when it was picked (float64, non-increasing; +inf for a first
-            pick made with no labeled rows).
-
     A query for more samples than the unlabeled pool holds raises
     small-text's own ``PoolExhaustedException`` (and an empty pool its
     ``EmptyPoolException``), as small-text's strategies do. A classifier
     without `predict_proba` raises `pcoreset.InvalidTypeError` (a
     `TypeError`) naming it. Multi-label data (``y`` as a sparse matrix) is
     refused: its probability rows do not sum to one.
+
+    Attributes:
+        radii_: after a query, each pick's distance to its nearest center
+            when it was picked (float64, non-increasing; +inf for a first
+            pick made with no labeled rows).
     """
 
     def __init__(self, *, backend: str = "auto", from_logits: bool = False, temperature: float = 1.0,
