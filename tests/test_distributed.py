@@ -43,6 +43,10 @@ CASES = {
     "f64_nolab": dict(n=9000, c=8, dtype="float64", labeled=[], budget=20, sizes={2: [8197, 803], 3: [1, 8191, 808]}),
     # the labeled start through GEMM/FAISS candidates + exact refine (local rows and other ranks' rows)
     "f32_lab_candidates": dict(n=6000, c=24, dtype="float32", labeled="every_rank", budget=25, candidates=True, sizes={2: [2500, 3500], 3: [2000, 2000, 2000]}),
+    # initial center vectors (centers=): the same on every rank, or broadcast from one rank
+    "f32_centers_every_rank": dict(n=6000, c=24, dtype="float32", labeled=[], centers=40, budget=25, sizes={2: [2500, 3500], 3: [2000, 0, 4000]}),
+    "f64_centers_from_rank0": dict(n=5000, c=12, dtype="float64", labeled="every_rank", centers=30, centers_from=0, budget=20, sizes={2: [3000, 2000], 3: [0, 2500, 2500]}),
+    "f32_centers_candidates": dict(n=6000, c=24, dtype="float32", labeled="every_rank", centers=50, centers_from=1, budget=25, candidates=True, sizes={2: [2500, 3500], 3: [2000, 2000, 2000]}),
     "exhaust": dict(n=50, c=5, dtype="float32", labeled="every_rank", budget=None, sizes={2: [20, 30], 3: [20, 0, 30]}),
     "budget0": dict(n=100, c=5, dtype="float32", labeled=[], budget=0, sizes={2: [50, 50], 3: [0, 50, 50]}),
 }
@@ -100,6 +104,14 @@ def _budget(case, labeled):
     return case["n"] - labeled.size if case["budget"] is None else case["budget"]
 
 
+def _centers(case):
+    """Center vectors that are not rows: probability rows near the pool's clusters."""
+    if not case.get("centers"):
+        return None
+    x = _pool(dict(case, n=case["centers"] + 7, from_logits=False))
+    return np.asarray(x[:case["centers"]], dtype=np.float64)
+
+
 def _shard(x, sizes, rank):
     off = sum(sizes[:rank])
     return x[off:off + sizes[rank]]
@@ -143,6 +155,8 @@ def _cases_worker(rank, world, store, out_dir):
         lambda: pd.select(small, [1, 2] if rank == 0 else [1, 3], 2, labeled_is_global=True, timeout=30))
     res["local_labeled_out_of_range"] = _record(lambda: pd.select(small, [6] if rank == last else [], 2, timeout=30))
     res["pool_exhausted"] = _record(lambda: pd.select(small, [0], 6 * world - world + 1, timeout=30))
+    ctr = np.full((2, 5), 0.2) + (0.05 * np.eye(2, 5) - 0.05 * np.eye(2, 5, 1) if rank == last else 0.0)
+    res["centers_differ"] = _record(lambda: pd.select(small, [], 2, centers=ctr, timeout=30))
     for name, case in CASES.items():
         sizes = case["sizes"][world]
         x = _pool(case)
@@ -152,9 +166,12 @@ def _cases_worker(rank, world, store, out_dir):
             lab = labeled
         else:
             lab = labeled[(labeled >= off) & (labeled < off + sizes[rank])] - off
+        src = case.get("centers_from")
+        ctr = _centers(case) if src is None or rank == src else None
         with _start_path(case):
             res[name] = _record(lambda: pd.select(
                 _shard(x, sizes, rank), lab, _budget(case, labeled), labeled_is_global=bool(case.get("is_global")),
+                centers=ctr, centers_from=src,
                 from_logits=bool(case.get("from_logits")), temperature=case.get("temperature", 1.0),
                 return_radii=True, num_threads=1, timeout=60))
     # the pool mean (first pick without labeled rows) must be bit-identical to
@@ -263,7 +280,8 @@ def _reference(case, world):
     x = _pool(case)
     labeled = _labeled(case, sizes)
     with _start_path(case):
-        picks, radii = pcoreset.select(x, labeled, _budget(case, labeled), from_logits=bool(case.get("from_logits")),
+        picks, radii = pcoreset.select(x, labeled, _budget(case, labeled), centers=_centers(case),
+                                       from_logits=bool(case.get("from_logits")),
                                        temperature=case.get("temperature", 1.0), return_radii=True, backend="cpu",
                                        num_threads=1)
     return np.asarray(picks).tolist(), np.asarray(radii).tolist()
@@ -315,6 +333,9 @@ def test_mismatched_arguments_name_the_ranks(world_results):
         assert f"float64 on rank {last}" in r["mismatch_dtype"]["message"]
         assert r["global_labeled_differs"]["error"] == "RankMismatchError"
         assert r["pool_exhausted"]["error"] == PoolExhaustedError.__name__
+        assert r["centers_differ"]["error"] == "RankMismatchError"
+        assert "centers differ across ranks" in r["centers_differ"]["message"]
+        assert "centers_from" in r["centers_differ"]["message"]
 
 
 def test_bad_input_on_one_rank_fails_every_rank(world_results):

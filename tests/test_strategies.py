@@ -363,3 +363,31 @@ def test_torch_fields_are_accepted():
     for name in NAMES:
         s = strategies.get(name)
         np.testing.assert_array_equal(s.select(tpool, 5, rng=3), s.select(pool, 5, rng=3))
+
+
+def test_pcoreset_and_coreset_take_centers_outside_the_pool():
+    import pcoreset
+    from pcoreset.strategies import get
+    from pcoreset.strategies.base import PoolState
+    from pcoreset.strategies.coreset import l2_normalise
+
+    rng = np.random.default_rng(41)
+    probs = rng.dirichlet(np.ones(6), size=300)
+    feats = rng.normal(size=(300, 12))
+    outside_p = rng.dirichlet(np.ones(6), size=25)
+    outside_f = rng.normal(size=(25, 12))
+    mask = np.zeros(300, dtype=bool)
+    mask[[3, 50]] = True
+    pool = PoolState(indices=np.arange(1000, 1300), labeled_mask=mask, probs=probs, features=feats,
+                     center_probs=outside_p, center_features=outside_f)
+    got = get("pcoreset").select(pool, 10)
+    want = pcoreset.select(probs, [3, 50], 10, centers=outside_p) + 1000
+    np.testing.assert_array_equal(got, want)
+    got = get("coreset").select(pool, 10)
+    want = pcoreset.kcenter_greedy(l2_normalise(feats), [3, 50], 10, centers=l2_normalise(outside_f)) + 1000
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, get("coreset").select(PoolState(indices=np.arange(1000, 1300),
+                                                                   labeled_mask=mask, features=feats), 10))
+    with pytest.raises(ValueError, match=r"pool.center_probs has shape \(25,\)"):
+        get("pcoreset").select(PoolState(indices=np.arange(300), labeled_mask=mask, probs=probs,
+                                         center_probs=outside_p[:, 0]), 3)
