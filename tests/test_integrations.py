@@ -383,24 +383,23 @@ def test_modal_errors(digits):
 
 
 @pytest.mark.parametrize("from_logits", [False, True])
-def test_center_vectors_with_and_without_select_centers(monkeypatch, from_logits):
-    """The learner's training data as center vectors: pcoreset.select's
-    centers= when this checkout has it, appended labeled rows otherwise; both
-    give the float64 oracle's picks, ties included."""
+def test_center_vectors_equal_the_float64_oracle(from_logits):
+    """Center vectors (a learner's training data) go to pcoreset.select as
+    centers=: the picks are the float64 oracle's, the lowest index first on
+    an exact tie (rows 10 and 50 are equal; row 10 is picked at a step where
+    both are the farthest)."""
     rng = np.random.default_rng(3)
     pool = softmax64(rng.normal(0, 2, size=(300, 6)))
-    pool[50] = pool[10]                                      # an exact tie: the lower index goes first
+    pool[50] = pool[10]
     centers = softmax64(rng.normal(0, 2, size=(12, 6)))
     scores_pool = np.log(pool) * 2.0 if from_logits else pool
     scores_centers = np.log(centers) * 2.0 if from_logits else centers
     want, want_radii = farthest_first(pool, centers, 40)
-    paths = [False] + ([True] if _common.SELECT_TAKES_CENTERS else [])
-    for takes_centers in paths:
-        monkeypatch.setattr(_common, "SELECT_TAKES_CENTERS", takes_centers)
-        picks, radii = _common.select_with_center_vectors(scores_pool, scores_centers, 40, from_logits=from_logits,
-                                                          temperature=2.0, backend="cpu")
-        np.testing.assert_array_equal(picks, want)
-        np.testing.assert_allclose(radii, want_radii, rtol=1e-9)
+    assert 10 in want and 50 not in want
+    picks, radii = _common.select_with_center_vectors(scores_pool, scores_centers, 40, from_logits=from_logits,
+                                                      temperature=2.0, backend="cpu")
+    np.testing.assert_array_equal(picks, want)
+    np.testing.assert_allclose(radii, want_radii, rtol=1e-9)
 
 
 def test_options_are_checked_when_built():

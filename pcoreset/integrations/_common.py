@@ -3,7 +3,6 @@ selecting with labeled rows or with labeled vectors as the initial centers."""
 from __future__ import annotations
 
 import importlib
-import inspect
 from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
@@ -12,10 +11,6 @@ from ..errors import InvalidInputError, InvalidTypeError
 from ..select import select
 
 ScoresFn = Callable[[Any, Any], Any]
-
-# pcoreset.select takes initial centers as vectors (centers=) from the
-# selection core's version with it on; see select_with_center_vectors.
-SELECT_TAKES_CENTERS = "centers" in inspect.signature(select).parameters
 
 # The extra that installs every framework at a version the tests ran with.
 INSTALL_HINT = "pip install 'pcoreset[integrations]'"
@@ -133,38 +128,13 @@ def select_among(scores, center_rows: np.ndarray, pool_rows: np.ndarray, budget:
 def select_with_center_vectors(pool_scores, center_scores, budget: int,
                                **select_kwargs) -> Tuple[np.ndarray, np.ndarray]:
     """Select `budget` rows of `pool_scores` with the rows of `center_scores`
-    (vectors that are not in the pool, e.g. a learner's training data) as the
-    initial centers. Returns (picks into pool_scores, radii)."""
-    if center_scores is None or center_scores.shape[0] == 0:
-        picks, radii = select(pool_scores, None, budget, return_radii=True, **select_kwargs)
-        return np.asarray(picks, dtype=np.int64), np.asarray(radii, dtype=np.float64)
-    if SELECT_TAKES_CENTERS:
-        picks, radii = select(pool_scores, None, budget, centers=center_scores, return_radii=True, **select_kwargs)
-        return np.asarray(picks, dtype=np.int64), np.asarray(radii, dtype=np.float64)
-    # An older pcoreset.select without centers=: the centers are appended after
-    # the pool rows (one copy of the scores). Pool rows keep their indices (and
-    # so the lowest-index tie rule); the appended rows are labeled, so they are
-    # centers and never picked. The picks are the same as with centers=.
-    n_pool = pool_scores.shape[0]
-    stacked = _concat_rows(pool_scores, center_scores)
-    picks, radii = select(stacked, np.arange(n_pool, stacked.shape[0]), budget, return_radii=True,
-                          **select_kwargs)
+    (vectors that are not in the pool, e.g. a learner's training data; None
+    or empty for none) as the initial centers, through `pcoreset.select`'s
+    ``centers=``. Returns (picks into pool_scores, radii)."""
+    if center_scores is not None and center_scores.shape[0] == 0:
+        center_scores = None
+    picks, radii = select(pool_scores, None, budget, centers=center_scores, return_radii=True, **select_kwargs)
     return np.asarray(picks, dtype=np.int64), np.asarray(radii, dtype=np.float64)
-
-
-def _concat_rows(a, b):
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        torch = None
-    if torch is not None and isinstance(a, torch.Tensor):
-        return torch.cat([a, torch.as_tensor(b, device=a.device, dtype=a.dtype)], dim=0)
-    a = np.asarray(a)
-    b = np.asarray(b)
-    if a.shape[1:] != b.shape[1:]:
-        raise InvalidInputError(f"the pool's scores have {a.shape[1]} columns but the centers' scores have "
-                                f"{b.shape[1]}: both must come from the same classifier")
-    return np.concatenate([a, b.astype(np.result_type(a.dtype, b.dtype), copy=False)], axis=0)
 
 
 def as_probability_rows(scores, *, from_logits: bool, temperature: float) -> np.ndarray:
