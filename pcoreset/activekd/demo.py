@@ -114,9 +114,11 @@ def demo(out="pcoreset_demo", *, quick: bool = False, seeds: Optional[int] = Non
     _io.write_text(out / "table.md", table + "\n")
     echo("")
     echo(table)
+    written = [out / "table.md", out / "report.csv"] + ([out / "paired.csv"] if res["paired"] else []) + \
+        [out / "curves.png"]
     echo(f"\n{len(tasks)} runs ({len(strategies)} strategies x ActiveKD/No Distill x {seeds} seed(s)), "
-         f"{base.rounds} rounds of {base.budget} labels, in {elapsed:.0f}s; wrote {out / 'table.md'}, "
-         f"{out / 'report.csv'}, {out / 'curves.png'}")
+         f"{base.rounds} rounds of {base.budget} labels, in {elapsed:.0f}s; wrote "
+         + ", ".join(map(str, written)) + f"; runs in {out / 'runs' / grid}, teacher cache in {cache_dir}")
     res["elapsed_s"] = elapsed
     res["teacher_acc"] = acc
     return res
