@@ -13,6 +13,7 @@
 #include <omp.h>
 #endif
 
+#include "pcoreset/certify.h"
 #include "pcoreset/kcenter.h"
 
 namespace py = pybind11;
@@ -249,6 +250,38 @@ class PyState {
   std::unique_ptr<KCenterState> state_;
 };
 
+// The certified start's fused epilogue over one GEMM tile (see certify.h).
+template <typename A>
+py::tuple certify_tile_t(py::array_t<A, py::array::c_style> g, py::array_t<A, py::array::c_style> nx2,
+                         F64Array nx, F64Array ny, double kappa, double tiny, double kernel_rel, int64_t k) {
+  if (g.ndim() != 2) throw py::value_error("g must be 2-D");
+  const int64_t rows = g.shape(0), cols = g.shape(1);
+  if (cols < 1) throw py::value_error("g must have at least one column");
+  if (nx2.ndim() != 1 || nx2.shape(0) != rows || nx.ndim() != 1 || nx.shape(0) != rows)
+    throw py::value_error("nx2 and nx must have one value per row of g");
+  if (ny.ndim() != 1 || ny.shape(0) != cols) throw py::value_error("ny must have one value per column of g");
+  if (k < 1) throw py::value_error("k must be >= 1");
+  I64Array cand({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(k)});
+  I64Array counts(static_cast<py::ssize_t>(rows));
+  std::vector<int64_t> over_rows, over_cols;
+  pcoreset::CertifyBounds b;
+  b.kappa = kappa;
+  b.tiny = tiny;
+  b.kernel_rel = kernel_rel;
+  b.k = k;
+  {
+    py::gil_scoped_release nogil;
+    pcoreset::certify_tile<A>(g.data(), nx2.data(), nx.data(), ny.data(), rows, cols, b,
+                              cand.mutable_data(), counts.mutable_data(), &over_rows, &over_cols);
+  }
+  I64Array orows(static_cast<py::ssize_t>(over_rows.size())), ocols(static_cast<py::ssize_t>(over_cols.size()));
+  if (!over_rows.empty()) {
+    std::memcpy(orows.mutable_data(), over_rows.data(), over_rows.size() * sizeof(int64_t));
+    std::memcpy(ocols.mutable_data(), over_cols.data(), over_cols.size() * sizeof(int64_t));
+  }
+  return py::make_tuple(cand, counts, orows, ocols);
+}
+
 py::dict build_info() {
   py::dict d;
 #if defined(__clang__)
@@ -305,4 +338,8 @@ PYBIND11_MODULE(_C, m) {
       .def("min_dist2", &PyState::min_dist2)
       .def("stats", &PyState::stats);
   m.def("build_info", &build_info);
+  m.def("certify_tile", &certify_tile_t<float>, py::arg("g"), py::arg("nx2"), py::arg("nx"), py::arg("ny"),
+        py::arg("kappa"), py::arg("tiny"), py::arg("kernel_rel"), py::arg("k"));
+  m.def("certify_tile", &certify_tile_t<double>, py::arg("g"), py::arg("nx2"), py::arg("nx"), py::arg("ny"),
+        py::arg("kappa"), py::arg("tiny"), py::arg("kernel_rel"), py::arg("k"));
 }

@@ -67,6 +67,11 @@ import torch
 from . import _memory
 from ._problem import Problem, readonly_tensor
 
+try:  # the fused epilogue of the certified search (a torch fallback otherwise)
+    from . import _C
+except ImportError:
+    _C = None
+
 # Largest N * M * C solved by the exact direct pass (about 1-2 s on 2 cores).
 EXACT_MAX_WORK = 2e9
 # Candidate centers per row handed to the kernel (rows with fewer repeat
@@ -362,11 +367,44 @@ def _group(problem, values, rows, ra, near, near_lb2, y_near, pivot, rep, b: _Bo
         xs = v - pivot
         nx = xs.double().pow(2).sum(1).sqrt()
         nx2_acc = (xs * xs).sum(1)
-        d = torch.addmm(ny2_acc[None, :m_here], xs, shifted[:m_here].T, alpha=-2.0)
-        d += nx2_acc[:, None]
-        ids = _certify(d, nx, ny[:m_here], v, y_near[:m_here], b)
+        g = torch.addmm(ny2_acc[None, :m_here], xs, shifted[:m_here].T, alpha=-2.0)
+        if _C is not None and g.device.type == "cpu":
+            ids = _certify_fused(g, nx2_acc, nx, ny[:m_here], v, y_near[:m_here], b)
+        else:
+            ids = _certify(g.add_(nx2_acc[:, None]), nx, ny[:m_here], v, y_near[:m_here], b)
         out[tile_rows.cpu()] = rep[near[ids]].cpu()
         s = e
+
+
+def _certify_fused(g, nx2, nx, ny, v, y_near, b: _Bounds) -> torch.Tensor:
+    """_certify through the C++ epilogue (one pass over the tile in cache):
+    g holds ||y'||^2 - 2 x'.y', the kernel adds ||x'||^2 as _certify does."""
+    cand, counts, over_r, over_c = _C.certify_tile(g.numpy(), nx2.numpy(), nx.numpy(), ny.numpy(),
+                                                   b.kappa, b.tiny, b.kernel_rel, b.k)
+    cand = torch.from_numpy(cand)
+    if over_r.size:
+        hit_r, hit_c = torch.from_numpy(over_r), torch.from_numpy(over_c)
+        cand[torch.unique(hit_r)] = _rank_exact(hit_r, hit_c, v, y_near, g.shape[0], b.k)[torch.unique(hit_r)]
+    return cand
+
+
+def _rank_exact(hit_r, hit_c, v, y_near, r: int, k: int) -> torch.Tensor:
+    """(r, k) columns: each listed row's k candidates nearest in exact float64
+    (unshifted values), the first repeated to fill; rows without hits get -1."""
+    key = torch.empty(hit_r.numel(), dtype=torch.float64, device=hit_r.device)
+    for s in range(0, int(hit_r.numel()), 1 << 15):
+        diff = v[hit_r[s:s + (1 << 15)]].double() - y_near[hit_c[s:s + (1 << 15)]].double()
+        key[s:s + (1 << 15)] = (diff * diff).sum(1)
+    per_row = torch.bincount(hit_r, minlength=r)
+    o = torch.argsort(key, stable=True)
+    o = o[torch.argsort(hit_r[o], stable=True)]
+    hit_r, hit_c = hit_r[o], hit_c[o]
+    first = torch.cumsum(per_row, 0) - per_row
+    rank = torch.arange(hit_r.numel(), device=hit_r.device) - first[hit_r]
+    sel = rank < k
+    ids = torch.full((r, k), -1, dtype=torch.int64, device=hit_r.device)
+    ids[hit_r[sel], rank[sel]] = hit_c[sel]
+    return torch.where(ids < 0, ids[:, :1], ids)
 
 
 def _certify(d, nx, ny, v, y_near, b: _Bounds) -> torch.Tensor:
@@ -389,23 +427,29 @@ def _certify(d, nx, ny, v, y_near, b: _Bounds) -> torch.Tensor:
     key = d[hit_r, hit_c].double()
     keep = key - kappa * (nx[hit_r] + ny[hit_c]) ** 2 - tiny <= ub[hit_r]
     hit_r, hit_c, key = hit_r[keep], hit_c[keep], key[keep]
-    per_row = torch.bincount(hit_r, minlength=r)
     # rank each row's candidates: by the GEMM distance when they all fit, by
     # exact float64 distances (unshifted values) when a row has more than k
-    idx = torch.nonzero(per_row[hit_r] > k).flatten()
-    for s in range(0, int(idx.numel()), 1 << 15):
-        part = idx[s:s + (1 << 15)]
-        diff = v[hit_r[part]].double() - y_near[hit_c[part]].double()
-        key[part] = (diff * diff).sum(1)
+    per_row = torch.bincount(hit_r, minlength=r)
+    few = per_row[hit_r] <= k
+    ids = _rank_by(hit_r[few], hit_c[few], key[few], r, k)
+    many = torch.nonzero(per_row > k).flatten()
+    if many.numel():
+        ids[many] = _rank_exact(hit_r[~few], hit_c[~few], v, y_near, r, k)[many]
+    return ids
+
+
+def _rank_by(hit_r, hit_c, key, r: int, k: int) -> torch.Tensor:
+    """(r, k): each row's hits ordered by key, the first repeated to fill
+    (every row has a hit: its argmin passes its own bound)."""
     o = torch.argsort(key, stable=True)
     o = o[torch.argsort(hit_r[o], stable=True)]
     hit_r, hit_c = hit_r[o], hit_c[o]
+    per_row = torch.bincount(hit_r, minlength=r)
     first = torch.cumsum(per_row, 0) - per_row
-    rank = torch.arange(hit_r.numel(), device=d.device) - first[hit_r]
+    rank = torch.arange(hit_r.numel(), device=hit_r.device) - first[hit_r]
     sel = rank < k
-    ids = torch.full((r, k), -1, dtype=torch.int64, device=d.device)
+    ids = torch.full((r, k), -1, dtype=torch.int64, device=hit_r.device)
     ids[hit_r[sel], rank[sel]] = hit_c[sel]
-    # every row has at least its argmin j0 (it passes its own bound)
     return torch.where(ids < 0, ids[:, :1], ids)
 
 

@@ -251,3 +251,22 @@ def test_temperature_whose_inverse_overflows_is_rejected(dtype):
     if dtype == "float64":  # 1e-40 is fine in float64 accumulation
         picks, radii = pcoreset.select(z, None, 3, from_logits=True, temperature=1e-40, return_radii=True)
         assert np.all(np.isfinite(radii[1:]))
+
+
+@pytest.mark.parametrize("pool", ["confident16", "duplicated"])
+def test_torch_epilogue_matches_the_fused_one(pool, monkeypatch):
+    # The CUDA path runs the certified search's epilogue in torch; the CPU
+    # runs it fused in C++. Both must give candidates with the exact minimum.
+    x = POOLS[pool]().astype(np.float32)
+    lab = labeled_for(pool, x.shape[0])
+    problem = make_problem(x, lab, 0, simplex=True, from_logits=False, temperature=1.0, prune=True,
+                           num_threads=1, progress=None)
+    exact = cpu_backend.make_state(problem)
+    exact.seed_rows(lab)
+    fused = _start.nearest_candidates(problem)
+    monkeypatch.setattr(_start, "_C", None)
+    plain = _start.nearest_candidates(problem)
+    for cand in (fused, plain):
+        s = cpu_backend.make_state(problem)
+        s.seed_rows_with_candidates(lab, cand)
+        np.testing.assert_array_equal(s.min_dist2(), exact.min_dist2())
