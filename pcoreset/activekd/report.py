@@ -138,7 +138,7 @@ def _cell(s: dict) -> str:
     return f"{100 * s['mean']:.1f} ± {100 * s['ci']:.1f}" if s["n"] > 1 else f"{100 * s['mean']:.1f}"
 
 
-def format_table(agg, teacher_acc=None, area=None) -> str:
+def format_table(agg, teacher_acc=None, area=None, area_labels=None) -> str:
     """Markdown table: one row per setting, accuracy (%) per label count, the area
     under the accuracy curve, and the rank by that area."""
     ns = sorted({n for by_n in agg.values() for n in by_n})
@@ -156,9 +156,10 @@ def format_table(agg, teacher_acc=None, area=None) -> str:
         cells = [_cell(by_n[n]) if n in by_n else "" for n in ns]
         a = _cell(area[key]) if key in area else ""
         lines.append("| " + " | ".join([setting_label(*key)] + cells + [a, str(rank[key]) if area else ""]) + " |")
+    span = f" from {area_labels[0]} to {area_labels[-1]} labels" if area_labels else ""
     lines.append(f"\nTest accuracy (%), mean ± 95% CI (Student t) over {'/'.join(map(str, seeds))} seed(s). "
-                 "area: area under the accuracy-vs-labels curve divided by the label range (the mean accuracy "
-                 "over the range); rank: by area.")
+                 f"area: area under the accuracy-vs-labels curve{span} divided by the label range (the mean "
+                 "accuracy over the range); rank: by area.")
     return "\n".join(lines)
 
 
@@ -255,7 +256,7 @@ def report(paths, out_dir=None, echo=print, reference: str = REFERENCE) -> dict:
         agg = aggregate(recs)
         teacher = teacher_accuracy(recs)
         pairs = paired_comparisons(recs, reference)
-        text = format_table(agg, teacher, areas(recs))
+        text = format_table(agg, teacher, areas(recs), common_labels(recs))
         if pairs:
             text += "\n\n" + format_paired(pairs)
         if len(groups) > 1:
