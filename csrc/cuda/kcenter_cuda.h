@@ -1,9 +1,21 @@
-// Host interface of the CUDA k-center kernel (kcenter_cuda.cu). Plain C++:
-// the pybind11 module (bind_cuda.cpp) includes it without CUDA headers.
+// Host interface of the CUDA k-center kernel: a device-resident state that
+// mirrors the CPU KCenterState (pcoreset/kcenter.h), driven call by call
+// from Python. Plain C++: the pybind11 module (bind_cuda.cpp) includes it
+// without CUDA headers.
+//
+// Every method takes the caller's stream (a cudaStream_t as void*, 0 = the
+// legacy default stream). The state works on a private stream joined to the
+// caller's at both ends of every call: its work starts after everything the
+// caller queued before the call (for instance the writes that filled the
+// pool) and the caller's later work starts after it. Methods return when
+// their results are on the host; run() synchronises once at the end (and
+// once per segment of steps for progress reports), never per step.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "pcoreset/kcenter.h"
@@ -11,37 +23,108 @@
 namespace pcoreset {
 namespace cuda {
 
-// One greedy run. Every pointer is device memory on `device` (the pool,
-// labeled rows, candidates, outputs and workspace); the caller owns all of
-// it (PyTorch tensors) and keeps it alive until run() returns.
-struct CudaRunArgs {
-  const void* x = nullptr;          // (n, c) C-contiguous pool in `dtype`
-  std::string dtype;                // float16, bfloat16, float32, float64
-  KCenterParams params;             // n, c, from_logits, temperature, prune
-  const int64_t* labeled = nullptr; // (n_labeled,) unique rows, the initial centers
-  int64_t n_labeled = 0;
-  const int64_t* candidates = nullptr;  // (n, k) indices into labeled (-1 = none), or null: exact start
-  int64_t k = 0;
-  int64_t budget = 0;
-  int64_t* picks = nullptr;         // (budget,) out: rows in pick order
-  double* radii2 = nullptr;         // (budget,) out: squared radius at each pick (+inf: mean start)
-  int64_t* stats = nullptr;         // (4,) out: [1] rows computed, [3] center distances ([0], [2]: caller)
-  void* workspace = nullptr;        // workspace_bytes(...) bytes
-  size_t workspace_size = 0;
-  int device = 0;                   // CUDA device ordinal of all the memory above
-  void* stream = nullptr;           // the caller's cudaStream_t (0 = legacy default stream)
-  bool use_graphs = true;           // replay the per-step launches as a CUDA graph
+// How run() launches its greedy steps.
+enum class StepMode {
+  kAuto,        // persistent when the device and the pool allow it, else graph
+  kPersistent,  // one cooperative kernel per segment of steps, grid barriers between phases
+  kGraph,       // three kernels per step (prep, dcc, pass) replayed as a captured CUDA graph
+  kLaunches,    // the same three kernels launched one by one (debugging, profiling)
 };
 
-// Bytes of device workspace a run needs (running minimum, nearest center,
-// softmax parameters, center bookkeeping, reduction slots).
-size_t workspace_bytes(const std::string& dtype, int64_t n, int64_t c, bool from_logits,
-                       int64_t n_labeled, int64_t budget);
+// Which fused pass the steps use.
+enum class PassVariant {
+  kV2,  // rows in flight per warp, center in shared memory, loads ahead of their uses
+  kV1,  // the first pass (one row per warp, center read from global memory): kept to compare
+};
 
-// Runs the whole greedy selection on the device; returns when the picks are
-// written (one host synchronisation, at the end). Throws std::runtime_error
-// naming the failed launch, std::invalid_argument on bad arguments.
-void run(const CudaRunArgs& args);
+struct StateOptions {
+  std::string dtype;     // float16, bfloat16, float32, float64
+  KCenterParams params;  // n, c, from_logits, temperature, prune
+  int device = 0;        // CUDA device ordinal of the pool
+  StepMode steps = StepMode::kAuto;
+  PassVariant pass = PassVariant::kV2;
+};
+
+// Counters and how the last run() went.
+struct CudaStats {
+  KCenterStats counts;             // as the CPU state counts them
+  std::string step_mode = "none";  // persistent, graph, launches, or none (no run with steps yet)
+  bool cuda_graph = false;         // the last run's steps ran as replays of a captured graph
+  std::string pass;                // v2 or v1
+  int64_t segments = 0;            // launches of the persistent kernel / segments of the last run
+  int grid_blocks = 0;             // blocks of the step kernels
+  std::string note;                // why a requested mode was not used, if it was not
+};
+
+// A device allocation failed. Raised before the state changes, so the call
+// can be retried after memory is freed (the Python layer empties torch's cache).
+class DeviceOutOfMemory : public std::runtime_error {
+ public:
+  DeviceOutOfMemory(size_t bytes, const std::string& what)
+      : std::runtime_error("pcoreset CUDA: cannot allocate " + std::to_string(bytes) + " bytes of device memory for " +
+                           what),
+        bytes(bytes) {}
+  size_t bytes;
+};
+
+// The k-center state over a pool in device memory. The pool is borrowed: it
+// must stay alive and unchanged while the state exists. Row and center
+// indices are checked by the binding before they get here.
+class State {
+ public:
+  virtual ~State() = default;
+  // Labeled rows become centers (never picked); every other row gets its
+  // exact nearest center among them.
+  virtual void seed_rows(const int64_t* rows, int64_t count, void* stream) = 0;
+  // Same, the nearest center chosen among k candidates per row ((n, k),
+  // indices into `rows`, -1 = none), their distances recomputed exactly.
+  virtual void seed_rows_with_candidates(const int64_t* rows, int64_t count, const int64_t* cand, int64_t k,
+                                         void* stream) = 0;
+  // External centers (count x c, row-major, float64) that are not pool rows.
+  virtual void seed_vectors(const double* vecs, int64_t count, void* stream) = 0;
+  virtual void seed_vectors_with_candidates(const double* vecs, int64_t count, const int64_t* cand, int64_t k,
+                                            void* stream) = 0;
+  // Rows become ineligible (never picked) without becoming centers.
+  virtual void exclude(const int64_t* rows, int64_t count, void* stream) = 0;
+  // Row i becomes a center (and ineligible); one fused step; the next farthest row.
+  virtual StepResult push_row(int64_t i, void* stream) = 0;
+  // An external center vector (c values, float64); one fused step.
+  virtual StepResult push_center(const double* vec, void* stream) = 0;
+  // The farthest eligible row now (row -1, dist2 -1 when none).
+  virtual StepResult current_best(void* stream) = 0;
+  // The eligible row farthest from a vector (no state change).
+  virtual StepResult farthest_from(const double* vec, void* stream) = 0;
+  // Row i as the kernel sees it, in float64.
+  virtual void row_vector(int64_t i, double* out, void* stream) = 0;
+  // Rows as the kernel sees them in the accumulation type, count x c,
+  // written to device memory `out_device` (float, or double for float64 pools).
+  virtual void rows_values(const int64_t* rows, int64_t count, void* out_device, void* stream) = 0;
+  // Mean of the rows as the kernel sees them (the CPU kernel's block order).
+  virtual void mean_vector(double* out, void* stream) = 0;
+  // `budget` greedy picks continuing from the current state (as the CPU
+  // state's run: with no center at all the first pick is the row farthest
+  // from the pool mean, radius +inf; the last pick is not pushed). Returns
+  // false when progress asked to stop (the state then holds the picks made
+  // so far as centers).
+  virtual bool run(int64_t budget, int64_t* picks, double* radii2, const ProgressFn& progress, void* stream) = 0;
+  // Squared distance of every row to its nearest center (0 for taken rows).
+  virtual void min_dist2(double* out, void* stream) = 0;
+  virtual CudaStats stats(void* stream) = 0;
+  virtual const KCenterParams& params() const = 0;
+  virtual int64_t num_centers() const = 0;
+  // Device bytes the state holds now.
+  virtual size_t device_bytes() const = 0;
+};
+
+// Creates the state; x is the (n, c) C-contiguous pool in device memory.
+// Throws std::invalid_argument on bad options, DeviceOutOfMemory, and
+// std::runtime_error naming a failed CUDA call.
+std::unique_ptr<State> make_state(const void* x, const StateOptions& options, void* stream);
+
+// Device bytes a state of this size holds after seeding `n_centers` centers
+// and running `budget` steps (for error messages and estimates).
+size_t state_bytes(const std::string& dtype, int64_t n, int64_t c, bool from_logits, int64_t n_centers,
+                   int64_t budget);
 
 // Compile-time facts for pcoreset.info(): architectures, CUDA version.
 std::string compiled_archs();

@@ -1,37 +1,294 @@
 """`cuda`: the CUDA kernel (fused, device-resident k-center greedy).
 
-Takes torch CUDA tensors and runs on the caller's current stream of the
-tensor's device; the picks and radii come back as CUDA tensors on that
-device. Nothing here touches CUDA at import time: the module import only
-loads the extension, and devices are queried when a selection runs.
+Takes torch CUDA tensors. The state lives in device memory; every call runs
+on a private stream joined to the caller's current stream of the pool's
+device at both ends (work the caller queued before, such as the writes that
+filled the pool, comes first; the caller's later work waits for it). Nothing
+here touches CUDA at import time: the module import only loads the
+extension, and devices are queried when a state is made.
+
+Environment (debugging and benchmarks; none changes a pick):
+  PCORESET_CUDA_STEPS=auto|persistent|graph|launches  how run() launches its
+      steps (auto: one persistent cooperative kernel per segment of steps
+      where the device allows it, else a captured CUDA graph of the three
+      kernels of a step)
+  PCORESET_CUDA_GRAPHS=0      graph steps launched one by one (as steps=launches)
+  PCORESET_CUDA_PASS=v2|v1    the fused pass (v1: the first kernel's pass, kept
+      to compare; it implies graph steps)
 """
 from __future__ import annotations
 
 import os
 from typing import Optional
 
+import numpy as np
+
 from .. import _start
 from .._problem import Problem
-from ..errors import OutOfMemoryError
+from ..errors import InvalidInputError, OutOfMemoryError
 from . import register
 from .base import Backend
 
 try:
     from .. import _C_cuda
     _IMPORT_ERROR = None
+    if not hasattr(_C_cuda, "KCenterState"):  # an extension built from older sources
+        _IMPORT_ERROR = "pcoreset._C_cuda predates the state interface: rebuild the extension"
+        _C_cuda = None
 except ImportError as exc:  # built without CUDA, or the module failed to load
     _C_cuda = None
     _IMPORT_ERROR = str(exc)
 
-# Largest N * L * C solved by the exact start kernel (a warp per row, every
-# labeled row in turn); larger starts take GEMM candidates (_start) and the
-# kernel recomputes their distances exactly.
+# Largest N * M * C (rows x initial centers x columns) seeded by the kernel's
+# exact pass (a warp per row, every center in turn, early exit); larger
+# starts take certified candidates (pcoreset._start) whose distances the
+# kernel recomputes exactly. The GPU's exact pass is far cheaper than the
+# CPU's, hence a larger threshold than _start.EXACT_MAX_WORK.
 EXACT_MAX_WORK = 1e11
 
-# PCORESET_CUDA_GRAPHS=0 launches every step directly instead of replaying a
-# captured CUDA graph (same picks; for debugging and profiling).
-def _use_graphs() -> bool:
-    return os.environ.get("PCORESET_CUDA_GRAPHS", "1") != "0"
+_STEPS = ("auto", "persistent", "graph", "launches")
+_PASSES = ("v2", "v1")
+
+
+def _options():
+    """(steps, pass_variant) from the environment, checked."""
+    steps = os.environ.get("PCORESET_CUDA_STEPS", "auto")
+    if steps not in _STEPS:
+        raise InvalidInputError(f"PCORESET_CUDA_STEPS={steps!r}: choose one of {_STEPS}")
+    variant = os.environ.get("PCORESET_CUDA_PASS", "v2")
+    if variant not in _PASSES:
+        raise InvalidInputError(f"PCORESET_CUDA_PASS={variant!r}: choose one of {_PASSES}")
+    if os.environ.get("PCORESET_CUDA_GRAPHS", "1") == "0" and steps in ("auto", "graph"):
+        steps = "launches"
+    if variant == "v1" and steps == "auto":
+        steps = "graph"
+    return steps, variant
+
+
+class CudaState:
+    """The k-center state of a pool in CUDA memory, mirroring the CPU
+    `pcoreset._C.KCenterState` method for method.
+
+    problem: a validated Problem whose `x` is a contiguous torch CUDA tensor
+        (borrowed: it must stay unchanged while the state exists; the state
+        keeps a reference).
+    steps, pass_variant: as PCORESET_CUDA_STEPS / PCORESET_CUDA_PASS (the
+        environment by default).
+
+    Row indices are int64; vectors are float64 (C,) or (M, C) NumPy arrays.
+    Methods return NumPy arrays and Python numbers, after one host
+    synchronisation each (run(): one at the end, and one per segment of
+    steps for progress and Ctrl-C, never one per step).
+
+    Raises OutOfMemoryError when device memory runs out (after emptying
+    torch's cache and retrying once; the state is unchanged then).
+    """
+
+    def __init__(self, problem: Problem, *, steps: Optional[str] = None, pass_variant: Optional[str] = None):
+        import torch
+
+        if _C_cuda is None:
+            raise RuntimeError(f"pcoreset was not compiled with CUDA ({_IMPORT_ERROR})")
+        x = problem.x
+        if not (isinstance(x, torch.Tensor) and x.is_cuda and x.is_contiguous()):
+            raise InvalidInputError("the cuda backend's state needs a contiguous torch CUDA tensor as the pool")
+        env_steps, env_pass = _options()
+        self._x = x  # keeps the pool alive
+        self._device = x.device
+        self._index = x.device.index if x.device.index is not None else torch.cuda.current_device()
+        self._accum = torch.float64 if problem.dtype == "float64" else torch.float32
+        self.problem = problem
+        self._what = (f"the cuda backend's state for n={problem.n}, c={problem.c}, dtype={problem.dtype} "
+                      f"on {x.device}")
+        self._state = self._call(
+            lambda stream: _C_cuda.KCenterState(
+                x.data_ptr(), problem.dtype, problem.n, problem.c, bool(problem.from_logits),
+                float(problem.temperature), bool(problem.prune), self._index, stream,
+                steps or env_steps, pass_variant or env_pass),
+            extra_centers=0)
+
+    # ---- plumbing ----------------------------------------------------------
+
+    def _call(self, fn, extra_centers: int = 0, budget: int = 0):
+        """fn(stream) on the pool's device and the caller's current stream;
+        a device allocation failure empties torch's cache and retries once."""
+        import torch
+
+        with torch.cuda.device(self._device):
+            stream = torch.cuda.current_stream(self._device).cuda_stream
+            try:
+                return fn(stream)
+            except _C_cuda.DeviceOutOfMemory:
+                torch.cuda.empty_cache()
+                try:
+                    return fn(stream)
+                except _C_cuda.DeviceOutOfMemory:
+                    free, _ = torch.cuda.mem_get_info(self._device)
+                    have = getattr(self, "_state", None)
+                    centers = (have.num_centers if have is not None else 0) + extra_centers
+                    need = _C_cuda.state_bytes(self.problem.dtype, self.problem.n, self.problem.c,
+                                               bool(self.problem.from_logits), centers, budget)
+                    raise OutOfMemoryError(self._what, need, free) from None
+
+    @staticmethod
+    def _rows(rows) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(rows, dtype=np.int64).reshape(-1))
+
+    @staticmethod
+    def _cand(cand) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(cand, dtype=np.int64))
+
+    @staticmethod
+    def _vecs(vecs) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(vecs, dtype=np.float64))
+
+    @property
+    def n(self) -> int:
+        return self._state.n
+
+    @property
+    def c(self) -> int:
+        return self._state.c
+
+    @property
+    def num_centers(self) -> int:
+        return self._state.num_centers
+
+    # ---- the state interface ------------------------------------------------
+
+    def seed_rows(self, rows) -> None:
+        """Labeled rows (int64) become centers, never picked; exact nearest center."""
+        rows = self._rows(rows)
+        self._call(lambda s: self._state.seed_rows(rows, s), extra_centers=rows.size)
+
+    def seed_rows_with_candidates(self, rows, cand) -> None:
+        """As seed_rows, the nearest center chosen among cand[i] ((N, k) int64
+        indices into `rows`, -1 = none), distances recomputed exactly."""
+        rows, cand = self._rows(rows), self._cand(cand)
+        self._call(lambda s: self._state.seed_rows_with_candidates(rows, cand, s), extra_centers=rows.size)
+
+    def seed_vectors(self, vectors) -> None:
+        """External centers ((M, C) float64) that are not pool rows; exact nearest."""
+        vecs = self._vecs(vectors)
+        self._call(lambda s: self._state.seed_vectors(vecs, s), extra_centers=vecs.shape[0] if vecs.ndim else 0)
+
+    def seed_vectors_with_candidates(self, vectors, cand) -> None:
+        vecs, cand = self._vecs(vectors), self._cand(cand)
+        self._call(lambda s: self._state.seed_vectors_with_candidates(vecs, cand, s),
+                   extra_centers=vecs.shape[0] if vecs.ndim else 0)
+
+    def take(self, row: int) -> None:
+        """Row becomes ineligible (not a center)."""
+        self._call(lambda s: self._state.take(int(row), s))
+
+    def exclude(self, rows) -> None:
+        """Rows become ineligible (not centers)."""
+        rows = self._rows(rows)
+        self._call(lambda s: self._state.exclude(rows, s))
+
+    def push_row(self, row: int):
+        """Row becomes a center (and taken); one fused step. Returns (row, dist2)
+        of the next farthest eligible row ((-1, -1.0) when none is left)."""
+        return self._call(lambda s: self._state.push_row(int(row), s), extra_centers=1)
+
+    def push_center(self, vector):
+        """An external center vector (C,) float64; one fused step; (row, dist2)."""
+        vec = self._vecs(vector)
+        return self._call(lambda s: self._state.push_center(vec, s), extra_centers=1)
+
+    def current_best(self):
+        """(row, dist2) of the farthest eligible row now."""
+        return self._call(lambda s: self._state.current_best(s))
+
+    def farthest_from(self, vector):
+        """(row, dist2) of the eligible row farthest from a vector (C,) float64."""
+        vec = self._vecs(vector)
+        return self._call(lambda s: self._state.farthest_from(vec, s))
+
+    def row_vector(self, row: int) -> np.ndarray:
+        """Row as the kernel sees it (probabilities for logits), float64 (C,)."""
+        return self._call(lambda s: self._state.row_vector(int(row), s))
+
+    def rows_values(self, rows):
+        """Rows as the kernel sees them in its accumulation dtype (float32, or
+        float64 for float64 pools): a (len(rows), C) torch tensor on the pool's
+        device (what the start's candidate search compares)."""
+        import torch
+
+        rows = self._rows(rows.cpu().numpy() if isinstance(rows, torch.Tensor) else rows)
+        out = torch.empty((rows.size, self.c), dtype=self._accum, device=self._device)
+        self._call(lambda s: self._state.rows_values(rows, out.data_ptr() if rows.size else 0, s))
+        return out
+
+    def mean_vector(self) -> np.ndarray:
+        """Mean of the rows as the kernel sees them (the CPU kernel's order), float64 (C,)."""
+        return self._call(lambda s: self._state.mean_vector(s))
+
+    def run(self, budget: int, progress=None):
+        """`budget` greedy picks continuing from the current state: (picks int64,
+        radii2 float64) NumPy arrays. With no center at all the first pick is
+        the row farthest from the pool mean (radius +inf). The last pick is not
+        pushed: call push_row(picks[-1]) before continuing. progress(done) is
+        called between segments of steps; Ctrl-C stops at the next segment."""
+        budget = int(budget)
+        return self._call(lambda s: self._state.run(budget, progress, s), extra_centers=max(budget - 1, 0),
+                          budget=budget)
+
+    def min_dist2(self) -> np.ndarray:
+        """Squared distance of every row to its nearest center (0 for taken rows), float64 (N,)."""
+        return self._call(lambda s: self._state.min_dist2(s))
+
+    def stats(self) -> dict:
+        """Counters (steps, rows_computed, rows_visited, center_dists, as the CPU
+        state's) and how the last run went: step_mode ("persistent", "graph",
+        "launches"; "none" before a run with steps), cuda_graph (its steps
+        ran as replays of a captured CUDA graph), pass ("v2"/"v1"), segments,
+        grid_blocks, note (why a requested mode was not used)."""
+        return self._call(lambda s: self._state.stats(s))
+
+
+def make_state(problem: Problem, **options) -> CudaState:
+    """A CudaState over the problem's pool (borrowed, not copied)."""
+    return CudaState(problem, **options)
+
+
+def _start_method(problem: Problem) -> str:
+    """"exact" or "certified", as _start.start_method with the GPU's threshold
+    (a method forced through _start.force or PCORESET_START wins)."""
+    forced = getattr(_start, "_forced", None) or os.environ.get("PCORESET_START")
+    if forced:
+        return _start.start_method(problem.n, problem.n_centers, problem.c, problem.device)
+    return "exact" if float(problem.n) * problem.n_centers * problem.c <= EXACT_MAX_WORK else "certified"
+
+
+def seed(state: CudaState, problem: Problem) -> None:
+    """Set every row's nearest initial center (labeled rows, then center
+    vectors): the kernel's exact pass for small products, otherwise certified
+    candidates (pcoreset._start, searched on the GPU over rows exactly as this
+    kernel sees them) whose distances the kernel recomputes exactly."""
+    labeled = problem.labeled
+    vecs = getattr(problem, "centers", None)
+    n_centers = labeled.size + (0 if vecs is None else int(vecs.shape[0]))
+    if n_centers == 0:
+        return
+    if _start_method(problem) == "exact":
+        if labeled.size:
+            state.seed_rows(labeled)
+        if vecs is not None:
+            state.seed_vectors(vecs)
+        return
+    cand = _start.nearest_candidates(problem, values=kernel_values(state))
+    cand_rows, cand_vecs = _start.split_candidates(cand, labeled.size)
+    if labeled.size:
+        state.seed_rows_with_candidates(labeled, cand_rows)
+    if vecs is not None:
+        state.seed_vectors_with_candidates(vecs, cand_vecs)
+
+
+def kernel_values(state: CudaState):
+    """values(rows) for the start's search: rows exactly as this kernel sees
+    them (its own softmax for logits), a torch tensor on the pool's device."""
+    return state.rows_values
 
 
 class CudaBackend(Backend):
@@ -52,49 +309,16 @@ class CudaBackend(Backend):
         return None
 
     def run(self, problem: Problem):
-        import torch
+        from .cpu import _progress_callback
 
-        if _C_cuda is None:
-            raise RuntimeError(self.unavailable())
-        x = problem.x
-        dev = x.device
-        n, c, budget = problem.n, problem.c, problem.budget
-        with torch.cuda.device(dev):
-            stream = torch.cuda.current_stream(dev)
-            labeled = torch.from_numpy(problem.labeled).to(dev)
-            n_lab = int(labeled.numel())
-            cand, k = None, 0
-            if n_lab and float(n) * n_lab * c > EXACT_MAX_WORK:
-                cand = torch.from_numpy(_start.nearest_candidates(problem)).to(dev)
-                k = int(cand.shape[1])
-            need = int(_C_cuda.workspace_bytes(problem.dtype, n, c, bool(problem.from_logits), n_lab, budget))
-            try:
-                workspace = torch.empty(max(need, 1), dtype=torch.uint8, device=dev)
-                picks = torch.empty(budget, dtype=torch.int64, device=dev)
-                radii2 = torch.empty(budget, dtype=torch.float64, device=dev)
-                stats = torch.zeros(4, dtype=torch.int64, device=dev)
-            except torch.cuda.OutOfMemoryError:
-                free, _ = torch.cuda.mem_get_info(dev)
-                cached = torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
-                raise OutOfMemoryError(
-                    f"the cuda backend's state for n={n}, c={c}, labeled={n_lab}, budget={budget} on {dev}",
-                    need + 16 * budget, free + cached) from None
-            _C_cuda.run(
-                x=x.data_ptr(), dtype=problem.dtype, n=n, c=c, from_logits=bool(problem.from_logits),
-                temperature=float(problem.temperature), prune=bool(problem.prune),
-                labeled=labeled.data_ptr() if n_lab else 0, n_labeled=n_lab,
-                candidates=cand.data_ptr() if cand is not None else 0, k=k, budget=budget,
-                picks=picks.data_ptr() if budget else 0, radii2=radii2.data_ptr() if budget else 0,
-                stats=stats.data_ptr(), workspace=workspace.data_ptr(), workspace_size=need,
-                device=dev.index if dev.index is not None else torch.cuda.current_device(),
-                stream=stream.cuda_stream, use_graphs=_use_graphs())
-            del workspace
-        steps = max(budget - 1, 0)
-        s = stats.cpu().tolist()  # run() already synchronised: no stall
-        self.last_stats = {"steps": steps, "rows_computed": s[1], "rows_visited": steps * n,
-                           "center_dists": s[3]}
-        if callable(problem.progress):
-            problem.progress(budget)
+        state = make_state(problem)
+        seed(state, problem)
+        callback, close = _progress_callback(problem)
+        try:
+            picks, radii2 = state.run(problem.budget, callback)
+        finally:
+            close()
+        self.last_stats = state.stats()
         return picks, radii2
 
 

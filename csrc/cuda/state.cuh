@@ -1,0 +1,812 @@
+// The device-resident k-center state (State in kcenter_cuda.h) for one
+// storage type: device memory, the private stream, and the launches of every
+// method. Included by kcenter_<dtype>.cu, which instantiate it per dtype so
+// the kernels compile in parallel.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kcenter_cuda.h"
+#include "kernels.cuh"
+
+namespace pcoreset {
+namespace cuda {
+
+inline void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("pcoreset CUDA: ") + what + " failed: " + cudaGetErrorName(err) + " (" +
+                             cudaGetErrorString(err) + ")");
+}
+
+inline int grid_for(int64_t per_block, int64_t work, int64_t cap) {
+  const int64_t g = (work + per_block - 1) / per_block;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(g, cap)));
+}
+
+// Sets the device for the duration of a call and restores the caller's.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    check(cudaGetDevice(&prev_), "cudaGetDevice");
+    if (prev_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+    device_ = device;
+  }
+  ~DeviceGuard() {
+    if (prev_ >= 0 && prev_ != device_) cudaSetDevice(prev_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int prev_ = -1, device_ = -1;
+};
+
+template <typename S, typename A, bool kLogits>
+class TypedState final : public State {
+ public:
+  TypedState(const void* x, const StateOptions& o, void* caller) : p_(o.params), device_(o.device) {
+    try {
+      construct(x, o, caller);
+    } catch (...) {
+      release_all();
+      throw;
+    }
+  }
+
+  ~TypedState() override { release_all(); }
+
+ private:
+  void construct(const void* x, const StateOptions& o, void* caller) {
+    DeviceGuard guard(device_);
+    int pools = 0, coop = 0;
+    check(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, device_), "cudaDeviceGetAttribute");
+    check(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device_), "cudaDeviceGetAttribute");
+    check(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, device_), "cudaDeviceGetAttribute");
+    sms_ = std::max(sms_, 1);
+    async_alloc_ = pools != 0;
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    check(cudaEventCreateWithFlags(&ev_in_, cudaEventDisableTiming), "cudaEventCreate");
+    check(cudaEventCreateWithFlags(&ev_out_, cudaEventDisableTiming), "cudaEventCreate");
+    choose_modes(o, coop != 0);
+
+    s_ = Dev<S, A>{};
+    s_.x = static_cast<const S*>(x);
+    s_.n = p_.n;
+    s_.c = p_.c;
+    s_.inv_t = static_cast<A>(1.0 / p_.temperature);
+    s_.prune = p_.prune;
+    Call call(*this, caller);
+    const size_t n = static_cast<size_t>(p_.n);
+    s_.ctl = alloc<Ctl>(1, "the control block");
+    s_.mind = alloc<A>(n, "the running minimum");
+    s_.nearest = alloc<int32_t>(n, "the nearest centers");
+    s_.cvec = alloc<A>(static_cast<size_t>(p_.c), "the center vector");
+    if (std::is_same<A, double>::value) {
+      s_.bb_d = alloc<double>(kMaxGridBlocks, "the argmax slots");
+      s_.bb_r = alloc<long long>(kMaxGridBlocks, "the argmax slots");
+    }
+    if (kLogits) s_.sm = alloc<SoftmaxRow<A>>(n, "the softmax constants");
+    ensure_run(1);  // slot 0 of the single steps: they never allocate after changing the state
+    check(cudaMemsetAsync(s_.ctl, 0, sizeof(Ctl), stream_), "cudaMemsetAsync(ctl)");
+    init_kernel<S, A><<<flat_grid(p_.n), kThreads, 0, stream_>>>(s_);
+    check(cudaGetLastError(), "init_kernel");
+    if (kLogits) {
+      softmax_kernel<S, A><<<warp_grid(p_.n), kThreads, 0, stream_>>>(s_, const_cast<SoftmaxRow<A>*>(s_.sm));
+      check(cudaGetLastError(), "softmax_kernel");
+    }
+    call.finish();
+  }
+
+  // Frees everything; reports nothing (at interpreter exit the context may be gone).
+  void release_all() noexcept {
+    int prev = -1;
+    cudaGetDevice(&prev);
+    cudaSetDevice(device_);
+    if (stream_) cudaStreamSynchronize(stream_);
+    if (exec_) cudaGraphExecDestroy(exec_);
+    if (graph_) cudaGraphDestroy(graph_);
+    exec_ = nullptr;
+    graph_ = nullptr;
+    for (void* p : owned_) release(p);
+    owned_.clear();
+    if (stream_) cudaStreamSynchronize(stream_);
+    if (ev_in_) cudaEventDestroy(ev_in_);
+    if (ev_out_) cudaEventDestroy(ev_out_);
+    if (stream_) cudaStreamDestroy(stream_);
+    stream_ = nullptr;
+    ev_in_ = ev_out_ = nullptr;
+    if (prev >= 0) cudaSetDevice(prev);
+    cudaGetLastError();
+  }
+
+ public:
+  // ---- seeding -------------------------------------------------------------
+
+  void seed_rows(const int64_t* rows, int64_t count, void* caller) override {
+    if (count <= 0) return;
+    Call call(*this, caller);
+    ensure_centers(k_ + count);
+    const int64_t* d_rows = call.upload(rows, static_cast<size_t>(count));
+    const int64_t first = add_row_centers(d_rows, count);
+    assign_exact(first, first + count);
+    call.finish();
+  }
+
+  void seed_rows_with_candidates(const int64_t* rows, int64_t count, const int64_t* cand, int64_t k,
+                                 void* caller) override {
+    if (count <= 0) return;
+    Call call(*this, caller);
+    ensure_centers(k_ + count);
+    const int64_t* d_rows = call.upload(rows, static_cast<size_t>(count));
+    const int64_t* d_cand = k > 0 ? call.upload(cand, static_cast<size_t>(p_.n * k)) : nullptr;
+    const int64_t first = add_row_centers(d_rows, count);
+    assign_candidates(d_cand, k, first, count);
+    call.finish();
+  }
+
+  void seed_vectors(const double* vecs, int64_t count, void* caller) override {
+    if (count <= 0) return;
+    Call call(*this, caller);
+    ensure_centers(k_ + count);
+    const double* d_vecs = call.upload(vecs, static_cast<size_t>(count * p_.c));
+    const int64_t first = add_vec_centers(d_vecs, count);
+    assign_exact(first, first + count);
+    call.finish();
+  }
+
+  void seed_vectors_with_candidates(const double* vecs, int64_t count, const int64_t* cand, int64_t k,
+                                    void* caller) override {
+    if (count <= 0) return;
+    Call call(*this, caller);
+    ensure_centers(k_ + count);
+    const double* d_vecs = call.upload(vecs, static_cast<size_t>(count * p_.c));
+    const int64_t* d_cand = k > 0 ? call.upload(cand, static_cast<size_t>(p_.n * k)) : nullptr;
+    const int64_t first = add_vec_centers(d_vecs, count);
+    assign_candidates(d_cand, k, first, count);
+    call.finish();
+  }
+
+  void exclude(const int64_t* rows, int64_t count, void* caller) override {
+    if (count <= 0) return;
+    Call call(*this, caller);
+    const int64_t* d_rows = call.upload(rows, static_cast<size_t>(count));
+    exclude_kernel<S, A><<<flat_grid(count), kThreads, 0, stream_>>>(s_, d_rows, count);
+    check(cudaGetLastError(), "exclude_kernel");
+    call.finish();
+  }
+
+  // ---- single steps ------------------------------------------------------------
+
+  StepResult push_row(int64_t i, void* caller) override {
+    Call call(*this, caller);
+    ensure_centers(k_ + 1);
+    const int64_t id = k_;
+    prep_kernel<S, A, kLogits><<<1, kThreads, 0, stream_>>>(s_, i, id);
+    check(cudaGetLastError(), "prep_kernel(push_row)");
+    const StepResult r = update_step(id, call);
+    call.finish();
+    return r;
+  }
+
+  StepResult push_center(const double* vec, void* caller) override {
+    Call call(*this, caller);
+    ensure_centers(k_ + 1);
+    const double* d_vec = call.upload(vec, static_cast<size_t>(p_.c));
+    const int64_t id = add_vec_centers(d_vec, 1);
+    center_to_cvec_kernel<S, A><<<flat_grid(p_.c), kThreads, 0, stream_>>>(s_, id);
+    check(cudaGetLastError(), "center_to_cvec_kernel");
+    const StepResult r = update_step(id, call);
+    call.finish();
+    return r;
+  }
+
+  StepResult current_best(void* caller) override {
+    Call call(*this, caller);
+    clear_slot0();
+    launch_pass(kScan, 0, -1);
+    const StepResult r = read_slot0(call);
+    call.finish();
+    return r;
+  }
+
+  StepResult farthest_from(const double* vec, void* caller) override {
+    Call call(*this, caller);
+    const double* d_vec = call.upload(vec, static_cast<size_t>(p_.c));
+    set_cvec_kernel<S, A><<<flat_grid(p_.c), kThreads, 0, stream_>>>(s_, d_vec);
+    check(cudaGetLastError(), "set_cvec_kernel");
+    clear_slot0();
+    launch_pass(kProbe, 0, -1);
+    const StepResult r = read_slot0(call);
+    call.finish();
+    return r;
+  }
+
+  // ---- values ----------------------------------------------------------------
+
+  void row_vector(int64_t i, double* out, void* caller) override {
+    Call call(*this, caller);
+    const int64_t* d_row = call.upload(&i, 1);
+    A* d_out = call.template temp<A>(static_cast<size_t>(p_.c));
+    rows_values_kernel<S, A, kLogits><<<flat_grid(p_.c), kThreads, 0, stream_>>>(s_, d_row, 1, d_out);
+    check(cudaGetLastError(), "rows_values_kernel");
+    std::vector<A> host(static_cast<size_t>(p_.c));
+    check(cudaMemcpyAsync(host.data(), d_out, host.size() * sizeof(A), cudaMemcpyDeviceToHost, stream_),
+          "cudaMemcpyAsync(row)");
+    call.finish();
+    for (size_t j = 0; j < host.size(); ++j) out[j] = static_cast<double>(host[j]);
+  }
+
+  void rows_values(const int64_t* rows, int64_t count, void* out_device, void* caller) override {
+    if (count <= 0) return;
+    Call call(*this, caller);
+    const int64_t* d_rows = call.upload(rows, static_cast<size_t>(count));
+    rows_values_kernel<S, A, kLogits><<<flat_grid(count * p_.c), kThreads, 0, stream_>>>(
+        s_, d_rows, count, static_cast<A*>(out_device));
+    check(cudaGetLastError(), "rows_values_kernel");
+    call.finish();
+  }
+
+  void mean_vector(double* out, void* caller) override {
+    Call call(*this, caller);
+    const double* d_mean = compute_mean(call);
+    check(cudaMemcpyAsync(out, d_mean, static_cast<size_t>(p_.c) * sizeof(double), cudaMemcpyDeviceToHost, stream_),
+          "cudaMemcpyAsync(mean)");
+    call.finish();
+  }
+
+  void min_dist2(double* out, void* caller) override {
+    Call call(*this, caller);
+    double* d_out = call.template temp<double>(static_cast<size_t>(p_.n));
+    min_dist_kernel<S, A><<<flat_grid(p_.n), kThreads, 0, stream_>>>(s_, d_out);
+    check(cudaGetLastError(), "min_dist_kernel");
+    check(cudaMemcpyAsync(out, d_out, static_cast<size_t>(p_.n) * sizeof(double), cudaMemcpyDeviceToHost, stream_),
+          "cudaMemcpyAsync(min_dist2)");
+    call.finish();
+  }
+
+  CudaStats stats(void* caller) override {
+    Call call(*this, caller);
+    Ctl h{};
+    check(cudaMemcpyAsync(&h, s_.ctl, sizeof h, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync(ctl)");
+    call.finish();
+    CudaStats out = stats_;
+    out.counts.rows_computed = static_cast<int64_t>(h.rows_computed);
+    out.counts.center_dists = static_cast<int64_t>(h.center_dists);
+    out.pass = pass_v2_ ? "v2" : "v1";
+    out.grid_blocks = steps_ == StepMode::kPersistent ? persistent_grid_ : pass_grid_;
+    return out;
+  }
+
+  const KCenterParams& params() const override { return p_; }
+  int64_t num_centers() const override { return k_; }
+  size_t device_bytes() const override { return bytes_; }
+
+  // ---- the greedy loop -----------------------------------------------------------
+
+  bool run(int64_t budget, int64_t* picks, double* radii2, const ProgressFn& progress, void* caller) override {
+    if (budget <= 0) return true;
+    Call call(*this, caller);
+    ensure_centers(k_ + budget - 1);
+    ensure_run(budget);
+    const bool mean_start = k_ == 0;
+    const double* d_mean = mean_start ? compute_mean(call) : nullptr;
+    Ctl h{};
+    h.t = 0;
+    h.budget = budget;
+    h.base = k_;
+    h.mean_start = mean_start ? 1 : 0;
+    check(cudaMemcpyAsync(s_.ctl, &h, offsetof(Ctl, done), cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync(ctl)");
+    if (std::is_same<A, float>::value)
+      check(cudaMemsetAsync(s_.keys, 0, static_cast<size_t>(budget + 1) * sizeof(unsigned long long), stream_),
+            "cudaMemsetAsync(keys)");
+    if (budget > 1)
+      check(cudaMemsetAsync(s_.radius2 + k_, 0, static_cast<size_t>(budget - 1) * sizeof(A), stream_),
+            "cudaMemsetAsync(radius2)");
+    // Slot 0: the first pick.
+    if (mean_start) {
+      set_cvec_kernel<S, A><<<flat_grid(p_.c), kThreads, 0, stream_>>>(s_, d_mean);
+      check(cudaGetLastError(), "set_cvec_kernel(mean)");
+      launch_pass(kProbe, 0, -1);
+    } else {
+      launch_pass(kScan, 0, -1);
+    }
+    const bool finished = run_steps(budget, progress);
+    Ctl done{};
+    check(cudaMemcpyAsync(&done, s_.ctl, sizeof done, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync(ctl)");
+    check(cudaStreamSynchronize(stream_), "k-center run (cudaStreamSynchronize)");
+    const int64_t recorded = std::min<int64_t>(budget, std::max<long long>(0, done.t));
+    if (recorded > 0) {
+      check(cudaMemcpyAsync(picks, s_.picks, static_cast<size_t>(recorded) * sizeof(int64_t), cudaMemcpyDeviceToHost,
+                            stream_),
+            "cudaMemcpyAsync(picks)");
+      check(cudaMemcpyAsync(radii2, s_.radii2, static_cast<size_t>(recorded) * sizeof(double),
+                            cudaMemcpyDeviceToHost, stream_),
+            "cudaMemcpyAsync(radii)");
+    }
+    call.finish();
+    // Every recorded pick is a center, except the last pick of a finished run.
+    const int64_t pushed = recorded >= budget ? budget - 1 : recorded;
+    k_ += pushed;
+    stats_.counts.steps += pushed;
+    stats_.counts.rows_visited += pushed * p_.n;
+    if (done.error != 0) throw std::logic_error("pcoreset CUDA: the pool ran out of eligible rows inside the kernel");
+    return finished;
+  }
+
+ private:
+  // One method call: the device set, the private stream joined to the
+  // caller's, temporaries freed in stream order, and at the end the caller's
+  // stream made to wait for this call's work and the host synchronised.
+  class Call {
+   public:
+    Call(TypedState& st, void* caller) : st_(st), guard_(st.device_), caller_(static_cast<cudaStream_t>(caller)) {
+      check(cudaEventRecord(st_.ev_in_, caller_), "cudaEventRecord(caller stream)");
+      check(cudaStreamWaitEvent(st_.stream_, st_.ev_in_, 0), "cudaStreamWaitEvent");
+    }
+    ~Call() {
+      if (!finished_) {  // an exception: still order the caller after what was queued
+        cudaEventRecord(st_.ev_out_, st_.stream_);
+        cudaStreamWaitEvent(caller_, st_.ev_out_, 0);
+        cudaStreamSynchronize(st_.stream_);
+        for (void* p : temps_) st_.release(p);
+        cudaGetLastError();
+      }
+    }
+    template <typename T> T* temp(size_t count) {
+      T* p = st_.template raw_alloc<T>(count, "a temporary buffer");
+      temps_.push_back(p);
+      return p;
+    }
+    template <typename T> const T* upload(const T* host, size_t count) {
+      T* p = temp<T>(count);
+      if (count) check(cudaMemcpyAsync(p, host, count * sizeof(T), cudaMemcpyHostToDevice, st_.stream_), "cudaMemcpyAsync(upload)");
+      return p;
+    }
+    void finish() {
+      for (void* p : temps_) st_.release(p);
+      temps_.clear();
+      check(cudaEventRecord(st_.ev_out_, st_.stream_), "cudaEventRecord");
+      check(cudaStreamWaitEvent(caller_, st_.ev_out_, 0), "cudaStreamWaitEvent(caller stream)");
+      // Surfaces any fault of the call here, with its name, rather than in an unrelated later call.
+      check(cudaStreamSynchronize(st_.stream_), "k-center call (cudaStreamSynchronize)");
+      finished_ = true;
+    }
+
+   private:
+    TypedState& st_;
+    DeviceGuard guard_;
+    cudaStream_t caller_;
+    std::vector<void*> temps_;
+    bool finished_ = false;
+  };
+
+  // ---- memory --------------------------------------------------------------------
+
+  template <typename T> T* raw_alloc(size_t count, const char* what) {
+    const size_t bytes = std::max<size_t>(1, count * sizeof(T));
+    void* p = nullptr;
+    const cudaError_t err = async_alloc_ ? cudaMallocAsync(&p, bytes, stream_) : cudaMalloc(&p, bytes);
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      throw DeviceOutOfMemory(bytes, what);
+    }
+    check(err, "cudaMallocAsync");
+    return static_cast<T*>(p);
+  }
+  template <typename T> T* alloc(size_t count, const char* what) {
+    T* p = raw_alloc<T>(count, what);
+    owned_.push_back(p);
+    bytes_ += std::max<size_t>(1, count * sizeof(T));
+    return p;
+  }
+  void release(void* p) {
+    if (!p) return;
+    if (async_alloc_) cudaFreeAsync(p, stream_);
+    else cudaFree(p);
+  }
+  // Room for `needed` centers. All new buffers are allocated before any old
+  // one is replaced, so a failure leaves the state as it was.
+  void ensure_centers(int64_t needed) {
+    if (needed <= kcap_) return;
+    if (needed >= int64_t(std::numeric_limits<int32_t>::max()))
+      throw std::length_error("pcoreset CUDA: more than 2^31 - 1 centers");
+    const int64_t cap = std::max<int64_t>({needed, 2 * kcap_, 64});
+    const size_t c = static_cast<size_t>(p_.c), k = static_cast<size_t>(k_), uc = static_cast<size_t>(cap);
+    A* cm = raw_alloc<A>(uc * c, "the center values");
+    A* r2 = nullptr;
+    A* dcc = nullptr;
+    try {
+      r2 = raw_alloc<A>(uc, "the center radii");
+      dcc = raw_alloc<A>(uc, "the center distances");
+    } catch (...) {
+      release(cm);
+      release(r2);
+      throw;
+    }
+    auto swap_in = [&](A*& p, A* q, size_t old_count, size_t new_count, size_t keep) {
+      if (p && keep)
+        check(cudaMemcpyAsync(q, p, keep * sizeof(A), cudaMemcpyDeviceToDevice, stream_), "cudaMemcpyAsync(grow)");
+      if (p) {
+        owned_.erase(std::find(owned_.begin(), owned_.end(), static_cast<void*>(p)));
+        release(p);
+        bytes_ -= std::max<size_t>(1, old_count * sizeof(A));
+      }
+      owned_.push_back(q);
+      bytes_ += std::max<size_t>(1, new_count * sizeof(A));
+      p = q;
+    };
+    const size_t old = static_cast<size_t>(kcap_);
+    swap_in(s_.cm, cm, old * c, uc * c, k * c);
+    swap_in(s_.radius2, r2, old, uc, k);
+    swap_in(s_.dcc2, dcc, old, uc, 0);
+    kcap_ = cap;
+    ++generation_;
+  }
+
+  // Room for a run of `budget` picks: slots 0..budget, picks and radii.
+  void ensure_run(int64_t budget) {
+    if (budget + 1 <= slot_cap_) return;
+    const int64_t cap = std::max<int64_t>({budget + 1, 2 * slot_cap_, 64});
+    const size_t uc = static_cast<size_t>(cap), old = static_cast<size_t>(slot_cap_);
+    // allocate first, then swap (see ensure_centers)
+    int64_t* picks = raw_alloc<int64_t>(uc, "the picks");
+    double* radii = nullptr;
+    unsigned long long* keys = nullptr;
+    double* res_d = nullptr;
+    long long* res_r = nullptr;
+    try {
+      radii = raw_alloc<double>(uc, "the radii");
+      if (std::is_same<A, float>::value) {
+        keys = raw_alloc<unsigned long long>(uc, "the argmax slots");
+      } else {
+        res_d = raw_alloc<double>(uc, "the argmax slots");
+        res_r = raw_alloc<long long>(uc, "the argmax slots");
+      }
+    } catch (...) {
+      release(picks);
+      release(radii);
+      release(keys);
+      release(res_d);
+      throw;
+    }
+    auto swap_in = [&](auto*& p, auto* q) {
+      using T = std::remove_pointer_t<std::remove_reference_t<decltype(p)>>;
+      if (p) {
+        owned_.erase(std::find(owned_.begin(), owned_.end(), static_cast<void*>(p)));
+        release(p);
+        bytes_ -= std::max<size_t>(1, old * sizeof(T));
+      }
+      if (q) {
+        owned_.push_back(q);
+        bytes_ += std::max<size_t>(1, uc * sizeof(T));
+      }
+      p = q;
+    };
+    swap_in(s_.picks, picks);
+    swap_in(s_.radii2, radii);
+    if (std::is_same<A, float>::value) {
+      swap_in(s_.keys, keys);
+    } else {
+      swap_in(s_.res_d, res_d);
+      swap_in(s_.res_r, res_r);
+    }
+    slot_cap_ = cap;
+    ++generation_;
+  }
+
+  // ---- pieces of the methods ---------------------------------------------------
+
+  int flat_grid(int64_t work) const { return grid_for(kThreads, work, int64_t(sms_) * 8); }
+  int warp_grid(int64_t rows) const { return grid_for(kWarpsPerBlock, rows, int64_t(sms_) * 16); }
+  size_t center_smem() const { return pass_v2_ ? static_cast<size_t>(p_.c) * sizeof(A) : 0; }
+
+  int64_t add_row_centers(const int64_t* d_rows, int64_t count) {
+    const int64_t first = k_;
+    add_row_centers_kernel<S, A, kLogits><<<warp_grid(count), kThreads, 0, stream_>>>(s_, d_rows, count, first);
+    check(cudaGetLastError(), "add_row_centers_kernel");
+    k_ += count;
+    return first;
+  }
+
+  int64_t add_vec_centers(const double* d_vecs, int64_t count) {
+    const int64_t first = k_;
+    add_vec_centers_kernel<S, A><<<flat_grid(count * p_.c), kThreads, 0, stream_>>>(s_, d_vecs, count, first);
+    check(cudaGetLastError(), "add_vec_centers_kernel");
+    k_ += count;
+    return first;
+  }
+
+  void assign_exact(int64_t first, int64_t end) {
+    assign_exact_kernel<S, A, kLogits><<<warp_grid(p_.n), kThreads, 0, stream_>>>(s_, first, end);
+    check(cudaGetLastError(), "assign_exact_kernel");
+    refresh_radii();
+  }
+
+  void assign_candidates(const int64_t* d_cand, int64_t k, int64_t first, int64_t count) {
+    if (k > 0) {
+      assign_candidates_kernel<S, A, kLogits><<<warp_grid(p_.n), kThreads, 0, stream_>>>(s_, d_cand, k, first, count);
+      check(cudaGetLastError(), "assign_candidates_kernel");
+    }
+    refresh_radii();
+  }
+
+  // Exact radius of every center, as the CPU kernel after a seed.
+  void refresh_radii() {
+    check(cudaMemsetAsync(s_.radius2, 0, static_cast<size_t>(k_) * sizeof(A), stream_), "cudaMemsetAsync(radius2)");
+    radius_kernel<S, A><<<flat_grid(p_.n), kThreads, 0, stream_>>>(s_);
+    check(cudaGetLastError(), "radius_kernel");
+  }
+
+  // The pool mean in float64 (a temporary of the call).
+  const double* compute_mean(Call& call) {
+    const int64_t nblocks = (p_.n + kMeanBlock - 1) / kMeanBlock;
+    double* part = call.template temp<double>(static_cast<size_t>(nblocks * p_.c));
+    double* mean = call.template temp<double>(static_cast<size_t>(p_.c));
+    mean_part_kernel<S, A, kLogits><<<flat_grid(nblocks * p_.c), kThreads, 0, stream_>>>(s_, part, nblocks);
+    check(cudaGetLastError(), "mean_part_kernel");
+    mean_final_kernel<S, A><<<flat_grid(p_.c), kThreads, 0, stream_>>>(s_, part, nblocks, mean);
+    check(cudaGetLastError(), "mean_final_kernel");
+    return mean;
+  }
+
+  void clear_slot0() {  // float64 slots are always written whole by the pass
+    if (std::is_same<A, float>::value)
+      check(cudaMemsetAsync(s_.keys, 0, sizeof(unsigned long long), stream_), "cudaMemsetAsync(slot)");
+  }
+
+  StepResult read_slot0(Call&) {
+    StepResult r;
+    if (std::is_same<A, float>::value) {
+      unsigned long long key = 0;
+      check(cudaMemcpyAsync(&key, s_.keys, sizeof key, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync(slot)");
+      check(cudaStreamSynchronize(stream_), "k-center step (cudaStreamSynchronize)");
+      if (key) {
+        r.row = key_row(key);
+        r.dist2 = static_cast<double>(key_dist2(key));
+      } else {
+        r.row = -1;
+        r.dist2 = -1.0;
+      }
+    } else {
+      long long row = -1;
+      double d = -1.0;
+      check(cudaMemcpyAsync(&row, s_.res_r, sizeof row, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync(slot)");
+      check(cudaMemcpyAsync(&d, s_.res_d, sizeof d, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync(slot)");
+      check(cudaStreamSynchronize(stream_), "k-center step (cudaStreamSynchronize)");
+      r.row = row;
+      r.dist2 = row >= 0 ? d : -1.0;
+    }
+    return r;
+  }
+
+  // dcc + pass for the center `id` already in cvec (and stored), result in slot 0.
+  StepResult update_step(int64_t id, Call& call) {
+    clear_slot0();
+    if (p_.prune) launch_dcc(id);
+    launch_pass(kUpdate, 0, id);
+    k_ = std::max<int64_t>(k_, id + 1);
+    stats_.counts.steps += 1;
+    stats_.counts.rows_visited += p_.n;
+    return read_slot0(call);
+  }
+
+  void launch_dcc(long long fixed_id) {
+    const int grid = grid_for(kWarpsPerBlock, std::max<int64_t>(kcap_, 1), int64_t(sms_) * kBlocksPerSm);
+    const size_t smem = static_cast<size_t>(p_.c) * sizeof(A);
+    if (smem <= kSmemCenterMax) dcc_kernel<S, A, kLogits, true><<<grid, kThreads, smem, stream_>>>(s_, fixed_id);
+    else dcc_kernel<S, A, kLogits, false><<<grid, kThreads, 0, stream_>>>(s_, fixed_id);
+  }
+
+  cudaError_t launch_pass_nocheck(int mode, long long slot, long long id) {
+    if (pass_v2_) pass_kernel<S, A, kLogits, true><<<pass_grid_, kThreads, center_smem(), stream_>>>(s_, mode, slot, id);
+    else pass_kernel<S, A, kLogits, false><<<v1_grid_, kThreads, 0, stream_>>>(s_, mode, slot, id);
+    return cudaGetLastError();
+  }
+  void launch_pass(int mode, long long slot, long long id) {
+    check(launch_pass_nocheck(mode, slot, id), "pass_kernel");
+  }
+
+  // One step of a run as three launches (prep, dcc, pass), all reading the
+  // step number from ctl.
+  cudaError_t launch_unit() {
+    prep_kernel<S, A, kLogits><<<1, kThreads, 0, stream_>>>(s_, -1, -1);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+    if (p_.prune) {
+      launch_dcc(-1);
+      e = cudaGetLastError();
+      if (e != cudaSuccess) return e;
+    }
+    return launch_pass_nocheck(kUpdate, -1, -1);
+  }
+
+  // Captures kGraphSteps units once per layout of the device buffers.
+  bool ensure_graph() {
+    if (exec_ && graph_generation_ == generation_) return true;
+    if (exec_) cudaGraphExecDestroy(exec_);
+    if (graph_) cudaGraphDestroy(graph_);
+    exec_ = nullptr;
+    graph_ = nullptr;
+    bool ok = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal) == cudaSuccess;
+    if (ok) {
+      for (int u = 0; u < kGraphSteps && ok; ++u) ok = launch_unit() == cudaSuccess;
+      cudaGraph_t g = nullptr;
+      const bool ended = cudaStreamEndCapture(stream_, &g) == cudaSuccess;
+      graph_ = g;
+      ok = ok && ended && g != nullptr && cudaGraphInstantiate(&exec_, g, 0) == cudaSuccess;
+    }
+    if (!ok) {
+      cudaGetLastError();  // clear the capture error; the run goes on with plain launches
+      if (exec_) cudaGraphExecDestroy(exec_);
+      exec_ = nullptr;
+      stats_.note = "graph capture failed: the steps ran as plain launches";
+      return false;
+    }
+    graph_generation_ = generation_;
+    return true;
+  }
+
+  // Steps [t0, t1) of the run: records picks t0..t1-1.
+  void launch_segment(int64_t t0, int64_t t1, bool graphed) {
+    if (steps_ == StepMode::kPersistent) {
+      Dev<S, A> dev = s_;
+      long long a0 = t0, a1 = t1;
+      void* args[] = {&dev, &a0, &a1};
+      check(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(&step_kernel<S, A, kLogits>),
+                                        dim3(persistent_grid_), dim3(kThreads), args, center_smem(), stream_),
+            "cudaLaunchCooperativeKernel(step_kernel)");
+    } else if (graphed) {
+      for (int64_t u = t0; u < t1; u += kGraphSteps) check(cudaGraphLaunch(exec_, stream_), "cudaGraphLaunch");
+    } else {
+      for (int64_t u = t0; u < t1; ++u) check(launch_unit(), "greedy step launch");
+    }
+  }
+
+  // The steps of a run in segments: at most two segments queued, the host
+  // waiting on the older one's event (one wait per segment, none per step),
+  // reporting progress and growing segments while they take under ~25 ms.
+  bool run_steps(int64_t budget, const ProgressFn& progress) {
+    bool graphed = false;
+    if (steps_ == StepMode::kGraph && budget >= 2 * kGraphSteps) graphed = ensure_graph();
+    stats_.step_mode = steps_ == StepMode::kPersistent ? "persistent"
+                       : graphed                       ? "graph"
+                                                       : "launches";
+    stats_.cuda_graph = graphed;
+    stats_.segments = 0;
+    using clock = std::chrono::steady_clock;
+    struct Segment {
+      cudaEvent_t done;
+      int64_t end;
+    };
+    std::deque<Segment> queued;
+    auto wait_front = [&]() {
+      Segment sgm = queued.front();
+      queued.pop_front();
+      const cudaError_t e = cudaEventSynchronize(sgm.done);
+      cudaEventDestroy(sgm.done);
+      check(e, "k-center steps (cudaEventSynchronize)");
+      return sgm.end;
+    };
+    int64_t seg = graphed ? kGraphSteps : 16;
+    int64_t t = 0;
+    bool stop = false;
+    auto last = clock::now();
+    try {
+      while (t < budget && !stop) {
+        const int64_t end = std::min(budget, t + seg);
+        launch_segment(t, end, graphed);
+        ++stats_.segments;
+        cudaEvent_t ev = nullptr;
+        check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
+        queued.push_back(Segment{ev, end});
+        check(cudaEventRecord(ev, stream_), "cudaEventRecord");
+        t = end;
+        if (queued.size() >= 2) {
+          const int64_t done = wait_front();
+          const auto now = clock::now();
+          const double ms = std::chrono::duration<double, std::milli>(now - last).count();
+          last = now;
+          if (ms < 25.0) seg *= 2;
+          else if (ms > 100.0 && seg > (graphed ? kGraphSteps : 1)) seg /= 2;
+          if (progress && !progress(done)) stop = true;
+        }
+      }
+      while (!queued.empty()) wait_front();
+    } catch (...) {
+      for (const Segment& sgm : queued) {
+        cudaEventSynchronize(sgm.done);
+        cudaEventDestroy(sgm.done);
+      }
+      throw;
+    }
+    return !stop;
+  }
+
+  // ---- modes -----------------------------------------------------------------
+
+  void choose_modes(const StateOptions& o, bool coop) {
+    const bool fits = static_cast<size_t>(p_.c) * sizeof(A) <= kSmemCenterMax;
+    pass_v2_ = o.pass == PassVariant::kV2 && fits;
+    if (o.pass == PassVariant::kV2 && !fits)
+      stats_.note = "pass v2 keeps the center in shared memory (c * " + std::to_string(sizeof(A)) +
+                    " bytes <= 32 KiB): v1 runs instead";
+    steps_ = o.steps == StepMode::kAuto ? StepMode::kPersistent : o.steps;
+    const int64_t groups = (p_.n + kLanes - 1) / kLanes;
+    const int64_t work_blocks = (groups + kWarpsPerBlock - 1) / kWarpsPerBlock;
+    const size_t smem = center_smem();
+    int occ = 0;
+    if (pass_v2_) {
+      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, pass_kernel<S, A, kLogits, true>, kThreads, smem),
+            "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+      pass_grid_ = static_cast<int>(std::max<int64_t>(
+          1, std::min<int64_t>({work_blocks, int64_t(std::max(1, std::min(occ, kBlocksPerSm))) * sms_,
+                                kMaxGridBlocks})));
+    }
+    v1_grid_ = grid_for(kThreads, p_.n, std::min<int64_t>(int64_t(sms_) * 8, kMaxGridBlocks));
+    if (!pass_v2_) pass_grid_ = v1_grid_;
+    if (steps_ == StepMode::kPersistent) {
+      std::string why;
+      int occ_step = 0;
+      if (!pass_v2_) why = "the persistent kernel runs pass v2 only";
+      else if (!coop) why = "the device does not support cooperative launches";
+      else {
+        check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ_step, step_kernel<S, A, kLogits>, kThreads, smem),
+              "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+        if (occ_step < 1) why = "the step kernel does not fit on an SM";
+      }
+      if (!why.empty()) {
+        if (o.steps == StepMode::kPersistent) stats_.note = why + ": graph steps instead";
+        steps_ = StepMode::kGraph;
+      } else {
+        // All blocks resident (a cooperative launch requires it), at most
+        // kBlocksPerSm per SM, no more than the rows need.
+        persistent_grid_ = static_cast<int>(std::max<int64_t>(
+            1, std::min<int64_t>({work_blocks, int64_t(std::min(occ_step, kBlocksPerSm)) * sms_, kMaxGridBlocks})));
+      }
+    }
+  }
+
+  KCenterParams p_;
+  int device_;
+  int sms_ = 1;
+  bool async_alloc_ = false;
+  bool pass_v2_ = true;
+  StepMode steps_ = StepMode::kGraph;
+  int pass_grid_ = 1, v1_grid_ = 1, persistent_grid_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t ev_in_ = nullptr, ev_out_ = nullptr;
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+  int64_t generation_ = 0, graph_generation_ = -1;
+  Dev<S, A> s_{};
+  int64_t k_ = 0, kcap_ = 0, slot_cap_ = 0;
+  std::vector<void*> owned_;
+  size_t bytes_ = 0;
+  CudaStats stats_;
+};
+
+template <typename S, typename A>
+std::unique_ptr<State> make_typed_state(const void* x, const StateOptions& o, void* stream) {
+  if (o.params.from_logits) return std::make_unique<TypedState<S, A, true>>(x, o, stream);
+  return std::make_unique<TypedState<S, A, false>>(x, o, stream);
+}
+
+// One per storage type, each in its own translation unit (kcenter_<dtype>.cu).
+std::unique_ptr<State> make_state_f16(const void* x, const StateOptions& o, void* stream);
+std::unique_ptr<State> make_state_bf16(const void* x, const StateOptions& o, void* stream);
+std::unique_ptr<State> make_state_f32(const void* x, const StateOptions& o, void* stream);
+std::unique_ptr<State> make_state_f64(const void* x, const StateOptions& o, void* stream);
+
+}  // namespace cuda
+}  // namespace pcoreset
