@@ -204,8 +204,12 @@ def format_paired(rows: List[dict]) -> str:
         use_w = all(r["p_wilcoxon"] is not None for r in sel)
         test = "Wilcoxon signed-rank" if use_w else "sign test (install scipy for Wilcoxon)"
         seeds = sorted({r["seeds"] for r in sel})
-        out.append(f"Paired against {setting_label(ref, distill)}, {'/'.join(map(str, seeds))} seeds: "
-                   f"strategy − {ref} in accuracy points, mean ± 95% CI (p, two-sided {test}).\n")
+        if seeds == [1]:
+            out.append(f"Against {setting_label(ref, distill)}, 1 seed: strategy − {ref} in accuracy points "
+                       "(run more seeds for intervals and tests).\n")
+        else:
+            out.append(f"Paired against {setting_label(ref, distill)}, {'/'.join(map(str, seeds))} seeds: "
+                       f"strategy − {ref} in accuracy points, mean ± 95% CI (p, two-sided {test}).\n")
         head = ["strategy"] + [f"{c} labels" if c != "area" else "area" for c in cols] + \
                ["area W/T/L", "area sign p"]
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -218,7 +222,8 @@ def format_paired(rows: List[dict]) -> str:
                     cells.append("")
                     continue
                 p = r["p_wilcoxon"] if use_w else r["p_sign"]
-                cells.append(f"{100 * r['mean']:+.1f} ± {100 * r['ci']:.1f} ({format_p(p)})")
+                cells.append(f"{100 * r['mean']:+.1f} ± {100 * r['ci']:.1f} ({format_p(p)})" if r["seeds"] > 1
+                             else f"{100 * r['mean']:+.1f}")
             a = by_col.get("area")
             tail = [f"{a['wins']}/{a['ties']}/{a['losses']}", format_p(a["p_sign"])] if a else ["", ""]
             out.append("| " + " | ".join([setting_label(strategy, distill)] + cells + tail) + " |")
