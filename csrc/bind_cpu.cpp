@@ -169,6 +169,43 @@ class PyState {
     state_->take(i);
   }
 
+  void exclude(I64Array rows) {
+    auto r = rows.unchecked<1>();
+    for (py::ssize_t k = 0; k < r.shape(0); ++k) check_row(r(k), "row");
+    state_->exclude(rows.data(), rows.shape(0));
+  }
+
+  int64_t num_centers() const { return state_->num_centers(); }
+
+  // The state as arrays (running minimum, nearest center, center vectors),
+  // and its exact restoration: what Selector.state_dict saves.
+  py::tuple export_state() const {
+    const int64_t k = state_->num_centers();
+    F64Array mind(n());
+    I64Array nearest(n());
+    F64Array centers({static_cast<py::ssize_t>(k), static_cast<py::ssize_t>(c())});
+    state_->export_state(mind.mutable_data(), nearest.mutable_data(), centers.mutable_data());
+    return py::make_tuple(mind, nearest, centers);
+  }
+
+  void load_state(F64Array mind, I64Array nearest, F64Array centers) {
+    if (mind.ndim() != 1 || mind.shape(0) != n() || nearest.ndim() != 1 || nearest.shape(0) != n())
+      throw py::value_error("mind and nearest must have one value per row (" + std::to_string(n()) + ")");
+    if (centers.ndim() != 2 || centers.shape(1) != c())
+      throw py::value_error("centers must have shape (k, " + std::to_string(c()) + ")");
+    const int64_t k = centers.shape(0);
+    auto nr = nearest.unchecked<1>();
+    auto md = mind.unchecked<1>();
+    for (py::ssize_t i = 0; i < nr.shape(0); ++i) {
+      if (nr(i) < -1 || nr(i) >= k)
+        throw py::value_error("nearest[" + std::to_string(i) + "]=" + std::to_string(nr(i)) + " is not a center");
+      if (!(md(i) == md(i)) || (md(i) >= 0 && nr(i) < 0 && k > 0))
+        throw py::value_error("mind[" + std::to_string(i) + "] is inconsistent with nearest");
+    }
+    py::gil_scoped_release nogil;
+    state_->load_state(mind.data(), nearest.data(), centers.data(), k);
+  }
+
   py::tuple push_center(F64Array vec) {
     check_vec(vec);
     StepResult r;
@@ -242,6 +279,11 @@ class PyState {
     d["rows_computed"] = s.rows_computed;
     d["rows_visited"] = s.rows_visited;
     d["center_dists"] = s.center_dists;
+    d["dense_steps"] = s.dense_steps;
+    d["cell_steps"] = s.cell_steps;
+    d["cells_visited"] = s.cells_visited;
+    d["parallel_steps"] = s.parallel_steps;
+    d["cell_builds"] = s.cell_builds;
     return d;
   }
 
@@ -332,6 +374,10 @@ PYBIND11_MODULE(_C, m) {
       .def("farthest_from", &PyState::farthest_from, py::arg("vector"))
       .def("current_best", &PyState::current_best)
       .def("take", &PyState::take, py::arg("row"))
+      .def("exclude", &PyState::exclude, py::arg("rows"))
+      .def_property_readonly("num_centers", &PyState::num_centers)
+      .def("export_state", &PyState::export_state)
+      .def("load_state", &PyState::load_state, py::arg("mind"), py::arg("nearest"), py::arg("centers"))
       .def("push_center", &PyState::push_center, py::arg("vector"))
       .def("push_row", &PyState::push_row, py::arg("row"))
       .def("run", &PyState::run, py::arg("budget"), py::arg("progress") = py::none())

@@ -1,7 +1,23 @@
-// CPU k-center greedy: running minimum, one fused update + argmax pass per
-// step over OpenMP threads, exact triangle-inequality pruning.
+// CPU k-center greedy: running minimum, exact triangle-inequality pruning, and
+// steps that touch only the cells near the new center.
 //
-// Per step, with the new center n:
+// Cell steps (prune on, once there is a center). Each center a keeps its
+// Voronoi cell (the rows whose nearest center it is, sorted), the cell's
+// radius r_a (the largest running minimum among them) and its farthest row
+// (lowest index among equals); an indexed max-heap over the cells, ordered by
+// (radius, lowest row index), gives the next pick without a scan. With the
+// new center n, a row i of cell a can only come closer to n if
+// d(a, n) < 2 r_a (triangle inequality: d(i, n) >= d(a, n) - d(i, a)), so a
+// step visits only those cells and, inside them, skips each row with
+// d(a, n) >= 2 sqrt(mind[i]) (8 bytes read instead of C values). The cells
+// near n are found without looking at every center: a fixed set of anchor
+// centers each keeps the other centers nearest to it, sorted by their distance
+// to the anchor; |d(g, n) - d(g, a)| <= d(a, n) bounds every center a of
+// anchor g from below, so only a window of each list is read. A step's cost
+// follows the cells that can change, not N or the number of centers.
+//
+// Dense steps (the first center, when no cell exists yet, and prune off, the
+// mode that measures the plain pass). Per step, with the new center n:
 //   1. for every active center a (one that still has rows at distance > 0):
 //      dcc2[a] = d^2(a, n), stopping early once it exceeds the bound under
 //      which no row of a can move (then dcc2[a] = +inf: the whole cluster is
@@ -21,8 +37,13 @@
 #include <omp.h>
 #endif
 
+#include <dirent.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
 
 #include "pcoreset/kcenter.h"
 #include "pcoreset/row_math.h"
@@ -55,6 +76,77 @@ int resolve_threads(int requested, int64_t values) {
   return 1;
 #endif
 }
+
+// Threads for the next parallel region. A caller that asked for a number gets
+// it. The default (all cores) adapts to the machine: other processes that are
+// running take cores away (/proc/loadavg counts running tasks; this process's
+// own running threads, read from /proc/self/task, are not counted against
+// it). On a busy machine a spinning OpenMP barrier waits for threads that the
+// scheduler has preempted, which made steps up to 16 times slower than on one
+// thread; with the adaptive count a busy machine runs the steps on one thread.
+// Read at most every 50 ms.
+class ThreadPolicy {
+ public:
+  ThreadPolicy(int requested, int64_t values)
+      : max_(resolve_threads(requested, values)), adaptive_(requested == 0) {}
+
+  int max() const { return max_; }
+
+  int now() {
+    if (max_ <= 1 || !adaptive_) return max_;
+    const auto t = std::chrono::steady_clock::now();
+    if (cached_ > 0 && t - last_ < std::chrono::milliseconds(50)) return cached_;
+    last_ = t;
+    cached_ = compute();
+    return cached_;
+  }
+
+ private:
+  static int running_tasks() {
+    FILE* f = std::fopen("/proc/loadavg", "r");
+    if (!f) return -1;
+    double a, b, c;
+    int running = -1, total = 0;
+    if (std::fscanf(f, "%lf %lf %lf %d/%d", &a, &b, &c, &running, &total) != 5) running = -1;
+    std::fclose(f);
+    return running;
+  }
+
+  static int own_running_tasks() {
+    DIR* d = opendir("/proc/self/task");
+    if (!d) return 1;
+    int count = 0;
+    char path[64], buf[512];
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      std::snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+      FILE* f = std::fopen(path, "r");
+      if (!f) continue;
+      const size_t got = std::fread(buf, 1, sizeof buf - 1, f);
+      std::fclose(f);
+      buf[got] = 0;
+      const char* close = std::strrchr(buf, ')');  // the state follows the command name
+      if (close && close[1] == ' ' && close[2] == 'R') ++count;
+    }
+    closedir(d);
+    return std::max(count, 1);
+  }
+
+  int compute() const {
+    const int running = running_tasks();
+    if (running <= 0) return max_;
+    const int others = std::max(0, running - own_running_tasks());
+    int cpus = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) cpus = std::min(cpus, CPU_COUNT(&set));
+    return std::max(1, std::min(max_, cpus - others));
+  }
+
+  int max_;
+  bool adaptive_;
+  int cached_ = 0;
+  std::chrono::steady_clock::time_point last_{};
+};
 
 // Early exit: a partial sum of non-negative terms that already exceeds the
 // stop value by this margin cannot fold (in the lane order) to less than it.
@@ -177,7 +269,7 @@ class CpuState final : public KCenterState {
 
  public:
   CpuState(const S* x, const KCenterParams& p)
-      : x_(x), p_(p), threads_(resolve_threads(p.num_threads, p.n * p.c)),
+      : x_(x), p_(p), policy_(p.num_threads, p.n * p.c), threads_(policy_.max()),
         inv_t_(static_cast<A>(1.0 / p.temperature)),
         mind_(p.n, kInf), nearest_(p.n, -1),
         tile_(tile_rows(p)) {
@@ -186,22 +278,26 @@ class CpuState final : public KCenterState {
   }
 
   void seed_rows(const int64_t* rows, int64_t count) override {
+    cells_ready_ = false;
     assign_nearest(add_row_centers(rows, count));
   }
 
   void seed_rows_with_candidates(const int64_t* rows, int64_t count, const int64_t* cand,
                                  int64_t k) override {
+    cells_ready_ = false;
     refine_candidates(add_row_centers(rows, count), count, cand, k);
   }
 
   void seed_vectors_with_candidates(const double* vecs, int64_t count, const int64_t* cand,
                                     int64_t k) override {
+    cells_ready_ = false;
     const int64_t first = num_centers();
     for (int64_t a = 0; a < count; ++a) append_center(vecs + a * p_.c);
     refine_candidates(first, count, cand, k);
   }
 
   void seed_vectors(const double* vecs, int64_t count) override {
+    cells_ready_ = false;
     const int64_t first = num_centers();
     for (int64_t a = 0; a < count; ++a) append_center(vecs + a * p_.c);
     assign_nearest(first);
@@ -217,7 +313,7 @@ class CpuState final : public KCenterState {
   void rows_values(const int64_t* rows, int64_t count, void* out) const override {
     A* o = static_cast<A*>(out);
     const int64_t c = p_.c;
-#pragma omp parallel for schedule(static) num_threads(count * c >= kMinParallelValues ? threads_ : 1)
+#pragma omp parallel for schedule(static) num_threads(count * c >= kMinParallelValues ? team() : 1)
     for (int64_t k = 0; k < count; ++k) {
       const int64_t i = rows[k];
       const S* row = x_ + i * c;
@@ -235,7 +331,7 @@ class CpuState final : public KCenterState {
     const int64_t nblocks = (n + kBlock - 1) / kBlock;
     std::vector<double> partial(static_cast<size_t>(nblocks * c), 0.0);
     const int64_t tile_blocks = std::max<int64_t>(1, tile_ / kBlock);
-#pragma omp parallel num_threads(threads_)
+#pragma omp parallel num_threads(team())
     for (int64_t b0 = 0; b0 < nblocks; b0 += tile_blocks) {
       const int64_t b1 = std::min(nblocks, b0 + tile_blocks);
 #pragma omp for schedule(static)
@@ -262,7 +358,7 @@ class CpuState final : public KCenterState {
     std::vector<A> v(vec, vec + p_.c);
     const int64_t n = p_.n;
     std::vector<Best> best(threads_);
-#pragma omp parallel num_threads(threads_)
+#pragma omp parallel num_threads(team())
     {
       Best local;
       for (int64_t t0 = 0; t0 < n; t0 += tile_) {
@@ -281,9 +377,13 @@ class CpuState final : public KCenterState {
   }
 
   StepResult current_best() override {
+    if (use_cells()) {
+      ensure_cells();
+      return heap_top();
+    }
     const int64_t n = p_.n;
     std::vector<Best> best(threads_);
-#pragma omp parallel num_threads(threads_)
+#pragma omp parallel num_threads(team())
     {
       Best local;
 #pragma omp for schedule(static)
@@ -295,19 +395,59 @@ class CpuState final : public KCenterState {
   }
 
   void take(int64_t i) override {
+    if (mind_[i] < A(0)) return;
+    if (cells_ready_) remove_from_cell(i);
     mind_[i] = kTaken;
+  }
+
+  void exclude(const int64_t* rows, int64_t count) override {
+    for (int64_t k = 0; k < count; ++k) take(rows[k]);
   }
 
   StepResult push_center(const double* vec) override {
+    const bool cells = use_cells();
+    if (cells) ensure_cells();
     append_center(vec);
-    return update(num_centers() - 1);
+    if (!cells) return dense_step(num_centers() - 1);
+    return cell_step(num_centers() - 1, -1);
   }
 
   StepResult push_row(int64_t i) override {
+    const bool cells = use_cells();
+    if (cells) ensure_cells();
+    const int64_t from = mind_[i] >= A(0) ? nearest_[i] : -1;
     const int64_t id = append_row_center(i);
     mind_[i] = kTaken;
+    if (!cells) {
+      nearest_[i] = static_cast<int32_t>(id);
+      return dense_step(id);
+    }
+    // the cell step drops row i from its old cell (it is always visited)
+    const StepResult r = cell_step(id, from);
     nearest_[i] = static_cast<int32_t>(id);
-    return update(id);
+    return r;
+  }
+
+  int64_t num_centers() const override { return static_cast<int64_t>(centers_.size() / p_.c); }
+
+  void export_state(double* mind, int64_t* nearest, double* centers) const override {
+    for (int64_t i = 0; i < p_.n; ++i) {
+      mind[i] = mind_[i] < A(0) ? -1.0 : static_cast<double>(mind_[i]);
+      nearest[i] = nearest_[i];
+    }
+    for (size_t j = 0; j < centers_.size(); ++j) centers[j] = static_cast<double>(centers_[j]);
+  }
+
+  void load_state(const double* mind, const int64_t* nearest, const double* centers,
+                  int64_t n_centers) override {
+    for (int64_t i = 0; i < p_.n; ++i) {
+      mind_[i] = mind[i] < 0.0 ? kTaken : static_cast<A>(mind[i]);
+      nearest_[i] = static_cast<int32_t>(nearest[i]);
+    }
+    centers_.assign(centers, centers + n_centers * p_.c);
+    radius2_.assign(static_cast<size_t>(n_centers), A(0));
+    cells_ready_ = false;
+    refresh_radii();
   }
 
   bool run(int64_t budget, std::vector<int64_t>* picks, std::vector<double>* radii2,
@@ -362,6 +502,385 @@ class CpuState final : public KCenterState {
     return StepResult{all.row, all.dist2};
   }
 
+
+  // ---------------------------------------------------------------- cells
+
+  // Cell steps need pruning and at least one center (the first center's step
+  // is a dense pass: every row moves).
+  bool use_cells() const { return p_.prune && num_centers() > 0; }
+
+  // Relative rounding of a computed distance (not squared) between two
+  // vectors, widened: the anchor windows must never drop a cell that the
+  // exact test would keep.
+  static constexpr double kGeomEps = sizeof(A) == 4 ? 2e-4 : 1e-12;
+  double geom_eps() const { return kGeomEps * (1.0 + static_cast<double>(p_.c) / 256.0); }
+
+  // Build the cells from the running minimum: members (sorted), radii,
+  // farthest rows, the heap and the anchor index. O(N + K * anchors * C).
+  void ensure_cells() {
+    if (cells_ready_) return;
+    const int64_t n = p_.n, k = num_centers();
+    stats_.cell_builds += 1;
+    std::vector<int64_t> count(static_cast<size_t>(k) + 1, 0);
+    for (int64_t i = 0; i < n; ++i)
+      if (mind_[i] >= A(0) && nearest_[i] >= 0) ++count[nearest_[i]];
+    members_.assign(static_cast<size_t>(k), {});
+    for (int64_t a = 0; a < k; ++a) members_[a].reserve(static_cast<size_t>(count[a]));
+    for (int64_t i = 0; i < n; ++i)
+      if (mind_[i] >= A(0) && nearest_[i] >= 0) members_[nearest_[i]].push_back(static_cast<uint32_t>(i));
+    radius2_.assign(static_cast<size_t>(k), A(-1));
+    far_.assign(static_cast<size_t>(k), -1);
+    for (int64_t a = 0; a < k; ++a) rescan_cell(a);
+    heap_pos_.assign(static_cast<size_t>(k), -1);
+    heap_.clear();
+    for (int64_t a = 0; a < k; ++a) heap_push(a);
+    build_anchors();
+    cells_ready_ = true;
+  }
+
+  // Radius and farthest row of cell a from its members.
+  void rescan_cell(int64_t a) {
+    A r2 = A(-1);
+    int64_t far = -1;
+    for (uint32_t i : members_[a]) {
+      const A m = mind_[i];
+      if (m > r2) {  // members are sorted: strict > keeps the lowest index
+        r2 = m;
+        far = i;
+      }
+    }
+    radius2_[a] = r2;
+    far_[a] = far;
+  }
+
+  void remove_from_cell(int64_t i) {
+    const int64_t a = nearest_[i];
+    if (a < 0) return;
+    auto& mem = members_[a];
+    auto it = std::lower_bound(mem.begin(), mem.end(), static_cast<uint32_t>(i));
+    if (it == mem.end() || *it != static_cast<uint32_t>(i)) return;
+    mem.erase(it);
+    if (far_[a] == i) {
+      mind_[i] = kTaken;
+      rescan_cell(a);
+      heap_fix(a);
+    }
+  }
+
+  // ---- the max structure over cells: (radius2, lowest row) ----
+  bool heap_above(int64_t a, int64_t b) const {
+    const int64_t fa = far_[a] < 0 ? std::numeric_limits<int64_t>::max() : far_[a];
+    const int64_t fb = far_[b] < 0 ? std::numeric_limits<int64_t>::max() : far_[b];
+    return better(radius2_[a], fa, radius2_[b], fb);
+  }
+  void heap_set(size_t pos, int64_t a) {
+    heap_[pos] = a;
+    heap_pos_[a] = static_cast<int64_t>(pos);
+  }
+  void heap_up(size_t pos) {
+    const int64_t a = heap_[pos];
+    while (pos > 0) {
+      const size_t parent = (pos - 1) / 2;
+      if (!heap_above(a, heap_[parent])) break;
+      heap_set(pos, heap_[parent]);
+      pos = parent;
+    }
+    heap_set(pos, a);
+  }
+  void heap_down(size_t pos) {
+    const int64_t a = heap_[pos];
+    const size_t size = heap_.size();
+    for (;;) {
+      size_t child = 2 * pos + 1;
+      if (child >= size) break;
+      if (child + 1 < size && heap_above(heap_[child + 1], heap_[child])) ++child;
+      if (!heap_above(heap_[child], a)) break;
+      heap_set(pos, heap_[child]);
+      pos = child;
+    }
+    heap_set(pos, a);
+  }
+  void heap_push(int64_t a) {
+    if (static_cast<int64_t>(heap_pos_.size()) <= a) heap_pos_.resize(static_cast<size_t>(a) + 1, -1);
+    heap_.push_back(a);
+    heap_up(heap_.size() - 1);
+  }
+  void heap_fix(int64_t a) {
+    const size_t pos = static_cast<size_t>(heap_pos_[a]);
+    heap_up(pos);
+    heap_down(static_cast<size_t>(heap_pos_[a]));
+  }
+  StepResult heap_top() const {
+    if (heap_.empty()) return StepResult{-1, 0.0};
+    const int64_t a = heap_[0];
+    if (far_[a] < 0) return StepResult{-1, 0.0};
+    return StepResult{far_[a], static_cast<double>(radius2_[a])};
+  }
+
+  // ---- the anchor index over centers ----
+  // Anchors: a fixed set of centers (every center while there are fewer than
+  // the maximum, a spread subset of the initial centers otherwise). Each
+  // center belongs to its nearest anchor's list, sorted by the distance to
+  // it; each list keeps an upper bound of its centers' radii.
+  int64_t max_anchors() const {
+    // a new center is measured against every anchor: keep that near the
+    // cost of reading a few cells
+    return std::max<int64_t>(16, std::min<int64_t>(128, (int64_t(1) << 21) / std::max<int64_t>(1, p_.c)));
+  }
+
+  void build_anchors() {
+    const int64_t k = num_centers();
+    const int64_t na = std::min(k, max_anchors());
+    anchors_.clear();
+    for (int64_t g = 0; g < na; ++g) anchors_.push_back(g * k / na);  // spread over the given order
+    anchor_list_.assign(static_cast<size_t>(na), {});
+    anchor_maxr_.assign(static_cast<size_t>(na), 0.0);
+    anchor_of_.assign(static_cast<size_t>(k), -1);
+    std::vector<int64_t> best_g(static_cast<size_t>(k), 0);
+    std::vector<double> best_d(static_cast<size_t>(k), 0.0);
+#pragma omp parallel for schedule(dynamic, 64) num_threads(k * na * p_.c >= (int64_t(1) << 22) ? team() : 1)
+    for (int64_t a = 0; a < k; ++a) {
+      double bd = std::numeric_limits<double>::infinity();
+      int64_t bg = 0;
+      for (int64_t g = 0; g < na; ++g) {
+        const double d = std::sqrt(static_cast<double>(sq_dist_vec(center(anchors_[g]), center(a), p_.c, A(-1))));
+        if (d < bd) {
+          bd = d;
+          bg = g;
+        }
+      }
+      best_g[a] = bg;
+      best_d[a] = bd;
+    }
+    stats_.center_dists += k * na;
+    for (int64_t g = 0; g < na; ++g) best_d[anchors_[g]] = 0.0, best_g[anchors_[g]] = g;
+    for (int64_t a = 0; a < k; ++a) anchor_insert(a, best_g[a], best_d[a]);
+    for (auto& list : anchor_list_) std::sort(list.begin(), list.end());
+  }
+
+  void anchor_insert(int64_t a, int64_t g, double d) {
+    anchor_of_.resize(std::max<size_t>(anchor_of_.size(), static_cast<size_t>(a) + 1), -1);
+    anchor_of_[a] = g;
+    auto& list = anchor_list_[g];
+    const std::pair<double, int64_t> e{d, a};
+    if (cells_ready_) list.insert(std::upper_bound(list.begin(), list.end(), e), e);
+    else list.push_back(e);  // build_anchors sorts once
+    const double r = radius2_[a] > A(0) ? std::sqrt(static_cast<double>(radius2_[a])) : 0.0;
+    anchor_maxr_[g] = std::max(anchor_maxr_[g], r);
+  }
+
+  void tighten_anchor_radii() {
+    for (size_t g = 0; g < anchor_list_.size(); ++g) {
+      double m = 0.0;
+      for (const auto& e : anchor_list_[g])
+        if (radius2_[e.second] > A(0)) m = std::max(m, static_cast<double>(radius2_[e.second]));
+      anchor_maxr_[g] = std::sqrt(m);
+    }
+  }
+
+  struct Affected {
+    int64_t cell;
+    A dcc2;  // squared distance from the cell's center to the new center
+  };
+
+  // The cells that the new center `id` can change: every cell a with
+  // d(a, new) < 2 r_a, found through the anchors; `from` (the cell of the
+  // picked row, or -1) is always included. Squared center distances in the
+  // kernel's arithmetic, as in the dense pass.
+  void find_affected(int64_t id, int64_t from, std::vector<Affected>* out) {
+    const A* ctr = center(id);
+    const int64_t na = static_cast<int64_t>(anchors_.size());
+    const double eps = geom_eps();
+    const double tiny = sizeof(A) == 4 ? 1e-30 : 1e-300;
+    out->clear();
+    ++epoch_;
+    if (stamp_.size() < static_cast<size_t>(num_centers())) stamp_.resize(static_cast<size_t>(num_centers()), 0);
+    anchor_d2_.resize(static_cast<size_t>(na));
+    for (int64_t g = 0; g < na; ++g) anchor_d2_[g] = sq_dist_vec(center(anchors_[g]), ctr, p_.c, A(-1));
+    stats_.center_dists += na;
+    for (int64_t g = 0; g < na; ++g) {
+      const auto& list = anchor_list_[g];
+      if (list.empty()) continue;
+      const double dq = std::sqrt(static_cast<double>(anchor_d2_[g]));
+      const double w = (2.0 * anchor_maxr_[g] * (1.0 + eps) + tiny + 2.0 * eps * dq) / (1.0 - eps);
+      auto it = std::lower_bound(list.begin(), list.end(), std::pair<double, int64_t>{dq - w, -1});
+      for (; it != list.end() && it->first <= dq + w; ++it) {
+        const int64_t a = it->second;
+        if (a == id) continue;
+        const A r2 = radius2_[a];
+        if (!(r2 > A(0)) && a != from) continue;
+        const double r = r2 > A(0) ? std::sqrt(static_cast<double>(r2)) : 0.0;
+        if (std::fabs(dq - it->first) - eps * (dq + it->first) >= 2.0 * r * (1.0 + eps) + tiny && a != from)
+          continue;
+        A dcc2;
+        const A bound = PruneSlack<A>::value * r2;
+        if (a == anchors_[g]) {
+          dcc2 = anchor_d2_[g];
+        } else {
+          dcc2 = sq_dist_vec(center(a), ctr, p_.c, a == from ? A(-1) : bound);
+          stats_.center_dists += 1;
+        }
+        if (dcc2 < bound || a == from) {
+          stamp_[a] = epoch_;
+          out->push_back(Affected{a, dcc2});
+        }
+      }
+    }
+    if (from >= 0 && stamp_[from] != epoch_) {
+      out->push_back(Affected{from, sq_dist_vec(center(from), ctr, p_.c, A(-1))});
+      stats_.center_dists += 1;
+    }
+  }
+
+  // One unit of a cell step: rows [lo, hi) of the member list of a cell.
+  struct Item {
+    int64_t cell;
+    int64_t lo, hi;
+    A dcc2;
+    A r2 = A(-1);      // largest running minimum among the rows that stay
+    int64_t far = -1;  // its lowest row
+    int64_t computed = 0;
+    bool dropped = false;  // a row left the cell (moved or taken)
+    std::vector<uint32_t> moved;
+  };
+
+  void run_item(Item& it, const A* ctr, int32_t id32) {
+    const auto& mem = members_[it.cell];
+    for (int64_t t = it.lo; t < it.hi; ++t) {
+      const uint32_t i = mem[t];
+      A m = mind_[i];
+      if (m < A(0)) {  // taken (the picked row, or excluded)
+        it.dropped = true;
+        continue;
+      }
+      if (!can_skip_row(it.dcc2, m)) {
+        ++it.computed;
+        const A d = dist_row(i, ctr, m);
+        if (d < m) {
+          mind_[i] = d;
+          nearest_[i] = id32;
+          it.moved.push_back(i);
+          it.dropped = true;
+          continue;
+        }
+      }
+      if (m > it.r2) {
+        it.r2 = m;
+        it.far = i;
+      }
+    }
+  }
+
+  // Rows per work item: big enough to amortise, small enough to spread one
+  // huge cell (the first steps) over the threads.
+  static constexpr int64_t kItemRows = 8192;
+  // A step runs on several threads only when its rows outnumber this (a
+  // parallel region costs tens of microseconds, more on a busy machine).
+  static constexpr int64_t kParallelRows = 32768;
+
+  StepResult cell_step(int64_t id, int64_t from) {
+    const A* ctr = center(id);
+    const int32_t id32 = static_cast<int32_t>(id);
+    members_.emplace_back();
+    radius2_.resize(static_cast<size_t>(id) + 1, A(-1));
+    radius2_[id] = A(-1);
+    far_.resize(static_cast<size_t>(id) + 1, -1);
+    far_[id] = -1;
+    find_affected(id, from, &affected_);
+    items_.clear();
+    int64_t rows = 0;
+    for (const Affected& af : affected_) {
+      const int64_t size = static_cast<int64_t>(members_[af.cell].size());
+      rows += size;
+      for (int64_t lo = 0; lo < size || lo == 0; lo += kItemRows) {
+        items_.emplace_back();
+        Item& it = items_.back();
+        it.cell = af.cell;
+        it.lo = lo;
+        it.hi = std::min(size, lo + kItemRows);
+        it.dcc2 = af.dcc2;
+        if (size == 0) break;
+      }
+    }
+    const int64_t n_items = static_cast<int64_t>(items_.size());
+    const int nt = rows >= kParallelRows ? team() : 1;
+    if (nt > 1) stats_.parallel_steps += 1;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int64_t t = 0; t < n_items; ++t) run_item(items_[t], ctr, id32);
+    // combine: per cell, the rows that stay; the new cell gets the moved rows
+    auto& fresh = members_[id];
+    A new_r2 = A(-1);
+    int64_t new_far = -1;
+    int64_t computed = 0;
+    size_t t = 0;
+    while (t < items_.size()) {
+      const int64_t a = items_[t].cell;
+      A r2 = A(-1);
+      int64_t far = -1;
+      bool dropped = false;
+      for (; t < items_.size() && items_[t].cell == a; ++t) {
+        const Item& it = items_[t];
+        computed += it.computed;
+        dropped = dropped || it.dropped;
+        if (it.far >= 0 && better(it.r2, it.far, r2, far < 0 ? std::numeric_limits<int64_t>::max() : far)) {
+          r2 = it.r2;
+          far = it.far;
+        }
+        for (uint32_t i : it.moved) {
+          fresh.push_back(i);
+          const A m = mind_[i];
+          if (new_far < 0 || m > new_r2 || (m == new_r2 && static_cast<int64_t>(i) < new_far)) {
+            new_r2 = m;
+            new_far = i;
+          }
+        }
+      }
+      if (dropped) {
+        auto& mem = members_[a];
+        mem.erase(std::remove_if(mem.begin(), mem.end(),
+                                 [&](uint32_t i) { return mind_[i] < A(0) || nearest_[i] != a; }),
+                  mem.end());
+      }
+      radius2_[a] = r2;
+      far_[a] = far;
+      heap_fix(a);
+    }
+    std::sort(fresh.begin(), fresh.end());
+    radius2_[id] = new_r2;
+    far_[id] = new_far;
+    heap_push(id);
+    // the new center joins the anchor index
+    const int64_t na = static_cast<int64_t>(anchors_.size());
+    if (na < max_anchors()) {
+      anchors_.push_back(id);
+      anchor_list_.emplace_back();
+      anchor_maxr_.push_back(0.0);
+      anchor_insert(id, na, 0.0);
+    } else {
+      int64_t g_best = 0;
+      for (int64_t g = 1; g < na; ++g)
+        if (anchor_d2_[g] < anchor_d2_[g_best]) g_best = g;
+      anchor_insert(id, g_best, std::sqrt(static_cast<double>(anchor_d2_[g_best])));
+    }
+    if (++steps_since_tighten_ >= 64) {
+      tighten_anchor_radii();
+      steps_since_tighten_ = 0;
+    }
+    stats_.steps += 1;
+    stats_.cell_steps += 1;
+    stats_.cells_visited += static_cast<int64_t>(affected_.size());
+    stats_.rows_visited += rows;
+    stats_.rows_computed += computed;
+    if (p_.release_pages) {
+      touched_bytes_ += computed * p_.c * static_cast<int64_t>(sizeof(S));
+      if (touched_bytes_ > (int64_t(64) << 20)) {  // random rows: hand the pool's pages back now and then
+        release_rows(0, p_.n);
+        touched_bytes_ = 0;
+      }
+    }
+    return heap_top();
+  }
+
   // Rows per tile: the whole pool in one piece unless pages are released,
   // then about kTileBytes of rows (big enough that the barrier per tile is
   // noise, small enough to bound what is resident).
@@ -386,7 +905,6 @@ class CpuState final : public KCenterState {
     (void)madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
   }
 
-  int64_t num_centers() const { return static_cast<int64_t>(centers_.size() / p_.c); }
   const A* center(int64_t a) const { return centers_.data() + a * p_.c; }
 
   SoftmaxRow<A> softmax_of(int64_t i) const { return p_.from_logits ? sm_[i] : sm_[0]; }
@@ -394,7 +912,7 @@ class CpuState final : public KCenterState {
   void init_softmax() {
     const int64_t n = p_.n, c = p_.c;
     sm_.resize(n);
-#pragma omp parallel num_threads(threads_)
+#pragma omp parallel num_threads(team())
     for (int64_t t0 = 0; t0 < n; t0 += tile_) {
       const int64_t t1 = std::min(n, t0 + tile_);
 #pragma omp for schedule(static)
@@ -458,7 +976,7 @@ class CpuState final : public KCenterState {
   // nearest center (lower center id on ties).
   void refine_candidates(int64_t first, int64_t count, const int64_t* cand, int64_t k) {
     const int64_t n = p_.n;
-#pragma omp parallel num_threads(threads_)
+#pragma omp parallel num_threads(team())
     for (int64_t t0 = 0; t0 < n; t0 += tile_) {
       const int64_t t1 = std::min(n, t0 + tile_);
 #pragma omp for schedule(static)
@@ -489,7 +1007,7 @@ class CpuState final : public KCenterState {
   void assign_nearest(int64_t first) {
     const int64_t n = p_.n;
     const int64_t total = num_centers();
-#pragma omp parallel num_threads(threads_)
+#pragma omp parallel num_threads(team())
     for (int64_t t0 = 0; t0 < n; t0 += tile_) {
       const int64_t t1 = std::min(n, t0 + tile_);
 #pragma omp for schedule(dynamic, 256)
@@ -517,11 +1035,11 @@ class CpuState final : public KCenterState {
   // none are inactive and cost nothing in the pruning stage.
   void refresh_radii() {
     const int64_t k = num_centers(), n = p_.n;
-    std::vector<std::vector<A>> local(threads_);
-#pragma omp parallel num_threads(threads_)
+    // one slot per possible thread (the team may be smaller: adaptive)
+    std::vector<std::vector<A>> local(threads_, std::vector<A>(static_cast<size_t>(k), A(0)));
+#pragma omp parallel num_threads(team())
     {
       std::vector<A>& r = local[thread_id()];
-      r.assign(k, A(0));
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < n; ++i) {
         const int64_t a = nearest_[i];
@@ -534,7 +1052,12 @@ class CpuState final : public KCenterState {
     steps_since_refresh_ = 0;
   }
 
-  // The fused pass for new center `id`.
+  // The fused dense pass for new center `id` (every row).
+  StepResult dense_step(int64_t id) {
+    stats_.dense_steps += 1;
+    return update(id);
+  }
+
   StepResult update(int64_t id) {
     const int64_t n = p_.n, k = num_centers();
     const A* ctr = center(id);
@@ -544,7 +1067,7 @@ class CpuState final : public KCenterState {
       // bound already fails is skipped whole (dcc2 = +inf).
       dcc2_.assign(k, kInf);
       int64_t computed = 0;
-#pragma omp parallel for schedule(dynamic, 64) num_threads(threads_) reduction(+ : computed)
+#pragma omp parallel for schedule(dynamic, 64) num_threads(team()) reduction(+ : computed)
       for (int64_t a = 0; a < k; ++a) {
         const A r2 = radius2_[a];
         if (a == id || !(r2 > A(0))) continue;
@@ -558,7 +1081,7 @@ class CpuState final : public KCenterState {
     std::vector<Best> best(threads_);
     std::vector<A> new_radius(threads_, A(0));
     int64_t computed_rows = 0;
-#pragma omp parallel num_threads(threads_) reduction(+ : computed_rows)
+#pragma omp parallel num_threads(team()) reduction(+ : computed_rows)
     {
       // Rows come in increasing order within a thread, so a strict > keeps
       // the lowest index among equals; threads are combined with the tie rule.
@@ -601,6 +1124,7 @@ class CpuState final : public KCenterState {
     for (A r : new_radius) rad = std::max(rad, r);
     radius2_[id] = rad;
     stats_.steps += 1;
+    if (team() > 1 && n * p_.c >= kMinParallelValues) stats_.parallel_steps += 1;
     stats_.rows_computed += computed_rows;
     stats_.rows_visited += n;
     // Old centers keep their radius as an upper bound (their rows only move
@@ -609,8 +1133,12 @@ class CpuState final : public KCenterState {
     return combine(best);
   }
 
+  // Threads for the next parallel region (adaptive, see ThreadPolicy).
+  int team() const { return policy_.now(); }
+
   const S* x_;
   KCenterParams p_;
+  mutable ThreadPolicy policy_;
   int threads_;
   A inv_t_;
   std::vector<SoftmaxRow<A>> sm_;
@@ -624,6 +1152,23 @@ class CpuState final : public KCenterState {
   std::vector<A> dcc2_;
   int steps_since_refresh_ = 0;
   KCenterStats stats_;
+  // cells (see the file comment)
+  bool cells_ready_ = false;
+  std::vector<std::vector<uint32_t>> members_;
+  std::vector<int64_t> far_;
+  std::vector<int64_t> heap_;
+  std::vector<int64_t> heap_pos_;
+  std::vector<int64_t> anchors_;
+  std::vector<std::vector<std::pair<double, int64_t>>> anchor_list_;
+  std::vector<double> anchor_maxr_;
+  std::vector<int64_t> anchor_of_;
+  std::vector<A> anchor_d2_;
+  std::vector<uint64_t> stamp_;
+  uint64_t epoch_ = 0;
+  std::vector<Affected> affected_;
+  std::vector<Item> items_;
+  int steps_since_tighten_ = 0;
+  int64_t touched_bytes_ = 0;
 };
 
 }  // namespace

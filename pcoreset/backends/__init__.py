@@ -60,7 +60,6 @@ _LOADED = []
 def _load() -> None:
     if _LOADED:
         return
-    _LOADED.append(True)
     from . import cpu, torch_backend  # noqa: F401  (register themselves)
 
     for optional in ("cuda", "faiss_backend"):
@@ -68,3 +67,6 @@ def _load() -> None:
             __import__(f"{__name__}.{optional}")
         except ImportError:
             pass
+    # only now: an interrupted import (Ctrl-C while a CUDA or FAISS library
+    # loads) must not leave a backend unregistered for the rest of the process
+    _LOADED.append(True)

@@ -28,8 +28,13 @@ struct KCenterParams {
 struct KCenterStats {
   int64_t steps = 0;          // update passes run
   int64_t rows_computed = 0;  // rows whose distance to the new center was computed
-  int64_t rows_visited = 0;   // rows looked at (n per pass)
+  int64_t rows_visited = 0;   // rows looked at (n per dense pass; members of visited cells)
   int64_t center_dists = 0;   // center-to-center distances computed for pruning
+  int64_t dense_steps = 0;    // steps run as a pass over every row
+  int64_t cell_steps = 0;     // steps run over the cells near the new center only
+  int64_t cells_visited = 0;  // cells whose members were looked at (cell steps)
+  int64_t parallel_steps = 0; // steps that ran on more than one thread
+  int64_t cell_builds = 0;    // times the cell structure was (re)built from the running minimum
 };
 
 struct StepResult {
@@ -76,6 +81,17 @@ class KCenterState {
   virtual StepResult current_best() = 0;
   // Mark row i as picked (it stops being eligible).
   virtual void take(int64_t i) = 0;
+  // Rows that may never be picked and are not centers (a person could not
+  // label them): they stop being eligible.
+  virtual void exclude(const int64_t* rows, int64_t count) = 0;
+  // Centers so far (labeled rows, vectors, picks).
+  virtual int64_t num_centers() const = 0;
+  // The state as arrays: running minimum (n, float64; taken rows -1),
+  // nearest center (n, int64; -1 = none) and center vectors (num_centers x c,
+  // float64). load_state restores it exactly (the cells are rebuilt).
+  virtual void export_state(double* mind, int64_t* nearest, double* centers) const = 0;
+  virtual void load_state(const double* mind, const int64_t* nearest, const double* centers,
+                          int64_t n_centers) = 0;
   // Add a center (a vector in double) and run the fused update + argmax pass.
   virtual StepResult push_center(const double* vec) = 0;
   // Add row i as a center (marks it picked) and run the fused pass.
