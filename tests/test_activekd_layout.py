@@ -100,7 +100,7 @@ def test_every_module_imports_alone_in_a_fresh_interpreter():
     code = (
         "import importlib, json, sys\n"
         "bad = {}\n"
-        f"for name in json.loads(sys.argv[1]):\n"
+        "for name in json.loads(sys.argv[1]):\n"
         "    for m in [k for k in sys.modules if k == 'pcoreset' or k.startswith('pcoreset.')]:\n"
         "        del sys.modules[m]\n"
         "    try:\n"
