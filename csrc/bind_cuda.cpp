@@ -226,6 +226,40 @@ class PyCudaState {
     return py::make_tuple(picks, radii);
   }
 
+  py::tuple export_state(std::uintptr_t stream) {
+    const int64_t k = state_->num_centers();
+    F64Array mind(n());
+    I64Array nearest(n());
+    F64Array centers({static_cast<py::ssize_t>(k), static_cast<py::ssize_t>(c())});
+    double* m = mind.mutable_data();
+    int64_t* nr = nearest.mutable_data();
+    double* ct = centers.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      state_->export_state(m, nr, ct, as_stream(stream));
+    }
+    return py::make_tuple(mind, nearest, centers);
+  }
+
+  // The same checks as the CPU state's load_state.
+  void load_state(F64Array mind, I64Array nearest, F64Array centers, std::uintptr_t stream) {
+    if (mind.ndim() != 1 || mind.shape(0) != n() || nearest.ndim() != 1 || nearest.shape(0) != n())
+      throw py::value_error("mind and nearest must have one value per row (" + std::to_string(n()) + ")");
+    if (centers.ndim() != 2 || centers.shape(1) != c())
+      throw py::value_error("centers must have shape (k, " + std::to_string(c()) + ")");
+    const int64_t k = centers.shape(0);
+    auto nr = nearest.unchecked<1>();
+    auto md = mind.unchecked<1>();
+    for (py::ssize_t i = 0; i < nr.shape(0); ++i) {
+      if (nr(i) < -1 || nr(i) >= k)
+        throw py::value_error("nearest[" + std::to_string(i) + "]=" + std::to_string(nr(i)) + " is not a center");
+      if (!(md(i) == md(i)) || (md(i) >= 0 && nr(i) < 0 && k > 0))
+        throw py::value_error("mind[" + std::to_string(i) + "] is inconsistent with nearest");
+    }
+    py::gil_scoped_release nogil;
+    state_->load_state(mind.data(), nearest.data(), centers.data(), k, as_stream(stream));
+  }
+
   F64Array min_dist2(std::uintptr_t stream) {
     F64Array out(n());
     double* o = out.mutable_data();
@@ -308,6 +342,8 @@ PYBIND11_MODULE(_C_cuda, m) {
       .def("rows_values", &PyCudaState::rows_values, py::arg("rows"), py::arg("out"), s)
       .def("mean_vector", &PyCudaState::mean_vector, s)
       .def("run", &PyCudaState::run, py::arg("budget"), py::arg("progress") = py::none(), s)
+      .def("export_state", &PyCudaState::export_state, s)
+      .def("load_state", &PyCudaState::load_state, py::arg("mind"), py::arg("nearest"), py::arg("centers"), s)
       .def("min_dist2", &PyCudaState::min_dist2, s)
       .def("stats", &PyCudaState::stats, s);
   m.def("state_bytes", &pc::state_bytes, py::arg("dtype"), py::arg("n"), py::arg("c"), py::arg("from_logits"),

@@ -107,6 +107,13 @@ class State {
   // false when progress asked to stop (the state then holds the picks made
   // so far as centers).
   virtual bool run(int64_t budget, int64_t* picks, double* radii2, const ProgressFn& progress, void* stream) = 0;
+  // The state as arrays, as the CPU state exports it: running minimum (n,
+  // float64; taken rows -1), nearest center (n, int64; -1 = none), center
+  // values (num_centers x c, float64). load_state restores it (radii
+  // recomputed exactly); nearest indices are checked by the binding.
+  virtual void export_state(double* mind, int64_t* nearest, double* centers, void* stream) = 0;
+  virtual void load_state(const double* mind, const int64_t* nearest, const double* centers, int64_t n_centers,
+                          void* stream) = 0;
   // Squared distance of every row to its nearest center (0 for taken rows).
   virtual void min_dist2(double* out, void* stream) = 0;
   virtual CudaStats stats(void* stream) = 0;

@@ -5,24 +5,35 @@
 // nearest[i], per-row softmax parameters for logits, the centers' values
 // (k x c, accumulation type), a radius bound per center, center-to-center
 // distances of the current step, the current center vector, argmax slots,
-// and a control block (Ctl) that the steps read their step number from.
+// and a control block (Ctl).
 //
-// One greedy step t (t >= 1) of run():
-//   prep: decode slot t - 1... (see below) into pick t, record it, make the
-//         pick a center (values stored once, softmax applied once);
-//   dcc:  d^2(c_a, c_new) for every center with rows (radius > 0), early
-//         exit at the bound under which none of its rows can move;
-//   pass: every eligible row: per-row triangle test (8 bytes per row), the
-//         surviving rows' distances in the shared lane order, update of
-//         mind/nearest, argmax into slot t + 1 (packed 64-bit key +
-//         atomicMax for float distances; per-block pairs folded by the last
-//         block for float64).
-// Slot s holds the argmax that becomes pick s. The steps run either as one
-// persistent cooperative kernel per segment (step_kernel: the phases
-// separated by grid barriers, the center in every block's shared memory),
-// or as three kernels per step replayed from a captured CUDA graph
-// (prep_kernel, dcc_kernel, pass_kernel), which read the step number from
-// ctl->t so that the same captured launches serve every step.
+// Slot t holds the argmax that becomes pick t of a run (slot 0: the first
+// pick, from the pool mean or the seeded state). Step t of a run:
+//   - pick t is decoded from slot t and recorded; unless it is the run's
+//     last, it becomes center base + t (values stored once, softmax applied
+//     once) and is marked taken;
+//   - dcc: d^2(c_a, c_new) for every center with rows (radius > 0), early
+//     exit at the bound under which none of its rows can move;
+//   - pass: every eligible row: per-row triangle test (8 bytes per row), the
+//     surviving rows' distances in the shared lane order, update of
+//     mind/nearest, argmax into slot t + 1 (packed 64-bit key + atomicMax for
+//     float distances; per-block pairs folded by the last block to finish for
+//     float64).
+//
+// Two ways to run the steps:
+//   - step_kernel: one persistent cooperative kernel per segment of steps,
+//     the phases separated by grid barriers, the center in every block's
+//     shared memory. This is the default. Of the issue's options for small
+//     pools (a warp per row, prep in the last block of the pass, a
+//     persistent kernel) it is the one that removes every per-step launch:
+//     two grid barriers per step replace three dependent graph nodes, and
+//     prep's work runs in every block at once (each block decodes the slot
+//     and expands the center itself), so no block waits for another to
+//     finish it.
+//   - prep_kernel, dcc_kernel, pass_kernel: three kernels per step, which
+//     read the step number from ctl->t so that one captured CUDA graph of 32
+//     steps serves every step (or plain launches). Used when a cooperative
+//     launch is not possible, for the v1 pass, and to compare.
 #pragma once
 
 #include <cooperative_groups.h>
@@ -37,6 +48,14 @@
 
 namespace pcoreset {
 namespace cuda {
+
+// The launch's dynamic shared memory (the host emulation, csrc/cuda/emu,
+// gives each emulated block its own buffer).
+#if defined(PCS_CUDA_EMULATION)
+#define PCS_DYNAMIC_SMEM(name) unsigned char* name = ::pcs_emu::dynamic_smem()
+#else
+#define PCS_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
 
 constexpr int kThreads = 256;  // 8 warps per block
 constexpr int kWarpsPerBlock = kThreads / kLanes;
@@ -613,6 +632,28 @@ template <typename S, typename A> __global__ void min_dist_kernel(Dev<S, A> s, d
   }
 }
 
+// The state as float64 / int64 arrays (export_state) and back (load_state),
+// as the CPU state writes and reads them: taken rows have mind -1.
+template <typename S, typename A> __global__ void export_kernel(Dev<S, A> s, double* mind, long long* nearest) {
+  for (int64_t i = global_thread(); i < s.n; i += total_threads()) {
+    const A m = s.mind[i];
+    mind[i] = is_eligible(m) ? static_cast<double>(m) : -1.0;
+    nearest[i] = s.nearest[i];
+  }
+}
+
+template <typename S, typename A>
+__global__ void import_kernel(Dev<S, A> s, const double* __restrict__ mind, const long long* __restrict__ nearest) {
+  for (int64_t i = global_thread(); i < s.n; i += total_threads()) {
+    s.mind[i] = mind[i] < 0.0 ? taken_mind<A>() : static_cast<A>(mind[i]);
+    s.nearest[i] = static_cast<int32_t>(nearest[i]);
+  }
+}
+
+template <typename S, typename A> __global__ void centers_out_kernel(Dev<S, A> s, int64_t count, double* out) {
+  for (int64_t t = global_thread(); t < count * s.c; t += total_threads()) out[t] = static_cast<double>(s.cm[t]);
+}
+
 // ---- kernels: one step as three launches --------------------------------------
 
 // The center of the next step: pick t decoded from slot t, recorded, and
@@ -696,7 +737,7 @@ template <typename S, typename A> __device__ __forceinline__ void stage_center(c
 template <typename S, typename A, bool kLogits, bool kSmem>
 __global__ void __launch_bounds__(kThreads, (MinBlocks<A, kLogits>::value))
     dcc_kernel(Dev<S, A> s, long long fixed_id) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  PCS_DYNAMIC_SMEM(smem_raw);
   long long id, slot;
   if (!step_id(s, fixed_id, id, slot)) return;
   if constexpr (kSmem) {
@@ -714,7 +755,7 @@ __global__ void __launch_bounds__(kThreads, (MinBlocks<A, kLogits>::value))
 template <typename S, typename A, bool kLogits, bool kV2>
 __global__ void __launch_bounds__(kThreads, (kV2 ? MinBlocks<A, kLogits>::value : MinBlocksV1<A, kLogits>::value))
     pass_kernel(Dev<S, A> s, int mode, long long fixed_slot, long long fixed_id) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  PCS_DYNAMIC_SMEM(smem_raw);
   long long id = fixed_id, slot = fixed_slot;
   if (mode == kUpdate && fixed_slot < 0) {
     if (!step_id(s, -1, id, slot)) return;
@@ -751,7 +792,7 @@ template <typename S, typename A, bool kLogits>
 __global__ void __launch_bounds__(kThreads, (MinBlocks<A, kLogits>::value))
     step_kernel(Dev<S, A> s, long long t0, long long t1) {
   namespace cg = cooperative_groups;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  PCS_DYNAMIC_SMEM(smem_raw);
   A* ctr = reinterpret_cast<A*>(smem_raw);
   __shared__ long long sh_row, sh_budget, sh_base, sh_mean_start;
   __shared__ double sh_d;

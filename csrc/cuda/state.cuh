@@ -52,6 +52,31 @@ class DeviceGuard {
   int prev_ = -1, device_ = -1;
 };
 
+// Every kernel launch goes through these two: with nvcc the <<<>>> launch
+// and the cooperative launch; in the host emulation (csrc/cuda/emu, a test)
+// fibers on the CPU.
+template <typename... P, typename... Args>
+inline void launch(void (*kernel)(P...), unsigned grid, unsigned block, size_t smem, cudaStream_t stream,
+                   Args&&... args) {
+#if defined(PCS_CUDA_EMULATION)
+  pcs_emu::launch(kernel, grid, block, smem, stream, false, std::forward<Args>(args)...);
+#else
+  kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+#endif
+}
+
+template <typename... P>
+inline cudaError_t launch_cooperative(void (*kernel)(P...), unsigned grid, unsigned block, size_t smem,
+                                      cudaStream_t stream, P... args) {
+#if defined(PCS_CUDA_EMULATION)
+  return pcs_emu::launch(kernel, grid, block, smem, stream, true, args...);
+#else
+  void* ptrs[] = {static_cast<void*>(&args)...};
+  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(grid), dim3(block), ptrs, smem,
+                                     stream);
+#endif
+}
+
 template <typename S, typename A, bool kLogits>
 class TypedState final : public State {
  public:
@@ -99,10 +124,10 @@ class TypedState final : public State {
     if (kLogits) s_.sm = alloc<SoftmaxRow<A>>(n, "the softmax constants");
     ensure_run(1);  // slot 0 of the single steps: they never allocate after changing the state
     check(cudaMemsetAsync(s_.ctl, 0, sizeof(Ctl), stream_), "cudaMemsetAsync(ctl)");
-    init_kernel<S, A><<<flat_grid(p_.n), kThreads, 0, stream_>>>(s_);
+    launch(init_kernel<S, A>, flat_grid(p_.n), kThreads, 0, stream_, s_);
     check(cudaGetLastError(), "init_kernel");
     if (kLogits) {
-      softmax_kernel<S, A><<<warp_grid(p_.n), kThreads, 0, stream_>>>(s_, const_cast<SoftmaxRow<A>*>(s_.sm));
+      launch(softmax_kernel<S, A>, warp_grid(p_.n), kThreads, 0, stream_, s_, const_cast<SoftmaxRow<A>*>(s_.sm));
       check(cudaGetLastError(), "softmax_kernel");
     }
     call.finish();
@@ -181,7 +206,7 @@ class TypedState final : public State {
     if (count <= 0) return;
     Call call(*this, caller);
     const int64_t* d_rows = call.upload(rows, static_cast<size_t>(count));
-    exclude_kernel<S, A><<<flat_grid(count), kThreads, 0, stream_>>>(s_, d_rows, count);
+    launch(exclude_kernel<S, A>, flat_grid(count), kThreads, 0, stream_, s_, d_rows, count);
     check(cudaGetLastError(), "exclude_kernel");
     call.finish();
   }
@@ -192,7 +217,7 @@ class TypedState final : public State {
     Call call(*this, caller);
     ensure_centers(k_ + 1);
     const int64_t id = k_;
-    prep_kernel<S, A, kLogits><<<1, kThreads, 0, stream_>>>(s_, i, id);
+    launch(prep_kernel<S, A, kLogits>, 1, kThreads, 0, stream_, s_, i, id);
     check(cudaGetLastError(), "prep_kernel(push_row)");
     const StepResult r = update_step(id, call);
     call.finish();
@@ -204,7 +229,7 @@ class TypedState final : public State {
     ensure_centers(k_ + 1);
     const double* d_vec = call.upload(vec, static_cast<size_t>(p_.c));
     const int64_t id = add_vec_centers(d_vec, 1);
-    center_to_cvec_kernel<S, A><<<flat_grid(p_.c), kThreads, 0, stream_>>>(s_, id);
+    launch(center_to_cvec_kernel<S, A>, flat_grid(p_.c), kThreads, 0, stream_, s_, id);
     check(cudaGetLastError(), "center_to_cvec_kernel");
     const StepResult r = update_step(id, call);
     call.finish();
@@ -223,7 +248,7 @@ class TypedState final : public State {
   StepResult farthest_from(const double* vec, void* caller) override {
     Call call(*this, caller);
     const double* d_vec = call.upload(vec, static_cast<size_t>(p_.c));
-    set_cvec_kernel<S, A><<<flat_grid(p_.c), kThreads, 0, stream_>>>(s_, d_vec);
+    launch(set_cvec_kernel<S, A>, flat_grid(p_.c), kThreads, 0, stream_, s_, d_vec);
     check(cudaGetLastError(), "set_cvec_kernel");
     clear_slot0();
     launch_pass(kProbe, 0, -1);
@@ -238,7 +263,7 @@ class TypedState final : public State {
     Call call(*this, caller);
     const int64_t* d_row = call.upload(&i, 1);
     A* d_out = call.template temp<A>(static_cast<size_t>(p_.c));
-    rows_values_kernel<S, A, kLogits><<<flat_grid(p_.c), kThreads, 0, stream_>>>(s_, d_row, 1, d_out);
+    launch(rows_values_kernel<S, A, kLogits>, flat_grid(p_.c), kThreads, 0, stream_, s_, d_row, 1, d_out);
     check(cudaGetLastError(), "rows_values_kernel");
     std::vector<A> host(static_cast<size_t>(p_.c));
     check(cudaMemcpyAsync(host.data(), d_out, host.size() * sizeof(A), cudaMemcpyDeviceToHost, stream_),
@@ -251,7 +276,7 @@ class TypedState final : public State {
     if (count <= 0) return;
     Call call(*this, caller);
     const int64_t* d_rows = call.upload(rows, static_cast<size_t>(count));
-    rows_values_kernel<S, A, kLogits><<<flat_grid(count * p_.c), kThreads, 0, stream_>>>(
+    launch(rows_values_kernel<S, A, kLogits>, flat_grid(count * p_.c), kThreads, 0, stream_, 
         s_, d_rows, count, static_cast<A*>(out_device));
     check(cudaGetLastError(), "rows_values_kernel");
     call.finish();
@@ -268,10 +293,47 @@ class TypedState final : public State {
   void min_dist2(double* out, void* caller) override {
     Call call(*this, caller);
     double* d_out = call.template temp<double>(static_cast<size_t>(p_.n));
-    min_dist_kernel<S, A><<<flat_grid(p_.n), kThreads, 0, stream_>>>(s_, d_out);
+    launch(min_dist_kernel<S, A>, flat_grid(p_.n), kThreads, 0, stream_, s_, d_out);
     check(cudaGetLastError(), "min_dist_kernel");
     check(cudaMemcpyAsync(out, d_out, static_cast<size_t>(p_.n) * sizeof(double), cudaMemcpyDeviceToHost, stream_),
           "cudaMemcpyAsync(min_dist2)");
+    call.finish();
+  }
+
+  void export_state(double* mind, int64_t* nearest, double* centers, void* caller) override {
+    Call call(*this, caller);
+    const size_t n = static_cast<size_t>(p_.n), kc = static_cast<size_t>(k_ * p_.c);
+    double* d_mind = call.template temp<double>(n);
+    long long* d_near = call.template temp<long long>(n);
+    double* d_ctr = call.template temp<double>(kc);
+    launch(export_kernel<S, A>, flat_grid(p_.n), kThreads, 0, stream_, s_, d_mind, d_near);
+    check(cudaGetLastError(), "export_kernel");
+    if (kc) {
+      launch(centers_out_kernel<S, A>, flat_grid(k_ * p_.c), kThreads, 0, stream_, s_, k_, d_ctr);
+      check(cudaGetLastError(), "centers_out_kernel");
+    }
+    check(cudaMemcpyAsync(mind, d_mind, n * sizeof(double), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync(mind)");
+    check(cudaMemcpyAsync(nearest, d_near, n * sizeof(long long), cudaMemcpyDeviceToHost, stream_),
+          "cudaMemcpyAsync(nearest)");
+    if (kc)
+      check(cudaMemcpyAsync(centers, d_ctr, kc * sizeof(double), cudaMemcpyDeviceToHost, stream_),
+            "cudaMemcpyAsync(centers)");
+    call.finish();
+  }
+
+  void load_state(const double* mind, const int64_t* nearest, const double* centers, int64_t n_centers,
+                  void* caller) override {
+    Call call(*this, caller);
+    ensure_centers(n_centers);
+    const size_t n = static_cast<size_t>(p_.n);
+    const double* d_mind = call.upload(mind, n);
+    const long long* d_near = call.upload(reinterpret_cast<const long long*>(nearest), n);
+    const double* d_ctr = call.upload(centers, static_cast<size_t>(n_centers * p_.c));
+    launch(import_kernel<S, A>, flat_grid(p_.n), kThreads, 0, stream_, s_, d_mind, d_near);
+    check(cudaGetLastError(), "import_kernel");
+    k_ = 0;
+    if (n_centers > 0) add_vec_centers(d_ctr, n_centers);
+    refresh_radii();
     call.finish();
   }
 
@@ -315,7 +377,7 @@ class TypedState final : public State {
             "cudaMemsetAsync(radius2)");
     // Slot 0: the first pick.
     if (mean_start) {
-      set_cvec_kernel<S, A><<<flat_grid(p_.c), kThreads, 0, stream_>>>(s_, d_mean);
+      launch(set_cvec_kernel<S, A>, flat_grid(p_.c), kThreads, 0, stream_, s_, d_mean);
       check(cudaGetLastError(), "set_cvec_kernel(mean)");
       launch_pass(kProbe, 0, -1);
     } else {
@@ -513,7 +575,7 @@ class TypedState final : public State {
 
   int64_t add_row_centers(const int64_t* d_rows, int64_t count) {
     const int64_t first = k_;
-    add_row_centers_kernel<S, A, kLogits><<<warp_grid(count), kThreads, 0, stream_>>>(s_, d_rows, count, first);
+    launch(add_row_centers_kernel<S, A, kLogits>, warp_grid(count), kThreads, 0, stream_, s_, d_rows, count, first);
     check(cudaGetLastError(), "add_row_centers_kernel");
     k_ += count;
     return first;
@@ -521,21 +583,21 @@ class TypedState final : public State {
 
   int64_t add_vec_centers(const double* d_vecs, int64_t count) {
     const int64_t first = k_;
-    add_vec_centers_kernel<S, A><<<flat_grid(count * p_.c), kThreads, 0, stream_>>>(s_, d_vecs, count, first);
+    launch(add_vec_centers_kernel<S, A>, flat_grid(count * p_.c), kThreads, 0, stream_, s_, d_vecs, count, first);
     check(cudaGetLastError(), "add_vec_centers_kernel");
     k_ += count;
     return first;
   }
 
   void assign_exact(int64_t first, int64_t end) {
-    assign_exact_kernel<S, A, kLogits><<<warp_grid(p_.n), kThreads, 0, stream_>>>(s_, first, end);
+    launch(assign_exact_kernel<S, A, kLogits>, warp_grid(p_.n), kThreads, 0, stream_, s_, first, end);
     check(cudaGetLastError(), "assign_exact_kernel");
     refresh_radii();
   }
 
   void assign_candidates(const int64_t* d_cand, int64_t k, int64_t first, int64_t count) {
     if (k > 0) {
-      assign_candidates_kernel<S, A, kLogits><<<warp_grid(p_.n), kThreads, 0, stream_>>>(s_, d_cand, k, first, count);
+      launch(assign_candidates_kernel<S, A, kLogits>, warp_grid(p_.n), kThreads, 0, stream_, s_, d_cand, k, first, count);
       check(cudaGetLastError(), "assign_candidates_kernel");
     }
     refresh_radii();
@@ -544,7 +606,7 @@ class TypedState final : public State {
   // Exact radius of every center, as the CPU kernel after a seed.
   void refresh_radii() {
     check(cudaMemsetAsync(s_.radius2, 0, static_cast<size_t>(k_) * sizeof(A), stream_), "cudaMemsetAsync(radius2)");
-    radius_kernel<S, A><<<flat_grid(p_.n), kThreads, 0, stream_>>>(s_);
+    launch(radius_kernel<S, A>, flat_grid(p_.n), kThreads, 0, stream_, s_);
     check(cudaGetLastError(), "radius_kernel");
   }
 
@@ -553,9 +615,9 @@ class TypedState final : public State {
     const int64_t nblocks = (p_.n + kMeanBlock - 1) / kMeanBlock;
     double* part = call.template temp<double>(static_cast<size_t>(nblocks * p_.c));
     double* mean = call.template temp<double>(static_cast<size_t>(p_.c));
-    mean_part_kernel<S, A, kLogits><<<flat_grid(nblocks * p_.c), kThreads, 0, stream_>>>(s_, part, nblocks);
+    launch(mean_part_kernel<S, A, kLogits>, flat_grid(nblocks * p_.c), kThreads, 0, stream_, s_, part, nblocks);
     check(cudaGetLastError(), "mean_part_kernel");
-    mean_final_kernel<S, A><<<flat_grid(p_.c), kThreads, 0, stream_>>>(s_, part, nblocks, mean);
+    launch(mean_final_kernel<S, A>, flat_grid(p_.c), kThreads, 0, stream_, s_, part, nblocks, mean);
     check(cudaGetLastError(), "mean_final_kernel");
     return mean;
   }
@@ -604,13 +666,13 @@ class TypedState final : public State {
   void launch_dcc(long long fixed_id) {
     const int grid = grid_for(kWarpsPerBlock, std::max<int64_t>(kcap_, 1), int64_t(sms_) * kBlocksPerSm);
     const size_t smem = static_cast<size_t>(p_.c) * sizeof(A);
-    if (smem <= kSmemCenterMax) dcc_kernel<S, A, kLogits, true><<<grid, kThreads, smem, stream_>>>(s_, fixed_id);
-    else dcc_kernel<S, A, kLogits, false><<<grid, kThreads, 0, stream_>>>(s_, fixed_id);
+    if (smem <= kSmemCenterMax) launch(dcc_kernel<S, A, kLogits, true>, grid, kThreads, smem, stream_, s_, fixed_id);
+    else launch(dcc_kernel<S, A, kLogits, false>, grid, kThreads, 0, stream_, s_, fixed_id);
   }
 
   cudaError_t launch_pass_nocheck(int mode, long long slot, long long id) {
-    if (pass_v2_) pass_kernel<S, A, kLogits, true><<<pass_grid_, kThreads, center_smem(), stream_>>>(s_, mode, slot, id);
-    else pass_kernel<S, A, kLogits, false><<<v1_grid_, kThreads, 0, stream_>>>(s_, mode, slot, id);
+    if (pass_v2_) launch(pass_kernel<S, A, kLogits, true>, pass_grid_, kThreads, center_smem(), stream_, s_, mode, slot, id);
+    else launch(pass_kernel<S, A, kLogits, false>, v1_grid_, kThreads, 0, stream_, s_, mode, slot, id);
     return cudaGetLastError();
   }
   void launch_pass(int mode, long long slot, long long id) {
@@ -620,7 +682,7 @@ class TypedState final : public State {
   // One step of a run as three launches (prep, dcc, pass), all reading the
   // step number from ctl.
   cudaError_t launch_unit() {
-    prep_kernel<S, A, kLogits><<<1, kThreads, 0, stream_>>>(s_, -1, -1);
+    launch(prep_kernel<S, A, kLogits>, 1, kThreads, 0, stream_, s_, -1, -1);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     if (p_.prune) {
@@ -662,9 +724,8 @@ class TypedState final : public State {
     if (steps_ == StepMode::kPersistent) {
       Dev<S, A> dev = s_;
       long long a0 = t0, a1 = t1;
-      void* args[] = {&dev, &a0, &a1};
-      check(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(&step_kernel<S, A, kLogits>),
-                                        dim3(persistent_grid_), dim3(kThreads), args, center_smem(), stream_),
+      check(launch_cooperative(step_kernel<S, A, kLogits>, persistent_grid_, kThreads, center_smem(), stream_, dev,
+                               a0, a1),
             "cudaLaunchCooperativeKernel(step_kernel)");
     } else if (graphed) {
       for (int64_t u = t0; u < t1; u += kGraphSteps) check(cudaGraphLaunch(exec_, stream_), "cudaGraphLaunch");

@@ -234,6 +234,19 @@ class CudaState:
         return self._call(lambda s: self._state.run(budget, progress, s), extra_centers=max(budget - 1, 0),
                           budget=budget)
 
+    def export_state(self):
+        """(mind (N,) float64 with -1 for taken rows, nearest (N,) int64 with -1
+        for none, centers (K, C) float64): the state as arrays, as the CPU
+        state exports it."""
+        return self._call(lambda s: self._state.export_state(s))
+
+    def load_state(self, mind, nearest, centers) -> None:
+        """Restores a state exported by export_state (this or the CPU backend's)."""
+        mind = np.ascontiguousarray(mind, dtype=np.float64)
+        nearest, centers = self._cand(nearest), self._vecs(centers)
+        self._call(lambda s: self._state.load_state(mind, nearest, centers, s),
+                   extra_centers=max(0, (centers.shape[0] if centers.ndim == 2 else 0) - self.num_centers))
+
     def min_dist2(self) -> np.ndarray:
         """Squared distance of every row to its nearest center (0 for taken rows), float64 (N,)."""
         return self._call(lambda s: self._state.min_dist2(s))
