@@ -327,16 +327,29 @@ __device__ __forceinline__ void pass_v2(const Dev<S, A>& s, int mode, int32_t id
   const uint32_t ngroups = (n + kLanes - 1) / kLanes;
   const bool prune = mode == kUpdate && s.prune;
   const bool narrow = s.c <= kLanes;
+  // The next group's mind and nearest are loaded while this group is
+  // processed (its rows are not touched by this group's updates), so a group
+  // starts without a memory round trip.
+  auto load_mind = [&](uint32_t g) {
+    const uint32_t i = g * kLanes + lane;
+    return g < ngroups && i < n ? ld_shared_state(s.mind + i) : taken_mind<A>();
+  };
+  auto load_nearest = [&](uint32_t g) {
+    const uint32_t i = g * kLanes + lane;
+    return prune && g < ngroups && i < n ? ld_shared_state(s.nearest + i) : int32_t(-1);
+  };
+  A m_next = load_mind(warp);
+  int32_t a_next = load_nearest(warp);
   for (uint32_t g = warp; g < ngroups; g += nwarps) {
     const uint32_t base = g * kLanes;
     const uint32_t i = base + lane;
-    A m = i < n ? ld_shared_state(s.mind + i) : taken_mind<A>();
+    A m = m_next;
+    const int32_t a = a_next;
+    m_next = load_mind(g + nwarps);
+    a_next = load_nearest(g + nwarps);
     const bool eligible = is_eligible(m);
     bool need = eligible && mode != kScan;
-    if (need && prune) {
-      const int32_t a = ld_shared_state(s.nearest + i);
-      need = !(a >= 0 && can_skip_row(ld_shared_state(s.dcc2 + a), m));
-    }
+    if (need && prune) need = !(a >= 0 && can_skip_row(ld_shared_state(s.dcc2 + a), m));
     const unsigned mask = __ballot_sync(kFullMask, need);
     if (lane == 0) *computed += __popc(mask);
     A mine = A(0);
