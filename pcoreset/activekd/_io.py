@@ -1,5 +1,4 @@
-"""Atomic writes (modes follow the umask), pickle-free reads of user files, and
-the checks of the driver's output directories."""
+"""Atomic writes (modes follow the umask) and pickle-free reads of user files."""
 from __future__ import annotations
 
 import csv
@@ -130,23 +129,3 @@ def load_array(path, what: str) -> np.ndarray:
         raise InvalidInputError(f"{what}: cannot read {str(path)!r} without unpickling: {exc}") from exc
     raise InvalidInputError(f"{what}: {str(path)!r} has suffix {suffix!r}; expected .npy, .npz, .pt or .pth")
 
-
-def check_output_dir(path, arg: str) -> Path:
-    """Check, before any work, that directory `path` exists and is writable, or can
-    be created (its nearest existing ancestor is a writable directory). Raises
-    InvalidInputError naming `arg` and the path in one line."""
-    path = Path(os.fspath(path)).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise InvalidInputError(f"{arg} {path}: exists and is not a directory")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise InvalidInputError(f"{arg} {path}: cannot write in this directory (permission denied)")
-        return path
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise InvalidInputError(f"{arg} {path}: cannot create it, {ancestor} is not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InvalidInputError(f"{arg} {path}: cannot create it in {ancestor} (permission denied)")
-    return path

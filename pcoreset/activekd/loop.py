@@ -75,8 +75,8 @@ def check_run_paths(cfg: RunConfig, out) -> None:
     read. Raises InvalidInputError with a one-line message naming the setting."""
     from .datasets import DATASETS
 
-    _io.check_output_dir(out, "--out")
-    _io.check_output_dir(cfg.cache_dir or default_cache_dir(), "--cache-dir")
+    _paths.check_output_dir(Path(out).expanduser(), "--out")
+    _paths.check_output_dir(Path(cfg.cache_dir or default_cache_dir()).expanduser(), "--cache-dir")
     if not any(cfg.dataset == n or cfg.dataset.startswith(n + ":") for n in DATASETS.names()):
         _check_input(cfg.dataset, "dataset", "--dataset")
     if cfg.teacher == "precomputed" and cfg.teacher_logits:
