@@ -536,6 +536,26 @@ def test_emulated_step_modes_identical_to_cpu(emu, steps, variant):
         assert st["grid_blocks"] == 4, st
 
 
+def test_emulated_refused_cooperative_launch_falls_back_to_graph_steps(emu, monkeypatch):
+    """A device that refuses the persistent kernel after its first segment
+    of steps: the run goes on in graph steps from where it stopped, same
+    picks, and stats say what happened."""
+    x, dt = host_pool(600, 24, "float32", seed=12)
+    dev, host = EmuState(emu, x, dt), cpu_state(x, dt)
+    dev.seed_rows(np.array([2, 300]))
+    host.seed_rows(np.array([2, 300]))
+    monkeypatch.setenv("PCS_EMU_COOPERATIVE_LIMIT", "1")  # one more cooperative launch, then refusals
+    p, r = dev.run(120)
+    q, s = host.run(120)
+    np.testing.assert_array_equal(p, q)
+    np.testing.assert_array_equal(r, s)
+    st = dev.stats()
+    assert st["step_mode"] == "graph" and st["cuda_graph"] and st["segments"] >= 2, st
+    assert "cooperative launch refused (cudaErrorCooperativeLaunchTooLarge)" in st["note"], st
+    p, r = dev.run(5)  # the state stays on graph steps (plain launches below 64 steps)
+    assert dev.stats()["step_mode"] == "launches"
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_emulated_logits_identical_to_cpu(emu, dtype):
     rng = np.random.default_rng(5)

@@ -720,14 +720,28 @@ class TypedState final : public State {
   }
 
   // Steps [t0, t1) of the run: records picks t0..t1-1.
-  void launch_segment(int64_t t0, int64_t t1, bool graphed) {
+  // A cooperative launch the device refuses (cudaErrorCooperativeLaunchTooLarge
+  // when fewer SMs are free than the occupancy query assumed, as under MPS)
+  // switches the state to graph steps and launches the same segment that
+  // way: the three-kernel steps read the step number from ctl->t, which the
+  // persistent kernel keeps, so the run goes on where it stopped.
+  void launch_segment(int64_t t0, int64_t t1, int64_t budget, bool& graphed) {
     if (steps_ == StepMode::kPersistent) {
       Dev<S, A> dev = s_;
       long long a0 = t0, a1 = t1;
-      check(launch_cooperative(step_kernel<S, A, kLogits>, persistent_grid_, kThreads, center_smem(), stream_, dev,
-                               a0, a1),
-            "cudaLaunchCooperativeKernel(step_kernel)");
-    } else if (graphed) {
+      const cudaError_t e = launch_cooperative(step_kernel<S, A, kLogits>, persistent_grid_, kThreads, center_smem(),
+                                               stream_, dev, a0, a1);
+      if (e == cudaSuccess) return;
+      if (e != cudaErrorCooperativeLaunchTooLarge && e != cudaErrorNotSupported)
+        check(e, "cudaLaunchCooperativeKernel(step_kernel)");
+      cudaGetLastError();
+      stats_.note = std::string("cooperative launch refused (") + cudaGetErrorName(e) + "): graph steps instead";
+      steps_ = StepMode::kGraph;
+      graphed = budget >= 2 * kGraphSteps && ensure_graph();
+      stats_.step_mode = graphed ? "graph" : "launches";
+      stats_.cuda_graph = graphed;
+    }
+    if (graphed) {
       for (int64_t u = t0; u < t1; u += kGraphSteps) check(cudaGraphLaunch(exec_, stream_), "cudaGraphLaunch");
     } else {
       for (int64_t u = t0; u < t1; ++u) check(launch_unit(), "greedy step launch");
@@ -766,7 +780,7 @@ class TypedState final : public State {
     try {
       while (t < budget && !stop) {
         const int64_t end = std::min(budget, t + seg);
-        launch_segment(t, end, graphed);
+        launch_segment(t, end, budget, graphed);
         ++stats_.segments;
         cudaEvent_t ev = nullptr;
         check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");

@@ -155,6 +155,22 @@ void run_block(Block& b) {
 thread_local dim3 block_idx, block_dim, grid_dim;
 
 dim3 thread_idx() { return dim3(cur ? cur->tid : 0); }
+
+// PCS_EMU_COOPERATIVE_LIMIT=n: n more cooperative launches are accepted,
+// counted from when the variable took this value; then they are refused.
+bool cooperative_allowed() {
+  static unsigned launched = 0;
+  static std::string seen;
+  const char* env = std::getenv("PCS_EMU_COOPERATIVE_LIMIT");
+  const std::string limit = env ? env : "";
+  if (limit != seen) {
+    seen = limit;
+    launched = 0;
+  }
+  if (!limit.empty() && launched >= static_cast<unsigned>(std::atoi(limit.c_str()))) return false;
+  ++launched;
+  return true;
+}
 unsigned char* dynamic_smem() { return blk->smem.data(); }
 
 int warp_parity() { return static_cast<int>(blk->warp_gen[cur->tid / 32] & 1u); }
@@ -307,7 +323,15 @@ cudaError_t cudaGetLastError() {
   g_last = cudaSuccess;
   return e;
 }
-const char* cudaGetErrorName(cudaError_t) { return "cudaErrorEmulated"; }
+const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorCooperativeLaunchTooLarge: return "cudaErrorCooperativeLaunchTooLarge";
+    case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    default: return "cudaErrorEmulated";
+  }
+}
 const char* cudaGetErrorString(cudaError_t) { return "emulated error"; }
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
   s->capturing = true;

@@ -54,6 +54,7 @@ enum cudaError_t {
   cudaSuccess = 0,
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
+  cudaErrorCooperativeLaunchTooLarge = 720,
   cudaErrorNotSupported = 801,
   cudaErrorStreamCaptureInvalidated = 901,
 };
@@ -128,9 +129,14 @@ void grid_barrier();
 uint64_t* warp_slot(int parity, int lane);
 int warp_parity();
 
+// False when the emulated device refuses this cooperative launch (see
+// PCS_EMU_COOPERATIVE_LIMIT in emu_cuda.cpp; tests of the fallback).
+bool cooperative_allowed();
+
 template <typename... P, typename... Args>
 cudaError_t launch(void (*kernel)(P...), unsigned grid, unsigned block, size_t smem, cudaStream_t stream,
                    bool cooperative, Args&&... args) {
+  if (cooperative && !cooperative_allowed()) return cudaErrorCooperativeLaunchTooLarge;
   std::tuple<std::decay_t<P>...> params(static_cast<P>(std::forward<Args>(args))...);
   auto body = [kernel, params]() { std::apply(kernel, params); };
   auto run = [body, grid, block, smem, cooperative]() { run_grid(body, grid, block, smem, cooperative); };
