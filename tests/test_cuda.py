@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -427,11 +428,14 @@ def _emu_module_path():
     for d in deps:
         h.update(d.encode() + b"\0" + (ROOT / d).read_bytes())
     h.update(cxx.encode() + sys.version.encode())
-    out = ROOT / "_build" / "cuda-emu" / h.hexdigest()[:16]
-    so = out / ("_C_cuda" + sysconfig.get_config_var("EXT_SUFFIX"))
+    final = ROOT / "_build" / "cuda-emu" / h.hexdigest()[:16]
+    so = final / ("_C_cuda" + sysconfig.get_config_var("EXT_SUFFIX"))
     if so.exists():
         return so, None
-    out.mkdir(parents=True, exist_ok=True)
+    final.mkdir(parents=True, exist_ok=True)
+    # Objects in a directory of this process only (other test runs in the
+    # same tree may build at the same time); the module appears atomically.
+    out = Path(tempfile.mkdtemp(prefix="build-", dir=final))
     flags = ["-std=c++17", "-O1", "-fPIC", "-DPCS_CUDA_EMULATION", f"-I{ROOT / 'csrc/include'}",
              f"-I{ROOT / 'csrc/cuda'}", f"-I{ROOT / 'csrc/cuda/emu/include'}", f"-I{pybind11.get_include()}",
              f"-I{sysconfig.get_paths()['include']}"]
@@ -447,11 +451,12 @@ def _emu_module_path():
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         objs = list(pool.map(compile_one, EMU_SOURCES))
-    tmp = so.with_suffix(".tmp")
+    tmp = out / so.name
     r = subprocess.run([cxx, "-shared", *objs, "-o", str(tmp), "-lpthread"], capture_output=True, text=True)
     if r.returncode:
         raise RuntimeError(f"host emulation: link failed:\n{r.stderr[-4000:]}")
-    tmp.rename(so)
+    os.replace(tmp, so)
+    shutil.rmtree(out, ignore_errors=True)
     return so, None
 
 
