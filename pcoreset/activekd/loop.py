@@ -229,6 +229,8 @@ def run(cfg: RunConfig, out, *, progress: bool = True, echo: Callable[[str], Non
     cfg = prepare_run_dir(out, cfg, ds)
 
     teacher = build_teacher(cfg)  # cheap: model teachers load their model on first use
+    if hasattr(teacher, "show_progress"):
+        teacher.show_progress = progress
     t_path = out / "teacher_logits.npy"
     if t_path.is_file():  # computed by an earlier (stopped) invocation of this run
         t_logits = _io.load_array(t_path, "teacher_logits.npy").astype(np.float32)

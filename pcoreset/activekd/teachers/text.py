@@ -50,6 +50,7 @@ class ZeroShotTextTeacher(Teacher):
         self.scale = float(scale)
         self.batch_size = batch_size
         self.num_threads = num_threads
+        self.show_progress = True  # the driver turns it off for quiet runs
         self._model = None
         self._model_id = None
 
@@ -95,5 +96,5 @@ class ZeroShotTextTeacher(Teacher):
         with torch_threads(self.num_threads):
             class_emb = model.encode(prompts, normalize_embeddings=True, convert_to_numpy=True)
             text_emb = model.encode(list(ds.texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=True)
+                                    convert_to_numpy=True, show_progress_bar=self.show_progress)
         return (self.scale * text_emb @ class_emb.T).astype(np.float32)
