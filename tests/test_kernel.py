@@ -221,3 +221,108 @@ def test_vector_centers_with_candidates_match_exact_seeding():
     np.testing.assert_array_equal(s.run(40)[0], exact.run(40)[0])
     with pytest.raises(ValueError, match="candidates must have shape"):
         s.seed_vectors_with_candidates(vecs, cand[:3])
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def quantised_rows(n, c, seed):
+    """Rows with few distinct values: many exact ties between distances."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 4, size=(n, c)).astype(np.float64) / 4.0
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 5, 8, 9, 16, 17, 40])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cell_steps_give_the_bits_of_dense_passes(c, dtype):
+    # prune=False runs dense passes over every row; prune=True runs cell steps
+    # (unrolled distances for c <= 8, values kept in the cells for c <= 16):
+    # the same running minimum, picks and radii, ties included.
+    for seed, make in ((1, lambda: np.random.default_rng(c).random((700, c))),
+                       (2, lambda: quantised_rows(700, c, c))):
+        arr, _ = stored(make(), dtype)
+        for labeled in ([], [3, 99, 500]):
+            dense = _C.KCenterState(arr, dtype, False, 1.0, False, 1)
+            cells = _C.KCenterState(arr, dtype, False, 1.0, True, 1)
+            if labeled:
+                dense.seed_rows(np.array(labeled))
+                cells.seed_rows(np.array(labeled))
+            pd, rd = dense.run(150)
+            pc, rc = cells.run(150)
+            np.testing.assert_array_equal(pc, pd)
+            np.testing.assert_array_equal(rc, rd)
+            np.testing.assert_array_equal(cells.min_dist2(), dense.min_dist2())
+            st = cells.stats()
+            assert st["cell_steps"] >= 148 and st["dense_steps"] <= 1
+            assert st["rows_visited"] < 149 * 700  # cells, not every row
+
+
+def test_parallel_cell_steps_equal_serial_ones():
+    # steps whose cells hold more than 32768 rows run on several threads, in
+    # work items of 8192 rows; the result must not depend on the threads
+    rng = np.random.default_rng(7)
+    x = rng.dirichlet(np.ones(6), size=120_000).astype(np.float32)
+    one = _C.KCenterState(x, "float32", False, 1.0, True, 1)
+    two = _C.KCenterState(x, "float32", False, 1.0, True, 2)
+    p1, r1 = one.run(40)
+    p2, r2 = two.run(40)
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(r1, r2)
+    np.testing.assert_array_equal(one.min_dist2(), two.min_dist2())
+    assert two.stats()["parallel_steps"] > 0 and one.stats()["parallel_steps"] == 0
+
+
+@pytest.mark.parametrize("c", [3, 24])
+def test_exclude_and_take_leave_the_cells(c):
+    rng = np.random.default_rng(c)
+    x = rng.random((900, c))
+    s = _C.KCenterState(x, "float64", False, 1.0, True, 1)
+    s.seed_rows(np.array([0, 1]))
+    first, _ = s.run(20)
+    s.push_row(int(first[-1]))
+    banned = np.array([int(s.current_best()[0]), 5, 6, 7])
+    s.exclude(banned)
+    s.take(8)
+    rest, _ = s.run(300)
+    assert not set(rest.tolist()) & (set(banned.tolist()) | {8})
+    # the same as a state that never had those rows: replay in NumPy
+    want = numpy_greedy_excluding(x, [0, 1], list(first) , set(banned.tolist()) | {8}, 300)
+    np.testing.assert_array_equal(rest, want)
+
+
+def numpy_greedy_excluding(x, labeled, done, banned, budget):
+    mind = np.full(len(x), np.inf)
+    taken = np.zeros(len(x), bool)
+    for i in list(labeled) + [int(p) for p in done]:
+        mind = np.minimum(mind, ((x - x[i]) ** 2).sum(1))
+        taken[i] = True
+    taken[list(banned)] = True
+    out = []
+    for _ in range(budget):
+        p = int(np.argmax(np.where(taken, -1, mind)))
+        out.append(p)
+        taken[p] = True
+        mind = np.minimum(mind, ((x - x[p]) ** 2).sum(1))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_export_and_load_state_continue_exactly(dtype):
+    rng = np.random.default_rng(9)
+    arr, _ = stored(rng.dirichlet(np.ones(12), size=800), dtype)
+    a = _C.KCenterState(arr, dtype, False, 1.0, True, 1)
+    a.seed_vectors(rng.dirichlet(np.ones(12), size=3))
+    head, _ = a.run(50)
+    a.push_row(int(head[-1]))
+    mind, nearest, centers = a.export_state()
+    assert centers.shape == (a.num_centers, 12) and a.num_centers == 3 + 50
+    assert np.all(mind[head] == -1)
+    b = _C.KCenterState(arr, dtype, False, 1.0, True, 1)
+    b.load_state(mind, nearest, centers)
+    np.testing.assert_array_equal(b.min_dist2(), a.min_dist2())
+    pa, ra = a.run(60)
+    pb, rb = b.run(60)
+    np.testing.assert_array_equal(pa, pb)
+    np.testing.assert_array_equal(ra, rb)
+    with pytest.raises(ValueError, match="nearest\\[0\\]=99 is not a center"):
+        b.load_state(mind, np.full(800, 99), centers)

@@ -159,6 +159,14 @@ template <> struct ExitSlack<double> { static constexpr double value = 1.0 + 1e-
 // early with some value >= stop whenever the full sum would be >= stop.
 template <typename S, typename A, bool kLogits>
 A sq_dist_row(const S* row, const A* center, int64_t c, SoftmaxRow<A> sm, A inv_t, A stop) {
+  if (c < kLanes) {  // short rows: one term per lane, the same fold (fold_first_lanes)
+    A lanes[kLanes];
+    for (int k = 0; k < c; ++k) {
+      const A d = row_value<S, A>(row, k, kLogits, sm, inv_t) - center[k];
+      lanes[k] = d * d;  // = 0 + d * d exactly
+    }
+    return fold_first_lanes(lanes, static_cast<int>(c));
+  }
   A lanes[kLanes];
   for (int k = 0; k < kLanes; ++k) lanes[k] = A(0);
   int64_t j = 0;
@@ -225,6 +233,14 @@ float sq_dist_row<f16_t, float, false>(const f16_t* row, const float* center, in
 
 template <typename A>
 A sq_dist_vec(const A* a, const A* b, int64_t c, A stop) {
+  if (c < kLanes) {
+    A lanes[kLanes];
+    for (int k = 0; k < c; ++k) {
+      const A d = a[k] - b[k];
+      lanes[k] = d * d;
+    }
+    return fold_first_lanes(lanes, static_cast<int>(c));
+  }
   A lanes[kLanes];
   for (int k = 0; k < kLanes; ++k) lanes[k] = A(0);
   int64_t j = 0;
@@ -246,6 +262,32 @@ A sq_dist_vec(const A* a, const A* b, int64_t c, A stop) {
     lanes[k] = lanes[k] + d * d;
   }
   return fold_lanes(lanes);
+}
+
+// Squared distance of two short vectors (C = kC < kLanes), unrolled at
+// compile time: one term per lane and the fold of fold_first_lanes, so the
+// same bits as sq_dist_vec and sq_dist_row.
+template <int kP, typename A> inline A fold_pow2(const A* l) {
+  if constexpr (kP == 1) {
+    return l[0];
+  } else {
+    A h[kP / 2];
+    for (int k = 0; k < kP / 2; ++k) h[k] = l[k] + l[k + kP / 2];
+    return fold_pow2<kP / 2, A>(h);
+  }
+}
+
+constexpr int pow2_at_least(int c) { return c <= 1 ? 1 : 2 * pow2_at_least((c + 1) / 2); }
+
+template <int kC, typename A> inline A sq_dist_small(const A* a, const A* b) {
+  constexpr int kP = pow2_at_least(kC);
+  A l[kP];
+  for (int k = 0; k < kC; ++k) {
+    const A d = a[k] - b[k];
+    l[k] = d * d;
+  }
+  for (int k = kC; k < kP; ++k) l[k] = A(0);
+  return fold_pow2<kP, A>(l);
 }
 
 struct Best {
@@ -409,7 +451,7 @@ class CpuState final : public KCenterState {
     if (cells) ensure_cells();
     append_center(vec);
     if (!cells) return dense_step(num_centers() - 1);
-    return cell_step(num_centers() - 1, -1);
+    return cell_step(num_centers() - 1, -1, -1);
   }
 
   StepResult push_row(int64_t i) override {
@@ -423,7 +465,7 @@ class CpuState final : public KCenterState {
       return dense_step(id);
     }
     // the cell step drops row i from its old cell (it is always visited)
-    const StepResult r = cell_step(id, from);
+    const StepResult r = cell_step(id, from, i);
     nearest_[i] = static_cast<int32_t>(id);
     return r;
   }
@@ -515,7 +557,7 @@ class CpuState final : public KCenterState {
   static constexpr double kGeomEps = sizeof(A) == 4 ? 2e-4 : 1e-12;
   double geom_eps() const { return kGeomEps * (1.0 + static_cast<double>(p_.c) / 256.0); }
 
-  // Build the cells from the running minimum: members (sorted), radii,
+  // Build the cells from the running minimum: members (in row order), radii,
   // farthest rows, the heap and the anchor index. O(N + K * anchors * C).
   void ensure_cells() {
     if (cells_ready_) return;
@@ -527,7 +569,15 @@ class CpuState final : public KCenterState {
     members_.assign(static_cast<size_t>(k), {});
     for (int64_t a = 0; a < k; ++a) members_[a].reserve(static_cast<size_t>(count[a]));
     for (int64_t i = 0; i < n; ++i)
-      if (mind_[i] >= A(0) && nearest_[i] >= 0) members_[nearest_[i]].push_back(static_cast<uint32_t>(i));
+      if (mind_[i] >= A(0) && nearest_[i] >= 0) members_[nearest_[i]].push_back(Member{static_cast<uint32_t>(i), mind_[i]});
+    member_vals_.assign(inline_values() ? static_cast<size_t>(k) : 0, {});
+    if (inline_values()) {
+      for (int64_t a = 0; a < k; ++a) {
+        auto& vals = member_vals_[a];
+        vals.resize(members_[a].size() * static_cast<size_t>(p_.c));
+        for (size_t t = 0; t < members_[a].size(); ++t) row_values_into(members_[a][t].row, vals.data() + t * p_.c);
+      }
+    }
     radius2_.assign(static_cast<size_t>(k), A(-1));
     far_.assign(static_cast<size_t>(k), -1);
     for (int64_t a = 0; a < k; ++a) rescan_cell(a);
@@ -538,13 +588,20 @@ class CpuState final : public KCenterState {
     cells_ready_ = true;
   }
 
+  void row_values_into(int64_t i, A* out) const {
+    const S* row = x_ + i * p_.c;
+    const SoftmaxRow<A> sm = softmax_of(i);
+    for (int64_t j = 0; j < p_.c; ++j) out[j] = row_value<S, A>(row, j, p_.from_logits, sm, inv_t_);
+  }
+
   // Radius and farthest row of cell a from its members.
   void rescan_cell(int64_t a) {
     A r2 = A(-1);
     int64_t far = -1;
-    for (uint32_t i : members_[a]) {
-      const A m = mind_[i];
-      if (m > r2) {  // members are sorted: strict > keeps the lowest index
+    for (const Member& e : members_[a]) {
+      const A m = e.mind;
+      const int64_t i = e.row;
+      if (far < 0 || m > r2 || (m == r2 && i < far)) {
         r2 = m;
         far = i;
       }
@@ -557,9 +614,17 @@ class CpuState final : public KCenterState {
     const int64_t a = nearest_[i];
     if (a < 0) return;
     auto& mem = members_[a];
-    auto it = std::lower_bound(mem.begin(), mem.end(), static_cast<uint32_t>(i));
-    if (it == mem.end() || *it != static_cast<uint32_t>(i)) return;
-    mem.erase(it);
+    auto it = std::find_if(mem.begin(), mem.end(), [&](const Member& e) { return e.row == static_cast<uint32_t>(i); });
+    if (it == mem.end()) return;
+    const size_t pos = static_cast<size_t>(it - mem.begin());
+    *it = mem.back();  // members are not kept in order
+    mem.pop_back();
+    if (inline_values()) {
+      auto& vals = member_vals_[a];
+      const size_t c = static_cast<size_t>(p_.c);
+      std::copy(vals.end() - c, vals.end(), vals.begin() + pos * c);
+      vals.resize(vals.size() - c);
+    }
     if (far_[a] == i) {
       mind_[i] = kTaken;
       rescan_cell(a);
@@ -568,53 +633,64 @@ class CpuState final : public KCenterState {
   }
 
   // ---- the max structure over cells: (radius2, lowest row) ----
-  bool heap_above(int64_t a, int64_t b) const {
-    const int64_t fa = far_[a] < 0 ? std::numeric_limits<int64_t>::max() : far_[a];
-    const int64_t fb = far_[b] < 0 ? std::numeric_limits<int64_t>::max() : far_[b];
-    return better(radius2_[a], fa, radius2_[b], fb);
+  // An indexed binary max-heap whose nodes carry their keys, so a sift reads
+  // the heap array only (no chase into per-cell arrays).
+  struct HeapNode {
+    A r2;         // cell radius (squared); -1 for a cell with no eligible row
+    int64_t far;  // its farthest row (lowest index); INT64_MAX when empty
+    int64_t cell;
+  };
+  static bool node_above(const HeapNode& x, const HeapNode& y) { return better(x.r2, x.far, y.r2, y.far); }
+  HeapNode node_of(int64_t a) const {
+    return HeapNode{radius2_[a], far_[a] < 0 ? std::numeric_limits<int64_t>::max() : far_[a], a};
   }
-  void heap_set(size_t pos, int64_t a) {
-    heap_[pos] = a;
-    heap_pos_[a] = static_cast<int64_t>(pos);
+  void heap_place(size_t pos, const HeapNode& x) {
+    heap_[pos] = x;
+    heap_pos_[x.cell] = static_cast<int64_t>(pos);
   }
-  void heap_up(size_t pos) {
-    const int64_t a = heap_[pos];
+  void heap_sift(size_t pos, HeapNode x) {
     while (pos > 0) {
       const size_t parent = (pos - 1) / 2;
-      if (!heap_above(a, heap_[parent])) break;
-      heap_set(pos, heap_[parent]);
+      if (!node_above(x, heap_[parent])) break;
+      heap_place(pos, heap_[parent]);
       pos = parent;
     }
-    heap_set(pos, a);
-  }
-  void heap_down(size_t pos) {
-    const int64_t a = heap_[pos];
     const size_t size = heap_.size();
     for (;;) {
       size_t child = 2 * pos + 1;
       if (child >= size) break;
-      if (child + 1 < size && heap_above(heap_[child + 1], heap_[child])) ++child;
-      if (!heap_above(heap_[child], a)) break;
-      heap_set(pos, heap_[child]);
+      if (child + 1 < size && node_above(heap_[child + 1], heap_[child])) ++child;
+      if (!node_above(heap_[child], x)) break;
+      heap_place(pos, heap_[child]);
       pos = child;
     }
-    heap_set(pos, a);
+    heap_place(pos, x);
   }
   void heap_push(int64_t a) {
     if (static_cast<int64_t>(heap_pos_.size()) <= a) heap_pos_.resize(static_cast<size_t>(a) + 1, -1);
-    heap_.push_back(a);
-    heap_up(heap_.size() - 1);
+    heap_.push_back(node_of(a));
+    heap_sift(heap_.size() - 1, node_of(a));
   }
-  void heap_fix(int64_t a) {
-    const size_t pos = static_cast<size_t>(heap_pos_[a]);
-    heap_up(pos);
-    heap_down(static_cast<size_t>(heap_pos_[a]));
-  }
+  void heap_fix(int64_t a) { heap_sift(static_cast<size_t>(heap_pos_[a]), node_of(a)); }
   StepResult heap_top() const {
-    if (heap_.empty()) return StepResult{-1, 0.0};
-    const int64_t a = heap_[0];
-    if (far_[a] < 0) return StepResult{-1, 0.0};
-    return StepResult{far_[a], static_cast<double>(radius2_[a])};
+    if (heap_.empty() || heap_[0].r2 < A(0)) return StepResult{-1, 0.0};
+    return StepResult{heap_[0].far, static_cast<double>(heap_[0].r2)};
+  }
+
+  // Squared distance between two center vectors (unrolled for short rows;
+  // the same bits either way).
+  A center_dist2(const A* a, const A* b, A stop) const {
+    switch (p_.c) {
+      case 1: return sq_dist_small<1, A>(a, b);
+      case 2: return sq_dist_small<2, A>(a, b);
+      case 3: return sq_dist_small<3, A>(a, b);
+      case 4: return sq_dist_small<4, A>(a, b);
+      case 5: return sq_dist_small<5, A>(a, b);
+      case 6: return sq_dist_small<6, A>(a, b);
+      case 7: return sq_dist_small<7, A>(a, b);
+      case 8: return sq_dist_small<8, A>(a, b);
+      default: return sq_dist_vec(a, b, p_.c, stop);
+    }
   }
 
   // ---- the anchor index over centers ----
@@ -696,7 +772,7 @@ class CpuState final : public KCenterState {
     ++epoch_;
     if (stamp_.size() < static_cast<size_t>(num_centers())) stamp_.resize(static_cast<size_t>(num_centers()), 0);
     anchor_d2_.resize(static_cast<size_t>(na));
-    for (int64_t g = 0; g < na; ++g) anchor_d2_[g] = sq_dist_vec(center(anchors_[g]), ctr, p_.c, A(-1));
+    for (int64_t g = 0; g < na; ++g) anchor_d2_[g] = center_dist2(center(anchors_[g]), ctr, A(-1));
     stats_.center_dists += na;
     for (int64_t g = 0; g < na; ++g) {
       const auto& list = anchor_list_[g];
@@ -717,7 +793,7 @@ class CpuState final : public KCenterState {
         if (a == anchors_[g]) {
           dcc2 = anchor_d2_[g];
         } else {
-          dcc2 = sq_dist_vec(center(a), ctr, p_.c, a == from ? A(-1) : bound);
+          dcc2 = center_dist2(center(a), ctr, a == from ? A(-1) : bound);
           stats_.center_dists += 1;
         }
         if (dcc2 < bound || a == from) {
@@ -727,7 +803,7 @@ class CpuState final : public KCenterState {
       }
     }
     if (from >= 0 && stamp_[from] != epoch_) {
-      out->push_back(Affected{from, sq_dist_vec(center(from), ctr, p_.c, A(-1))});
+      out->push_back(Affected{from, center_dist2(center(from), ctr, A(-1))});
       stats_.center_dists += 1;
     }
   }
@@ -740,31 +816,62 @@ class CpuState final : public KCenterState {
     A r2 = A(-1);      // largest running minimum among the rows that stay
     int64_t far = -1;  // its lowest row
     int64_t computed = 0;
+    int64_t moved = 0;
     bool dropped = false;  // a row left the cell (moved or taken)
-    std::vector<uint32_t> moved;
   };
 
-  void run_item(Item& it, const A* ctr, int32_t id32) {
-    const auto& mem = members_[it.cell];
+  // Marks in a member's running-minimum copy for the combine step: the row
+  // leaves the cell (the picked row), or moves to the new center.
+  static constexpr A kGone = A(-1);
+  static constexpr A kMoved = A(-2);
+
+  void run_item(Item& it, const A* ctr, int32_t id32, int64_t picked) {
+    if (!inline_values()) return run_item_c<0>(it, ctr, id32, picked);
+    switch (p_.c) {  // short rows: the distance unrolled for this C
+      case 1: return run_item_c<1>(it, ctr, id32, picked);
+      case 2: return run_item_c<2>(it, ctr, id32, picked);
+      case 3: return run_item_c<3>(it, ctr, id32, picked);
+      case 4: return run_item_c<4>(it, ctr, id32, picked);
+      case 5: return run_item_c<5>(it, ctr, id32, picked);
+      case 6: return run_item_c<6>(it, ctr, id32, picked);
+      case 7: return run_item_c<7>(it, ctr, id32, picked);
+      case 8: return run_item_c<8>(it, ctr, id32, picked);
+      default: return run_item_c<-1>(it, ctr, id32, picked);
+    }
+  }
+
+  // kC > 0: inline values of kC columns; -1: inline values, any C; 0: rows
+  // read from the pool.
+  template <int kC>
+  void run_item_c(Item& it, const A* ctr, int32_t id32, int64_t picked) {
+    auto& mem = members_[it.cell];
+    const A* vals = kC != 0 ? member_vals_[it.cell].data() : nullptr;
+    const int64_t c = p_.c;
     for (int64_t t = it.lo; t < it.hi; ++t) {
-      const uint32_t i = mem[t];
-      A m = mind_[i];
-      if (m < A(0)) {  // taken (the picked row, or excluded)
+      Member& e = mem[t];
+      const A m = e.mind;
+      const int64_t i = e.row;
+      if (i == picked) {  // the row that became the new center leaves its cell
+        e.mind = kGone;
         it.dropped = true;
         continue;
       }
       if (!can_skip_row(it.dcc2, m)) {
         ++it.computed;
-        const A d = dist_row(i, ctr, m);
+        A d;
+        if constexpr (kC > 0) d = sq_dist_small<kC, A>(vals + t * kC, ctr);
+        else if constexpr (kC < 0) d = sq_dist_vec(vals + t * c, ctr, c, m);
+        else d = dist_row(i, ctr, m);
         if (d < m) {
           mind_[i] = d;
           nearest_[i] = id32;
-          it.moved.push_back(i);
+          e.mind = kMoved;
+          ++it.moved;
           it.dropped = true;
           continue;
         }
       }
-      if (m > it.r2) {
+      if (it.far < 0 || m > it.r2 || (m == it.r2 && i < it.far)) {
         it.r2 = m;
         it.far = i;
       }
@@ -778,20 +885,24 @@ class CpuState final : public KCenterState {
   // parallel region costs tens of microseconds, more on a busy machine).
   static constexpr int64_t kParallelRows = 32768;
 
-  StepResult cell_step(int64_t id, int64_t from) {
+  StepResult cell_step(int64_t id, int64_t from, int64_t picked) {
     const A* ctr = center(id);
     const int32_t id32 = static_cast<int32_t>(id);
     members_.emplace_back();
+    if (inline_values()) member_vals_.emplace_back();
     radius2_.resize(static_cast<size_t>(id) + 1, A(-1));
     radius2_[id] = A(-1);
     far_.resize(static_cast<size_t>(id) + 1, -1);
     far_[id] = -1;
     find_affected(id, from, &affected_);
-    items_.clear();
     int64_t rows = 0;
+    for (const Affected& af : affected_) rows += static_cast<int64_t>(members_[af.cell].size());
+    const int nt = rows >= kParallelRows ? team() : 1;
+    if (nt == 1) return finish_step(id, rows, serial_pass(id, picked));
+    stats_.parallel_steps += 1;
+    items_.clear();
     for (const Affected& af : affected_) {
       const int64_t size = static_cast<int64_t>(members_[af.cell].size());
-      rows += size;
       for (int64_t lo = 0; lo < size || lo == 0; lo += kItemRows) {
         items_.emplace_back();
         Item& it = items_.back();
@@ -803,11 +914,10 @@ class CpuState final : public KCenterState {
       }
     }
     const int64_t n_items = static_cast<int64_t>(items_.size());
-    const int nt = rows >= kParallelRows ? team() : 1;
-    if (nt > 1) stats_.parallel_steps += 1;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (int64_t t = 0; t < n_items; ++t) run_item(items_[t], ctr, id32);
+    for (int64_t t = 0; t < n_items; ++t) run_item(items_[t], ctr, id32, picked);
     // combine: per cell, the rows that stay; the new cell gets the moved rows
+    // (in the order of the cells visited; cells are not kept sorted)
     auto& fresh = members_[id];
     A new_r2 = A(-1);
     int64_t new_far = -1;
@@ -818,36 +928,55 @@ class CpuState final : public KCenterState {
       A r2 = A(-1);
       int64_t far = -1;
       bool dropped = false;
+      int64_t moved = 0;
       for (; t < items_.size() && items_[t].cell == a; ++t) {
         const Item& it = items_[t];
         computed += it.computed;
+        moved += it.moved;
         dropped = dropped || it.dropped;
-        if (it.far >= 0 && better(it.r2, it.far, r2, far < 0 ? std::numeric_limits<int64_t>::max() : far)) {
+        if (it.far >= 0 && (far < 0 || better(it.r2, it.far, r2, far))) {
           r2 = it.r2;
           far = it.far;
-        }
-        for (uint32_t i : it.moved) {
-          fresh.push_back(i);
-          const A m = mind_[i];
-          if (new_far < 0 || m > new_r2 || (m == new_r2 && static_cast<int64_t>(i) < new_far)) {
-            new_r2 = m;
-            new_far = i;
-          }
         }
       }
       if (dropped) {
         auto& mem = members_[a];
-        mem.erase(std::remove_if(mem.begin(), mem.end(),
-                                 [&](uint32_t i) { return mind_[i] < A(0) || nearest_[i] != a; }),
-                  mem.end());
+        const size_t c = static_cast<size_t>(p_.c);
+        A* vals = inline_values() ? member_vals_[a].data() : nullptr;
+        auto& fresh_vals = inline_values() ? member_vals_[id] : no_vals_;
+        size_t keep = 0;
+        for (size_t t = 0; t < mem.size(); ++t) {
+          const Member e = mem[t];
+          if (e.mind == kGone) continue;
+          if (e.mind == kMoved) {  // to the new center, with its new running minimum
+            const A m = mind_[e.row];
+            fresh.push_back(Member{e.row, m});
+            if (vals) fresh_vals.insert(fresh_vals.end(), vals + t * c, vals + (t + 1) * c);
+            if (new_far < 0 || m > new_r2 || (m == new_r2 && static_cast<int64_t>(e.row) < new_far)) {
+              new_r2 = m;
+              new_far = e.row;
+            }
+            continue;
+          }
+          if (vals && keep != t) std::copy(vals + t * c, vals + (t + 1) * c, vals + keep * c);
+          mem[keep++] = e;
+        }
+        if (vals) member_vals_[a].resize(keep * c);
+        mem.resize(keep);
       }
       radius2_[a] = r2;
       far_[a] = far;
       heap_fix(a);
     }
-    std::sort(fresh.begin(), fresh.end());
     radius2_[id] = new_r2;
     far_[id] = new_far;
+    stats_.rows_computed += computed;
+    return finish_step(id, rows, computed);
+  }
+
+  // The rest of a step once the cells are updated and radius2_/far_ of the
+  // new cell are set: the heap, the anchor index, counters, page release.
+  StepResult finish_step(int64_t id, int64_t rows, int64_t computed) {
     heap_push(id);
     // the new center joins the anchor index
     const int64_t na = static_cast<int64_t>(anchors_.size());
@@ -870,7 +999,6 @@ class CpuState final : public KCenterState {
     stats_.cell_steps += 1;
     stats_.cells_visited += static_cast<int64_t>(affected_.size());
     stats_.rows_visited += rows;
-    stats_.rows_computed += computed;
     if (p_.release_pages) {
       touched_bytes_ += computed * p_.c * static_cast<int64_t>(sizeof(S));
       if (touched_bytes_ > (int64_t(64) << 20)) {  // random rows: hand the pool's pages back now and then
@@ -879,6 +1007,97 @@ class CpuState final : public KCenterState {
       }
     }
     return heap_top();
+  }
+
+  // A step on one thread: each affected cell is read once, kept rows are
+  // compacted in place and moved rows appended to the new cell as it goes.
+  // Returns the rows computed (radius2_/far_ of every cell set).
+  int64_t serial_pass(int64_t id, int64_t picked) {
+    switch (inline_values() ? p_.c : 0) {
+      case 1: return serial_pass_c<1>(id, picked);
+      case 2: return serial_pass_c<2>(id, picked);
+      case 3: return serial_pass_c<3>(id, picked);
+      case 4: return serial_pass_c<4>(id, picked);
+      case 5: return serial_pass_c<5>(id, picked);
+      case 6: return serial_pass_c<6>(id, picked);
+      case 7: return serial_pass_c<7>(id, picked);
+      case 8: return serial_pass_c<8>(id, picked);
+      case 0: return serial_pass_c<0>(id, picked);
+      default: return serial_pass_c<-1>(id, picked);
+    }
+  }
+
+  template <int kC>
+  int64_t serial_pass_c(int64_t id, int64_t picked) {
+    const A* ctr = center(id);
+    const int32_t id32 = static_cast<int32_t>(id);
+    const int64_t c = p_.c;
+    // moved rows gather in reused buffers, copied once into the new cell
+    int64_t rows = 0;
+    for (const Affected& af : affected_) rows += static_cast<int64_t>(members_[af.cell].size());
+    if (static_cast<int64_t>(scratch_members_.size()) < rows) scratch_members_.resize(static_cast<size_t>(rows));
+    if (kC != 0 && static_cast<int64_t>(scratch_vals_.size()) < rows * c)
+      scratch_vals_.resize(static_cast<size_t>(rows * c));
+    Member* fresh = scratch_members_.data();
+    A* fresh_vals = scratch_vals_.data();
+    int64_t n_fresh = 0;
+    A new_r2 = A(-1);
+    int64_t new_far = -1;
+    int64_t computed = 0;
+    for (const Affected& af : affected_) {
+      const int64_t a = af.cell;
+      auto& mem = members_[a];
+      A* vals = kC != 0 ? member_vals_[a].data() : nullptr;
+      const int64_t size = static_cast<int64_t>(mem.size());
+      A r2 = A(-1);
+      int64_t far = -1;
+      int64_t keep = 0;
+      for (int64_t t = 0; t < size; ++t) {
+        const Member e = mem[t];
+        const int64_t i = e.row;
+        if (i == picked) continue;  // the new center leaves its cell
+        A m = e.mind;
+        if (!can_skip_row(af.dcc2, m)) {
+          ++computed;
+          A d;
+          if constexpr (kC > 0) d = sq_dist_small<kC, A>(vals + t * kC, ctr);
+          else if constexpr (kC < 0) d = sq_dist_vec(vals + t * c, ctr, c, m);
+          else d = dist_row(i, ctr, m);
+          if (d < m) {  // moves to the new cell
+            mind_[i] = d;
+            nearest_[i] = id32;
+            fresh[n_fresh] = Member{e.row, d};
+            if (kC != 0) std::copy(vals + t * c, vals + (t + 1) * c, fresh_vals + n_fresh * c);
+            ++n_fresh;
+            if (new_far < 0 || d > new_r2 || (d == new_r2 && i < new_far)) {
+              new_r2 = d;
+              new_far = i;
+            }
+            continue;
+          }
+        }
+        if (far < 0 || m > r2 || (m == r2 && i < far)) {
+          r2 = m;
+          far = i;
+        }
+        if (keep != t) {
+          mem[keep] = e;
+          if (kC != 0) std::copy(vals + t * c, vals + (t + 1) * c, vals + keep * c);
+        }
+        ++keep;
+      }
+      mem.resize(static_cast<size_t>(keep));
+      if (kC != 0) member_vals_[a].resize(static_cast<size_t>(keep * c));
+      radius2_[a] = r2;
+      far_[a] = far;
+      heap_fix(a);
+    }
+    members_[id].assign(fresh, fresh + n_fresh);
+    if (kC != 0) member_vals_[id].assign(fresh_vals, fresh_vals + n_fresh * c);
+    radius2_[id] = new_r2;
+    far_[id] = new_far;
+    stats_.rows_computed += computed;
+    return computed;
   }
 
   // Rows per tile: the whole pool in one piece unless pages are released,
@@ -1154,9 +1373,26 @@ class CpuState final : public KCenterState {
   KCenterStats stats_;
   // cells (see the file comment)
   bool cells_ready_ = false;
-  std::vector<std::vector<uint32_t>> members_;
+  // A cell's members with a copy of their running minimum, so that a visit
+  // reads its cell sequentially (8 bytes a row for float32) and touches the
+  // pool and mind_ only for the rows it computes. mind_ stays up to date too.
+  struct Member {
+    uint32_t row;
+    A mind;
+  };
+  std::vector<std::vector<Member>> members_;
+  // Short rows (c <= kInlineValues) also keep their values in the cell, in
+  // member order: a visit then reads only its cell (no random access to the
+  // pool; the pool's rows are scattered over the cells). Same values as
+  // row_value, so the same distances.
+  static constexpr int64_t kInlineValues = 16;
+  bool inline_values() const { return p_.c <= kInlineValues; }
+  std::vector<std::vector<A>> member_vals_;
+  std::vector<A> no_vals_;
+  std::vector<Member> scratch_members_;
+  std::vector<A> scratch_vals_;
   std::vector<int64_t> far_;
-  std::vector<int64_t> heap_;
+  std::vector<HeapNode> heap_;
   std::vector<int64_t> heap_pos_;
   std::vector<int64_t> anchors_;
   std::vector<std::vector<std::pair<double, int64_t>>> anchor_list_;

@@ -123,6 +123,19 @@ PCS_HD A row_value(const S* row, int64_t j, bool from_logits, SoftmaxRow<A> sm, 
   return logit_to_prob(v, sm, inv_t);
 }
 
+// The same fold when only the first `used` lanes can be non-zero (rows
+// shorter than kLanes): adding a zero lane is exact, so folding the first p
+// lanes (p the power of two >= used) gives the bits of the full fold.
+template <typename A> PCS_HD A fold_first_lanes(A* lanes, int used) {
+  int p = 1;
+  while (p < used) p <<= 1;
+  for (int k = used; k < p; ++k) lanes[k] = A(0);
+  for (int offset = p / 2; offset > 0; offset /= 2) {
+    for (int k = 0; k < offset; ++k) lanes[k] = lanes[k] + lanes[k + offset];
+  }
+  return lanes[0];
+}
+
 // Fold kLanes partial sums by halving, the order a warp's shuffle-down takes.
 template <typename A> PCS_HD A fold_lanes(A* lanes) {
   for (int offset = kLanes / 2; offset > 0; offset /= 2) {
