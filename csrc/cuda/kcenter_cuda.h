@@ -90,7 +90,7 @@ class State {
   virtual StepResult push_row(int64_t i, void* stream) = 0;
   // An external center vector (c values, float64); one fused step.
   virtual StepResult push_center(const double* vec, void* stream) = 0;
-  // The farthest eligible row now (row -1, dist2 -1 when none).
+  // The farthest eligible row now (row -1, dist2 0 when none, as on the CPU).
   virtual StepResult current_best(void* stream) = 0;
   // The eligible row farthest from a vector (no state change).
   virtual StepResult farthest_from(const double* vec, void* stream) = 0;

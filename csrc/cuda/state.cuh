@@ -636,9 +636,9 @@ class TypedState final : public State {
       if (key) {
         r.row = key_row(key);
         r.dist2 = static_cast<double>(key_dist2(key));
-      } else {
+      } else {  // no eligible row: as the CPU state, (-1, 0)
         r.row = -1;
-        r.dist2 = -1.0;
+        r.dist2 = 0.0;
       }
     } else {
       long long row = -1;
@@ -647,7 +647,7 @@ class TypedState final : public State {
       check(cudaMemcpyAsync(&d, s_.res_d, sizeof d, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync(slot)");
       check(cudaStreamSynchronize(stream_), "k-center step (cudaStreamSynchronize)");
       r.row = row;
-      r.dist2 = row >= 0 ? d : -1.0;
+      r.dist2 = row >= 0 ? d : 0.0;
     }
     return r;
   }

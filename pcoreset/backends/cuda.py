@@ -188,7 +188,7 @@ class CudaState:
 
     def push_row(self, row: int):
         """Row becomes a center (and taken); one fused step. Returns (row, dist2)
-        of the next farthest eligible row ((-1, -1.0) when none is left)."""
+        of the next farthest eligible row ((-1, 0.0) when none is left, as on the CPU)."""
         return self._call(lambda s: self._state.push_row(int(row), s), extra_centers=1)
 
     def push_center(self, vector):
