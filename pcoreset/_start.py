@@ -64,7 +64,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from . import _memory
+from . import _memory, _threads
 from ._problem import Problem, readonly_tensor
 
 try:  # the fused epilogue of the certified search (a torch fallback otherwise)
@@ -78,10 +78,13 @@ EXACT_MAX_WORK = 2e9
 # their first one; rows with more keep the K_OUT nearest in float64).
 K_OUT = _memory.CANDIDATES
 _CHUNK_BYTES = 64 << 20
-# Elements of one epilogue tile (rows x centers): about 2 MiB of float32, so
-# that the passes after the GEMM stay in cache.
-_TILE = 1 << 19
+# Elements of one tile (rows x centers): 8 MiB of float32, read twice by the
+# fused epilogue while it is still in the last-level cache; larger tiles
+# amortise the per-tile work (gathers, norms, the bounding GEMM).
+_TILE = 1 << 21
 _METHODS = ("exact", "certified")
+# Centers nearest the pivot in the certified search's first, bounding GEMM.
+_PROBE = 64
 _forced: Optional[str] = None
 
 
@@ -246,7 +249,8 @@ def certified_candidates(problem: Problem, centers: torch.Tensor, values: Option
     if u_count <= k:
         out[:] = _pad(rep.cpu()[None, :], k)
         return out.numpy()
-    with _full_precision(), torch.no_grad():
+    threads = problem.num_threads if dev.type == "cpu" else 0
+    with _full_precision(), torch.no_grad(), _threads.torch_threads(threads):
         _search(problem, values, y, rep, k, out, dev)
     return out.numpy()
 
@@ -290,10 +294,11 @@ def _search(problem: Problem, values: Values, y: torch.Tensor, rep: torch.Tensor
         d = torch.addmm(r_norm2[None, :], v, r_acc.T, alpha=-2.0)
         j = torch.argmin(d, dim=1)
         pivot_of[s:e] = j
-        a2[s:e] = ((v.double() - r64[j]) ** 2).sum(1)
+        a2[s:e] = ((v - r_acc[j]) ** 2).sum(1).double()
         _release(problem, s, e)
-    # an upper bound of d(x, pivot) despite the float64 rounding
-    a = torch.sqrt(a2) * (1.0 + 1e-12)
+    # an upper bound of d(x, pivot): direct differences in the accumulation
+    # dtype err by at most (C + 2) u relative (squared), widened twice
+    a = torch.sqrt(a2 * (1.0 + 2.0 * (c + 2) * u)) + b.tiny
 
     # 3-4. pivot by pivot, rows sorted by their distance to the pivot
     order = torch.argsort(a, stable=True)
@@ -367,6 +372,16 @@ def _group(problem, values, rows, ra, near, near_lb2, y_near, pivot, rep, b: _Bo
         xs = v - pivot
         nx = xs.double().pow(2).sum(1).sqrt()
         nx2_acc = (xs * xs).sum(1)
+        if m_here > 2 * _PROBE:
+            # a first GEMM with the centers nearest the pivot bounds each
+            # row's nearest distance D from above; its nearest center is then
+            # within a + D of the pivot (not only 2 a)
+            m0 = _PROBE
+            g0 = torch.addmm(ny2_acc[None, :m0], xs, shifted[:m0].T, alpha=-2.0)
+            g0 += nx2_acc[:, None]
+            ub = (g0.double() + b.kappa * (nx[:, None] + ny[None, :m0]) ** 2 + b.tiny).amin(1)
+            reach = (ra[s:e] + ub.clamp_min(0.0).sqrt()) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny
+            m_here = max(1, int(torch.searchsorted(near_lb2, reach.max().item(), right=True)))
         g = torch.addmm(ny2_acc[None, :m_here], xs, shifted[:m_here].T, alpha=-2.0)
         if _C is not None and g.device.type == "cpu":
             ids = _certify_fused(g, nx2_acc, nx, ny[:m_here], v, y_near[:m_here], b)
