@@ -53,16 +53,31 @@ class CMakeBuild(build_ext):
         subprocess.run(["cmake", str(ROOT), *args], cwd=build_dir, check=True)
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
         subprocess.run(["cmake", "--build", ".", "--parallel", jobs], cwd=build_dir, check=True)
+        cache = build_dir / "CMakeCache.txt"
+        type(self)._cuda_built = cache.exists() and "PCORESET_CUDA_MODULE_BUILT:INTERNAL=ON" in cache.read_text()
 
     def copy_extensions_to_source(self) -> None:
-        # setuptools copies only the declared extension (_C) into the source
-        # tree for --inplace; the optional CUDA module of the same CMake run
-        # follows it.
-        super().copy_extensions_to_source()
+        # --inplace: copy the modules this run built into the source tree
+        # through a temporary file and a rename, never by writing into a file
+        # that a running interpreter may have loaded (that crashed test runs
+        # during rebuilds). The optional CUDA module is copied only when this
+        # CMake run built it: an older one left in build/lib stays there.
         built = Path(self.build_lib).resolve() / "pcoreset"
-        for extra in built.glob("_C_cuda*"):
-            if extra.suffix in (".so", ".pyd"):
-                shutil.copy2(extra, ROOT / "pcoreset" / extra.name)
+        for ext in self.extensions:
+            src = Path(self.get_ext_fullpath(ext.name)).resolve()
+            _replace_file(src, ROOT / "pcoreset" / src.name)
+        if self._cuda_built:
+            for extra in built.glob("_C_cuda*"):
+                if extra.suffix in (".so", ".pyd"):
+                    _replace_file(extra, ROOT / "pcoreset" / extra.name)
+
+    _cuda_built = False
+
+
+def _replace_file(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
 
 
 def _ninja_from_pip():

@@ -103,6 +103,14 @@ def force(method: Optional[str]) -> Iterator[None]:
         _forced = saved
 
 
+def forced_method() -> Optional[str]:
+    """The method forced through `force` or PCORESET_START, or None."""
+    forced = _forced or os.environ.get("PCORESET_START") or None
+    if forced is not None and forced not in _METHODS:
+        raise ValueError(f"PCORESET_START={forced!r}: choose one of {_METHODS}")
+    return forced
+
+
 def use_exact(n: int, n_centers: int, c: int) -> bool:
     return start_method(n, n_centers, c) == "exact"
 
@@ -110,10 +118,8 @@ def use_exact(n: int, n_centers: int, c: int) -> bool:
 def start_method(n: int, n_centers: int, c: int, device: str = "cpu") -> str:
     """How the start runs: "exact" (the kernel's direct pass) or "certified"
     (certified GEMM candidates, refined exactly). See the module docstring."""
-    forced = _forced or os.environ.get("PCORESET_START") or None
+    forced = forced_method()
     if forced is not None:
-        if forced not in _METHODS:
-            raise ValueError(f"PCORESET_START={forced!r}: choose one of {_METHODS}")
         return forced
     return "exact" if float(n) * n_centers * c <= EXACT_MAX_WORK else "certified"
 

@@ -268,7 +268,7 @@ def make_state(problem: Problem, **options) -> CudaState:
 def _start_method(problem: Problem) -> str:
     """"exact" or "certified", as _start.start_method with the GPU's threshold
     (a method forced through _start.force or PCORESET_START wins)."""
-    forced = getattr(_start, "_forced", None) or os.environ.get("PCORESET_START")
+    forced = _start.forced_method()
     if forced:
         return _start.start_method(problem.n, problem.n_centers, problem.c, problem.device)
     return "exact" if float(problem.n) * problem.n_centers * problem.c <= EXACT_MAX_WORK else "certified"
