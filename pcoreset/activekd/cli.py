@@ -208,7 +208,7 @@ def register(sub) -> None:
                     "compares each strategy with PCoreSet seed by seed. Writes OUT/table.md,\n"
                     "OUT/report.csv, OUT/paired.csv, OUT/curves.png and the runs under OUT/runs/;\n"
                     "teacher outputs are cached in ~/.cache/pcoreset (or $PCORESET_CACHE).\n"
-                    "The default 8 seeds take about 18 minutes of CPU time (9 minutes on two free\n"
+                    "The default 6 seeds take about 14 minutes of CPU time (7 minutes on two free\n"
                     "cores; longer on a busy machine); --quick about 1 minute of CPU.")
     p.add_argument("--out", "-o", default="pcoreset_demo", help="output directory (default ./pcoreset_demo)")
     p.add_argument("--dataset", default="embedded:wordnet", choices=sorted(PRESETS),

@@ -29,11 +29,12 @@ FULL = dict(dataset=EMBEDDED_WORDNET, rounds=5, budget=30, initial_per_class=1, 
 QUICK = dict(dataset=EMBEDDED_WORDNET, rounds=2, budget=12, initial_per_class=1, epochs=15,
              max_pool=600, max_test=300)
 PRESETS = {EMBEDDED_WORDNET: {}, EMBEDDED_WORDNET25: dict(budget=50)}
-# Seeds of a full demo: 6 strategies x 2 settings x 8 seeds = 96 runs. 10 seeds
-# took 1336 s of CPU (teacher pass 151 s of it) on the 2-core development machine
-# (benchmarks/RESULTS.md), so 8 seeds need about 1100 s of CPU: under 10 minutes on
-# two free cores. 8 paired seeds let a Wilcoxon test reach p = 0.008.
-DEFAULT_SEEDS = 8
+# Seeds of a full demo: 6 strategies x 2 settings x 6 seeds = 72 runs. Measured on
+# the 2-core development machine (benchmarks/RESULTS.md): 10-11 s of CPU per run and
+# 44-151 s for the teacher pass, so 6 seeds need about 850 s of CPU, about 7 minutes
+# on two free cores. 6 paired seeds let a Wilcoxon test reach p = 0.031; use
+# --seeds 10 for the recorded tables.
+DEFAULT_SEEDS = 6
 
 
 def _run_one(cfg_dict: dict, run_dir: str) -> List[dict]:
