@@ -23,7 +23,7 @@ ALL_STRATEGIES = ["random", "entropy", "coreset", "badge", "class_balanced", "pc
 
 # Full demo: the whole embedded set (2700 pool / 900 test glosses), 1 label per class
 # to start, 5 rounds of 30. Quick: a 600/300 slice, 2 rounds of 12, shorter training.
-# embedded:wordnet25 (25 classes, 3000 pool / 970 test glosses): 1 label per class,
+# embedded:wordnet25 (25 classes, 2912 pool / 970 test glosses): 1 label per class,
 # 5 rounds of 50.
 FULL = dict(dataset=EMBEDDED_WORDNET, rounds=5, budget=30, initial_per_class=1, epochs=20)
 QUICK = dict(dataset=EMBEDDED_WORDNET, rounds=2, budget=12, initial_per_class=1, epochs=15,
