@@ -228,7 +228,7 @@ class PyState {
 
   // The whole greedy loop without the GIL. Between steps (at most every
   // 100 ms) the GIL is taken to check for Ctrl-C and to call `progress`.
-  py::tuple run(int64_t budget, py::object progress) {
+  py::tuple run(int64_t budget, py::object progress, double stop_dist2) {
     if (budget < 0) throw py::value_error("budget must be >= 0, got " + std::to_string(budget));
     std::vector<int64_t> picks;
     std::vector<double> radii2;
@@ -254,7 +254,7 @@ class PyState {
     bool finished;
     {
       py::gil_scoped_release nogil;
-      finished = state_->run(budget, &picks, &radii2, check);
+      finished = state_->run(budget, &picks, &radii2, check, stop_dist2);
     }
     if (!finished) throw py::error_already_set();
     I64Array p(static_cast<py::ssize_t>(picks.size()));
@@ -376,11 +376,13 @@ PYBIND11_MODULE(_C, m) {
       .def("take", &PyState::take, py::arg("row"))
       .def("exclude", &PyState::exclude, py::arg("rows"))
       .def_property_readonly("num_centers", &PyState::num_centers)
+      .def_property_readonly("supports_stop", [](const PyState&) { return true; })
       .def("export_state", &PyState::export_state)
       .def("load_state", &PyState::load_state, py::arg("mind"), py::arg("nearest"), py::arg("centers"))
       .def("push_center", &PyState::push_center, py::arg("vector"))
       .def("push_row", &PyState::push_row, py::arg("row"))
-      .def("run", &PyState::run, py::arg("budget"), py::arg("progress") = py::none())
+      .def("run", &PyState::run, py::arg("budget"), py::arg("progress") = py::none(),
+           py::arg("stop_dist2") = -1.0)
       .def("min_dist2", &PyState::min_dist2)
       .def("stats", &PyState::stats);
   m.def("build_info", &build_info);

@@ -17,10 +17,12 @@ from .errors import (  # noqa: E402
 from ._memory import estimate_memory  # noqa: E402
 from .info import info  # noqa: E402
 from .select import kcenter_greedy, select  # noqa: E402
+from .selector import Selector  # noqa: E402
 
 __all__ = [
     "select",
     "kcenter_greedy",
+    "Selector",
     "info",
     "estimate_memory",
     "PcoresetError",

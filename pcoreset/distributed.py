@@ -52,7 +52,7 @@ from .errors import (
     PoolExhaustedError,
 )
 
-__all__ = ["select", "RankFailureError", "RankMismatchError", "last_stats", "main_select_distributed",
+__all__ = ["select", "Selector", "RankFailureError", "RankMismatchError", "last_stats", "main_select_distributed",
            "add_select_distributed_arguments"]
 
 DEFAULT_TIMEOUT_S = 1800.0  # as torch.distributed's own default
@@ -586,66 +586,190 @@ def _progress(progress, budget: int, rank: int):
     return (lambda done: bar.update(done - bar.n)), bar.close
 
 
-def _greedy(comm: _Comm, state, problem: Optional[Problem], layout: _Layout, progress, stats):
-    budget = layout.budget
-    off = int(layout.offsets[comm.rank])
-    argmax = _Argmax(comm, layout)
-    t0 = time.perf_counter()
-    if layout.labeled_total == 0 and layout.centers_count == 0:
-        comm.phase = "the pool mean (first pick)"
-        mean = _global_mean(comm, state, problem, layout)
-        row, d2 = state.farthest_from(mean) if state is not None else (-1, 0.0)
-        g, _ = argmax(row, d2, off)
-        best = (g, float("inf"))
-    else:
-        comm.phase = "the first pick"
-        row, d2 = state.current_best() if state is not None else (-1, 0.0)
-        best = argmax(row, d2, off)
-    stats["first_pick_s"] = time.perf_counter() - t0
+class _Stepper:
+    """The distributed greedy loop, resumable: `take(k)` makes the next k
+    picks. As in the kernels, the last pick of a call stays pending (not yet
+    a center) until the next call pushes it."""
 
-    vec_dtype = torch.float64 if layout.dtype == "float64" else torch.float32  # exact center values
-    center = torch.zeros(layout.c, dtype=vec_dtype, device=comm.device)
-    picks = np.empty(budget, dtype=np.int64)
-    radii2 = np.empty(budget, dtype=np.float64)
-    update_s = reduce_s = bcast_s = 0.0
-    report, close = _progress(progress, budget, comm.rank)
-    try:
-        for t in range(budget):
-            g, d2 = best
-            picks[t], radii2[t] = g, d2
-            report(t + 1)
-            if t + 1 == budget:
-                break  # the last pick needs no update pass
-            comm.phase = f"step {t + 1} of {budget}"
-            owner = layout.owner(g)
-            t1 = time.perf_counter()
-            if owner == comm.rank:
-                center.copy_(torch.from_numpy(state.row_vector(g - off)))
-                work = comm.broadcast_start(center, owner)
-                t2 = time.perf_counter()
-                row, d2 = state.push_row(g - off)  # overlaps the broadcast
-                t3 = time.perf_counter()
-                comm.wait(work)
-                t4 = time.perf_counter()
-                bcast_s += (t2 - t1) + (t4 - t3)
-                update_s += t3 - t2
+    def __init__(self, comm: _Comm, state, problem: Optional[Problem], layout: _Layout, stats) -> None:
+        self.comm, self.state, self.problem, self.layout = comm, state, problem, layout
+        self.off = int(layout.offsets[comm.rank])
+        self.argmax = _Argmax(comm, layout)
+        vec_dtype = torch.float64 if layout.dtype == "float64" else torch.float32  # exact center values
+        self.center = torch.zeros(layout.c, dtype=vec_dtype, device=comm.device)
+        self.best = None  # (global row, dist2) of the next pick
+        self.pending: Optional[int] = None
+        self.stats = stats
+        for key in ("update_s", "reduce_s", "broadcast_s"):
+            stats.setdefault(key, 0.0)
+        stats.setdefault("steps", 0)
+
+    def _first(self) -> None:
+        comm, state, layout = self.comm, self.state, self.layout
+        t0 = time.perf_counter()
+        if layout.labeled_total == 0 and layout.centers_count == 0:
+            comm.phase = "the pool mean (first pick)"
+            mean = _global_mean(comm, state, self.problem, layout)
+            row, d2 = state.farthest_from(mean) if state is not None else (-1, 0.0)
+            g, _ = self.argmax(row, d2, self.off)
+            self.best = (g, float("inf"))
+        else:
+            comm.phase = "the first pick"
+            row, d2 = state.current_best() if state is not None else (-1, 0.0)
+            self.best = self.argmax(row, d2, self.off)
+        self.stats["first_pick_s"] = time.perf_counter() - t0
+
+    def _push(self, g: int) -> None:
+        """Global row g becomes a center on every rank; the next best follows."""
+        comm, state, stats = self.comm, self.state, self.stats
+        owner = self.layout.owner(g)
+        t1 = time.perf_counter()
+        if owner == comm.rank:
+            self.center.copy_(torch.from_numpy(state.row_vector(g - self.off)))
+            work = comm.broadcast_start(self.center, owner)
+            t2 = time.perf_counter()
+            row, d2 = state.push_row(g - self.off)  # overlaps the broadcast
+            t3 = time.perf_counter()
+            comm.wait(work)
+            t4 = time.perf_counter()
+            stats["broadcast_s"] += (t2 - t1) + (t4 - t3)
+            stats["update_s"] += t3 - t2
+        else:
+            comm.broadcast(self.center, owner)
+            t2 = time.perf_counter()
+            if state is not None:
+                row, d2 = state.push_center(self.center.cpu().numpy().astype(np.float64))
             else:
-                comm.broadcast(center, owner)
-                t2 = time.perf_counter()
-                if state is not None:
-                    row, d2 = state.push_center(center.cpu().numpy().astype(np.float64))
-                else:
-                    row, d2 = -1, 0.0
-                t3 = time.perf_counter()
-                bcast_s += t2 - t1
-                update_s += t3 - t2
-            best = argmax(row, d2, off)
-            reduce_s += time.perf_counter() - t3
-    finally:
-        close()
-    steps = max(0, budget - 1)
-    stats.update(steps=steps, update_s=update_s, reduce_s=reduce_s, broadcast_s=bcast_s)
-    return picks, radii2
+                row, d2 = -1, 0.0
+            t3 = time.perf_counter()
+            stats["broadcast_s"] += t2 - t1
+            stats["update_s"] += t3 - t2
+        self.best = self.argmax(row, d2, self.off)
+        stats["reduce_s"] += time.perf_counter() - t3
+        stats["steps"] += 1
+
+    def take(self, k: int, progress):
+        picks = np.empty(k, dtype=np.int64)
+        radii2 = np.empty(k, dtype=np.float64)
+        if k == 0:
+            return picks, radii2
+        if self.best is None:
+            self._first()
+        elif self.pending is not None:
+            self.comm.phase = "the pending pick"
+            self._push(self.pending)
+            self.pending = None
+        report, close = _progress(progress, k, self.comm.rank)
+        try:
+            for t in range(k):
+                g, d2 = self.best
+                picks[t], radii2[t] = g, d2
+                report(t + 1)
+                if t + 1 == k:
+                    self.pending = int(g)  # pushed by the next call, if any
+                    break
+                self.comm.phase = f"step {t + 1} of {k}"
+                self._push(int(g))
+        finally:
+            close()
+        return picks, radii2
+
+
+def _setup(local_probs, local_labeled_idx, budget, group, labeled_is_global, centers, centers_from,
+           from_logits, temperature, timeout, prune, num_threads, progress, simplex_atol):
+    """Validation on every rank, one agreement all-gather, the shared centers
+    and this rank's labeled rows: (comm, layout, problem, stats)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("pcoreset.distributed needs an initialised torch.distributed "
+                           "process group: call torch.distributed.init_process_group first "
+                           "(torchrun sets the environment for it)")
+    comm = _Comm(group, _as_timeout(timeout))
+    local = _check_local(local_probs, local_labeled_idx, budget, labeled_is_global, from_logits,
+                         temperature, prune, num_threads, progress, simplex_atol, centers, centers_from)
+    layout = _agree(comm, local, bool(labeled_is_global))
+    problem = _share_centers(comm, local.problem, layout)
+    off, n_local = int(layout.offsets[comm.rank]), int(layout.sizes[comm.rank])
+    if labeled_is_global:
+        mine = local.labeled[(local.labeled >= off) & (local.labeled < off + n_local)] - off
+        problem = replace(problem, labeled=np.sort(mine))
+    stats: Dict[str, float] = {"rank": comm.rank, "world": comm.world, "n_local": n_local, "n": layout.n}
+    return comm, layout, problem, stats
+
+
+def _seed(comm: _Comm, problem: Problem, layout: _Layout, stats):
+    """This rank's state, seeded with every rank's labeled rows and the
+    center vectors (None for an empty shard)."""
+    comm.phase = "seeding the labeled rows"
+    t0 = time.perf_counter()
+    state = _local_state(problem) if int(layout.sizes[comm.rank]) else None
+    _seed_remote_labeled(comm, state, problem, problem.labeled, layout)
+    stats["seed_s"] = time.perf_counter() - t0
+    return state
+
+
+class Selector:
+    """Incremental selection over a pool sharded across the ranks of a
+    `torch.distributed` group: `next(k)`, called with the same k on every
+    rank, returns the next k global picks, the same on every rank, and the
+    picks of successive calls equal one `select` of the total budget.
+
+    Arguments as for `pcoreset.distributed.select` (without a budget).
+    Attributes: picks, radii (so far, NumPy), n_available.
+    """
+
+    def __init__(self, local_probs: Any, local_labeled_idx: Any = None, *, group=None,
+                 labeled_is_global: bool = False, centers: Any = None, centers_from: Optional[int] = None,
+                 from_logits: bool = False, temperature: float = 1.0,
+                 timeout: Union[float, datetime.timedelta] = DEFAULT_TIMEOUT_S, prune: bool = True,
+                 num_threads: int = 0, progress: Union[bool, Callable[[int], None], None] = None,
+                 simplex_atol: Optional[float] = None):
+        self._comm, self._layout, self._problem, self.stats = _setup(
+            local_probs, local_labeled_idx, 0, group, labeled_is_global, centers, centers_from, from_logits,
+            temperature, timeout, prune, num_threads, progress, simplex_atol)
+        state = _seed(self._comm, self._problem, self._layout, self.stats)
+        self._stepper = _Stepper(self._comm, state, self._problem, self._layout, self.stats)
+        self._progress = progress
+        self._picks: List[int] = []
+        self._radii2: List[float] = []
+
+    @property
+    def n_available(self) -> int:
+        return int(self._layout.n - self._layout.labeled_total - len(self._picks))
+
+    @property
+    def picks(self) -> np.ndarray:
+        return np.asarray(self._picks, dtype=np.int64)
+
+    @property
+    def radii(self) -> np.ndarray:
+        return np.sqrt(np.asarray(self._radii2, dtype=np.float64))
+
+    def next(self, k: int):
+        """The next k global picks (int64, in order; NumPy, or a torch tensor
+        for torch input), the same on every rank. Every rank must pass the
+        same k (checked: a RankMismatchError names the ranks otherwise)."""
+        bad = None
+        try:
+            k = check_budget(k, np.iinfo(np.int64).max, name="k")
+        except (InvalidInputError, InvalidTypeError) as exc:
+            bad = exc
+        mine = torch.tensor([-1 if bad is not None else k], dtype=torch.int64)
+        table = self._comm.all_gather(mine.to(self._comm.device)).cpu().flatten().tolist()
+        if bad is not None:
+            raise bad
+        if -1 in table:
+            raise InvalidInputError(f"rank {table.index(-1)} passed a bad k to Selector.next")
+        if len(set(table)) > 1:
+            raise RankMismatchError(f"k differs across ranks: {_ranks_by_value(table, lambda v: f'k={v}')}; "
+                                    "every rank must pass the same k")
+        if k > self.n_available:
+            raise PoolExhaustedError(self.n_available, k, what="k")
+        picks, radii2 = self._stepper.take(k, self._progress)
+        self._picks.extend(picks.tolist())
+        self._radii2.extend(radii2.tolist())
+        from .select import _to_kind
+
+        return _to_kind(picks, self._problem, np.int64)
 
 
 # --------------------------------------------------------------------------- public
@@ -710,30 +834,15 @@ def select(local_probs: Any, local_labeled_idx: Any, budget: int, *, group=None,
             connection; raised within `timeout` of the failure.
         RuntimeError: torch.distributed is not initialised.
     """
-    if not (dist.is_available() and dist.is_initialized()):
-        raise RuntimeError("pcoreset.distributed.select needs an initialised torch.distributed "
-                           "process group: call torch.distributed.init_process_group first "
-                           "(torchrun sets the environment for it)")
     t_start = time.perf_counter()
-    comm = _Comm(group, _as_timeout(timeout))
-    local = _check_local(local_probs, local_labeled_idx, budget, labeled_is_global, from_logits,
-                         temperature, prune, num_threads, progress, simplex_atol, centers, centers_from)
-    layout = _agree(comm, local, bool(labeled_is_global))
-    problem = _share_centers(comm, local.problem, layout)
-    off, n_local = int(layout.offsets[comm.rank]), int(layout.sizes[comm.rank])
-    if labeled_is_global:
-        mine = local.labeled[(local.labeled >= off) & (local.labeled < off + n_local)] - off
-        problem = replace(problem, labeled=np.sort(mine))
-    stats: Dict[str, float] = {"rank": comm.rank, "world": comm.world, "n_local": n_local, "n": layout.n}
+    comm, layout, problem, stats = _setup(local_probs, local_labeled_idx, budget, group, labeled_is_global,
+                                          centers, centers_from, from_logits, temperature, timeout, prune,
+                                          num_threads, progress, simplex_atol)
     if layout.budget == 0:
         picks, radii2 = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     else:
-        comm.phase = "seeding the labeled rows"
-        t0 = time.perf_counter()
-        state = _local_state(problem) if n_local else None
-        _seed_remote_labeled(comm, state, problem, problem.labeled, layout)
-        stats["seed_s"] = time.perf_counter() - t0
-        picks, radii2 = _greedy(comm, state, problem, layout, progress, stats)
+        state = _seed(comm, problem, layout, stats)
+        picks, radii2 = _Stepper(comm, state, problem, layout, stats).take(layout.budget, progress)
     stats["total_s"] = time.perf_counter() - t_start
     last_stats.clear()
     last_stats.update(stats)

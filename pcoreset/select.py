@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _memory, backends
 from ._problem import Problem, make_problem
-from .errors import OutOfMemoryError
+from .errors import InvalidInputError, OutOfMemoryError
 
 try:
     import torch
@@ -18,8 +18,9 @@ except ImportError:  # pragma: no cover
 Array = Any  # numpy.ndarray | torch.Tensor
 
 
-def select(probs: Array, labeled_idx: Any, budget: int, *, centers: Optional[Array] = None,
-           from_logits: bool = False,
+def select(probs: Array, labeled_idx: Any, budget: Optional[int] = None, *,
+           centers: Optional[Array] = None, stop_radius: Optional[float] = None,
+           max_budget: Optional[int] = None, from_logits: bool = False,
            temperature: float = 1.0, backend: str = "auto", return_radii: bool = False,
            prune: bool = True, num_threads: int = 0,
            progress: Union[bool, Callable[[int], None], None] = None,
@@ -43,6 +44,13 @@ def select(probs: Array, labeled_idx: Any, budget: int, *, centers: Optional[Arr
             picked, not counted in `budget`). Unique integers in [0, N); may
             be empty or None.
         budget: number of rows to pick, 0 <= budget <= N - len(labeled_idx).
+            May be None with `stop_radius`.
+        stop_radius: pick while the coverage radius (the distance of the
+            farthest remaining row to its nearest center) is above this: the
+            picks end before the first one whose radius is <= stop_radius.
+            At most `budget` (or `max_budget`) picks; all rows by default.
+        max_budget: the cap on picks with stop_radius (an alias of budget
+            there; pass one of the two).
         centers: (M, C) initial center vectors that are not rows of the pool,
             e.g. the labeled set's probabilities from another loader: alone or
             with `labeled_idx`, without copying the pool. Checked like the
@@ -81,6 +89,22 @@ def select(probs: Array, labeled_idx: Any, budget: int, *, centers: Optional[Arr
         BackendUnavailableError (RuntimeError): the backend asked for cannot
             run this input; lists why for each backend.
     """
+    if stop_radius is not None:
+        if budget is not None and max_budget is not None:
+            raise InvalidInputError(f"pass budget or max_budget with stop_radius, not both "
+                                    f"(got budget={budget!r}, max_budget={max_budget!r})")
+        from .selector import Selector
+
+        sel = Selector(probs, labeled_idx, centers=centers, from_logits=from_logits, temperature=temperature,
+                       backend=backend, prune=prune, num_threads=num_threads, progress=progress,
+                       simplex_atol=simplex_atol)
+        picks, radii = sel.until(stop_radius, budget if budget is not None else max_budget)
+        return (picks, radii) if return_radii else picks
+    if budget is None:
+        raise InvalidInputError("budget is required (the number of rows to pick), or pass stop_radius= "
+                                "to pick until the pool is covered to a radius")
+    if max_budget is not None:
+        raise InvalidInputError(f"max_budget={max_budget!r} only applies with stop_radius; pass budget instead")
     problem = make_problem(probs, labeled_idx, budget, simplex=True, from_logits=from_logits,
                            temperature=temperature, prune=prune, num_threads=num_threads,
                            progress=progress, simplex_atol=simplex_atol, centers=centers)

@@ -596,3 +596,24 @@ def test_emulated_run_to_the_last_row_and_bad_indices(emu):
         dev.push_row(90)
     with pytest.raises(ValueError, match=r"candidates must have shape \(90, k\)"):
         dev.seed_rows_with_candidates(np.array([1]), np.zeros((3, 2), dtype=np.int64))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_selector_continues_on_the_device(cuda_device, dtype):
+    x = torch.from_numpy(simplex_pool(20_000, 24, seed=31, clustered=True)).to(TORCH_DTYPES[dtype]).to(cuda_device)
+    sel = pcoreset.Selector(x, [3, 5], backend="cuda")
+    got = torch.cat([sel.next(30), sel.next(20)])
+    want, radii = pcoreset.select(x, [3, 5], 50, backend="cuda", return_radii=True)
+    assert got.device == x.device and torch.equal(got, want)
+    # until() steps one pick per call on the device state; same sequence
+    r = float(radii[35])
+    sel2 = pcoreset.Selector(x, [3, 5], backend="cuda")
+    picks, _ = sel2.until(r)
+    first = int(torch.nonzero(radii <= r)[0, 0])
+    assert torch.equal(picks, want[:first])
+    sel2.add_centers([100, 200])
+    sel2.exclude([300])
+    sd = sel2.state_dict()
+    back = pcoreset.Selector.from_state_dict(x, sd, backend="cuda")
+    assert torch.equal(back.next(10), sel2.next(10))

@@ -174,6 +174,30 @@ def _cases_worker(rank, world, store, out_dir):
                 centers=ctr, centers_from=src,
                 from_logits=bool(case.get("from_logits")), temperature=case.get("temperature", 1.0),
                 return_radii=True, num_threads=1, timeout=60))
+    # incremental selection: next(a) then next(b) equals one select of a + b
+    for name in ("f32_nolab", "f64_centers_from_rank0", "f32_lab_candidates"):
+        case = CASES[name]
+        sizes = case["sizes"][world]
+        x = _pool(case)
+        labeled = _labeled(case, sizes)
+        off = sum(sizes[:rank])
+        lab = labeled[(labeled >= off) & (labeled < off + sizes[rank])] - off
+        src = case.get("centers_from")
+        ctr = _centers(case) if src is None or rank == src else None
+
+        def incremental():
+            sel = pd.Selector(_shard(x, sizes, rank), lab, centers=ctr, centers_from=src, num_threads=1,
+                              timeout=60)
+            first = sel.next(7)
+            rest = sel.next(_budget(case, labeled) - 7)
+            assert sel.n_available == sum(sizes) - labeled.size - _budget(case, labeled)
+            return np.concatenate([first, rest]), sel.radii
+
+        with _start_path(case):
+            res[f"selector_{name}"] = _record(incremental)
+        res[f"selector_k_differs_{name}"] = _record(
+            lambda: pd.Selector(_shard(x, sizes, rank), lab, centers=ctr, centers_from=src, num_threads=1,
+                                timeout=60).next(3 + rank))
     # the pool mean (first pick without labeled rows) must be bit-identical to
     # the kernel's single-process mean_vector, whatever the shard boundaries
     from pcoreset._problem import make_problem
@@ -296,6 +320,19 @@ def test_picks_equal_single_process(world_results, name):
         assert "error" not in got, f"rank {rank}: {got.get('trace')}"
         assert got["picks"] == want_picks, f"rank {rank} of {world}"
         assert got["radii"] == want_radii, f"rank {rank} of {world}"
+
+
+@pytest.mark.parametrize("name", ["f32_nolab", "f64_centers_from_rank0", "f32_lab_candidates"])
+def test_selector_next_equals_one_select(world_results, name):
+    world, results, _ = world_results
+    want_picks, want_radii = _reference(CASES[name], world)
+    for rank in range(world):
+        got = results[rank][f"selector_{name}"]
+        assert "error" not in got, f"rank {rank}: {got.get('trace')}"
+        assert got["picks"] == want_picks, f"rank {rank} of {world}"
+        assert got["radii"] == want_radii, f"rank {rank} of {world}"
+        bad = results[rank][f"selector_k_differs_{name}"]
+        assert bad["error"] == "RankMismatchError" and "k differs across ranks" in bad["message"]
 
 
 @pytest.mark.parametrize("name", MEAN_CASES)

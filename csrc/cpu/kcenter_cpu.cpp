@@ -493,7 +493,7 @@ class CpuState final : public KCenterState {
   }
 
   bool run(int64_t budget, std::vector<int64_t>* picks, std::vector<double>* radii2,
-           const ProgressFn& progress) override {
+           const ProgressFn& progress, double stop_dist2) override {
     using clock = std::chrono::steady_clock;
     auto last_report = clock::now();
     StepResult best;
@@ -509,6 +509,7 @@ class CpuState final : public KCenterState {
     }
     for (int64_t t = 0; t < budget; ++t) {
       if (best.row < 0) throw std::logic_error("pcoreset: pool exhausted inside the kernel");
+      if (stop_dist2 >= 0.0 && best.dist2 <= stop_dist2) break;  // covered to the radius asked
       picks->push_back(best.row);
       radii2->push_back(best.dist2);
       if (t + 1 == budget) break;  // the last pick needs no update pass
@@ -518,7 +519,7 @@ class CpuState final : public KCenterState {
         if (!progress(t + 1)) return false;
       }
     }
-    if (progress && !progress(budget)) return false;
+    if (progress && !progress(static_cast<int64_t>(picks->size()))) return false;
     return true;
   }
 

@@ -18,7 +18,14 @@ class Backend:
         device, unsupported dtype), or None;
       - `run(problem)`: the picks (int64, greedy order) and the squared radii
         (float64, +inf for a first pick made from the pool mean), as NumPy
-        arrays or torch tensors on the problem's device.
+        arrays or torch tensors on the problem's device;
+      - for `pcoreset.Selector` (incremental selection): `make_state(problem)`,
+        a running-minimum state with the methods of the C++ state
+        (seed_rows[_with_candidates], seed_vectors[_with_candidates], take,
+        exclude, push_row, current_best, run(budget, progress[, stop_dist2]),
+        export_state, load_state, min_dist2, num_centers, stats), and
+        `seed(state, problem)`, which sets every row's nearest initial center;
+        `state_unsupported(problem)` says why a state cannot be made, or None.
     """
 
     name = "?"
@@ -31,3 +38,47 @@ class Backend:
 
     def run(self, problem: Problem) -> Tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+    def state_unsupported(self, problem: Problem) -> Optional[str]:
+        if type(self).make_state is Backend.make_state:
+            return f"the {self.name} backend keeps no state between calls"
+        return None
+
+    def make_state(self, problem: Problem):
+        raise NotImplementedError(f"the {self.name} backend keeps no state between calls")
+
+    def seed(self, state, problem: Problem) -> None:
+        raise NotImplementedError(f"the {self.name} backend keeps no state between calls")
+
+
+def run_state(state, budget: int, progress=None, stop_dist2: float = -1.0):
+    """state.run(budget) with an optional stop radius: stop before the first
+    pick whose squared radius is <= stop_dist2 (when >= 0). States without a
+    native stop (the CUDA state) run one step per call then.
+
+    As the kernels do, the last pick is left pending (not yet a center) when
+    the budget ends the run, and is already a center when the radius does."""
+    if stop_dist2 < 0:
+        return state.run(budget, progress)
+    if getattr(state, "supports_stop", False):
+        return state.run(budget, progress, stop_dist2)
+    picks, radii2 = [], []
+    pending = None
+    if budget > 0 and state.num_centers == 0:  # the first pick from the pool mean (radius +inf)
+        p, r2 = state.run(1)
+        picks.append(int(p[0]))
+        radii2.append(float(r2[0]))
+        pending = picks[-1]
+    while len(picks) < budget:
+        row, r2 = state.push_row(pending) if pending is not None else state.current_best()
+        pending = None
+        if row < 0:
+            raise RuntimeError("pcoreset: pool exhausted inside the state")
+        if r2 <= stop_dist2:
+            break
+        picks.append(int(row))
+        radii2.append(float(r2))
+        pending = picks[-1]
+        if progress is not None:
+            progress(len(picks))
+    return np.asarray(picks, dtype=np.int64), np.asarray(radii2, dtype=np.float64)

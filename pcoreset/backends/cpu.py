@@ -71,6 +71,12 @@ class CpuBackend(Backend):
             return f"input is on {problem.device}, the cpu backend reads host memory"
         return None
 
+    def make_state(self, problem: Problem):
+        return make_state(problem)
+
+    def seed(self, state, problem: Problem) -> None:
+        seed(state, problem)
+
     def run(self, problem: Problem):
         state = make_state(problem)
         seed(state, problem)

@@ -321,6 +321,12 @@ class CudaBackend(Backend):
             return f"input is on {problem.device}; the cuda backend takes torch CUDA tensors"
         return None
 
+    def make_state(self, problem: Problem) -> "CudaState":
+        return make_state(problem)
+
+    def seed(self, state, problem: Problem) -> None:
+        seed(state, problem)
+
     def run(self, problem: Problem):
         from .cpu import _progress_callback
 

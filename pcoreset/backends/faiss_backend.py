@@ -81,6 +81,18 @@ class FaissBackend(Backend):
             return _run_gpu(problem)
         return _run_cpu(problem)
 
+    def state_unsupported(self, problem: Problem) -> Optional[str]:
+        if problem.device != "cpu":
+            return (f"the faiss backend keeps no state for input on {problem.device}; "
+                    "use backend='cuda' (or move the pool to the CPU)")
+        return None
+
+    def make_state(self, problem: Problem) -> FaissState:
+        return FaissState(problem)
+
+    def seed(self, state, problem: Problem) -> None:
+        seed(state, problem)
+
 
 def _pool_matrix(problem: Problem) -> np.ndarray:
     """The rows as the kernels see them, as one contiguous float32 (float64
@@ -154,87 +166,213 @@ class _Distances:
         return out
 
 
-def _run_cpu(problem: Problem):
-    x = _pool_matrix(problem)
-    dist = _Distances(x)
-    dt = x.dtype.type
-    slack = _PRUNE_SLACK[dt]
-    n, c, budget = problem.n, problem.c, problem.budget
-    labeled = problem.labeled
-    m0 = problem.n_centers
-    cap = m0 + budget
-    centers = np.empty((max(cap, 1), c), dtype=dt)
-    n_centers = 0
-    # taken rows (labeled or picked) hold -1: below every eligible distance
-    mind = np.full(n, np.inf, dtype=dt)
-    nearest = np.zeros(n, dtype=np.int64)
+class FaissState:
+    """The running-minimum state of a pool for the faiss backend (CPU), with
+    the methods of the C++ state, so `pcoreset.Selector` can continue a
+    selection on it. Taken rows (labeled, picked, excluded) hold -1 in mind."""
 
-    if m0:
-        centers[:labeled.size] = x[labeled]
-        if problem.centers is not None:
-            centers[labeled.size:m0] = problem.centers.astype(dt)
-        n_centers = m0
-        if _start.use_exact(n, m0, c):
-            for a in range(m0):
-                d = dist.to_all(centers[a], x)
-                closer = d < mind
-                mind[closer] = d[closer]
-                nearest[closer] = a
-        else:
-            values = _start.torch_values(problem)
-            cand = _start.certified_candidates(problem, torch.from_numpy(centers[:m0]), values)
-            d = dist.pairs(np.arange(n), centers, cand)
-            best = np.argmin(d, axis=1)
-            mind = np.take_along_axis(d, best[:, None], axis=1)[:, 0].astype(dt, copy=False)
-            nearest = np.take_along_axis(cand, best[:, None], axis=1)[:, 0]
-        mind[labeled] = -1
-        nearest[labeled] = np.arange(labeled.size)
+    supports_stop = True
 
-    picks = np.empty(budget, dtype=np.int64)
-    radii2 = np.empty(budget, dtype=np.float64)
-    callback, close = _progress_callback(problem)
-    try:
-        if n_centers == 0:
-            # no labeled rows: the row farthest from the pool mean
-            mean = np.zeros(c, dtype=np.float64)
-            step = _start.chunk_rows(n, c)
-            for s in range(0, n, step):
-                mean += x[s:s + step].sum(axis=0, dtype=np.float64)
-            d = dist.to_all((mean / n).astype(dt), x)
-            p, r2 = int(np.argmax(d)), np.inf
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.x = _pool_matrix(problem)
+        self.dist = _Distances(self.x)
+        self.dt = self.x.dtype.type
+        self.slack = _PRUNE_SLACK[self.dt]
+        self.n, self.c = problem.n, problem.c
+        self._centers = np.empty((16, self.c), dtype=self.dt)
+        self.k = 0
+        self.mind = np.full(self.n, np.inf, dtype=self.dt)
+        self.nearest = np.full(self.n, -1, dtype=np.int64)
+        self._steps = 0
+        self._computed = 0
+
+    @property
+    def num_centers(self) -> int:
+        return self.k
+
+    @property
+    def centers(self) -> np.ndarray:
+        return self._centers[:self.k]
+
+    def _append(self, vecs: np.ndarray) -> int:
+        first = self.k
+        need = first + vecs.shape[0]
+        if need > self._centers.shape[0]:
+            grown = np.empty((max(need, 2 * self._centers.shape[0]), self.c), dtype=self.dt)
+            grown[:first] = self._centers[:first]
+            self._centers = grown
+        self._centers[first:need] = vecs
+        self.k = need
+        return first
+
+    def _assign_exact(self, first: int) -> None:
+        for a in range(first, self.k):
+            d = self.dist.to_all(self._centers[a], self.x)
+            closer = d < self.mind
+            self.mind[closer] = d[closer]
+            self.nearest[closer] = a
+
+    def _assign_candidates(self, first: int, cand) -> None:
+        cand = np.asarray(cand, dtype=np.int64)
+        count = self.k - first
+        for t in range(cand.shape[1]):
+            ok = (cand[:, t] >= 0) & (cand[:, t] < count) & (self.mind >= 0)
+            rows = np.flatnonzero(ok)
+            if rows.size == 0:
+                continue
+            ids = first + cand[rows, t]
+            d = self.dist.pairs(rows, self._centers, ids[:, None])[:, 0]
+            cur, cur_id = self.mind[rows], self.nearest[rows]
+            closer = (d < cur) | ((d == cur) & (ids < cur_id))
+            self.mind[rows[closer]] = d[closer]
+            self.nearest[rows[closer]] = ids[closer]
+
+    def _take(self, rows: np.ndarray, first: int) -> None:
+        self.mind[rows] = -1
+        self.nearest[rows] = first + np.arange(rows.size)
+
+    def seed_rows(self, rows) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        first = self._append(self.x[rows])
+        self._take(rows, first)
+        self._assign_exact(first)
+
+    def seed_rows_with_candidates(self, rows, cand) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        first = self._append(self.x[rows])
+        self._take(rows, first)
+        self._assign_candidates(first, cand)
+
+    def seed_vectors(self, vectors) -> None:
+        first = self._append(np.asarray(vectors, dtype=np.float64).astype(self.dt))
+        self._assign_exact(first)
+
+    def seed_vectors_with_candidates(self, vectors, cand) -> None:
+        first = self._append(np.asarray(vectors, dtype=np.float64).astype(self.dt))
+        self._assign_candidates(first, cand)
+
+    def take(self, row: int) -> None:
+        self.mind[int(row)] = -1
+
+    def exclude(self, rows) -> None:
+        self.mind[np.asarray(rows, dtype=np.int64)] = -1
+
+    def current_best(self):
+        if self.n == 0:
+            return -1, 0.0
+        p = int(np.argmax(self.mind))
+        if self.mind[p] < 0:
+            return -1, 0.0
+        return p, float(self.mind[p])
+
+    def _push(self, v: np.ndarray) -> int:
+        k = self._append(v[None, :])
+        if k == 0:  # the first center: every eligible row moves
+            d = self.dist.to_all(self._centers[0], self.x)
+            eligible = self.mind >= 0
+            self.mind[eligible] = d[eligible]
+            self.nearest[eligible] = 0
+            self._computed += self.n
         else:
-            p = int(np.argmax(mind))
-            r2 = float(mind[p])
-        for t in range(budget):
-            picks[t] = p
-            radii2[t] = r2
+            dcc2 = self.dist.to_all(self._centers[k], self._centers[:k])
+            rows = np.flatnonzero(dcc2[np.maximum(self.nearest, 0)] < self.slack * self.mind)
+            d = self.dist.to_rows(self._centers[k], rows)
+            closer = d < self.mind[rows]
+            moved = rows[closer]
+            self.mind[moved] = d[closer]
+            self.nearest[moved] = k
+            self._computed += rows.size
+        self._steps += 1
+        return k
+
+    def push_row(self, row: int):
+        row = int(row)
+        k = self._push(self.x[row].copy())
+        self.mind[row] = -1
+        self.nearest[row] = k
+        return self.current_best()
+
+    def push_center(self, vector):
+        self._push(np.asarray(vector, dtype=np.float64).astype(self.dt))
+        return self.current_best()
+
+    def _mean_start(self):
+        mean = np.zeros(self.c, dtype=np.float64)
+        step = _start.chunk_rows(self.n, self.c)
+        for s in range(0, self.n, step):
+            mean += self.x[s:s + step].sum(axis=0, dtype=np.float64)
+        d = self.dist.to_all((mean / self.n).astype(self.dt), self.x)
+        d[self.mind < 0] = -1
+        return int(np.argmax(d)), float("inf")
+
+    def run(self, budget: int, progress=None, stop_dist2: float = -1.0):
+        picks, radii2 = [], []
+        best = self._mean_start() if self.k == 0 else self.current_best()
+        for t in range(int(budget)):
+            p, r2 = best
+            if p < 0:
+                raise RuntimeError("pcoreset: pool exhausted inside the faiss state")
+            if stop_dist2 >= 0 and r2 <= stop_dist2:
+                break
+            picks.append(p)
+            radii2.append(r2)
             if t + 1 == budget:
                 break
-            v = centers[n_centers]
-            v[:] = x[p]
-            if n_centers == 0:  # the first center: every row moves
-                mind = dist.to_all(v, x)
-                nearest[:] = 0
-            else:
-                dcc2 = dist.to_all(v, centers[:n_centers])
-                rows = np.flatnonzero(dcc2[nearest] < slack * mind)
-                d = dist.to_rows(v, rows)
-                closer = d < mind[rows]
-                moved = rows[closer]
-                mind[moved] = d[closer]
-                nearest[moved] = n_centers
-            mind[p] = -1
-            nearest[p] = n_centers
-            n_centers += 1
-            p = int(np.argmax(mind))
-            r2 = float(mind[p])
-            if callback is not None:
-                callback(t + 1)
-        if callback is not None:
-            callback(budget)
+            best = self.push_row(p)
+            if progress is not None:
+                progress(t + 1)
+        if progress is not None:
+            progress(len(picks))
+        return np.asarray(picks, dtype=np.int64), np.asarray(radii2, dtype=np.float64)
+
+    def min_dist2(self) -> np.ndarray:
+        return np.maximum(self.mind, 0).astype(np.float64)
+
+    def export_state(self):
+        return self.mind.astype(np.float64), self.nearest.copy(), self.centers.astype(np.float64)
+
+    def load_state(self, mind, nearest, centers) -> None:
+        self.mind = np.asarray(mind, dtype=np.float64).astype(self.dt)
+        self.mind[np.asarray(mind) < 0] = -1
+        self.nearest = np.asarray(nearest, dtype=np.int64).copy()
+        self.k = 0
+        self._append(np.asarray(centers, dtype=np.float64).astype(self.dt).reshape(-1, self.c))
+
+    def stats(self) -> dict:
+        return {"steps": self._steps, "rows_computed": self._computed,
+                "rows_visited": self._steps * self.n, "center_dists": 0}
+
+
+def seed(state: FaissState, problem: Problem) -> None:
+    """Every row's nearest initial center: each center in turn for small
+    products, else the certified candidates (pcoreset._start)."""
+    labeled, vecs = problem.labeled, problem.centers
+    if problem.n_centers == 0:
+        return
+    if _start.use_exact(problem.n, problem.n_centers, problem.c):
+        if labeled.size:
+            state.seed_rows(labeled)
+        if vecs is not None:
+            state.seed_vectors(vecs)
+        return
+    values = _start.torch_values(problem)
+    cand = _start.certified_candidates(problem, _start.initial_centers(problem, values), values)
+    cand_rows, cand_vecs = _start.split_candidates(cand, labeled.size)
+    if labeled.size:
+        state.seed_rows_with_candidates(labeled, cand_rows)
+    if vecs is not None:
+        state.seed_vectors_with_candidates(vecs, cand_vecs)
+
+
+def _run_cpu(problem: Problem):
+    state = FaissState(problem)
+    seed(state, problem)
+    callback, close = _progress_callback(problem)
+    try:
+        return state.run(problem.budget, callback)
     finally:
         close()
-    return picks, radii2
 
 
 def _run_gpu(problem: Problem):  # pragma: no cover - needs faiss-gpu and a GPU

@@ -1,15 +1,21 @@
 """`torch`: the readable reference. A vectorised running minimum in PyTorch on
 any device: per step, the squared distance of every row to the new center
 (direct differences, in row chunks), a min into the running distance, and an
-argmax (torch.argmax returns the first maximum: lowest index on ties)."""
+argmax (torch.argmax returns the first maximum: lowest index on ties).
+
+`TorchState` holds that running minimum between calls, with the same methods
+as the C++ state (`pcoreset._C.KCenterState`), so `pcoreset.Selector` can
+continue a selection on this backend too.
+"""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .. import _start
 from .._problem import Problem
 from . import register
-from .base import Backend
+from .base import Backend, run_state
 from .cpu import _progress_callback
 
 
@@ -21,78 +27,223 @@ def _sq_dist(problem, x, center, step):
     return torch.cat(parts)
 
 
+class TorchState:
+    """The running-minimum state of a pool, in torch tensors on its device.
+
+    mind: squared distance of each row to its nearest center (accumulation
+    dtype); taken: labeled, picked or excluded rows (never picked again);
+    nearest: the index of each row's nearest center (-1: none yet).
+    """
+
+    supports_stop = True
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.x = _start.torch_pool(problem)
+        self.acc = _start.accum_dtype(problem)
+        self.dev = self.x.device
+        n = problem.n
+        self.n, self.c = n, problem.c
+        self.step = _start.chunk_rows(n, problem.c)
+        self.mind = torch.full((n,), float("inf"), dtype=self.acc, device=self.dev)
+        self.taken = torch.zeros(n, dtype=torch.bool, device=self.dev)
+        self.nearest = torch.full((n,), -1, dtype=torch.int64, device=self.dev)
+        self.centers = torch.zeros((0, problem.c), dtype=self.acc, device=self.dev)
+        self._steps = 0
+
+    # ---- centers -------------------------------------------------------------
+
+    @property
+    def num_centers(self) -> int:
+        return int(self.centers.shape[0])
+
+    def _values(self, rows) -> torch.Tensor:
+        rows = torch.as_tensor(np.asarray(rows, dtype=np.int64)).to(self.dev)
+        return _start.rows_as_values(self.problem, self.x[rows], 0, int(rows.numel()))
+
+    def _append(self, vecs: torch.Tensor) -> int:
+        first = self.num_centers
+        self.centers = torch.cat([self.centers, vecs.to(device=self.dev, dtype=self.acc)])
+        return first
+
+    def _assign_exact(self, first: int) -> None:
+        for a in range(first, self.num_centers):
+            d = _sq_dist(self.problem, self.x, self.centers[a], self.step)
+            closer = d < self.mind
+            self.mind = torch.where(closer, d, self.mind)
+            self.nearest = torch.where(closer, torch.full_like(self.nearest, a), self.nearest)
+
+    def _assign_candidates(self, first: int, cand) -> None:
+        cand = torch.as_tensor(np.asarray(cand, dtype=np.int64)).to(self.dev)
+        count = self.num_centers - first
+        for s in range(0, self.n, self.step):
+            e = min(self.n, s + self.step)
+            rows = _start.rows_as_values(self.problem, self.x, s, e)
+            for t in range(cand.shape[1]):
+                a = cand[s:e, t]
+                ok = (a >= 0) & (a < count)
+                ids = first + a.clamp(0, max(count - 1, 0))
+                d = ((rows - self.centers[ids]) ** 2).sum(1)
+                closer = ok & ((d < self.mind[s:e]) | ((d == self.mind[s:e]) & (ids < self.nearest[s:e])))
+                self.mind[s:e] = torch.where(closer, d, self.mind[s:e])
+                self.nearest[s:e] = torch.where(closer, ids, self.nearest[s:e])
+
+    def _take(self, rows, first: int) -> None:
+        idx = torch.as_tensor(np.asarray(rows, dtype=np.int64)).to(self.dev)
+        self.taken[idx] = True
+        self.nearest[idx] = first + torch.arange(idx.numel(), device=self.dev)
+
+    def seed_rows(self, rows) -> None:
+        first = self._append(self._values(rows))
+        self._take(rows, first)
+        self._assign_exact(first)
+
+    def seed_rows_with_candidates(self, rows, cand) -> None:
+        first = self._append(self._values(rows))
+        self._take(rows, first)
+        self._assign_candidates(first, cand)
+
+    def seed_vectors(self, vectors) -> None:
+        first = self._append(torch.as_tensor(np.asarray(vectors, dtype=np.float64)))
+        self._assign_exact(first)
+
+    def seed_vectors_with_candidates(self, vectors, cand) -> None:
+        first = self._append(torch.as_tensor(np.asarray(vectors, dtype=np.float64)))
+        self._assign_candidates(first, cand)
+
+    def take(self, row: int) -> None:
+        self.taken[int(row)] = True
+
+    def exclude(self, rows) -> None:
+        self.taken[torch.as_tensor(np.asarray(rows, dtype=np.int64)).to(self.dev)] = True
+
+    # ---- steps ---------------------------------------------------------------
+
+    def current_best(self):
+        score = torch.where(self.taken, torch.tensor(-1.0, dtype=self.acc, device=self.dev), self.mind)
+        if score.numel() == 0:
+            return -1, 0.0
+        p = int(torch.argmax(score))
+        if bool(self.taken[p]):
+            return -1, 0.0
+        return p, float(self.mind[p])
+
+    def _push(self, vec: torch.Tensor):
+        k = self._append(vec[None, :])
+        d = _sq_dist(self.problem, self.x, self.centers[k], self.step)
+        closer = d < self.mind
+        self.mind = torch.where(closer, d, self.mind)
+        self.nearest = torch.where(closer, torch.full_like(self.nearest, k), self.nearest)
+        self._steps += 1
+        return k
+
+    def push_row(self, row: int):
+        row = int(row)
+        k = self._push(self._values([row])[0])
+        self.taken[row] = True
+        self.mind[row] = 0
+        self.nearest[row] = k
+        return self.current_best()
+
+    def push_center(self, vector):
+        self._push(torch.as_tensor(np.asarray(vector, dtype=np.float64)))
+        return self.current_best()
+
+    def _mean_start(self):
+        """(row, +inf): the eligible row farthest from the pool mean."""
+        n, dev = self.n, self.dev
+        mean = torch.zeros(self.c, dtype=torch.float64, device=dev)
+        for s in range(0, n, self.step):
+            mean += _start.rows_as_values(self.problem, self.x, s, min(n, s + self.step)).sum(0, dtype=torch.float64)
+        d = _sq_dist(self.problem, self.x, (mean / n).to(self.acc), self.step)
+        d = torch.where(self.taken, torch.tensor(-1.0, dtype=self.acc, device=dev), d)
+        return int(torch.argmax(d)), float("inf")
+
+    def run(self, budget: int, progress=None, stop_dist2: float = -1.0):
+        """`budget` picks continuing from the current state (the last pick is
+        not pushed), stopping before a pick whose squared radius is <=
+        stop_dist2 when that is >= 0."""
+        picks, radii2 = [], []
+        best = self._mean_start() if self.num_centers == 0 else self.current_best()
+        for t in range(int(budget)):
+            p, r2 = best
+            if p < 0:
+                raise RuntimeError("pcoreset: pool exhausted inside the torch state")
+            if stop_dist2 >= 0 and r2 <= stop_dist2:
+                break
+            picks.append(p)
+            radii2.append(r2)
+            if t + 1 == budget:
+                break
+            best = self.push_row(p)
+            if progress is not None:
+                progress(t + 1)
+        if progress is not None:
+            progress(len(picks))
+        return np.asarray(picks, dtype=np.int64), np.asarray(radii2, dtype=np.float64)
+
+    # ---- arrays --------------------------------------------------------------
+
+    def min_dist2(self) -> np.ndarray:
+        return torch.where(self.taken, torch.zeros_like(self.mind), self.mind).double().cpu().numpy()
+
+    def export_state(self):
+        mind = torch.where(self.taken, torch.full_like(self.mind, -1), self.mind).double().cpu().numpy()
+        return mind, self.nearest.cpu().numpy().copy(), self.centers.double().cpu().numpy()
+
+    def load_state(self, mind, nearest, centers) -> None:
+        mind = torch.as_tensor(np.asarray(mind, dtype=np.float64))
+        self.taken = (mind < 0).to(self.dev)
+        self.mind = mind.clamp_min(0).to(device=self.dev, dtype=self.acc)
+        self.mind[self.taken] = 0
+        self.nearest = torch.as_tensor(np.asarray(nearest, dtype=np.int64)).to(self.dev)
+        self.centers = torch.as_tensor(np.asarray(centers, dtype=np.float64)).to(device=self.dev, dtype=self.acc)
+
+    def stats(self) -> dict:
+        return {"steps": self._steps, "rows_computed": self._steps * self.n, "rows_visited": self._steps * self.n,
+                "center_dists": 0}
+
+
+def seed(state: TorchState, problem: Problem) -> None:
+    """Every row's nearest initial center: each center in turn for small
+    products, else the certified candidates (pcoreset._start)."""
+    labeled, vecs = problem.labeled, problem.centers
+    if problem.n_centers == 0:
+        return
+    if _start.use_exact(problem.n, problem.n_centers, problem.c):
+        if labeled.size:
+            state.seed_rows(labeled)
+        if vecs is not None:
+            state.seed_vectors(vecs)
+        return
+    values = _start.torch_values(problem)
+    cand = _start.certified_candidates(problem, _start.initial_centers(problem, values), values)
+    cand_rows, cand_vecs = _start.split_candidates(cand, labeled.size)
+    if labeled.size:
+        state.seed_rows_with_candidates(labeled, cand_rows)
+    if vecs is not None:
+        state.seed_vectors_with_candidates(vecs, cand_vecs)
+
+
 class TorchBackend(Backend):
     name = "torch"
 
+    def make_state(self, problem: Problem) -> TorchState:
+        return TorchState(problem)
+
+    def seed(self, state, problem: Problem) -> None:
+        seed(state, problem)
+
     def run(self, problem: Problem):
-        x = _start.torch_pool(problem)
-        acc = _start.accum_dtype(problem)
-        n, dev = problem.n, x.device
-        step = _start.chunk_rows(n, problem.c)
-        mind = torch.full((n,), float("inf"), dtype=acc, device=dev)
-        taken = torch.zeros(n, dtype=torch.bool, device=dev)
-
-        def center(i):
-            return _start.rows_as_values(problem, x, i, i + 1)[0]
-
-        labeled = problem.labeled
-        if labeled.size:
-            taken[torch.from_numpy(labeled).to(dev)] = True
-        if problem.n_centers:
-            mind = self._start(problem, x, acc, step, mind)
-            mind[taken] = 0
-
-        picks = torch.empty(problem.budget, dtype=torch.int64, device=dev)
-        radii2 = torch.empty(problem.budget, dtype=torch.float64, device=dev)
-        neg = torch.tensor(-1.0, dtype=acc, device=dev)
+        state = self.make_state(problem)
+        self.seed(state, problem)
         callback, close = _progress_callback(problem)
         try:
-            self._greedy(problem, x, acc, step, mind, taken, picks, radii2, neg, center, callback)
+            picks, radii2 = run_state(state, problem.budget, callback)
         finally:
             close()
+        self.last_stats = state.stats()
         return picks, radii2
-
-    @staticmethod
-    def _start(problem, x, acc, step, mind):
-        """Squared distance of every row to its nearest initial center: every
-        center in turn for small products, else the certified candidates."""
-        values = _start.torch_values(problem)
-        centers = _start.initial_centers(problem, values)
-        if _start.use_exact(problem.n, problem.n_centers, problem.c):
-            for a in range(centers.shape[0]):
-                mind = torch.minimum(mind, _sq_dist(problem, x, centers[a], step))
-            return mind
-        cand = torch.from_numpy(_start.certified_candidates(problem, centers, values)).to(x.device)
-        for s in range(0, problem.n, step):
-            rows = _start.rows_as_values(problem, x, s, min(problem.n, s + step))
-            for t in range(cand.shape[1]):
-                d = ((rows - centers[cand[s:s + step, t]]) ** 2).sum(1)
-                mind[s:s + step] = torch.minimum(mind[s:s + step], d)
-        return mind
-
-    @staticmethod
-    def _greedy(problem, x, acc, step, mind, taken, picks, radii2, neg, center, callback):
-        n, dev = problem.n, x.device
-        for t in range(problem.budget):
-            if t == 0 and problem.n_centers == 0:
-                mean = torch.zeros(problem.c, dtype=torch.float64, device=dev)
-                for start in range(0, n, step):
-                    mean += _start.rows_as_values(problem, x, start, min(n, start + step)).sum(0, dtype=torch.float64)
-                d = _sq_dist(problem, x, (mean / n).to(acc), step)
-                p = int(torch.argmax(d))
-                r2 = float("inf")
-            else:
-                score = torch.where(taken, neg, mind)
-                p = int(torch.argmax(score))
-                r2 = float(mind[p])
-            picks[t] = p
-            radii2[t] = r2
-            taken[p] = True
-            if t + 1 < problem.budget:
-                mind = torch.minimum(mind, _sq_dist(problem, x, center(p), step))
-                mind[p] = 0
-            if callback:
-                callback(t + 1)
 
 
 register(TorchBackend())

@@ -98,8 +98,10 @@ class KCenterState {
   virtual StepResult push_row(int64_t i) = 0;
   // The full greedy loop: `budget` picks, order and squared radii out.
   // Returns false when progress asked to stop.
+  // With stop_dist2 >= 0 the loop stops before the first pick whose squared
+  // radius is <= stop_dist2 (a coverage radius reached; fewer picks).
   virtual bool run(int64_t budget, std::vector<int64_t>* picks, std::vector<double>* radii2,
-                   const ProgressFn& progress) = 0;
+                   const ProgressFn& progress, double stop_dist2 = -1.0) = 0;
   virtual void min_dist2(double* out) const = 0;
   virtual const KCenterStats& stats() const = 0;
   virtual const KCenterParams& params() const = 0;
