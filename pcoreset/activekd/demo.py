@@ -30,10 +30,9 @@ QUICK = dict(dataset=EMBEDDED_WORDNET, rounds=2, budget=12, initial_per_class=1,
              max_pool=600, max_test=300)
 PRESETS = {EMBEDDED_WORDNET: {}, EMBEDDED_WORDNET25: dict(budget=50)}
 # Seeds of a full demo: 6 strategies x 2 settings x 6 seeds = 72 runs. Measured on
-# the 2-core development machine (benchmarks/RESULTS.md): 10-11 s of CPU per run and
-# 44-151 s for the teacher pass, so 6 seeds need about 850 s of CPU, about 7 minutes
-# on two free cores. 6 paired seeds let a Wilcoxon test reach p = 0.031; use
-# --seeds 10 for the recorded tables.
+# the 2-core development machine (benchmarks/RESULTS.md): 8 min 22 s from an empty
+# teacher cache at load 1-3 (693 s of CPU), inside the 10-minute target. 6 paired
+# seeds let a Wilcoxon test reach p = 0.031; the recorded tables use --seeds 10.
 DEFAULT_SEEDS = 6
 
 
