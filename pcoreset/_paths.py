@@ -248,6 +248,22 @@ def save_npy_atomic(path: str, array) -> None:
         raise
 
 
+def save_text_atomic(path: str, text: str) -> None:
+    """Write `text` to exactly `path` through a temporary file renamed into
+    place (the mode follows the umask)."""
+    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 # ------------------------------------------------------------------ declaring file options
 
 _KEY = "_pcoreset_path_args"

@@ -1,11 +1,12 @@
-"""The `pcoreset` command line: info, bench, select, and (from the ActiveKD
-driver) run, demo, report, export-picks."""
+"""The `pcoreset` command line: info, bench, select, coverage, and (from the
+ActiveKD driver) run, demo, report, export-picks."""
 from __future__ import annotations
 
 import argparse
 import os
 import re
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 from . import _paths
@@ -106,7 +107,10 @@ def _select(args) -> int:
 
     from .select import select
 
+    _check_budget_options(args)
     if args.distributed:
+        if args.stop_radius is not None:
+            raise InvalidInputError("--stop-radius is not available with --distributed; pass --budget")
         if not args.shards or not args.out:
             raise InvalidInputError("select --distributed needs --shards and --out")
         if args.probs:
@@ -125,8 +129,10 @@ def _select(args) -> int:
         raise InvalidInputError("--shards needs --distributed")
     _paths.read_npy_header(args.probs, "probs")
     labeled = _paths.read_index_file(args.labeled, "--labeled")
+    centers = _read_centers(args.centers)
     try:
-        picks, radii = select(args.probs, labeled, args.budget, from_logits=args.from_logits,
+        picks, radii = select(args.probs, labeled, args.budget, centers=centers, stop_radius=args.stop_radius,
+                              max_budget=args.max_budget, from_logits=args.from_logits,
                               temperature=args.temperature, backend=args.backend, progress=True,
                               num_threads=args.threads, return_radii=True)
     except InvalidInputError as exc:
@@ -139,6 +145,94 @@ def _select(args) -> int:
     else:
         print("\n".join(str(int(i)) for i in picks))
     return 0
+
+
+def _read_centers(path):
+    """--centers: an (M, C) .npy of center vectors (memory-mapped, never unpickled)."""
+    if not path:
+        return None
+    import numpy as np
+
+    _paths.read_npy_header(path, "--centers")
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def _check_budget_options(args) -> None:
+    if args.stop_radius is None:
+        if args.budget is None:
+            raise InvalidInputError("select needs --budget N, or --stop-radius R (with --max-budget M as a cap)")
+        if args.max_budget is not None:
+            raise InvalidInputError("--max-budget applies with --stop-radius; pass --budget alone otherwise")
+    elif args.budget is not None and args.max_budget is not None:
+        raise InvalidInputError("pass --budget or --max-budget with --stop-radius, not both")
+
+
+def _cmd_coverage(args) -> int:
+    """Radius against picks: how far the farthest remaining row is from its
+    nearest center after each pick, up to --max-budget picks (or until the
+    pool is covered to --stop-radius)."""
+    import csv
+    import io
+
+    import numpy as np
+
+    from . import _problem
+    from .selector import Selector
+
+    _paths.read_npy_header(args.probs, "probs")
+    labeled = _paths.read_index_file(args.labeled, "--labeled")
+    centers = _read_centers(args.centers)
+    if args.max_budget is None and args.stop_radius is None:
+        raise InvalidInputError("coverage needs --max-budget M (picks to trace) or --stop-radius R")
+    token = _problem.LOGITS_HINT.set("pass --from-logits")
+    try:
+        sel = Selector(args.probs, labeled, centers=centers, from_logits=args.from_logits,
+                       temperature=args.temperature, backend=args.backend, num_threads=args.threads,
+                       progress=True)
+        picks, radii = sel.until(args.stop_radius or 0.0, args.max_budget)
+    except InvalidInputError as exc:
+        raise InvalidInputError(_in_cli_words(exc)) from None
+    finally:
+        _problem.LOGITS_HINT.reset(token)
+    picks, radii = np.asarray(picks), np.asarray(radii)
+    after = np.append(radii[1:], sel.radius) if picks.size else np.array([])
+    text = io.StringIO()
+    w = csv.writer(text, lineterminator="\n")
+    w.writerow(["picks", "row", "radius_before", "radius_after"])
+    for k in range(picks.size):
+        w.writerow([k + 1, int(picks[k]), repr(float(radii[k])), repr(float(after[k]))])
+    csv_path = args.csv or (str(Path(args.plot).with_suffix(".csv")) if args.plot else None)
+    if csv_path:
+        _paths.save_text_atomic(csv_path, text.getvalue())
+        print(f"wrote the coverage of {picks.size} picks to {csv_path}")
+    else:
+        sys.stdout.write(text.getvalue())
+    if args.plot:
+        _plot_coverage(args.plot, after, labeled.size + (0 if centers is None else len(centers)),
+                       Path(args.probs).name)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _plot_coverage(path: str, radius_after, n_initial: int, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    ax.plot(np.arange(1, len(radius_after) + 1), radius_after, color="#1f77b4", lw=1.6)
+    ax.set_xlabel("picks")
+    ax.set_ylabel("coverage radius (L2 in probability space)")
+    ax.set_title(f"{title}: {n_initial} initial centers", fontsize=10)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = str(Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}{Path(path).suffix}"))
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,7 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_input(p, "probs", nargs="?", suffixes=(".npy",),
               help=".npy file, (N, C) probabilities (or logits with --from-logits)")
     add_input(p, "--labeled", help=".npy file of integers, or a text file with one row index per line")
-    p.add_argument("--budget", type=int, required=True, help="rows to pick")
+    add_input(p, "--centers", suffixes=(".npy",),
+              help=".npy file of (M, C) initial center vectors that are not rows of the pool "
+                   "(e.g. the labeled set's probabilities)")
+    p.add_argument("--budget", type=int, help="rows to pick (or --stop-radius)")
+    p.add_argument("--stop-radius", type=float,
+                   help="pick until every remaining row is within this distance of a center")
+    p.add_argument("--max-budget", type=int, help="with --stop-radius: at most this many picks")
     p.add_argument("--from-logits", action="store_true", help="rows are logits")
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature for logits")
     p.add_argument("--backend", default="auto", help="auto, cpu, cuda, faiss or torch")
@@ -184,6 +284,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=1800.0,
                    help="with --distributed: seconds a collective may wait for the other ranks")
     p.set_defaults(func=_cmd_select)
+
+    p = sub.add_parser(
+        "coverage", help="trace the coverage radius against the number of picks (CSV and a plot)",
+        description="The coverage curve of a pool: after each pick, the distance of the farthest "
+                    "remaining row to its nearest center. Use it to choose a budget. Writes a CSV "
+                    "(picks, row, radius_before, radius_after) and, with --plot, a PNG.")
+    add_input(p, "probs", suffixes=(".npy",), help=".npy file, (N, C) probabilities (or logits with --from-logits)")
+    add_input(p, "--labeled", help=".npy file of integers, or a text file with one row index per line")
+    add_input(p, "--centers", suffixes=(".npy",), help=".npy file of (M, C) initial center vectors")
+    p.add_argument("--max-budget", type=int, help="picks to trace")
+    p.add_argument("--stop-radius", type=float, help="stop once the pool is covered to this radius")
+    add_output(p, "--plot", suffixes=(".png", ".pdf", ".svg"), help="write the curve to this image")
+    add_output(p, "--csv", suffixes=(".csv",), help="the CSV (default: beside --plot; else standard output)")
+    p.add_argument("--from-logits", action="store_true", help="rows are logits")
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature for logits")
+    p.add_argument("--backend", default="auto", help="auto, cpu, cuda, faiss or torch")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all)")
+    p.set_defaults(func=_cmd_coverage)
 
     try:
         from .activekd.cli import register

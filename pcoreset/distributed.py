@@ -909,7 +909,12 @@ def main_select_distributed(args) -> int:
             raise InvalidInputError(f"--shards has {len(shards)} files for {world} ranks; pass one per "
                                     "rank or one pattern with {rank}")
         want_radii = args.radii_out is not None
-        result = select(path, _read_labeled(args.labeled), args.budget, labeled_is_global=True,
+        centers = None
+        if getattr(args, "centers", None):
+            centers = np.load(args.centers, mmap_mode="r", allow_pickle=False)  # every rank reads it
+        if getattr(args, "stop_radius", None) is not None:
+            raise InvalidInputError("--stop-radius is not available with --distributed; pass --budget")
+        result = select(path, _read_labeled(args.labeled), args.budget, labeled_is_global=True, centers=centers,
                         from_logits=args.from_logits, temperature=args.temperature,
                         timeout=args.timeout, return_radii=want_radii, num_threads=args.threads)
         picks, radii = result if want_radii else (result, None)

@@ -229,7 +229,7 @@ class Selector:
         self._push_pending()
         from .backends.cpu import _progress_callback
 
-        callback, close = _progress_callback(self._problem) if k else (None, lambda: None)
+        callback, close = _progress_callback(self._problem, k) if k else (None, lambda: None)
         try:
             picks, radii2 = run_state(self._state, k, callback, stop_dist2)
         finally:

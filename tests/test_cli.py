@@ -378,8 +378,12 @@ def test_unwritable_output_directory(tmp_path):
 def test_select_parser_declares_its_files():
     args = build_parser().parse_args(["select", "p.npy", "--budget", "1"])
     declared = {(kind, flag) for kind, _, flag, _ in args._pcoreset_path_args}
-    assert declared == {("input", "probs"), ("input", "--labeled"), ("output", "--out"),
+    assert declared == {("input", "probs"), ("input", "--labeled"), ("input", "--centers"), ("output", "--out"),
                         ("output", "--radii-out")}
+    args = build_parser().parse_args(["coverage", "p.npy", "--max-budget", "1"])
+    declared = {(kind, flag) for kind, _, flag, _ in args._pcoreset_path_args}
+    assert declared == {("input", "probs"), ("input", "--labeled"), ("input", "--centers"), ("output", "--plot"),
+                        ("output", "--csv")}
 
 
 def test_save_npy_atomic_writes_the_exact_name(tmp_path):
@@ -455,3 +459,67 @@ def test_version_line_outside_git(monkeypatch):
 def test_version_line_in_this_checkout():
     line = bench.version_line()
     assert line.startswith(f"pcoreset {pcoreset.__version__}") and "?" not in line
+
+
+# ---------------------------------------------------------------- centers, stop radius, coverage
+
+
+def test_select_with_centers_and_stop_radius(pool_file, tmp_path):
+    x = np.load(pool_file)
+    ctr = clustered_pool(20, 10, seed=8)
+    np.save(tmp_path / "ctr.npy", ctr)
+    out = tmp_path / "p.npy"
+    rc, _, err = run_cli("select", pool_file, "--centers", tmp_path / "ctr.npy", "--budget", 15, "--out", out)
+    assert rc == 0, err
+    np.testing.assert_array_equal(np.load(out), pcoreset.select(x, None, 15, centers=ctr))
+    full, radii = pcoreset.select(x, [1], 60, return_radii=True)
+    r = float(radii[40])
+    rc, _, err = run_cli("select", pool_file, "--labeled", _labels(tmp_path, [1]), "--stop-radius", r,
+                         "--max-budget", 55, "--out", out)
+    assert rc == 0, err
+    np.testing.assert_array_equal(np.load(out), full[:int(np.argmax(radii <= r))])
+
+
+def _labels(tmp_path, rows):
+    path = tmp_path / "lab.txt"
+    path.write_text("\n".join(str(r) for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--budget", "3", "--max-budget", "4"], "--max-budget applies with --stop-radius"),
+    ([], "select needs --budget N, or --stop-radius R"),
+    (["--stop-radius", "0.1", "--budget", "3", "--max-budget", "4"], "not both"),
+    (["--stop-radius", "-1", "--max-budget", "4"], "radius must be a distance >= 0, got -1.0"),
+])
+def test_select_budget_options_are_checked(pool_file, argv, fragment):
+    rc, _, err = run_cli("select", pool_file, *argv)
+    assert_one_line_error(rc, err, fragment)
+
+
+def test_select_centers_of_the_wrong_width_is_one_line(pool_file, tmp_path):
+    np.save(tmp_path / "ctr.npy", np.full((3, 4), 0.25))
+    rc, _, err = run_cli("select", pool_file, "--centers", tmp_path / "ctr.npy", "--budget", 3)
+    assert_one_line_error(rc, err, "centers has 4 columns but probs has C=10")
+    rc, _, err = run_cli("select", pool_file, "--centers", tmp_path / "nosuch.npy", "--budget", 3)
+    assert_one_line_error(rc, err, "--centers", "no such file")
+
+
+def test_coverage_writes_csv_and_plot(pool_file, tmp_path):
+    x = np.load(pool_file)
+    plot = tmp_path / "cov.png"
+    rc, out, err = run_cli("coverage", pool_file, "--labeled", _labels(tmp_path, [0, 5]), "--max-budget", 40,
+                           "--plot", plot)
+    assert rc == 0, err
+    assert plot.stat().st_size > 1000 and plot.read_bytes()[:4] == b"\x89PNG"
+    rows = (tmp_path / "cov.csv").read_text().splitlines()
+    assert rows[0] == "picks,row,radius_before,radius_after" and len(rows) == 41
+    picks, radii = pcoreset.select(x, [0, 5], 41, return_radii=True)
+    table = np.array([[float(v) for v in line.split(",")] for line in rows[1:]])
+    np.testing.assert_array_equal(table[:, 1].astype(int), picks[:40])
+    np.testing.assert_allclose(table[:, 2], radii[:40], rtol=0, atol=0)
+    np.testing.assert_allclose(table[:, 3], radii[1:41], rtol=0, atol=0)
+    rc, _, err = run_cli("coverage", pool_file, "--plot", tmp_path / "nodir" / "c.png", "--max-budget", 5)
+    assert_one_line_error(rc, err, "--plot")
+    rc, _, err = run_cli("coverage", pool_file)
+    assert_one_line_error(rc, err, "coverage needs --max-budget")

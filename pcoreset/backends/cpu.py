@@ -89,7 +89,7 @@ class CpuBackend(Backend):
         return picks, radii2
 
 
-def _progress_callback(problem: Problem):
+def _progress_callback(problem: Problem, total: Optional[int] = None):
     """(callback, close) for the kernel loop: a tqdm bar when progress=True,
     the caller's function when one was given, else nothing."""
     prog = problem.progress
@@ -99,7 +99,7 @@ def _progress_callback(problem: Problem):
         return prog, lambda: None
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=problem.budget, desc="pcoreset select", unit="pick")
+    bar = tqdm(total=problem.budget if total is None else total, desc="pcoreset select", unit="pick")
 
     def update(done: int) -> None:
         bar.update(done - bar.n)
