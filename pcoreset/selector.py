@@ -112,19 +112,12 @@ class Selector:
         from_logits, temperature, backend, prune, num_threads, progress,
         simplex_atol: as for `pcoreset.select`.
 
-    Attributes (read-only):
-        picks: rows picked so far, in order (the kind of array `probs` is).
-        radii: each pick's distance to its nearest center when it was picked.
-        radius: the current coverage radius: the largest distance of an
-            eligible row to its nearest center (+inf before any center; 0.0
-            when no eligible row is left).
-        n_centers: labeled rows + center vectors + added rows + picks.
-        n_available: rows that can still be picked.
-        excluded: rows excluded so far.
+    The read-only properties `picks`, `radii`, `radius`, `n_centers`,
+    `n_available` and `excluded` describe the selection so far.
 
     Raises:
-        as `pcoreset.select` for bad input; BackendUnavailableError when the
-        chosen backend keeps no state for this input.
+        InvalidInputError, InvalidTypeError: bad input, as for `pcoreset.select`.
+        BackendUnavailableError: the chosen backend keeps no state for this input.
     """
 
     def __init__(self, probs, labeled_idx=None, *, centers=None, from_logits: bool = False,
@@ -178,14 +171,17 @@ class Selector:
 
     @property
     def backend(self) -> str:
+        """The backend that holds the state ("cpu", "cuda", "faiss", "torch")."""
         return self._backend.name
 
     @property
     def picks(self):
+        """Rows picked so far, in order (the kind of array the pool is)."""
         return self._out(np.asarray(self._picks, dtype=np.int64), np.int64)
 
     @property
     def radii(self):
+        """Each pick's distance to its nearest center when it was picked."""
         return self._sqrt(self._out(np.asarray(self._radii2, dtype=np.float64), np.float64))
 
     @staticmethod
@@ -195,18 +191,24 @@ class Selector:
 
     @property
     def excluded(self) -> np.ndarray:
+        """Rows excluded so far (NumPy int64)."""
         return self._excluded.copy()
 
     @property
     def n_centers(self) -> int:
+        """Centers: labeled rows, center vectors, added rows and picks (not excluded ones)."""
         return int(self._state.num_centers) + (1 if self._pending is not None else 0)
 
     @property
     def n_available(self) -> int:
+        """Rows that can still be picked."""
         return int(self._problem.n - np.count_nonzero(self._taken))
 
     @property
     def radius(self) -> float:
+        """The current coverage radius: the largest distance of a row that can
+        still be picked to its nearest center (+inf before any center, 0.0
+        when no row is left)."""
         if self.n_centers == 0:
             return math.inf
         self._push_pending()
