@@ -148,6 +148,11 @@ class ThreadPolicy {
   std::chrono::steady_clock::time_point last_{};
 };
 
+// Early exit is tested every kExitEvery + 1 blocks of kLanes values (64):
+// most rows a step computes stay with their center (98% on clustered pools),
+// and a partial sum past the stop value ends them early.
+constexpr int kExitEvery = 1;
+
 // Early exit: a partial sum of non-negative terms that already exceeds the
 // stop value by this margin cannot fold (in the lane order) to less than it.
 template <typename A> struct ExitSlack;
@@ -178,7 +183,7 @@ A sq_dist_row(const S* row, const A* center, int64_t c, SoftmaxRow<A> sm, A inv_
       const A d = row_value<S, A>(row, j + k, kLogits, sm, inv_t) - center[j + k];
       lanes[k] = lanes[k] + d * d;
     }
-    if (early && (++blocks & 7) == 0) {
+    if (early && (++blocks & kExitEvery) == 0) {
       A partial = A(0);
       for (int k = 0; k < kLanes; ++k) partial += lanes[k];
       if (partial > stop_slack) return partial;
@@ -213,7 +218,7 @@ float sq_dist_row<f16_t, float, false>(const f16_t* row, const float* center, in
       const __m256 d = _mm256_sub_ps(_mm256_cvtph_ps(h), _mm256_loadu_ps(center + j + 8 * v));
       acc[v] = _mm256_add_ps(acc[v], _mm256_mul_ps(d, d));
     }
-    if (early && (++blocks & 7) == 0) {
+    if (early && (++blocks & kExitEvery) == 0) {
       alignas(32) float part[8];
       _mm256_store_ps(part, _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
       float partial = 0.0f;
@@ -251,7 +256,7 @@ A sq_dist_vec(const A* a, const A* b, int64_t c, A stop) {
       const A d = a[j + k] - b[j + k];
       lanes[k] = lanes[k] + d * d;
     }
-    if (early && (++blocks & 7) == 0) {
+    if (early && (++blocks & kExitEvery) == 0) {
       A partial = A(0);
       for (int k = 0; k < kLanes; ++k) partial += lanes[k];
       if (partial > stop * ExitSlack<A>::value) return partial;
@@ -308,6 +313,11 @@ class CpuState final : public KCenterState {
   // mind_ of a labeled or picked row: negative, so the pass needs no separate
   // flag (and the pruning test, dcc2 >= 4 * mind, always skips it).
   static constexpr A kTaken = A(-1);
+  // A cell member: its row and a copy of its running minimum (see members_).
+  struct Member {
+    uint32_t row;
+    A mind;
+  };
 
  public:
   CpuState(const S* x, const KCenterParams& p)
@@ -826,6 +836,71 @@ class CpuState final : public KCenterState {
   static constexpr A kGone = A(-1);
   static constexpr A kMoved = A(-2);
 
+  // Rows of a cell are scattered over the pool: reading them one after the
+  // other waits on memory for each. The rows that need a distance are first
+  // listed (8 bytes per member read), then computed with their first cache
+  // lines prefetched a few rows ahead. Marks moved members (kMoved) and
+  // updates mind_/nearest_; returns the rows computed.
+  static constexpr int kPrefetchAhead = 6;
+
+  void prefetch_row(int64_t i) const {
+    const char* p = reinterpret_cast<const char*>(x_ + i * p_.c);
+    const int64_t bytes = std::min<int64_t>(p_.c * static_cast<int64_t>(sizeof(S)), 512);
+    for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off);
+  }
+
+  int64_t compute_listed(Member* mem, std::vector<int64_t>& todo, const A* ctr, int32_t id32) {
+    const int64_t count = static_cast<int64_t>(todo.size());
+    // in increasing row order: the pool is then read forward, as the dense
+    // pass reads it (hardware prefetchers, open DRAM pages)
+    std::sort(todo.begin(), todo.end(), [mem](int64_t a, int64_t b) { return mem[a].row < mem[b].row; });
+    for (int64_t j = 0; j < std::min<int64_t>(count, kPrefetchAhead); ++j) prefetch_row(mem[todo[j]].row);
+    for (int64_t j = 0; j < count; ++j) {
+      if (j + kPrefetchAhead < count) prefetch_row(mem[todo[j + kPrefetchAhead]].row);
+      Member& e = mem[todo[j]];
+      const int64_t i = e.row;
+      const A d = dist_row(i, ctr, e.mind);
+      if (d < e.mind) {
+        mind_[i] = d;
+        nearest_[i] = id32;
+        e.mind = kMoved;
+      }
+    }
+    return count;
+  }
+
+  // The pool-reading variant of run_item: list, compute with prefetch, then
+  // find the farthest row that stays.
+  void run_item_listed(Item& it, const A* ctr, int32_t id32, int64_t picked) {
+    static thread_local std::vector<int64_t> todo;
+    todo.clear();
+    auto& mem = members_[it.cell];
+    for (int64_t t = it.lo; t < it.hi; ++t) {
+      Member& e = mem[t];
+      if (static_cast<int64_t>(e.row) == picked) {
+        e.mind = kGone;
+        it.dropped = true;
+      } else if (!can_skip_row(it.dcc2, e.mind)) {
+        todo.push_back(t);
+      }
+    }
+    it.computed += compute_listed(mem.data(), todo, ctr, id32);
+    for (int64_t t = it.lo; t < it.hi; ++t) {
+      const Member& e = mem[t];
+      if (e.mind == kMoved) {
+        ++it.moved;
+        it.dropped = true;
+        continue;
+      }
+      if (e.mind < A(0)) continue;
+      const int64_t i = e.row;
+      if (it.far < 0 || e.mind > it.r2 || (e.mind == it.r2 && i < it.far)) {
+        it.r2 = e.mind;
+        it.far = i;
+      }
+    }
+  }
+
   void run_item(Item& it, const A* ctr, int32_t id32, int64_t picked) {
     if (!inline_values()) return run_item_c<0>(it, ctr, id32, picked);
     switch (p_.c) {  // short rows: the distance unrolled for this C
@@ -845,6 +920,10 @@ class CpuState final : public KCenterState {
   // read from the pool.
   template <int kC>
   void run_item_c(Item& it, const A* ctr, int32_t id32, int64_t picked) {
+    if constexpr (kC == 0) {
+      run_item_listed(it, ctr, id32, picked);
+      return;
+    }
     auto& mem = members_[it.cell];
     const A* vals = kC != 0 ? member_vals_[it.cell].data() : nullptr;
     const int64_t c = p_.c;
@@ -898,6 +977,7 @@ class CpuState final : public KCenterState {
     find_affected(id, from, &affected_);
     int64_t rows = 0;
     for (const Affected& af : affected_) rows += static_cast<int64_t>(members_[af.cell].size());
+    if (!inline_values()) return finish_step(id, rows, pool_pass(id, picked));
     const int nt = rows >= kParallelRows ? team() : 1;
     if (nt == 1) return finish_step(id, rows, serial_pass(id, picked));
     stats_.parallel_steps += 1;
@@ -1010,6 +1090,92 @@ class CpuState final : public KCenterState {
     return heap_top();
   }
 
+  // A step whose rows are read from the pool (C > kInlineValues): the rows
+  // that need a distance, over all the cells visited, are listed and sorted
+  // by row, so the pool is read forward as the dense pass reads it (its
+  // rows are scattered over the cells); enough of them run on several
+  // threads. Then each cell is compacted and the new cell gathered.
+  static constexpr int64_t kParallelValues = int64_t(1) << 18;
+
+  int64_t pool_pass(int64_t id, int64_t picked) {
+    const A* ctr = center(id);
+    const int32_t id32 = static_cast<int32_t>(id);
+    todo_ptr_.clear();
+    for (const Affected& af : affected_) {
+      for (Member& e : members_[af.cell]) {
+        if (static_cast<int64_t>(e.row) == picked) e.mind = kGone;
+        else if (!can_skip_row(af.dcc2, e.mind)) todo_ptr_.push_back(&e);
+      }
+    }
+    std::sort(todo_ptr_.begin(), todo_ptr_.end(), [](const Member* a, const Member* b) { return a->row < b->row; });
+    const int64_t count = static_cast<int64_t>(todo_ptr_.size());
+    const int nt = count * p_.c >= kParallelValues ? team() : 1;
+    if (nt > 1) stats_.parallel_steps += 1;
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+      const int64_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+      const int64_t tid = 0, nth = 1;
+#endif
+      // contiguous ranges: each thread still reads the pool forward
+      const int64_t lo = count * tid / nth, hi = count * (tid + 1) / nth;
+      for (int64_t j = lo; j < std::min(hi, lo + kPrefetchAhead); ++j) prefetch_row(todo_ptr_[j]->row);
+      for (int64_t j = lo; j < hi; ++j) {
+        if (j + kPrefetchAhead < hi) prefetch_row(todo_ptr_[j + kPrefetchAhead]->row);
+        Member& e = *todo_ptr_[j];
+        const int64_t i = e.row;
+        const A d = dist_row(i, ctr, e.mind);
+        if (d < e.mind) {
+          mind_[i] = d;
+          nearest_[i] = id32;
+          e.mind = kMoved;
+        }
+      }
+    }
+    int64_t rows = 0;
+    for (const Affected& af : affected_) rows += static_cast<int64_t>(members_[af.cell].size());
+    if (static_cast<int64_t>(scratch_members_.size()) < rows) scratch_members_.resize(static_cast<size_t>(rows));
+    Member* fresh = scratch_members_.data();
+    int64_t n_fresh = 0;
+    A new_r2 = A(-1);
+    int64_t new_far = -1;
+    for (const Affected& af : affected_) {
+      const int64_t a = af.cell;
+      auto& mem = members_[a];
+      A r2 = A(-1);
+      int64_t far = -1;
+      size_t keep = 0;
+      for (const Member e : mem) {
+        const int64_t i = e.row;
+        if (e.mind == kGone) continue;
+        if (e.mind == kMoved) {
+          const A d = mind_[i];
+          fresh[n_fresh++] = Member{e.row, d};
+          if (new_far < 0 || d > new_r2 || (d == new_r2 && i < new_far)) {
+            new_r2 = d;
+            new_far = i;
+          }
+          continue;
+        }
+        if (far < 0 || e.mind > r2 || (e.mind == r2 && i < far)) {
+          r2 = e.mind;
+          far = i;
+        }
+        mem[keep++] = e;
+      }
+      mem.resize(keep);
+      radius2_[a] = r2;
+      far_[a] = far;
+      heap_fix(a);
+    }
+    members_[id].assign(fresh, fresh + n_fresh);
+    radius2_[id] = new_r2;
+    far_[id] = new_far;
+    stats_.rows_computed += count;
+    return count;
+  }
+
   // A step on one thread: each affected cell is read once, kept rows are
   // compacted in place and moved rows appended to the new cell as it goes.
   // Returns the rows computed (radius2_/far_ of every cell set).
@@ -1053,6 +1219,40 @@ class CpuState final : public KCenterState {
       A r2 = A(-1);
       int64_t far = -1;
       int64_t keep = 0;
+      if constexpr (kC == 0) {
+        // rows from the pool: list the ones to compute, compute them with
+        // prefetch (compute_listed marks the moved ones), then compact
+        todo_.clear();
+        for (int64_t t = 0; t < size; ++t) {
+          if (static_cast<int64_t>(mem[t].row) == picked) mem[t].mind = kGone;
+          else if (!can_skip_row(af.dcc2, mem[t].mind)) todo_.push_back(t);
+        }
+        computed += compute_listed(mem.data(), todo_, ctr, id32);
+        for (int64_t t = 0; t < size; ++t) {
+          const Member e = mem[t];
+          const int64_t i = e.row;
+          if (e.mind == kGone) continue;
+          if (e.mind == kMoved) {
+            const A d = mind_[i];
+            fresh[n_fresh++] = Member{e.row, d};
+            if (new_far < 0 || d > new_r2 || (d == new_r2 && i < new_far)) {
+              new_r2 = d;
+              new_far = i;
+            }
+            continue;
+          }
+          if (far < 0 || e.mind > r2 || (e.mind == r2 && i < far)) {
+            r2 = e.mind;
+            far = i;
+          }
+          mem[keep++] = e;
+        }
+        mem.resize(static_cast<size_t>(keep));
+        radius2_[a] = r2;
+        far_[a] = far;
+        heap_fix(a);
+        continue;
+      }
       for (int64_t t = 0; t < size; ++t) {
         const Member e = mem[t];
         const int64_t i = e.row;
@@ -1377,10 +1577,6 @@ class CpuState final : public KCenterState {
   // A cell's members with a copy of their running minimum, so that a visit
   // reads its cell sequentially (8 bytes a row for float32) and touches the
   // pool and mind_ only for the rows it computes. mind_ stays up to date too.
-  struct Member {
-    uint32_t row;
-    A mind;
-  };
   std::vector<std::vector<Member>> members_;
   // Short rows (c <= kInlineValues) also keep their values in the cell, in
   // member order: a visit then reads only its cell (no random access to the
@@ -1391,6 +1587,8 @@ class CpuState final : public KCenterState {
   std::vector<std::vector<A>> member_vals_;
   std::vector<A> no_vals_;
   std::vector<Member> scratch_members_;
+  std::vector<int64_t> todo_;
+  std::vector<Member*> todo_ptr_;
   std::vector<A> scratch_vals_;
   std::vector<int64_t> far_;
   std::vector<HeapNode> heap_;
