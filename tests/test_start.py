@@ -270,3 +270,20 @@ def test_torch_epilogue_matches_the_fused_one(pool, monkeypatch):
         s = cpu_backend.make_state(problem)
         s.seed_rows_with_candidates(lab, cand)
         np.testing.assert_array_equal(s.min_dist2(), exact.min_dist2())
+
+
+@pytest.mark.parametrize("labeled", [None, "many"])
+def test_picks_do_not_depend_on_the_thread_count(labeled):
+    # The default thread count follows the machine's load, so the same call
+    # may run on one thread or several: the picks and radii must be the same
+    # bits either way (the ActiveKD demo's reproducibility rests on this).
+    x = clustered_pool(60_000, 40, seed=33)
+    lab = None if labeled is None else np.random.default_rng(2).choice(60_000, 700, replace=False)
+    with _start.force("certified"):
+        one = pcoreset.select(x, lab, 150, num_threads=1, return_radii=True)
+        two = pcoreset.select(x, lab, 150, num_threads=2, return_radii=True)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
+    if lab is None:  # the first steps visit whole cells: the two-thread run used its threads
+        st = pcoreset.backends.get("cpu").last_stats
+        assert st["parallel_steps"] > 0, st
