@@ -475,3 +475,55 @@ def test_write_errors_are_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(_io, "write_text", full_disk)
     _one_line_error(capsys, ["export-picks", str(tmp_path / "run"), "--out", str(tmp_path / "p.csv")],
                     "p.csv", "No space left on device")
+
+
+@pytest.mark.parametrize("strategy", ["pcoreset", "entropy"])
+def test_oracle_skipped_rows_are_excluded_and_replaced(tmp_path, strategy):
+    # A person labels a round in batches and cannot label some picks: they
+    # write "skip". Those rows are excluded for good and replaced (pcoreset:
+    # by continuing the same selection); nothing already labeled is lost, and
+    # running again on the finished directory changes nothing.
+    data, logits, y = make_dataset(tmp_path, pool_labels=False)
+    out = tmp_path / "run"
+    (tmp_path / "seed.txt").write_text("s000\ns001\ns002\n")
+    oracle = tmp_path / "labels.csv"
+    truth = {f"s{i:03d}": CLASSES[y[i]] for i in range(len(y))}
+    oracle.write_text("id,label\n" + "".join(f"s00{i},{truth[f's00{i}']}\n" for i in range(3)))
+    args = run_args(out, data, logits, "--initial-labeled", str(tmp_path / "seed.txt"), "--oracle", str(oracle),
+                    "--strategy", strategy)
+    assert main(args) == 0
+    first = np.load(out / "rounds" / "1" / "picks.npy")
+    skipped = first[:2]
+    ids = [f"s{int(r):03d}" for r in first]
+    with open(oracle, "a") as fh:  # the first batch: two rows skipped, two labeled
+        fh.write(f"{ids[0]},skip\n{ids[1]},SKIP\n{ids[2]},{truth[ids[2]]}\n{ids[3]},{truth[ids[3]]}\n")
+    assert main(args) == 0
+    picks = np.load(out / "rounds" / "1" / "picks.npy")
+    assert len(picks) == len(first) and not np.isin(skipped, picks).any()
+    np.testing.assert_array_equal(picks[:len(first) - 2], first[2:])  # the kept picks, in order
+    np.testing.assert_array_equal(np.load(out / "rounds" / "1" / "skipped.npy"), np.sort(skipped))
+    if strategy == "pcoreset":
+        # the replacements continue the round's selection without the skipped rows
+        from pcoreset import Selector
+
+        probs = np.load(out / "rounds" / "1" / "pool_probs.npy")
+        with np.load(out / "rounds" / "1" / "selector.npz") as f:
+            pool_rows = f["pool_rows"]
+            labeled = f["labeled"]
+        ref = Selector(probs, labeled)
+        ref.next(len(first))
+        ref.exclude(np.flatnonzero(np.isin(pool_rows, skipped)))
+        np.testing.assert_array_equal(picks[len(first) - 2:], pool_rows[ref.next(2)])
+    with open(oracle, "a") as fh:  # the rest of the round, and round 2
+        fh.writelines(f"s{int(r):03d},{truth[f's{int(r):03d}']}\n" for r in picks[2:])
+    assert main(args) == 0
+    r2 = np.load(out / "rounds" / "2" / "picks.npy")
+    assert not np.isin(skipped, r2).any()
+    with open(oracle, "a") as fh:
+        fh.writelines(f"s{int(r):03d},{truth[f's{int(r):03d}']}\n" for r in r2)
+    assert main(args) == 0
+    labels1 = np.load(out / "rounds" / "1" / "labels.npy")
+    np.testing.assert_array_equal(labels1, y[picks])
+    before = {p.name: p.read_bytes() for p in (out / "rounds" / "1").iterdir()}
+    assert main(args) == 0  # finished: resuming changes nothing
+    assert {p.name: p.read_bytes() for p in (out / "rounds" / "1").iterdir()} == before

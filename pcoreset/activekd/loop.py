@@ -4,6 +4,11 @@
     RUN_DIR/teacher_logits.npy          (N, C) frozen teacher outputs for the dataset
     RUN_DIR/rounds/<k>/picks.npy        rows labeled in round k (round 0: initial set)
     RUN_DIR/rounds/<k>/labels.npy       their revealed labels
+    RUN_DIR/rounds/<k>/skipped.npy      picks a person could not label (--oracle, label
+                                        "skip"): excluded for good, replaced in the round
+    RUN_DIR/rounds/<k>/selector.npz     the pcoreset strategy's Selector state and the
+    RUN_DIR/rounds/<k>/pool_probs.npy   prediction it selects on, so replacements for
+                                        skipped picks continue the same selection
     RUN_DIR/rounds/<k>/metrics.json     written last: a round is finished iff it exists
     RUN_DIR/summary.csv, curves.png
 
@@ -182,15 +187,24 @@ def _initial_set(cfg: RunConfig, ds: Dataset, rng: np.random.Generator) -> np.nd
     return np.array(sorted(rows), dtype=np.int64)
 
 
+# An oracle label that says the person could not label the row.
+SKIP_LABELS = ("skip", "skipped", "?")
+SKIPPED = -2
+UNKNOWN = -1
+
+
 def _reveal(cfg: RunConfig, ds: Dataset, rows: np.ndarray, oracle: Optional[Dict[str, str]]):
     """Labels of `rows`: from the oracle file when one is given, else from the
-    dataset; None when some are still unknown (the run waits for a person)."""
+    dataset; SKIPPED (-2) where the person wrote "skip", UNKNOWN (-1) where no
+    label is known yet (the run waits for a person)."""
     out = np.empty(len(rows), dtype=np.int64)
     for j, r in enumerate(rows):
         sid = ds.ids[r]
         if oracle is not None and sid in oracle:
             lab = oracle[sid]
-            if lab in ds.class_names:
+            if lab.lower() in SKIP_LABELS and lab not in ds.class_names:
+                out[j] = SKIPPED
+            elif lab in ds.class_names:
                 out[j] = ds.class_names.index(lab)
             elif lab.lstrip("-").isdigit() and 0 <= int(lab) < ds.num_classes:
                 out[j] = int(lab)
@@ -200,7 +214,7 @@ def _reveal(cfg: RunConfig, ds: Dataset, rows: np.ndarray, oracle: Optional[Dict
         elif ds.labels[r] >= 0:
             out[j] = ds.labels[r]
         else:
-            return None
+            out[j] = UNKNOWN
     return out
 
 
@@ -247,6 +261,10 @@ def run(cfg: RunConfig, out, *, progress: bool = True, echo: Callable[[str], Non
 
     oracle = read_oracle(cfg.oracle) if cfg.oracle else None
     student = build_student(cfg, ds)
+    # rows a person could not label (any round): never offered again
+    excluded = set()
+    for rd_k in sorted((out / "rounds").glob("*/skipped.npy")):
+        excluded.update(_io.load_array(rd_k, "skipped.npy").astype(np.int64).tolist())
     labeled_rows: List[int] = []
     labeled_y: List[int] = []
     metrics: List[dict] = []
@@ -290,19 +308,42 @@ def run(cfg: RunConfig, out, *, progress: bool = True, echo: Callable[[str], Non
             if trained_round != k - 1:
                 train(k - 1)
             t0 = time.perf_counter()
-            picks = _select(strategy, student, ds, pool, labeled_rows, labeled_y, cfg, k)
+            picks = _select(strategy, student, ds, _open_pool(pool, excluded), labeled_rows, labeled_y, cfg, k,
+                            rd if oracle is not None else None)
             t_select = time.perf_counter() - t0
             _io.write_npy(rd / "picks.npy", picks)
             _crash_point(f"round{k}:after_picks")
         if (rd / "labels.npy").is_file():
             labels = _io.load_array(rd / "labels.npy", "labels.npy").astype(np.int64)
         else:
-            labels = _reveal(cfg, ds, picks, oracle)
-            if labels is None:
-                echo(f"round {k}: {len(picks)} picks await labels. Run `pcoreset export-picks {out}`, fill in "
-                     f"the 'label' column, and run again with --oracle FILE.")
-                _write_outputs(out, metrics, plot)
-                return RunResult(out, "awaiting_labels", metrics, pending_round=k)
+            while True:
+                labels = _reveal(cfg, ds, picks, oracle)
+                skipped = picks[labels == SKIPPED]
+                if skipped.size == 0 and (labels == UNKNOWN).any():
+                    echo(f"round {k}: {int((labels == UNKNOWN).sum())} picks await labels. Run `pcoreset export-picks {out}`, fill "
+                         "in the 'label' column ('skip' for a row that cannot be labeled), and run again "
+                         "with --oracle FILE.")
+                    _write_outputs(out, metrics, plot)
+                    return RunResult(out, "awaiting_labels", metrics, pending_round=k)
+                if skipped.size == 0:
+                    break
+                # rows a person could not label: excluded for good, replaced
+                # by the strategy's next picks (round 0 keeps fewer rows)
+                excluded.update(skipped.tolist())
+                _io.write_npy(rd / "skipped.npy", np.array(sorted(set(skipped.tolist()) | _round_skipped(rd)),
+                                                           dtype=np.int64))
+                kept = picks[labels != SKIPPED]
+                extra = np.zeros(0, dtype=np.int64)
+                if k > 0:
+                    if not (rd / "selector.npz").is_file() and trained_round != k - 1:
+                        train(k - 1)  # the strategy selects on the previous round's student
+                        trained_round = k - 1
+                    room = len(_open_pool(pool, excluded)) - len(labeled_rows) - len(kept)
+                    extra = _replace(strategy, student, ds, _open_pool(pool, excluded), labeled_rows + kept.tolist(),
+                                     cfg, k, rd, skipped, min(len(skipped), room))
+                    echo(f"round {k}: {len(skipped)} picks skipped, {len(extra)} replacements")
+                picks = np.concatenate([kept, extra])
+                _io.write_npy(rd / "picks.npy", picks)
             _io.write_npy(rd / "labels.npy", labels)
         labeled_rows.extend(picks.tolist())
         labeled_y.extend(labels.tolist())
@@ -328,7 +369,19 @@ def run(cfg: RunConfig, out, *, progress: bool = True, echo: Callable[[str], Non
     return RunResult(out, "finished", metrics)
 
 
-def _select(strategy, student, ds, pool, labeled_rows, labeled_y, cfg, k) -> np.ndarray:
+def _open_pool(pool: np.ndarray, excluded) -> np.ndarray:
+    """The pool without the rows a person could not label."""
+    if not excluded:
+        return pool
+    return pool[~np.isin(pool, np.fromiter(excluded, dtype=np.int64))]
+
+
+def _round_skipped(rd: Path) -> set:
+    path = rd / "skipped.npy"
+    return set(_io.load_array(path, "skipped.npy").astype(np.int64).tolist()) if path.is_file() else set()
+
+
+def _pool_state(student, ds, pool, labeled_rows, labeled_y):
     from ..strategies.base import PoolState
 
     ce, kd, feats, probs = student.predict(pool)
@@ -336,16 +389,87 @@ def _select(strategy, student, ds, pool, labeled_rows, labeled_y, cfg, k) -> np.
     mask[np.array(labeled_rows, dtype=np.int64)] = True
     known = np.full(len(ds), -1, dtype=np.int64)
     known[np.array(labeled_rows, dtype=np.int64)] = np.array(labeled_y, dtype=np.int64)
-    state = PoolState(indices=pool.copy(), labeled_mask=mask[pool], ce_logits=ce, kd_logits=kd, probs=probs,
-                      features=feats, labels=known[pool], num_classes=ds.num_classes)
+    return PoolState(indices=pool.copy(), labeled_mask=mask[pool], ce_logits=ce, kd_logits=kd, probs=probs,
+                     features=feats, labels=known[pool], num_classes=ds.num_classes), mask
+
+
+def _selector_of(strategy, state) -> Optional[tuple]:
+    """(probs, Selector) for the pcoreset strategy (the prediction it selects
+    on and an incremental selection over it), else None."""
+    from ..selector import Selector
+    from ..strategies._common import check_pool, pool_probs
+    from ..strategies.pcoreset_strategy import PCoreSetStrategy
+
+    if not isinstance(strategy, PCoreSetStrategy):
+        return None
+    checked = check_pool(state, 0, strategy.name)
+    probs = np.ascontiguousarray(pool_probs(state, strategy.name, checked.n))
+    centers = state.center_probs
+    return probs, Selector(probs, checked.labeled_rows, centers=centers, backend=strategy.backend,
+                           num_threads=strategy.num_threads)
+
+
+def _select(strategy, student, ds, pool, labeled_rows, labeled_y, cfg, k, rd: Optional[Path] = None) -> np.ndarray:
+    state, mask = _pool_state(student, ds, pool, labeled_rows, labeled_y)
     rng = np.random.default_rng([cfg.seed, k])
-    picks = np.asarray(strategy.select(state, cfg.budget, rng=rng), dtype=np.int64).ravel()
+    sel = _selector_of(strategy, state) if rd is not None else None
+    if sel is not None:
+        # the same picks as strategy.select; the Selector state is kept so that
+        # a person's skipped rows can be replaced by continuing the selection
+        probs, selector = sel
+        picks = pool[np.asarray(selector.next(cfg.budget), dtype=np.int64)]
+        _io.write_npy(rd / "pool_probs.npy", probs)
+        _save_selector(rd, selector, pool)
+    else:
+        picks = np.asarray(strategy.select(state, cfg.budget, rng=rng), dtype=np.int64).ravel()
     bad = (len(picks) != cfg.budget or len(np.unique(picks)) != len(picks)
            or not np.isin(picks, pool).all() or mask[picks].any())
     if bad:
         raise PcoresetError(f"strategy {cfg.strategy!r} returned {len(picks)} picks that are not {cfg.budget} "
                             "distinct unlabeled pool rows")
     return picks
+
+
+def _save_selector(rd: Path, selector, pool_rows: np.ndarray) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, pool_rows=np.asarray(pool_rows, dtype=np.int64), **selector.state_dict())
+    _io.write_bytes(rd / "selector.npz", buf.getvalue())
+
+
+def _replace(strategy, student, ds, pool, labeled_rows, cfg, k, rd: Path, skipped, count: int) -> np.ndarray:
+    """`count` replacements for skipped picks of round k. The pcoreset
+    strategy continues its saved Selector (skipped picks excluded: they stop
+    being centers); other strategies select again on the pool without the
+    excluded rows, with the labeled rows and the kept picks as labeled."""
+    if count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if (rd / "selector.npz").is_file() and (rd / "pool_probs.npy").is_file():
+        from ..selector import Selector
+
+        probs = _io.load_array(rd / "pool_probs.npy", "pool_probs.npy")
+        with np.load(rd / "selector.npz", allow_pickle=False) as f:
+            saved = {key: f[key] for key in f.files}
+        selector = Selector.from_state_dict(probs, saved)
+        full_pool = _selector_pool(ds, saved, probs)
+        pos = np.flatnonzero(np.isin(full_pool, skipped))
+        selector.exclude(pos)
+        extra = full_pool[np.asarray(selector.next(count), dtype=np.int64)]
+        _save_selector(rd, selector, full_pool)
+        return extra
+    known_y = [0] * len(labeled_rows)  # labels are not used to choose replacements here
+    state, _ = _pool_state(student, ds, pool, labeled_rows, known_y)
+    rng = np.random.default_rng([cfg.seed, k, len(labeled_rows)])
+    return np.asarray(strategy.select(state, count, rng=rng), dtype=np.int64).ravel()
+
+
+def _selector_pool(ds, saved, probs) -> np.ndarray:  # noqa: ARG001
+    """The pool rows the saved Selector's positions refer to."""
+    rows = saved.get("pool_rows")
+    if rows is None:
+        raise PcoresetError("selector.npz lacks its pool rows; the run directory is damaged")
+    return np.asarray(rows, dtype=np.int64)
 
 
 def summary_rows(metrics: List[dict]) -> List[dict]:
