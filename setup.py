@@ -64,7 +64,8 @@ class CMakeBuild(build_ext):
         # CMake run built it: an older one left in build/lib stays there.
         built = Path(self.build_lib).resolve() / "pcoreset"
         for ext in self.extensions:
-            src = Path(self.get_ext_fullpath(ext.name)).resolve()
+            # where this run wrote the module (build_lib), not the in-place name
+            src = Path(self.build_lib).resolve() / self.get_ext_filename(ext.name)
             _replace_file(src, ROOT / "pcoreset" / src.name)
         if self._cuda_built:
             for extra in built.glob("_C_cuda*"):

@@ -35,13 +35,16 @@ import numpy as np
 
 
 def clustered_pool(n: int, c: int, k: int = 10, noise: float = 2.0, seed: int = 0,
-                   dtype: str = "float32") -> np.ndarray:
+                   dtype: str = "float32", out: Optional[np.ndarray] = None) -> np.ndarray:
     """Softmax of one of k random cluster centres (scale 4) plus Gaussian
     noise: teacher-like predictions that cluster in the simplex. Generated in
-    row blocks so that a million rows need no float64 N x C temporary."""
+    row blocks so that a million rows need no float64 N x C temporary.
+    `out`: an (n, c) array of `dtype` to fill (e.g. np.lib.format.open_memmap
+    for a pool larger than memory); the same values either way."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(0.0, 4.0, size=(k, c)).astype(np.float32)
-    out = np.empty((n, c), dtype=np.float32)
+    if out is None:
+        out = np.empty((n, c), dtype=dtype)
     block = max(1, (64 << 20) // (4 * c))
     for s in range(0, n, block):
         e = min(n, s + block)
@@ -49,8 +52,8 @@ def clustered_pool(n: int, c: int, k: int = 10, noise: float = 2.0, seed: int = 
         z -= z.max(axis=1, keepdims=True)
         np.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)
-        out[s:e] = z
-    return out.astype(dtype) if dtype != "float32" else out
+        out[s:e] = z.astype(out.dtype, copy=False)
+    return out
 
 
 # ------------------------------------------------------------------ baselines

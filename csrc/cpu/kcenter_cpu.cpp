@@ -1097,6 +1097,32 @@ class CpuState final : public KCenterState {
   // threads. Then each cell is compacted and the new cell gathered.
   static constexpr int64_t kParallelValues = int64_t(1) << 18;
 
+  // Distances for todo_ptr_[j0, j1) (sorted by row), on nt threads in
+  // contiguous ranges so each thread still reads the pool forward.
+  void compute_sorted(int64_t j0, int64_t j1, const A* ctr, int32_t id32, int nt) {
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+      const int64_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+      const int64_t tid = 0, nth = 1;
+#endif
+      const int64_t lo = j0 + (j1 - j0) * tid / nth, hi = j0 + (j1 - j0) * (tid + 1) / nth;
+      for (int64_t j = lo; j < std::min(hi, lo + kPrefetchAhead); ++j) prefetch_row(todo_ptr_[j]->row);
+      for (int64_t j = lo; j < hi; ++j) {
+        if (j + kPrefetchAhead < hi) prefetch_row(todo_ptr_[j + kPrefetchAhead]->row);
+        Member& e = *todo_ptr_[j];
+        const int64_t i = e.row;
+        const A d = dist_row(i, ctr, e.mind);
+        if (d < e.mind) {
+          mind_[i] = d;
+          nearest_[i] = id32;
+          e.mind = kMoved;
+        }
+      }
+    }
+  }
+
   int64_t pool_pass(int64_t id, int64_t picked) {
     const A* ctr = center(id);
     const int32_t id32 = static_cast<int32_t>(id);
@@ -1111,27 +1137,20 @@ class CpuState final : public KCenterState {
     const int64_t count = static_cast<int64_t>(todo_ptr_.size());
     const int nt = count * p_.c >= kParallelValues ? team() : 1;
     if (nt > 1) stats_.parallel_steps += 1;
-#pragma omp parallel num_threads(nt)
-    {
-#ifdef _OPENMP
-      const int64_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-      const int64_t tid = 0, nth = 1;
-#endif
-      // contiguous ranges: each thread still reads the pool forward
-      const int64_t lo = count * tid / nth, hi = count * (tid + 1) / nth;
-      for (int64_t j = lo; j < std::min(hi, lo + kPrefetchAhead); ++j) prefetch_row(todo_ptr_[j]->row);
-      for (int64_t j = lo; j < hi; ++j) {
-        if (j + kPrefetchAhead < hi) prefetch_row(todo_ptr_[j + kPrefetchAhead]->row);
-        Member& e = *todo_ptr_[j];
-        const int64_t i = e.row;
-        const A d = dist_row(i, ctr, e.mind);
-        if (d < e.mind) {
-          mind_[i] = d;
-          nearest_[i] = id32;
-          e.mind = kMoved;
-        }
+    // File-backed pools: the sweep goes forward in row tiles, each tile's
+    // pages handed back once read (resident memory stays near a tile).
+    int64_t j0 = 0;
+    while (j0 < count) {
+      int64_t j1 = count;
+      if (p_.release_pages) {
+        const int64_t tile_end = (todo_ptr_[j0]->row / tile_ + 1) * tile_;
+        j1 = std::lower_bound(todo_ptr_.begin() + j0, todo_ptr_.end(), tile_end,
+                              [](const Member* m, int64_t r) { return static_cast<int64_t>(m->row) < r; }) -
+             todo_ptr_.begin();
       }
+      compute_sorted(j0, j1, ctr, id32, (j1 - j0) * p_.c >= kParallelValues ? nt : 1);
+      if (p_.release_pages) release_rows(todo_ptr_[j0]->row, static_cast<int64_t>(todo_ptr_[j1 - 1]->row) + 1);
+      j0 = j1;
     }
     int64_t rows = 0;
     for (const Affected& af : affected_) rows += static_cast<int64_t>(members_[af.cell].size());
