@@ -295,7 +295,8 @@ class PyState {
 // The certified start's fused epilogue over one GEMM tile (see certify.h).
 template <typename A>
 py::tuple certify_tile_t(py::array_t<A, py::array::c_style> g, py::array_t<A, py::array::c_style> nx2,
-                         F64Array nx, F64Array ny, double kappa, double tiny, double kernel_rel, int64_t k) {
+                         F64Array nx, F64Array ny, double kappa, double tiny, double kernel_rel, int64_t k,
+                         int num_threads) {
   if (g.ndim() != 2) throw py::value_error("g must be 2-D");
   const int64_t rows = g.shape(0), cols = g.shape(1);
   if (cols < 1) throw py::value_error("g must have at least one column");
@@ -314,7 +315,7 @@ py::tuple certify_tile_t(py::array_t<A, py::array::c_style> g, py::array_t<A, py
   {
     py::gil_scoped_release nogil;
     pcoreset::certify_tile<A>(g.data(), nx2.data(), nx.data(), ny.data(), rows, cols, b,
-                              cand.mutable_data(), counts.mutable_data(), &over_rows, &over_cols);
+                              cand.mutable_data(), counts.mutable_data(), &over_rows, &over_cols, num_threads);
   }
   I64Array orows(static_cast<py::ssize_t>(over_rows.size())), ocols(static_cast<py::ssize_t>(over_cols.size()));
   if (!over_rows.empty()) {
@@ -387,7 +388,7 @@ PYBIND11_MODULE(_C, m) {
       .def("stats", &PyState::stats);
   m.def("build_info", &build_info);
   m.def("certify_tile", &certify_tile_t<float>, py::arg("g"), py::arg("nx2"), py::arg("nx"), py::arg("ny"),
-        py::arg("kappa"), py::arg("tiny"), py::arg("kernel_rel"), py::arg("k"));
+        py::arg("kappa"), py::arg("tiny"), py::arg("kernel_rel"), py::arg("k"), py::arg("num_threads") = 0);
   m.def("certify_tile", &certify_tile_t<double>, py::arg("g"), py::arg("nx2"), py::arg("nx"), py::arg("ny"),
-        py::arg("kappa"), py::arg("tiny"), py::arg("kernel_rel"), py::arg("k"));
+        py::arg("kappa"), py::arg("tiny"), py::arg("kernel_rel"), py::arg("k"), py::arg("num_threads") = 0);
 }

@@ -401,7 +401,8 @@ def _certify_fused(g, nx2, nx, ny, v, y_near, b: _Bounds) -> torch.Tensor:
     """_certify through the C++ epilogue (one pass over the tile in cache):
     g holds ||y'||^2 - 2 x'.y', the kernel adds ||x'||^2 as _certify does."""
     cand, counts, over_r, over_c = _C.certify_tile(g.numpy(), nx2.numpy(), nx.numpy(), ny.numpy(),
-                                                   b.kappa, b.tiny, b.kernel_rel, b.k)
+                                                   b.kappa, b.tiny, b.kernel_rel, b.k,
+                                                   num_threads=torch.get_num_threads())
     cand = torch.from_numpy(cand)
     if over_r.size:
         hit_r, hit_c = torch.from_numpy(over_r), torch.from_numpy(over_c)

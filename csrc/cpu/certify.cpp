@@ -9,25 +9,44 @@
 // and the candidates are every j with D_ij - E_ij <= ub_i: they contain the
 // nearest center, and every center that the kernel's own rounding could
 // prefer. Rows with more than k candidates are reported whole (the caller
-// ranks them by exact float64 distances).
+// ranks them by exact float64 distances). Row blocks run on num_threads
+// threads (<= 0: OpenMP's default); the output does not depend on it.
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <vector>
 
 #include "pcoreset/certify.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace pcoreset {
 
+namespace {
+
+// Smallest A value >= x (x finite): comparing an A value against it with >
+// never drops a value that the double test would keep.
 template <typename A>
-void certify_tile(const A* g, const A* nx2, const double* nx, const double* ny, int64_t rows,
-                  int64_t cols, const CertifyBounds& b, int64_t* cand, int64_t* counts,
-                  std::vector<int64_t>* over_rows, std::vector<int64_t>* over_cols) {
-  double ny_max = 0.0;
-  for (int64_t j = 0; j < cols; ++j) ny_max = ny[j] > ny_max ? ny[j] : ny_max;
+A round_up(double x) {
+  A y = static_cast<A>(x);
+  if (static_cast<double>(y) < x) y = std::nextafter(y, std::numeric_limits<A>::infinity());
+  return y;
+}
+
+template <typename A>
+void certify_rows(const A* g, const A* nx2, const double* nx, const double* ny, double ny_max,
+                  int64_t r0, int64_t r1, int64_t cols, const CertifyBounds& b, int64_t* cand,
+                  int64_t* counts, std::vector<int64_t>* over_rows, std::vector<int64_t>* over_cols) {
   std::vector<int64_t> hits;
-  for (int64_t i = 0; i < rows; ++i) {
+  for (int64_t i = r0; i < r1; ++i) {
     const A* gi = g + i * cols;
     const A add = nx2[i];
+    // argmin of D_ij = g_ij + ||x'_i||^2 (lowest j among equals); adding the
+    // same value to every column keeps the order up to rounding ties, so the
+    // minimum is taken over the sums themselves
     A best = std::numeric_limits<A>::infinity();
     int64_t j0 = 0;
     for (int64_t j = 0; j < cols; ++j) {
@@ -39,14 +58,15 @@ void certify_tile(const A* g, const A* nx2, const double* nx, const double* ny, 
     }
     const double e0 = b.kappa * (nx[i] + ny[j0]) * (nx[i] + ny[j0]) + b.tiny;
     const double ub = (static_cast<double>(best) + e0) * (1.0 + b.kernel_rel) + b.tiny;
-    // prefilter with the largest center norm, then the pair's own bound
-    const double pre = ub + b.kappa * (nx[i] + ny_max) * (nx[i] + ny_max) + b.tiny;
+    // prefilter in A with the largest center norm (rounded up: it keeps a
+    // superset), then the pair's own bound in double
+    const A pre = round_up<A>(ub + b.kappa * (nx[i] + ny_max) * (nx[i] + ny_max) + b.tiny);
     hits.clear();
     for (int64_t j = 0; j < cols; ++j) {
-      const double d = static_cast<double>(gi[j] + add);
+      const A d = gi[j] + add;
       if (d > pre) continue;
       const double e = b.kappa * (nx[i] + ny[j]) * (nx[i] + ny[j]) + b.tiny;
-      if (d - e <= ub) hits.push_back(j);
+      if (static_cast<double>(d) - e <= ub) hits.push_back(j);
     }
     const int64_t h = static_cast<int64_t>(hits.size());  // >= 1: j0 passes its own test
     counts[i] = h;
@@ -63,11 +83,47 @@ void certify_tile(const A* g, const A* nx2, const double* nx, const double* ny, 
   }
 }
 
+}  // namespace
+
+template <typename A>
+void certify_tile(const A* g, const A* nx2, const double* nx, const double* ny, int64_t rows,
+                  int64_t cols, const CertifyBounds& b, int64_t* cand, int64_t* counts,
+                  std::vector<int64_t>* over_rows, std::vector<int64_t>* over_cols, int num_threads) {
+  double ny_max = 0.0;
+  for (int64_t j = 0; j < cols; ++j) ny_max = ny[j] > ny_max ? ny[j] : ny_max;
+  // Row blocks are independent; each keeps its own over-lists, joined in
+  // block order so the result does not depend on the thread count.
+  constexpr int64_t kBlockValues = int64_t(1) << 16;
+  const int64_t block = std::max<int64_t>(1, kBlockValues / std::max<int64_t>(1, cols));
+  const int64_t n_blocks = (rows + block - 1) / block;
+  int nt = 1;
+#ifdef _OPENMP
+  nt = num_threads > 0 ? num_threads : omp_get_max_threads();
+  if (n_blocks < 2) nt = 1;
+#else
+  (void)num_threads;
+#endif
+  if (nt == 1) {
+    certify_rows<A>(g, nx2, nx, ny, ny_max, 0, rows, cols, b, cand, counts, over_rows, over_cols);
+    return;
+  }
+  std::vector<std::vector<int64_t>> orows(static_cast<size_t>(n_blocks)), ocols(static_cast<size_t>(n_blocks));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+  for (int64_t t = 0; t < n_blocks; ++t) {
+    const int64_t r0 = t * block, r1 = std::min(rows, r0 + block);
+    certify_rows<A>(g, nx2, nx, ny, ny_max, r0, r1, cols, b, cand, counts, &orows[t], &ocols[t]);
+  }
+  for (int64_t t = 0; t < n_blocks; ++t) {
+    over_rows->insert(over_rows->end(), orows[t].begin(), orows[t].end());
+    over_cols->insert(over_cols->end(), ocols[t].begin(), ocols[t].end());
+  }
+}
+
 template void certify_tile<float>(const float*, const float*, const double*, const double*, int64_t,
                                   int64_t, const CertifyBounds&, int64_t*, int64_t*,
-                                  std::vector<int64_t>*, std::vector<int64_t>*);
+                                  std::vector<int64_t>*, std::vector<int64_t>*, int);
 template void certify_tile<double>(const double*, const double*, const double*, const double*, int64_t,
                                    int64_t, const CertifyBounds&, int64_t*, int64_t*,
-                                   std::vector<int64_t>*, std::vector<int64_t>*);
+                                   std::vector<int64_t>*, std::vector<int64_t>*, int);
 
 }  // namespace pcoreset

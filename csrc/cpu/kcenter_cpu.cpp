@@ -1095,7 +1095,7 @@ class CpuState final : public KCenterState {
   // by row, so the pool is read forward as the dense pass reads it (its
   // rows are scattered over the cells); enough of them run on several
   // threads. Then each cell is compacted and the new cell gathered.
-  static constexpr int64_t kParallelValues = int64_t(1) << 18;
+  static constexpr int64_t kParallelValues = int64_t(1) << 21;
 
   // Distances for todo_ptr_[j0, j1) (sorted by row), on nt threads in
   // contiguous ranges so each thread still reads the pool forward.

@@ -18,10 +18,11 @@ struct CertifyBounds {
 // nx, ny: float64 norms of the shifted rows and centers. Writes cand (rows x
 // k tile columns, the first repeated to fill) and counts (candidates per
 // row); rows with more than k candidates list every candidate in over_rows /
-// over_cols (their cand row holds the argmin).
+// over_cols (their cand row holds the argmin). num_threads <= 0: OpenMP's
+// default; the output is the same for any count.
 template <typename A>
 void certify_tile(const A* g, const A* nx2, const double* nx, const double* ny, int64_t rows,
                   int64_t cols, const CertifyBounds& b, int64_t* cand, int64_t* counts,
-                  std::vector<int64_t>* over_rows, std::vector<int64_t>* over_cols);
+                  std::vector<int64_t>* over_rows, std::vector<int64_t>* over_cols, int num_threads);
 
 }  // namespace pcoreset
