@@ -284,6 +284,7 @@ class PyState {
     d["cells_visited"] = s.cells_visited;
     d["parallel_steps"] = s.parallel_steps;
     d["cell_builds"] = s.cell_builds;
+    d["cell_switches"] = s.cell_switches;
     return d;
   }
 

@@ -63,8 +63,14 @@ def test_run_matches_numpy(dtype, c, prune):
         assert np.all(np.diff(radii2[1:]) <= 0)
 
 
+@pytest.fixture
+def cell_steps_only(monkeypatch):
+    """Cell steps whatever the cost model says (read when a state is made)."""
+    monkeypatch.setenv("PCORESET_CELL_VISIT", "1")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_methods_against_numpy(dtype):
+def test_methods_against_numpy(dtype, cell_steps_only):
     rng = np.random.default_rng(5)
     x64 = rng.dirichlet(np.ones(40), size=300)
     arr, xs = stored(x64, dtype)
@@ -232,12 +238,21 @@ def quantised_rows(n, c, seed):
     return rng.integers(0, 4, size=(n, c)).astype(np.float64) / 4.0
 
 
+@pytest.mark.parametrize("mode", ["cells", "pruned-dense", "cost-model"])
 @pytest.mark.parametrize("c", [1, 2, 3, 5, 8, 9, 16, 17, 40])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_cell_steps_give_the_bits_of_dense_passes(c, dtype):
+def test_cell_steps_give_the_bits_of_dense_passes(c, dtype, mode, monkeypatch):
     # prune=False runs dense passes over every row; prune=True runs cell steps
-    # (unrolled distances for c <= 8, values kept in the cells for c <= 16):
+    # (unrolled distances for c <= 8, values kept in the cells for c <= 16),
+    # pruned dense passes, or both as the cost model switches between them:
     # the same running minimum, picks and radii, ties included.
+    if mode == "cells":
+        monkeypatch.setenv("PCORESET_CELL_VISIT", "1")
+    elif mode == "pruned-dense":
+        monkeypatch.setenv("PCORESET_CELL_VISIT", "0")
+    else:  # a low switch point, so that small pools switch both ways
+        monkeypatch.setenv("PCORESET_CELL_VISIT", "0.15")
+    switched = 0
     for seed, make in ((1, lambda: np.random.default_rng(c).random((700, c))),
                        (2, lambda: quantised_rows(700, c, c))):
         arr, _ = stored(make(), dtype)
@@ -253,11 +268,18 @@ def test_cell_steps_give_the_bits_of_dense_passes(c, dtype):
             np.testing.assert_array_equal(rc, rd)
             np.testing.assert_array_equal(cells.min_dist2(), dense.min_dist2())
             st = cells.stats()
-            assert st["cell_steps"] >= 148 and st["dense_steps"] <= 1
-            assert st["rows_visited"] < 149 * 700  # cells, not every row
+            assert st["steps"] == 149
+            if mode == "cells":
+                assert st["cell_steps"] >= 148 and st["dense_steps"] <= 1 and st["cell_switches"] == 0
+                assert st["rows_visited"] < 149 * 700  # cells, not every row
+            elif mode == "pruned-dense":
+                assert st["cell_steps"] == 0
+            switched += st["cell_switches"]
+    if mode == "cost-model":  # both kinds of step ran, and the switch went both ways
+        assert switched >= 2
 
 
-def test_parallel_cell_steps_equal_serial_ones():
+def test_parallel_cell_steps_equal_serial_ones(cell_steps_only):
     # steps whose cells hold more than 32768 rows run on several threads, in
     # work items of 8192 rows; the result must not depend on the threads
     rng = np.random.default_rng(7)

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "pcoreset/kcenter.h"
@@ -327,22 +328,33 @@ class CpuState final : public KCenterState {
         tile_(tile_rows(p)) {
     if (p_.from_logits) init_softmax();
     else sm_.assign(1, SoftmaxRow<A>{A(0), A(1)});
+    // PCORESET_CELL_VISIT=f overrides the switch point (the fraction of
+    // rows a cell step may visit; 0 = dense steps only, 1 = cell steps
+    // only): for measuring the cost model, and for tests that force a path.
+    if (const char* f = std::getenv("PCORESET_CELL_VISIT")) {
+      char* end = nullptr;
+      const double v = std::strtod(f, &end);
+      if (end != f && v >= 0.0) cell_visit_limit_ = v;
+    }
   }
 
   void seed_rows(const int64_t* rows, int64_t count) override {
     cells_ready_ = false;
+    dense_mode_ = false;
     assign_nearest(add_row_centers(rows, count));
   }
 
   void seed_rows_with_candidates(const int64_t* rows, int64_t count, const int64_t* cand,
                                  int64_t k) override {
     cells_ready_ = false;
+    dense_mode_ = false;
     refine_candidates(add_row_centers(rows, count), count, cand, k);
   }
 
   void seed_vectors_with_candidates(const double* vecs, int64_t count, const int64_t* cand,
                                     int64_t k) override {
     cells_ready_ = false;
+    dense_mode_ = false;
     const int64_t first = num_centers();
     for (int64_t a = 0; a < count; ++a) append_center(vecs + a * p_.c);
     refine_candidates(first, count, cand, k);
@@ -350,6 +362,7 @@ class CpuState final : public KCenterState {
 
   void seed_vectors(const double* vecs, int64_t count) override {
     cells_ready_ = false;
+    dense_mode_ = false;
     const int64_t first = num_centers();
     for (int64_t a = 0; a < count; ++a) append_center(vecs + a * p_.c);
     assign_nearest(first);
@@ -560,7 +573,29 @@ class CpuState final : public KCenterState {
 
   // Cell steps need pruning and at least one center (the first center's step
   // is a dense pass: every row moves).
-  bool use_cells() const { return p_.prune && num_centers() > 0; }
+  bool use_cells() const { return p_.prune && num_centers() > 0 && !dense_mode_; }
+
+  // The cost model between the two kinds of step. Per row it visits, a cell
+  // step reads a member (8 bytes) as the dense pass reads mind_/nearest_, but
+  // its rows are scattered and it compacts its cells and gathers the new one
+  // on one thread, while the dense pass reads every row forward on the whole
+  // team. Measured on the benchmark pools (2-core machine, C = 3 and 100,
+  // benchmarks/RESULTS.md "cost model"): a cell step that visits a fraction f
+  // of the rows costs about what a dense step costs when f is near 0.5 on
+  // one thread and 0.2 to 0.25 on two. So a cell step that would visit more
+  // than 0.5 / team of the rows runs as a dense step instead and the cells are
+  // dropped. Dense steps count the rows a cell step would have visited (those
+  // of the centers not skipped whole) in a running mean over about 8 steps;
+  // once it falls under half the limit the cells are built again (O(N),
+  // about one dense step). The gap and the mean keep the switch rare.
+  double leave_cells() const {
+    if (cell_visit_limit_ >= 0) return cell_visit_limit_;
+    return 0.5 / static_cast<double>(std::max(1, team()));
+  }
+  double enter_cells() const {
+    if (cell_visit_limit_ >= 1.0) return 2.0;  // cell steps only
+    return leave_cells() / 2;
+  }
 
   // Relative rounding of a computed distance (not squared) between two
   // vectors, widened: the anchor windows must never drop a cell that the
@@ -977,6 +1012,14 @@ class CpuState final : public KCenterState {
     find_affected(id, from, &affected_);
     int64_t rows = 0;
     for (const Affected& af : affected_) rows += static_cast<int64_t>(members_[af.cell].size());
+    if (static_cast<double>(rows) > leave_cells() * static_cast<double>(p_.n)) {
+      // the cells do not pay here: a dense step, and dense steps until they do
+      cells_ready_ = false;
+      dense_mode_ = true;
+      reach_mean_ = static_cast<double>(rows) / static_cast<double>(p_.n);
+      stats_.cell_switches += 1;
+      return dense_step(id);
+    }
     if (!inline_values()) return finish_step(id, rows, pool_pass(id, picked));
     const int nt = rows >= kParallelRows ? team() : 1;
     if (nt == 1) return finish_step(id, rows, serial_pass(id, picked));
@@ -1519,8 +1562,8 @@ class CpuState final : public KCenterState {
     }
     std::vector<Best> best(threads_);
     std::vector<A> new_radius(threads_, A(0));
-    int64_t computed_rows = 0;
-#pragma omp parallel num_threads(team()) reduction(+ : computed_rows)
+    int64_t computed_rows = 0, reach = 0;
+#pragma omp parallel num_threads(team()) reduction(+ : computed_rows, reach)
     {
       // Rows come in increasing order within a thread, so a strict > keeps
       // the lowest index among equals; threads are combined with the tie rule.
@@ -1535,6 +1578,7 @@ class CpuState final : public KCenterState {
           A m = mind_[i];
           if (m < A(0)) continue;  // taken
           const int32_t a = nearest_[i];
+          if (prune && (a < 0 || dcc2_[a] != kInf)) ++reach;
           const bool skip = prune && a >= 0 && can_skip_row(dcc2_[a], m);
           if (!skip) {
             ++computed_rows;
@@ -1569,6 +1613,15 @@ class CpuState final : public KCenterState {
     // Old centers keep their radius as an upper bound (their rows only move
     // away or come closer); tighten the bounds now and then.
     if (prune && ++steps_since_refresh_ >= 16) refresh_radii();
+    // the cost model: back to cell steps once they would visit few rows
+    // (rows of centers not skipped whole; the first center reaches them all)
+    if (prune) {
+      const double f = k == 1 ? 1.0 : static_cast<double>(reach) / static_cast<double>(n);
+      reach_mean_ = k == 1 ? 1.0 : reach_mean_ + (f - reach_mean_) / 8.0;
+      const bool dense = reach_mean_ >= enter_cells();
+      if (dense_mode_ && !dense) stats_.cell_switches += 1;
+      dense_mode_ = dense;
+    }
     return combine(best);
   }
 
@@ -1593,6 +1646,10 @@ class CpuState final : public KCenterState {
   KCenterStats stats_;
   // cells (see the file comment)
   bool cells_ready_ = false;
+  // dense steps chosen by the cost model (see use_cells)
+  bool dense_mode_ = false;
+  double reach_mean_ = 1.0;  // running mean of the rows a cell step would visit (fraction)
+  double cell_visit_limit_ = -1.0;
   // A cell's members with a copy of their running minimum, so that a visit
   // reads its cell sequentially (8 bytes a row for float32) and touches the
   // pool and mind_ only for the rows it computes. mind_ stays up to date too.

@@ -35,6 +35,7 @@ struct KCenterStats {
   int64_t cells_visited = 0;  // cells whose members were looked at (cell steps)
   int64_t parallel_steps = 0; // steps that ran on more than one thread
   int64_t cell_builds = 0;    // times the cell structure was (re)built from the running minimum
+  int64_t cell_switches = 0;  // switches between cell and dense steps (the cost model)
 };
 
 struct StepResult {
