@@ -1,0 +1,447 @@
+"""CPU kernel benchmarks of issues 12, 13 and 18, side by side in one run.
+
+    python -m benchmarks.bench_cells                  # every row (about 40 minutes)
+    python -m benchmarks.bench_cells --only 3d,threads
+    python -m benchmarks.bench_cells --quick          # small sizes, minutes
+
+Rows (each figure is measured in its own child process, so that its peak
+memory is its own and no allocator state carries over):
+
+  3d        N=200k 3-D points, B=20k: pcoreset.kcenter_greedy (1 thread and
+            the default), fpsample's bucket_fps_kdline_sampling (h=7, QuickFPS)
+            and fps_sampling, the torch running minimum. The exact-FPS peers
+            start from row 0 (fps_sampling honours start_idx=0; QuickFPS picks
+            its own first row), so pcoreset gets row 0 as its labeled row and
+            its picks are compared with fps_sampling's; every method's order
+            is replayed in float64 (worst shortfall against the farthest row).
+  1m100     N=1M, C=100 clustered softmax, float32, L=1%, B=10k: pcoreset
+            against the torch running minimum (timed at two smaller budgets and
+            extrapolated linearly: its step cost does not change) and the
+            paper's algorithm (timed at B=1, extrapolated by sum (L + t)).
+  memmap    N=1M, C=1000 float16 .npy memmap (written once under --data-dir),
+            pcoreset at --mm-budget picks: time, peak RSS (VmHWM, which counts
+            the pool's file pages), RSS after the imports.
+  200k100   N=200k, C=100, L=2k, B=1000 float32: pcoreset, torch running
+            minimum, paper (extrapolated from B=5).
+  threads   N=200k 3-D, B=2000: num_threads=1 against the default, with 0, 1,
+            2 and 4 busy-loop processes beside it, alternated 3 times each
+            (median).
+  start     the labeled start at N=1M, C=100, L=10k and 100k (clustered and
+            confident pools): select(..., budget=1), time and peak memory
+            above the pool; with --baseline-path, the same child run on
+            another checkout (e.g. the commit before the exact start).
+  selector  N=1M, C=100, L=10k: Selector.next(1) called 1000 times against
+            one next(1000) (the per-step cost of the kernel itself).
+
+Every row except `threads` and `start` is measured on a quiet machine and
+again with one busy-loop process that this script starts and stops itself (by
+its PID). Prints a header (date, commit, machine, load, OPENBLAS_CORETYPE) and
+one table; --json writes every figure.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ------------------------------------------------------------------ pools
+
+def points_3d(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 3)).astype(np.float32)
+
+
+def softmax_pool(n: int, c: int, kind: str = "clustered", seed: int = 0, dtype=np.float32,
+                 chunk: int = 65536) -> np.ndarray:
+    """clustered: softmax of one of 10 centres (scale 4) plus N(0, 2) noise
+    (pcoreset.bench.clustered_pool's recipe, built in chunks); confident:
+    softmax of 18 one-hot + N(0, 1) (issue 12's pool)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 4.0, size=(10, c)).astype(np.float32)
+    out = np.empty((n, c), dtype=dtype)
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        if kind == "clustered":
+            z = centres[rng.integers(0, 10, size=m)] + rng.normal(0, 2.0, size=(m, c)).astype(np.float32)
+        elif kind == "confident":
+            z = rng.normal(0, 1.0, size=(m, c)).astype(np.float32)
+            z[np.arange(m), rng.integers(0, c, size=m)] += 18.0
+        else:
+            raise ValueError(f"kind must be 'clustered' or 'confident', got {kind!r}")
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        out[s:s + m] = z
+    return out
+
+
+def labeled_rows(n: int, count: int, seed: int = 1) -> np.ndarray:
+    if count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False)).astype(np.int64)
+
+
+def memmap_pool(path: str, n: int, c: int) -> str:
+    """A float16 .npy of the clustered recipe, written once (chunk by chunk)."""
+    if os.path.exists(path):
+        return path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".part"
+    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, c))
+    for s in range(0, n, 65536):
+        m = min(65536, n - s)
+        mm[s:s + m] = softmax_pool(m, c, seed=s + 7, dtype=np.float16)
+    mm.flush()
+    del mm
+    os.replace(tmp, path)
+    return path
+
+
+# ------------------------------------------------------------------ children
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _timed(fn, *args, **kwargs):
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - t, out
+
+
+def child(spec: dict) -> dict:
+    """One measurement; runs in a fresh process (see run_child)."""
+    import torch  # noqa: F401  (imported before the RSS baseline, as a user's process would)
+
+    import pcoreset
+    from pcoreset import backends as registry
+    from pcoreset import bench
+
+    kind = spec["kind"]
+    out: dict = {"pcoreset_path": os.path.dirname(os.path.abspath(pcoreset.__file__))}
+    if kind in ("pcs3d", "torch3d", "fps_bucket", "fps_plain"):
+        x = points_3d(spec["n"])
+        b = spec["budget"]
+        if kind == "pcs3d":
+            t, picks = _timed(pcoreset.kcenter_greedy, x, [0], b - 1, num_threads=spec.get("threads", 0))
+            out["stats"] = registry.get("cpu").last_stats
+            picks = np.concatenate([[0], picks])
+        elif kind == "torch3d":
+            t, picks = _timed(bench.torch_running_min, x, np.array([0]), b - 1)
+            picks = np.concatenate([[0], picks])
+        else:
+            import fpsample
+            if kind == "fps_bucket":
+                t, picks = _timed(fpsample.bucket_fps_kdline_sampling, x, b, h=7, start_idx=0)
+            else:
+                t, picks = _timed(fpsample.fps_sampling, x, b, start_idx=0)
+        out["seconds"] = t
+        out["picks"] = np.asarray(picks, dtype=np.int64).tolist() if spec.get("return_picks") else None
+        # greedy validity in a float64 replay: each pick's distance to the
+        # picks before it within 1e-5 relative of the farthest row's
+        x64 = x.astype(np.float64)
+        mind = ((x64 - x64[picks[0]]) ** 2).sum(1)
+        worst = 0.0
+        for p in picks[1:spec.get("check", 2000)]:
+            far = mind.max()
+            worst = max(worst, (far - mind[p]) / far if far > 0 else 0.0)
+            mind = np.minimum(mind, ((x64 - x64[p]) ** 2).sum(1))
+        out["shortfall"] = worst
+        return out
+    if kind in ("pcs", "torch_rm", "paper", "start"):
+        n, c, L = spec["n"], spec["c"], spec["labeled"]
+        x = softmax_pool(n, c, spec.get("pool", "clustered"))
+        lab = labeled_rows(n, L)
+        rss0 = _rss_kib("VmRSS")
+        if kind == "pcs":
+            t, _ = _timed(pcoreset.select, x, lab, spec["budget"], num_threads=spec.get("threads", 0))
+            out["stats"] = registry.get("cpu").last_stats
+        elif kind == "start":
+            t, _ = _timed(pcoreset.select, x, lab, 1)
+        elif kind == "torch_rm":
+            b1, b2 = spec["b1"], spec["b2"]
+            t1, _ = _timed(bench.torch_running_min, x, lab, b1)
+            t2, _ = _timed(bench.torch_running_min, x, lab, b2)
+            step = (t2 - t1) / (b2 - b1)
+            out["measured"] = {str(b1): t1, str(b2): t2}
+            t = t2 + step * (spec["budget"] - b2)
+        else:  # paper
+            pb = spec["measure_budget"]
+            tm, _ = _timed(bench.paper_algorithm, x, lab, pb)
+            work_small = sum(max(L + s, 1) for s in range(pb))
+            work_full = sum(max(L + s, 1) for s in range(spec["budget"]))
+            out["measured"] = {str(pb): tm}
+            t = tm * work_full / work_small
+        out["seconds"] = t
+        out["extra_peak_mib"] = (_rss_kib("VmHWM") - rss0) / 1024.0
+        out["pool_mib"] = x.nbytes / 2**20
+        return out
+    if kind == "memmap":
+        rss_imports = _rss_kib("VmRSS")
+        x = np.load(spec["path"], mmap_mode="r")
+        t, _ = _timed(pcoreset.select, x, None, spec["budget"])
+        out["stats"] = registry.get("cpu").last_stats
+        out["seconds"] = t
+        out["rss_after_imports_mib"] = rss_imports / 1024.0
+        out["peak_rss_mib"] = _rss_kib("VmHWM") / 1024.0
+        out["beyond_imports_mib"] = out["peak_rss_mib"] - out["rss_after_imports_mib"]
+        return out
+    if kind == "selector":
+        n, c, L, k = spec["n"], spec["c"], spec["labeled"], spec["calls"]
+        x = softmax_pool(n, c)
+        lab = labeled_rows(n, L)
+        s = pcoreset.Selector(x, lab)
+        t0, _ = _timed(s.next, 1)  # builds the state: the labeled start
+        t1 = time.perf_counter()
+        for _ in range(k):
+            s.next(1)
+        t_calls = time.perf_counter() - t1
+        s2 = pcoreset.Selector(x, lab)
+        s2.next(1)
+        t_batch, _ = _timed(s2.next, k)
+        out.update(start_seconds=t0, calls_seconds=t_calls, batch_seconds=t_batch,
+                   same_picks=bool(np.array_equal(s.picks[1:], s2.picks[1:])))
+        out["seconds"] = t_calls
+        return out
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+def run_child(spec: dict, pythonpath: str | None = None, timeout: float = 7200) -> dict:
+    # run as a script (sys.path[0] is then benchmarks/, not the checkout), so
+    # that `import pcoreset` finds the checkout named by PYTHONPATH
+    env = dict(os.environ)
+    env["PYTHONPATH"] = pythonpath or ROOT
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)]
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    for line in reversed(p.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return {"error": (p.stderr.strip().splitlines() or ["no output"])[-1]}
+
+
+@contextlib.contextmanager
+def busy(count: int):
+    """count busy-loop processes beside the measurement, stopped by PID."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        time.sleep(0.5 if count else 0)
+        yield [p.pid for p in procs]
+    finally:
+        for p in procs:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+# ------------------------------------------------------------------ rows
+
+class Table:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, target: str, method: str, load: str, res: dict, note: str = ""):
+        self.rows.append({"target": target, "method": method, "load": load, "result": res, "note": note})
+        sec = res.get("seconds")
+        cell = f"{sec:.2f}" if sec is not None else res.get("error", "?")
+        print(f"| {target} | {method} | {load} | {cell} | {note} |", flush=True)
+
+    def seconds(self, target, method, load):
+        for r in self.rows:
+            if (r["target"], r["method"], r["load"]) == (target, method, load):
+                return r["result"].get("seconds")
+        return None
+
+
+def loads(args):
+    return [0, 1] if not args.quiet_only else [0]
+
+
+def row_3d(t: Table, args):
+    n, b = (20_000, 2_000) if args.quick else (200_000, 20_000)
+    target = f"3-D N={n:,} B={b:,}"
+    for k in loads(args):
+        load = "quiet" if k == 0 else f"{k} busy"
+        with busy(k):
+            ref = None
+            for method, spec in (("fpsample fps_sampling", {"kind": "fps_plain"}),
+                                 ("fpsample bucket_fps_kdline (h=7)", {"kind": "fps_bucket"}),
+                                 ("pcoreset 1 thread", {"kind": "pcs3d", "threads": 1}),
+                                 ("pcoreset default threads", {"kind": "pcs3d", "threads": 0}),
+                                 ("torch running min", {"kind": "torch3d"})):
+                spec.update(n=n, budget=b, return_picks=True)
+                res = run_child(spec)
+                picks = res.pop("picks", None)
+                note = f"float64 replay: worst shortfall {res.get('shortfall', float('nan')):.1e}"
+                if picks is not None:
+                    if ref is None:
+                        ref = picks
+                    elif picks[0] != ref[0]:  # QuickFPS chooses its own first row
+                        note += f"; starts at row {picks[0]}, not 0"
+                    else:
+                        same = sum(int(a == c) for a, c in zip(picks, ref))
+                        note += f"; same picks as fps_sampling: {same}/{b}"
+                t.add(target, method, load, res, note)
+        q = t.seconds(target, "fpsample bucket_fps_kdline (h=7)", load)
+        for m in ("pcoreset 1 thread", "pcoreset default threads"):
+            s = t.seconds(target, m, load)
+            if q and s:
+                print(f"  {load}: {m} / QuickFPS = {s / q:.2f}x (target <= 2x)", flush=True)
+
+
+def row_softmax(t: Table, args, key: str):
+    if key == "1m100":
+        n, c, L, b = (100_000, 100, 1_000, 1_000) if args.quick else (1_000_000, 100, 10_000, 10_000)
+        b1, b2, pb = (100, 300, 1) if args.quick else (200, 600, 1)
+    else:
+        n, c, L, b = (50_000, 100, 500, 300) if args.quick else (200_000, 100, 2_000, 1_000)
+        b1, b2, pb = (50, 150, 2) if args.quick else (300, 1000, 5)
+    target = f"N={n:,} C={c} L={L:,} B={b:,} f32"
+    for k in loads(args):
+        load = "quiet" if k == 0 else f"{k} busy"
+        with busy(k):
+            res = run_child({"kind": "pcs", "n": n, "c": c, "labeled": L, "budget": b})
+            st = res.get("stats") or {}
+            t.add(target, "pcoreset cpu", load, res,
+                  f"cell steps {st.get('cell_steps')}, dense {st.get('dense_steps')}, "
+                  f"rows read {st.get('rows_computed', 0) / max(1, st.get('rows_visited', 1)):.3f} of visited")
+            if b2 >= b:
+                res = run_child({"kind": "torch_rm", "n": n, "c": c, "labeled": L, "budget": b, "b1": b1, "b2": b})
+                t.add(target, "torch running min", load, res, "measured")
+            else:
+                res = run_child({"kind": "torch_rm", "n": n, "c": c, "labeled": L, "budget": b, "b1": b1, "b2": b2})
+                t.add(target, "torch running min", load, res,
+                      f"measured at B={b1} and {b2} ({res.get('measured')}), extrapolated linearly")
+            if k == 0 or key != "1m100":
+                res = run_child({"kind": "paper", "n": n, "c": c, "labeled": L, "budget": b, "measure_budget": pb})
+                t.add(target, "paper's algorithm", load, res, f"measured at B={pb}, extrapolated by sum (L + t)")
+        s, r = t.seconds(target, "pcoreset cpu", load), t.seconds(target, "torch running min", load)
+        if s and r:
+            print(f"  {load}: torch running min / pcoreset = {r / s:.1f}x", flush=True)
+
+
+def row_memmap(t: Table, args):
+    n, c = (100_000, 1000) if args.quick else (1_000_000, 1000)
+    path = os.path.join(args.data_dir, f"clustered_{n}_{c}_f16.npy")
+    t0 = time.perf_counter()
+    memmap_pool(path, n, c)
+    print(f"  (pool file {path} ready in {time.perf_counter() - t0:.0f} s)", flush=True)
+    b = args.mm_budget
+    target = f"memmap .npy N={n:,} C={c} f16 B={b:,}"
+    for k in loads(args) if args.mm_busy else [0]:
+        load = "quiet" if k == 0 else f"{k} busy"
+        with busy(k):
+            res = run_child({"kind": "memmap", "path": path, "budget": b})
+        st = res.get("stats") or {}
+        t.add(target, "pcoreset cpu", load, res,
+              f"peak RSS {res.get('peak_rss_mib', 0):.0f} MiB, {res.get('beyond_imports_mib', 0):.0f} MiB beyond "
+              f"the imports; rows read {st.get('rows_computed', 0) / max(1, st.get('rows_visited', 1)):.3f}; "
+              f"cell steps {st.get('cell_steps')}, dense {st.get('dense_steps')}")
+
+
+def row_threads(t: Table, args):
+    n, b = (50_000, 1_000) if args.quick else (200_000, 2_000)
+    target = f"threads 3-D N={n:,} B={b:,}"
+    for k in (0, 1, 2, 4):
+        load = "quiet" if k == 0 else f"{k} busy"
+        times = {1: [], 0: []}
+        with busy(k):
+            for _ in range(3):
+                for nt in (1, 0):
+                    res = run_child({"kind": "pcs3d", "n": n, "budget": b, "threads": nt, "check": 50})
+                    if "seconds" in res:
+                        times[nt].append(res["seconds"])
+        one, dflt = statistics.median(times[1] or [float("nan")]), statistics.median(times[0] or [float("nan")])
+        t.add(target, "num_threads=1 (median of 3)", load, {"seconds": one, "all": times[1]})
+        t.add(target, "default threads (median of 3)", load, {"seconds": dflt, "all": times[0]},
+              f"default / 1 thread = {dflt / one:.2f}")
+
+
+def row_start(t: Table, args):
+    n, c = (100_000, 100) if args.quick else (1_000_000, 100)
+    sizes = (1_000, 10_000) if args.quick else (10_000, 100_000)
+    for L in sizes:
+        for pool in ("clustered", "confident"):
+            target = f"labeled start N={n:,} C={c} L={L:,} {pool}"
+            spec = {"kind": "start", "n": n, "c": c, "labeled": L, "pool": pool}
+            res = run_child(spec)
+            t.add(target, "pcoreset (this checkout)", "quiet", res,
+                  f"extra peak {res.get('extra_peak_mib', 0):.0f} MiB (pool {res.get('pool_mib', 0):.0f} MiB)")
+            if args.baseline_path:
+                res = run_child(spec, pythonpath=args.baseline_path)
+                t.add(target, f"pcoreset at {args.baseline_path}", "quiet", res,
+                      f"extra peak {res.get('extra_peak_mib', 0):.0f} MiB")
+
+
+def row_selector(t: Table, args):
+    n, c, L, k = (100_000, 100, 1_000, 300) if args.quick else (1_000_000, 100, 10_000, 1_000)
+    target = f"Selector N={n:,} C={c} L={L:,}"
+    for q in loads(args):
+        load = "quiet" if q == 0 else f"{q} busy"
+        with busy(q):
+            res = run_child({"kind": "selector", "n": n, "c": c, "labeled": L, "calls": k})
+        if "seconds" in res:
+            t.add(target, f"next(1) x {k}", load, res,
+                  f"next({k}) once: {res['batch_seconds']:.2f} s; overhead "
+                  f"{res['calls_seconds'] / res['batch_seconds']:.2f}x; same picks: {res['same_picks']}; "
+                  f"start {res['start_seconds']:.2f} s (once)")
+        else:
+            t.add(target, f"next(1) x {k}", load, res)
+
+
+ROWS = {"3d": row_3d, "1m100": lambda t, a: row_softmax(t, a, "1m100"), "memmap": row_memmap,
+        "200k100": lambda t, a: row_softmax(t, a, "200k100"), "threads": row_threads,
+        "start": row_start, "selector": row_selector}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default=",".join(ROWS), help=f"comma-separated rows: {','.join(ROWS)}")
+    p.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    p.add_argument("--quiet-only", action="store_true", help="skip the runs beside a busy process")
+    p.add_argument("--mm-budget", type=int, default=1000, help="picks for the memmap row (default 1000)")
+    p.add_argument("--mm-busy", action="store_true", help="also run the memmap row beside a busy process")
+    p.add_argument("--data-dir", default=os.path.expanduser("~/.cache/pcoreset-bench"),
+                   help="where the memmap pool file is written once")
+    p.add_argument("--baseline-path", default=None,
+                   help="another checkout (with its extension built) to run the start rows on too")
+    p.add_argument("--json", default=None, help="write every figure here")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return 0
+    unknown = set(args.only.split(",")) - set(ROWS)
+    if unknown:
+        p.error(f"--only: unknown rows {sorted(unknown)} (known: {','.join(ROWS)})")
+    from pcoreset.bench import git_commit, machine_line
+    print(f"bench_cells  commit {git_commit()}  {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}")
+    print(machine_line())
+    print("| target | method | load | seconds | notes |\n|---|---|---|---:|---|", flush=True)
+    t = Table()
+    for key in args.only.split(","):
+        ROWS[key](t, args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"commit": git_commit(), "machine": machine_line(), "rows": t.rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
