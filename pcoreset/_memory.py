@@ -124,8 +124,15 @@ def memory_parts(n: int, c: int, dtype: str, backend: str = "cpu", n_labeled: in
         # one tile of the kernel (at most 32 MiB; mean_vector reads 4096-row blocks)
         parts["pool tile (file-backed)"] = min(n * c * item, max(_TILE_BYTES, 4096 * c * item))
     if backend == "cpu":
-        parts["running minimum, nearest center, taken"] = n * (acc + 8 + 1)
-        parts["centers"] = centers * (c + 3) * acc
+        # kcenter_cpu.cpp: mind_ (acc) and nearest_ (int32) per row; the cells
+        # keep each row once as a member (row uint32 + running minimum, padded
+        # to 8 or 16 bytes), with its values for C <= 16; a scratch list of
+        # the rows one step computes (at most every row) while a step runs
+        member = 8 if acc == 4 else 16
+        parts["running minimum, nearest center"] = n * (acc + 4)
+        parts["cells (members, short rows' values, step scratch)"] = (
+            n * member + (n * c * acc if c <= 16 else 0) + n * 8)
+        parts["centers (values, radius, heap, anchor index)"] = centers * (c * acc + 64)
         if from_logits:
             parts["softmax row constants"] = n * 2 * acc
     elif backend == "faiss":
@@ -133,9 +140,18 @@ def memory_parts(n: int, c: int, dtype: str, backend: str = "cpu", n_labeled: in
             parts["float32 copy of the pool"] = n * c * (8 if dtype == "float64" else 4)
         parts["running minimum, nearest center, step temporaries"] = n * (acc + 8 + 1 + 8 + 8 + 4)
         parts["centers"] = centers * (c + 3) * 4
-    elif backend in ("torch", "cuda"):
+    elif backend == "torch":
         parts["running minimum, taken"] = n * (acc + 1)
         parts["row chunk temporaries"] = 3 * min(n * c * acc, _CHUNK_BYTES)
+    elif backend == "cuda":
+        # device memory, as pcoreset._C_cuda.state_bytes counts it (kcenter_cuda.cu)
+        slots = max(64, centers)
+        parts["running minimum, nearest center, center vector"] = n * (acc + 4) + c * acc
+        if from_logits:
+            parts["softmax row constants"] = n * 2 * acc
+        parts["centers (values, radius, center distances)"] = slots * (c + 2) * acc
+        parts["picks, radii, step slots"] = max(64, budget + 1) * (16 + (16 if acc == 8 else 8))
+        parts["row chunk temporaries (start)"] = 3 * min(n * c * acc, _CHUNK_BYTES)
     else:
         raise InvalidInputError(f"backend={backend!r}: choose cpu, cuda, faiss or torch")
     m = n_labeled + n_centers
