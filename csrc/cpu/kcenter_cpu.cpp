@@ -1172,6 +1172,39 @@ class CpuState final : public KCenterState {
     }
   }
 
+  // After a pool-reading visit of cell a (members marked kGone / kMoved):
+  // drop the gone rows, append the moved ones (with their new running
+  // minimum) to fresh, compact the rest in place, and set the cell's radius,
+  // farthest row and heap position; new_r2/new_far track the new cell's.
+  void compact_cell(int64_t a, Member* fresh, int64_t* n_fresh, A* new_r2, int64_t* new_far) {
+    auto& mem = members_[a];
+    A r2 = A(-1);
+    int64_t far = -1;
+    size_t keep = 0;
+    for (const Member e : mem) {
+      const int64_t i = e.row;
+      if (e.mind == kGone) continue;
+      if (e.mind == kMoved) {
+        const A d = mind_[i];
+        fresh[(*n_fresh)++] = Member{e.row, d};
+        if (*new_far < 0 || d > *new_r2 || (d == *new_r2 && i < *new_far)) {
+          *new_r2 = d;
+          *new_far = i;
+        }
+        continue;
+      }
+      if (far < 0 || e.mind > r2 || (e.mind == r2 && i < far)) {
+        r2 = e.mind;
+        far = i;
+      }
+      mem[keep++] = e;
+    }
+    mem.resize(keep);
+    radius2_[a] = r2;
+    far_[a] = far;
+    heap_fix(a);
+  }
+
   int64_t pool_pass(int64_t id, int64_t picked) {
     const A* ctr = center(id);
     const int32_t id32 = static_cast<int32_t>(id);
@@ -1208,35 +1241,7 @@ class CpuState final : public KCenterState {
     int64_t n_fresh = 0;
     A new_r2 = A(-1);
     int64_t new_far = -1;
-    for (const Affected& af : affected_) {
-      const int64_t a = af.cell;
-      auto& mem = members_[a];
-      A r2 = A(-1);
-      int64_t far = -1;
-      size_t keep = 0;
-      for (const Member e : mem) {
-        const int64_t i = e.row;
-        if (e.mind == kGone) continue;
-        if (e.mind == kMoved) {
-          const A d = mind_[i];
-          fresh[n_fresh++] = Member{e.row, d};
-          if (new_far < 0 || d > new_r2 || (d == new_r2 && i < new_far)) {
-            new_r2 = d;
-            new_far = i;
-          }
-          continue;
-        }
-        if (far < 0 || e.mind > r2 || (e.mind == r2 && i < far)) {
-          r2 = e.mind;
-          far = i;
-        }
-        mem[keep++] = e;
-      }
-      mem.resize(keep);
-      radius2_[a] = r2;
-      far_[a] = far;
-      heap_fix(a);
-    }
+    for (const Affected& af : affected_) compact_cell(af.cell, fresh, &n_fresh, &new_r2, &new_far);
     members_[id].assign(fresh, fresh + n_fresh);
     radius2_[id] = new_r2;
     far_[id] = new_far;
@@ -1296,29 +1301,7 @@ class CpuState final : public KCenterState {
           else if (!can_skip_row(af.dcc2, mem[t].mind)) todo_.push_back(t);
         }
         computed += compute_listed(mem.data(), todo_, ctr, id32);
-        for (int64_t t = 0; t < size; ++t) {
-          const Member e = mem[t];
-          const int64_t i = e.row;
-          if (e.mind == kGone) continue;
-          if (e.mind == kMoved) {
-            const A d = mind_[i];
-            fresh[n_fresh++] = Member{e.row, d};
-            if (new_far < 0 || d > new_r2 || (d == new_r2 && i < new_far)) {
-              new_r2 = d;
-              new_far = i;
-            }
-            continue;
-          }
-          if (far < 0 || e.mind > r2 || (e.mind == r2 && i < far)) {
-            r2 = e.mind;
-            far = i;
-          }
-          mem[keep++] = e;
-        }
-        mem.resize(static_cast<size_t>(keep));
-        radius2_[a] = r2;
-        far_[a] = far;
-        heap_fix(a);
+        compact_cell(a, fresh, &n_fresh, &new_r2, &new_far);
         continue;
       }
       for (int64_t t = 0; t < size; ++t) {

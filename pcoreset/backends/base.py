@@ -51,6 +51,55 @@ class Backend:
         raise NotImplementedError(f"the {self.name} backend keeps no state between calls")
 
 
+def seed_state(state, problem, exact: bool, candidates) -> None:
+    """Set every row's nearest initial center on a state (labeled rows, then
+    the `centers=` vectors): the state's own exact pass when `exact`, else
+    `candidates()` ((N, k) indices into [labeled rows, center vectors], from
+    pcoreset._start) whose distances the state recomputes exactly."""
+    from .. import _start
+
+    labeled = problem.labeled
+    vecs = getattr(problem, "centers", None)
+    if labeled.size + (0 if vecs is None else int(vecs.shape[0])) == 0:
+        return
+    if exact:
+        if labeled.size:
+            state.seed_rows(labeled)
+        if vecs is not None:
+            state.seed_vectors(vecs)
+        return
+    cand_rows, cand_vecs = _start.split_candidates(candidates(), labeled.size)
+    if labeled.size:
+        state.seed_rows_with_candidates(labeled, cand_rows)
+    if vecs is not None:
+        state.seed_vectors_with_candidates(vecs, cand_vecs)
+
+
+def step_loop(state, budget: int, progress, stop_dist2: float, first):
+    """The run() of the Python states (torch, faiss): `budget` picks from the
+    current state, the last one not pushed; `first()` gives the first pick
+    when there is no center yet (the row farthest from the pool mean); stops
+    before a pick whose squared radius is <= stop_dist2 when that is >= 0."""
+    picks, radii2 = [], []
+    best = first() if state.num_centers == 0 else state.current_best()
+    for t in range(int(budget)):
+        p, r2 = best
+        if p < 0:
+            raise RuntimeError(f"pcoreset: pool exhausted inside the {type(state).__name__}")
+        if stop_dist2 >= 0 and r2 <= stop_dist2:
+            break
+        picks.append(p)
+        radii2.append(r2)
+        if t + 1 == budget:
+            break
+        best = state.push_row(p)
+        if progress is not None:
+            progress(t + 1)
+    if progress is not None:
+        progress(len(picks))
+    return np.asarray(picks, dtype=np.int64), np.asarray(radii2, dtype=np.float64)
+
+
 def run_state(state, budget: int, progress=None, stop_dist2: float = -1.0):
     """state.run(budget) with an optional stop radius: stop before the first
     pick whose squared radius is <= stop_dist2 (when >= 0). States without a

@@ -6,7 +6,7 @@ from typing import Optional
 from .. import _memory, _start
 from .._problem import Problem
 from . import register
-from .base import Backend
+from .base import Backend, seed_state
 
 try:
     from .. import _C
@@ -29,22 +29,8 @@ def seed(state, problem: Problem) -> None:
     vectors): the kernel's exact direct pass for small products, otherwise
     certified candidates (pcoreset._start) whose distances the kernel
     recomputes exactly."""
-    labeled, vecs = problem.labeled, problem.centers
-    if problem.n_centers == 0:
-        return
-    method = _start.start_method(problem.n, problem.n_centers, problem.c, problem.device)
-    if method == "exact":
-        if labeled.size:
-            state.seed_rows(labeled)
-        if vecs is not None:
-            state.seed_vectors(vecs)
-        return
-    cand = _start.nearest_candidates(problem, values=kernel_values(state))
-    cand_rows, cand_vecs = _start.split_candidates(cand, labeled.size)
-    if labeled.size:
-        state.seed_rows_with_candidates(labeled, cand_rows)
-    if vecs is not None:
-        state.seed_vectors_with_candidates(vecs, cand_vecs)
+    exact = _start.start_method(problem.n, problem.n_centers, problem.c, problem.device) == "exact"
+    seed_state(state, problem, exact, lambda: _start.nearest_candidates(problem, values=kernel_values(state)))
 
 
 def kernel_values(state):

@@ -27,7 +27,7 @@ from .. import _start
 from .._problem import Problem
 from ..errors import InvalidInputError, OutOfMemoryError
 from . import register
-from .base import Backend
+from .base import Backend, seed_state
 
 try:
     from .. import _C_cuda
@@ -279,23 +279,8 @@ def seed(state: CudaState, problem: Problem) -> None:
     vectors): the kernel's exact pass for small products, otherwise certified
     candidates (pcoreset._start, searched on the GPU over rows exactly as this
     kernel sees them) whose distances the kernel recomputes exactly."""
-    labeled = problem.labeled
-    vecs = getattr(problem, "centers", None)
-    n_centers = labeled.size + (0 if vecs is None else int(vecs.shape[0]))
-    if n_centers == 0:
-        return
-    if _start_method(problem) == "exact":
-        if labeled.size:
-            state.seed_rows(labeled)
-        if vecs is not None:
-            state.seed_vectors(vecs)
-        return
-    cand = _start.nearest_candidates(problem, values=kernel_values(state))
-    cand_rows, cand_vecs = _start.split_candidates(cand, labeled.size)
-    if labeled.size:
-        state.seed_rows_with_candidates(labeled, cand_rows)
-    if vecs is not None:
-        state.seed_vectors_with_candidates(vecs, cand_vecs)
+    seed_state(state, problem, _start_method(problem) == "exact",
+               lambda: _start.nearest_candidates(problem, values=kernel_values(state)))
 
 
 def kernel_values(state: CudaState):

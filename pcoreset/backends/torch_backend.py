@@ -15,7 +15,7 @@ import torch
 from .. import _start
 from .._problem import Problem
 from . import register
-from .base import Backend, run_state
+from .base import Backend, run_state, seed_state, step_loop
 from .cpu import _progress_callback
 
 
@@ -163,24 +163,7 @@ class TorchState:
         """`budget` picks continuing from the current state (the last pick is
         not pushed), stopping before a pick whose squared radius is <=
         stop_dist2 when that is >= 0."""
-        picks, radii2 = [], []
-        best = self._mean_start() if self.num_centers == 0 else self.current_best()
-        for t in range(int(budget)):
-            p, r2 = best
-            if p < 0:
-                raise RuntimeError("pcoreset: pool exhausted inside the torch state")
-            if stop_dist2 >= 0 and r2 <= stop_dist2:
-                break
-            picks.append(p)
-            radii2.append(r2)
-            if t + 1 == budget:
-                break
-            best = self.push_row(p)
-            if progress is not None:
-                progress(t + 1)
-        if progress is not None:
-            progress(len(picks))
-        return np.asarray(picks, dtype=np.int64), np.asarray(radii2, dtype=np.float64)
+        return step_loop(self, budget, progress, stop_dist2, self._mean_start)
 
     # ---- arrays --------------------------------------------------------------
 
@@ -207,22 +190,11 @@ class TorchState:
 def seed(state: TorchState, problem: Problem) -> None:
     """Every row's nearest initial center: each center in turn for small
     products, else the certified candidates (pcoreset._start)."""
-    labeled, vecs = problem.labeled, problem.centers
-    if problem.n_centers == 0:
-        return
-    if _start.use_exact(problem.n, problem.n_centers, problem.c):
-        if labeled.size:
-            state.seed_rows(labeled)
-        if vecs is not None:
-            state.seed_vectors(vecs)
-        return
-    values = _start.torch_values(problem)
-    cand = _start.certified_candidates(problem, _start.initial_centers(problem, values), values)
-    cand_rows, cand_vecs = _start.split_candidates(cand, labeled.size)
-    if labeled.size:
-        state.seed_rows_with_candidates(labeled, cand_rows)
-    if vecs is not None:
-        state.seed_vectors_with_candidates(vecs, cand_vecs)
+    def candidates():
+        values = _start.torch_values(problem)
+        return _start.certified_candidates(problem, _start.initial_centers(problem, values), values)
+
+    seed_state(state, problem, _start.use_exact(problem.n, problem.n_centers, problem.c), candidates)
 
 
 class TorchBackend(Backend):
