@@ -151,6 +151,9 @@ def memory_parts(n: int, c: int, dtype: str, backend: str = "cpu", n_labeled: in
             parts["softmax row constants"] = n * 2 * acc
         parts["centers (values, radius, center distances)"] = slots * (c + 2) * acc
         parts["picks, radii, step slots"] = max(64, budget + 1) * (16 + (16 if acc == 8 else 8))
+        # the control block (struct Ctl, 64 bytes) and, for float64, one
+        # argmax slot per block of the pass (kMaxGridBlocks = 4096, 16 bytes)
+        parts["control block, argmax slots"] = 64 + (4096 * 16 if acc == 8 else 0)
         parts["row chunk temporaries (start)"] = 3 * min(n * c * acc, _CHUNK_BYTES)
     else:
         raise InvalidInputError(f"backend={backend!r}: choose cpu, cuda, faiss or torch")
