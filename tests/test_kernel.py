@@ -286,8 +286,9 @@ def test_parallel_cell_steps_equal_serial_ones(cell_steps_only):
     x = rng.dirichlet(np.ones(6), size=120_000).astype(np.float32)
     one = _C.KCenterState(x, "float32", False, 1.0, True, 1)
     two = _C.KCenterState(x, "float32", False, 1.0, True, 2)
-    p1, r1 = one.run(40)
-    p2, r2 = two.run(40)
+    # enough steps that cells compacted by parallel items are visited again
+    p1, r1 = one.run(400)
+    p2, r2 = two.run(400)
     np.testing.assert_array_equal(p1, p2)
     np.testing.assert_array_equal(r1, r2)
     np.testing.assert_array_equal(one.min_dist2(), two.min_dist2())

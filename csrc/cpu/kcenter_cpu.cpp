@@ -870,7 +870,50 @@ class CpuState final : public KCenterState {
     int64_t computed = 0;
     int64_t moved = 0;
     bool dropped = false;  // a row left the cell (moved or taken)
+    // after compact_item: the rows that stay, compacted to [lo, lo + kept);
+    // the moved ones (new running minimum, values) and their farthest
+    int64_t kept = 0;
+    std::vector<Member> moved_mem;
+    std::vector<A> moved_vals;
+    A mr2 = A(-1);
+    int64_t mfar = -1;
   };
+
+  // The parallel part of a cell step's combine, per work item (inline values
+  // only): drop the gone rows, move the moved ones out to the item's buffers,
+  // and compact the rest to the front of the item's range, in order. The
+  // serial combine then only copies contiguous blocks.
+  void compact_item(Item& it) {
+    if (!it.dropped) {
+      it.kept = it.hi - it.lo;
+      return;
+    }
+    auto& mem = members_[it.cell];
+    const size_t c = static_cast<size_t>(p_.c);
+    A* vals = member_vals_[it.cell].data();
+    int64_t w = it.lo;
+    for (int64_t t = it.lo; t < it.hi; ++t) {
+      const Member e = mem[t];
+      if (e.mind == kGone) continue;
+      if (e.mind == kMoved) {
+        const A d = mind_[e.row];
+        const int64_t i = e.row;
+        it.moved_mem.push_back(Member{e.row, d});
+        it.moved_vals.insert(it.moved_vals.end(), vals + t * c, vals + (t + 1) * c);
+        if (it.mfar < 0 || d > it.mr2 || (d == it.mr2 && i < it.mfar)) {
+          it.mr2 = d;
+          it.mfar = i;
+        }
+        continue;
+      }
+      if (w != t) {
+        mem[w] = e;
+        std::copy(vals + t * c, vals + (t + 1) * c, vals + w * c);
+      }
+      ++w;
+    }
+    it.kept = w - it.lo;
+  }
 
   // Marks in a member's running-minimum copy for the combine step: the row
   // leaves the cell (the picked row), or moves to the new center.
@@ -1045,54 +1088,51 @@ class CpuState final : public KCenterState {
     }
     const int64_t n_items = static_cast<int64_t>(items_.size());
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (int64_t t = 0; t < n_items; ++t) run_item(items_[t], ctr, id32, picked);
-    // combine: per cell, the rows that stay; the new cell gets the moved rows
-    // (in the order of the cells visited; cells are not kept sorted)
+    for (int64_t t = 0; t < n_items; ++t) {
+      run_item(items_[t], ctr, id32, picked);
+      compact_item(items_[t]);
+    }
+    // combine: per cell, join the items' compacted blocks (in order); the new
+    // cell gets the items' moved rows (in the order of the cells visited;
+    // cells are not kept sorted)
     auto& fresh = members_[id];
+    auto& fresh_vals = member_vals_[id];
+    const size_t c = static_cast<size_t>(p_.c);
     A new_r2 = A(-1);
     int64_t new_far = -1;
     int64_t computed = 0;
     size_t t = 0;
     while (t < items_.size()) {
       const int64_t a = items_[t].cell;
+      auto& mem = members_[a];
+      A* vals = member_vals_[a].data();
       A r2 = A(-1);
       int64_t far = -1;
       bool dropped = false;
-      int64_t moved = 0;
+      size_t w = 0;
       for (; t < items_.size() && items_[t].cell == a; ++t) {
         const Item& it = items_[t];
         computed += it.computed;
-        moved += it.moved;
         dropped = dropped || it.dropped;
         if (it.far >= 0 && (far < 0 || better(it.r2, it.far, r2, far))) {
           r2 = it.r2;
           far = it.far;
         }
+        if (static_cast<size_t>(it.lo) != w && it.kept > 0) {  // w < lo: a forward copy is safe
+          std::copy(mem.begin() + it.lo, mem.begin() + it.lo + it.kept, mem.begin() + w);
+          std::copy(vals + it.lo * c, vals + (it.lo + it.kept) * c, vals + w * c);
+        }
+        w += static_cast<size_t>(it.kept);
+        fresh.insert(fresh.end(), it.moved_mem.begin(), it.moved_mem.end());
+        fresh_vals.insert(fresh_vals.end(), it.moved_vals.begin(), it.moved_vals.end());
+        if (it.mfar >= 0 && (new_far < 0 || better(it.mr2, it.mfar, new_r2, new_far))) {
+          new_r2 = it.mr2;
+          new_far = it.mfar;
+        }
       }
       if (dropped) {
-        auto& mem = members_[a];
-        const size_t c = static_cast<size_t>(p_.c);
-        A* vals = inline_values() ? member_vals_[a].data() : nullptr;
-        auto& fresh_vals = inline_values() ? member_vals_[id] : no_vals_;
-        size_t keep = 0;
-        for (size_t t = 0; t < mem.size(); ++t) {
-          const Member e = mem[t];
-          if (e.mind == kGone) continue;
-          if (e.mind == kMoved) {  // to the new center, with its new running minimum
-            const A m = mind_[e.row];
-            fresh.push_back(Member{e.row, m});
-            if (vals) fresh_vals.insert(fresh_vals.end(), vals + t * c, vals + (t + 1) * c);
-            if (new_far < 0 || m > new_r2 || (m == new_r2 && static_cast<int64_t>(e.row) < new_far)) {
-              new_r2 = m;
-              new_far = e.row;
-            }
-            continue;
-          }
-          if (vals && keep != t) std::copy(vals + t * c, vals + (t + 1) * c, vals + keep * c);
-          mem[keep++] = e;
-        }
-        if (vals) member_vals_[a].resize(keep * c);
-        mem.resize(keep);
+        mem.resize(w);
+        member_vals_[a].resize(w * c);
       }
       radius2_[a] = r2;
       far_[a] = far;
