@@ -921,10 +921,9 @@ class CpuState final : public KCenterState {
   static constexpr A kMoved = A(-2);
 
   // Rows of a cell are scattered over the pool: reading them one after the
-  // other waits on memory for each. The rows that need a distance are first
-  // listed (8 bytes per member read), then computed with their first cache
-  // lines prefetched a few rows ahead. Marks moved members (kMoved) and
-  // updates mind_/nearest_; returns the rows computed.
+  // other waits on memory for each. pool_pass lists the rows that need a
+  // distance (8 bytes per member read) and computes them with their first
+  // cache lines prefetched a few rows ahead.
   static constexpr int kPrefetchAhead = 6;
 
   void prefetch_row(int64_t i) const {
@@ -933,61 +932,10 @@ class CpuState final : public KCenterState {
     for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off);
   }
 
-  int64_t compute_listed(Member* mem, std::vector<int64_t>& todo, const A* ctr, int32_t id32) {
-    const int64_t count = static_cast<int64_t>(todo.size());
-    // in increasing row order: the pool is then read forward, as the dense
-    // pass reads it (hardware prefetchers, open DRAM pages)
-    std::sort(todo.begin(), todo.end(), [mem](int64_t a, int64_t b) { return mem[a].row < mem[b].row; });
-    for (int64_t j = 0; j < std::min<int64_t>(count, kPrefetchAhead); ++j) prefetch_row(mem[todo[j]].row);
-    for (int64_t j = 0; j < count; ++j) {
-      if (j + kPrefetchAhead < count) prefetch_row(mem[todo[j + kPrefetchAhead]].row);
-      Member& e = mem[todo[j]];
-      const int64_t i = e.row;
-      const A d = dist_row(i, ctr, e.mind);
-      if (d < e.mind) {
-        mind_[i] = d;
-        nearest_[i] = id32;
-        e.mind = kMoved;
-      }
-    }
-    return count;
-  }
-
-  // The pool-reading variant of run_item: list, compute with prefetch, then
-  // find the farthest row that stays.
-  void run_item_listed(Item& it, const A* ctr, int32_t id32, int64_t picked) {
-    static thread_local std::vector<int64_t> todo;
-    todo.clear();
-    auto& mem = members_[it.cell];
-    for (int64_t t = it.lo; t < it.hi; ++t) {
-      Member& e = mem[t];
-      if (static_cast<int64_t>(e.row) == picked) {
-        e.mind = kGone;
-        it.dropped = true;
-      } else if (!can_skip_row(it.dcc2, e.mind)) {
-        todo.push_back(t);
-      }
-    }
-    it.computed += compute_listed(mem.data(), todo, ctr, id32);
-    for (int64_t t = it.lo; t < it.hi; ++t) {
-      const Member& e = mem[t];
-      if (e.mind == kMoved) {
-        ++it.moved;
-        it.dropped = true;
-        continue;
-      }
-      if (e.mind < A(0)) continue;
-      const int64_t i = e.row;
-      if (it.far < 0 || e.mind > it.r2 || (e.mind == it.r2 && i < it.far)) {
-        it.r2 = e.mind;
-        it.far = i;
-      }
-    }
-  }
-
+  // One work item of a parallel cell step. Only short rows get here (their
+  // values are kept in the cells); longer rows take pool_pass.
   void run_item(Item& it, const A* ctr, int32_t id32, int64_t picked) {
-    if (!inline_values()) return run_item_c<0>(it, ctr, id32, picked);
-    switch (p_.c) {  // short rows: the distance unrolled for this C
+    switch (p_.c) {  // the distance unrolled for this C
       case 1: return run_item_c<1>(it, ctr, id32, picked);
       case 2: return run_item_c<2>(it, ctr, id32, picked);
       case 3: return run_item_c<3>(it, ctr, id32, picked);
@@ -1000,16 +948,11 @@ class CpuState final : public KCenterState {
     }
   }
 
-  // kC > 0: inline values of kC columns; -1: inline values, any C; 0: rows
-  // read from the pool.
+  // kC > 0: inline values of kC columns; -1: inline values, any C.
   template <int kC>
   void run_item_c(Item& it, const A* ctr, int32_t id32, int64_t picked) {
-    if constexpr (kC == 0) {
-      run_item_listed(it, ctr, id32, picked);
-      return;
-    }
     auto& mem = members_[it.cell];
-    const A* vals = kC != 0 ? member_vals_[it.cell].data() : nullptr;
+    const A* vals = member_vals_[it.cell].data();
     const int64_t c = p_.c;
     for (int64_t t = it.lo; t < it.hi; ++t) {
       Member& e = mem[t];
@@ -1024,8 +967,7 @@ class CpuState final : public KCenterState {
         ++it.computed;
         A d;
         if constexpr (kC > 0) d = sq_dist_small<kC, A>(vals + t * kC, ctr);
-        else if constexpr (kC < 0) d = sq_dist_vec(vals + t * c, ctr, c, m);
-        else d = dist_row(i, ctr, m);
+        else d = sq_dist_vec(vals + t * c, ctr, c, m);
         if (d < m) {
           mind_[i] = d;
           nearest_[i] = id32;
@@ -1289,11 +1231,12 @@ class CpuState final : public KCenterState {
     return count;
   }
 
-  // A step on one thread: each affected cell is read once, kept rows are
+  // A step on one thread over short rows (values kept in the cells; longer
+  // rows take pool_pass): each affected cell is read once, kept rows are
   // compacted in place and moved rows appended to the new cell as it goes.
   // Returns the rows computed (radius2_/far_ of every cell set).
   int64_t serial_pass(int64_t id, int64_t picked) {
-    switch (inline_values() ? p_.c : 0) {
+    switch (p_.c) {
       case 1: return serial_pass_c<1>(id, picked);
       case 2: return serial_pass_c<2>(id, picked);
       case 3: return serial_pass_c<3>(id, picked);
@@ -1302,7 +1245,6 @@ class CpuState final : public KCenterState {
       case 6: return serial_pass_c<6>(id, picked);
       case 7: return serial_pass_c<7>(id, picked);
       case 8: return serial_pass_c<8>(id, picked);
-      case 0: return serial_pass_c<0>(id, picked);
       default: return serial_pass_c<-1>(id, picked);
     }
   }
@@ -1316,7 +1258,7 @@ class CpuState final : public KCenterState {
     int64_t rows = 0;
     for (const Affected& af : affected_) rows += static_cast<int64_t>(members_[af.cell].size());
     if (static_cast<int64_t>(scratch_members_.size()) < rows) scratch_members_.resize(static_cast<size_t>(rows));
-    if (kC != 0 && static_cast<int64_t>(scratch_vals_.size()) < rows * c)
+    if (static_cast<int64_t>(scratch_vals_.size()) < rows * c)
       scratch_vals_.resize(static_cast<size_t>(rows * c));
     Member* fresh = scratch_members_.data();
     A* fresh_vals = scratch_vals_.data();
@@ -1327,23 +1269,11 @@ class CpuState final : public KCenterState {
     for (const Affected& af : affected_) {
       const int64_t a = af.cell;
       auto& mem = members_[a];
-      A* vals = kC != 0 ? member_vals_[a].data() : nullptr;
+      A* vals = member_vals_[a].data();
       const int64_t size = static_cast<int64_t>(mem.size());
       A r2 = A(-1);
       int64_t far = -1;
       int64_t keep = 0;
-      if constexpr (kC == 0) {
-        // rows from the pool: list the ones to compute, compute them with
-        // prefetch (compute_listed marks the moved ones), then compact
-        todo_.clear();
-        for (int64_t t = 0; t < size; ++t) {
-          if (static_cast<int64_t>(mem[t].row) == picked) mem[t].mind = kGone;
-          else if (!can_skip_row(af.dcc2, mem[t].mind)) todo_.push_back(t);
-        }
-        computed += compute_listed(mem.data(), todo_, ctr, id32);
-        compact_cell(a, fresh, &n_fresh, &new_r2, &new_far);
-        continue;
-      }
       for (int64_t t = 0; t < size; ++t) {
         const Member e = mem[t];
         const int64_t i = e.row;
@@ -1353,13 +1283,12 @@ class CpuState final : public KCenterState {
           ++computed;
           A d;
           if constexpr (kC > 0) d = sq_dist_small<kC, A>(vals + t * kC, ctr);
-          else if constexpr (kC < 0) d = sq_dist_vec(vals + t * c, ctr, c, m);
-          else d = dist_row(i, ctr, m);
+          else d = sq_dist_vec(vals + t * c, ctr, c, m);
           if (d < m) {  // moves to the new cell
             mind_[i] = d;
             nearest_[i] = id32;
             fresh[n_fresh] = Member{e.row, d};
-            if (kC != 0) std::copy(vals + t * c, vals + (t + 1) * c, fresh_vals + n_fresh * c);
+            std::copy(vals + t * c, vals + (t + 1) * c, fresh_vals + n_fresh * c);
             ++n_fresh;
             if (new_far < 0 || d > new_r2 || (d == new_r2 && i < new_far)) {
               new_r2 = d;
@@ -1374,18 +1303,18 @@ class CpuState final : public KCenterState {
         }
         if (keep != t) {
           mem[keep] = e;
-          if (kC != 0) std::copy(vals + t * c, vals + (t + 1) * c, vals + keep * c);
+          std::copy(vals + t * c, vals + (t + 1) * c, vals + keep * c);
         }
         ++keep;
       }
       mem.resize(static_cast<size_t>(keep));
-      if (kC != 0) member_vals_[a].resize(static_cast<size_t>(keep * c));
+      member_vals_[a].resize(static_cast<size_t>(keep * c));
       radius2_[a] = r2;
       far_[a] = far;
       heap_fix(a);
     }
     members_[id].assign(fresh, fresh + n_fresh);
-    if (kC != 0) member_vals_[id].assign(fresh_vals, fresh_vals + n_fresh * c);
+    member_vals_[id].assign(fresh_vals, fresh_vals + n_fresh * c);
     radius2_[id] = new_r2;
     far_[id] = new_far;
     stats_.rows_computed += computed;
@@ -1692,7 +1621,6 @@ class CpuState final : public KCenterState {
   std::vector<std::vector<A>> member_vals_;
   std::vector<A> no_vals_;
   std::vector<Member> scratch_members_;
-  std::vector<int64_t> todo_;
   std::vector<Member*> todo_ptr_;
   std::vector<A> scratch_vals_;
   std::vector<int64_t> far_;
