@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kcenter_cuda.h"
+#include "pcoreset/bind_checks.h"
 
 namespace py = pybind11;
 using pcoreset::StepResult;
@@ -241,21 +242,10 @@ class PyCudaState {
     return py::make_tuple(mind, nearest, centers);
   }
 
-  // The same checks as the CPU state's load_state.
+  // The same checks as the CPU state's load_state (pcoreset/bind_checks.h).
   void load_state(F64Array mind, I64Array nearest, F64Array centers, std::uintptr_t stream) {
-    if (mind.ndim() != 1 || mind.shape(0) != n() || nearest.ndim() != 1 || nearest.shape(0) != n())
-      throw py::value_error("mind and nearest must have one value per row (" + std::to_string(n()) + ")");
-    if (centers.ndim() != 2 || centers.shape(1) != c())
-      throw py::value_error("centers must have shape (k, " + std::to_string(c()) + ")");
+    pcoreset::check_state_arrays(mind, nearest, centers, n(), c());
     const int64_t k = centers.shape(0);
-    auto nr = nearest.unchecked<1>();
-    auto md = mind.unchecked<1>();
-    for (py::ssize_t i = 0; i < nr.shape(0); ++i) {
-      if (nr(i) < -1 || nr(i) >= k)
-        throw py::value_error("nearest[" + std::to_string(i) + "]=" + std::to_string(nr(i)) + " is not a center");
-      if (!(md(i) == md(i)) || (md(i) >= 0 && nr(i) < 0 && k > 0))
-        throw py::value_error("mind[" + std::to_string(i) + "] is inconsistent with nearest");
-    }
     py::gil_scoped_release nogil;
     state_->load_state(mind.data(), nearest.data(), centers.data(), k, as_stream(stream));
   }
