@@ -230,15 +230,14 @@ def read_npy_header(path, arg: str) -> Tuple[tuple, np.dtype]:
     return shape, dtype
 
 
-def save_npy_atomic(path: str, array) -> None:
-    """Write `array` as .npy to exactly `path` (no ".npy" appended), through a
-    temporary file in the same directory renamed into place, so a crash never
-    leaves half a file. The file is created with open(), so its mode follows
-    the umask like any other file."""
+def _write_atomic(path: str, mode: str, write, **open_kwargs) -> None:
+    """write(f) into a temporary file beside `path`, then rename it onto
+    `path` (a crash never leaves half a file); removed on any failure. The
+    file is created with open(), so its mode follows the umask."""
     tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            np.save(f, np.asarray(array), allow_pickle=False)
+        with open(tmp, mode, **open_kwargs) as f:
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -246,22 +245,19 @@ def save_npy_atomic(path: str, array) -> None:
         except OSError:
             pass
         raise
+
+
+def save_npy_atomic(path: str, array) -> None:
+    """Write `array` as .npy to exactly `path` (no ".npy" appended), through a
+    temporary file in the same directory renamed into place, so a crash never
+    leaves half a file. The file's mode follows the umask."""
+    _write_atomic(path, "wb", lambda f: np.save(f, np.asarray(array), allow_pickle=False))
 
 
 def save_text_atomic(path: str, text: str) -> None:
     """Write `text` to exactly `path` through a temporary file renamed into
     place (the mode follows the umask)."""
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    _write_atomic(path, "w", lambda f: f.write(text), encoding="utf-8")
 
 
 # ------------------------------------------------------------------ declaring file options
