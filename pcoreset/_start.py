@@ -115,7 +115,7 @@ def use_exact(n: int, n_centers: int, c: int) -> bool:
     return start_method(n, n_centers, c) == "exact"
 
 
-def start_method(n: int, n_centers: int, c: int, device: str = "cpu") -> str:
+def start_method(n: int, n_centers: int, c: int) -> str:
     """How the start runs: "exact" (the kernel's direct pass) or "certified"
     (certified GEMM candidates, refined exactly). See the module docstring."""
     forced = forced_method()

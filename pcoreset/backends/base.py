@@ -51,11 +51,12 @@ class Backend:
         raise NotImplementedError(f"the {self.name} backend keeps no state between calls")
 
 
-def seed_state(state, problem, exact: bool, candidates) -> None:
+def seed_state(state, problem, exact: bool, values=None) -> None:
     """Set every row's nearest initial center on a state (labeled rows, then
-    the `centers=` vectors): the state's own exact pass when `exact`, else
-    `candidates()` ((N, k) indices into [labeled rows, center vectors], from
-    pcoreset._start) whose distances the state recomputes exactly."""
+    the `centers=` vectors): the state's own exact pass when `exact`, else the
+    certified candidates of pcoreset._start (searched over `values(rows)`,
+    the rows as this state sees them; default: the torch backend's values),
+    whose distances the state recomputes exactly."""
     from .. import _start
 
     labeled = problem.labeled
@@ -68,7 +69,7 @@ def seed_state(state, problem, exact: bool, candidates) -> None:
         if vecs is not None:
             state.seed_vectors(vecs)
         return
-    cand_rows, cand_vecs = _start.split_candidates(candidates(), labeled.size)
+    cand_rows, cand_vecs = _start.split_candidates(_start.nearest_candidates(problem, values=values), labeled.size)
     if labeled.size:
         state.seed_rows_with_candidates(labeled, cand_rows)
     if vecs is not None:

@@ -29,8 +29,8 @@ def seed(state, problem: Problem) -> None:
     vectors): the kernel's exact direct pass for small products, otherwise
     certified candidates (pcoreset._start) whose distances the kernel
     recomputes exactly."""
-    exact = _start.start_method(problem.n, problem.n_centers, problem.c, problem.device) == "exact"
-    seed_state(state, problem, exact, lambda: _start.nearest_candidates(problem, values=kernel_values(state)))
+    exact = _start.use_exact(problem.n, problem.n_centers, problem.c)
+    seed_state(state, problem, exact, kernel_values(state))
 
 
 def kernel_values(state):

@@ -270,7 +270,7 @@ def _start_method(problem: Problem) -> str:
     (a method forced through _start.force or PCORESET_START wins)."""
     forced = _start.forced_method()
     if forced:
-        return _start.start_method(problem.n, problem.n_centers, problem.c, problem.device)
+        return forced
     return "exact" if float(problem.n) * problem.n_centers * problem.c <= EXACT_MAX_WORK else "certified"
 
 
@@ -279,8 +279,7 @@ def seed(state: CudaState, problem: Problem) -> None:
     vectors): the kernel's exact pass for small products, otherwise certified
     candidates (pcoreset._start, searched on the GPU over rows exactly as this
     kernel sees them) whose distances the kernel recomputes exactly."""
-    seed_state(state, problem, _start_method(problem) == "exact",
-               lambda: _start.nearest_candidates(problem, values=kernel_values(state)))
+    seed_state(state, problem, _start_method(problem) == "exact", kernel_values(state))
 
 
 def kernel_values(state: CudaState):

@@ -330,11 +330,7 @@ class FaissState:
 def seed(state: FaissState, problem: Problem) -> None:
     """Every row's nearest initial center: each center in turn for small
     products, else the certified candidates (pcoreset._start)."""
-    def candidates():
-        values = _start.torch_values(problem)
-        return _start.certified_candidates(problem, _start.initial_centers(problem, values), values)
-
-    seed_state(state, problem, _start.use_exact(problem.n, problem.n_centers, problem.c), candidates)
+    seed_state(state, problem, _start.use_exact(problem.n, problem.n_centers, problem.c))
 
 
 def _run_cpu(problem: Problem):
