@@ -156,13 +156,19 @@ def test_resume_with_other_settings_is_refused(tmp_path, capsys):
     assert "strategy: run has 'pcoreset', asked 'random'" in err
 
 
-def test_oracle_round_trip(tmp_path, capsys):
+def oracle_setup(tmp_path):
+    """A dataset without pool labels, three seed rows labeled through an
+    oracle CSV: (data, logits, labels, out dir, oracle CSV, true label by id)."""
     data, logits, y = make_dataset(tmp_path, pool_labels=False)
-    out = tmp_path / "run"
     (tmp_path / "seed.txt").write_text("s000\ns001\ns002\n")
     oracle = tmp_path / "labels.csv"
     truth = {f"s{i:03d}": CLASSES[y[i]] for i in range(len(y))}
     oracle.write_text("id,label\n" + "".join(f"s00{i},{truth[f's00{i}']}\n" for i in range(3)))
+    return data, logits, y, tmp_path / "run", oracle, truth
+
+
+def test_oracle_round_trip(tmp_path, capsys):
+    data, logits, y, out, oracle, truth = oracle_setup(tmp_path)
     args = run_args(out, data, logits, "--initial-labeled", str(tmp_path / "seed.txt"), "--oracle", str(oracle))
     for k in (1, 2):
         assert main(args) == 0
@@ -483,12 +489,7 @@ def test_oracle_skipped_rows_are_excluded_and_replaced(tmp_path, strategy):
     # write "skip". Those rows are excluded for good and replaced (pcoreset:
     # by continuing the same selection); nothing already labeled is lost, and
     # running again on the finished directory changes nothing.
-    data, logits, y = make_dataset(tmp_path, pool_labels=False)
-    out = tmp_path / "run"
-    (tmp_path / "seed.txt").write_text("s000\ns001\ns002\n")
-    oracle = tmp_path / "labels.csv"
-    truth = {f"s{i:03d}": CLASSES[y[i]] for i in range(len(y))}
-    oracle.write_text("id,label\n" + "".join(f"s00{i},{truth[f's00{i}']}\n" for i in range(3)))
+    data, logits, y, out, oracle, truth = oracle_setup(tmp_path)
     args = run_args(out, data, logits, "--initial-labeled", str(tmp_path / "seed.txt"), "--oracle", str(oracle),
                     "--strategy", strategy)
     assert main(args) == 0
