@@ -247,15 +247,21 @@ def check_labeled(labeled_idx: Any, n: int, device: str, name: str = "labeled_id
     return idx
 
 
-def check_budget(budget: Any, available: int, name: str = "budget") -> int:
-    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral):
-        if _is_torch(budget) and budget.ndim == 0 and not budget.dtype.is_floating_point:
-            budget = int(budget)
+def check_count(k: Any, name: str) -> int:
+    """A count >= 0: a Python/NumPy integer or an integer 0-d torch tensor."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        if _is_torch(k) and k.ndim == 0 and not k.dtype.is_floating_point:
+            k = int(k)
         else:
-            raise InvalidTypeError(f"{name} must be an integer, got {budget!r} ({type(budget).__name__})")
-    budget = int(budget)
-    if budget < 0:
-        raise InvalidInputError(f"{name} must be >= 0, got {budget}")
+            raise InvalidTypeError(f"{name} must be an integer, got {k!r} ({type(k).__name__})")
+    k = int(k)
+    if k < 0:
+        raise InvalidInputError(f"{name} must be >= 0, got {k}")
+    return k
+
+
+def check_budget(budget: Any, available: int, name: str = "budget") -> int:
+    budget = check_count(budget, name)
     if budget > available:
         raise PoolExhaustedError(available, budget, what=name)
     return budget

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, Optional, Union
 import numpy as np
 
 from . import _memory, _start, backends
-from ._problem import Problem, _is_torch, check_labeled, make_problem
+from ._problem import Problem, _is_torch, check_count, check_labeled, make_problem
 from .backends.base import run_state
 from .errors import InvalidInputError, InvalidTypeError, PoolExhaustedError
 
@@ -42,16 +42,6 @@ STATE_FORMAT = 1  # bump when the layout of state_dict changes
 _DTYPE_CODE = {"float16": 1, "bfloat16": 2, "float32": 3, "float64": 4}
 
 
-def _check_count(k: Any, name: str) -> int:
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        if _is_torch(k) and k.ndim == 0 and not k.dtype.is_floating_point:
-            k = int(k)
-        else:
-            raise InvalidTypeError(f"{name} must be an integer, got {k!r} ({type(k).__name__})")
-    k = int(k)
-    if k < 0:
-        raise InvalidInputError(f"{name} must be >= 0, got {k}")
-    return k
 
 
 def _check_radius(r: Any, name: str = "radius") -> float:
@@ -255,7 +245,7 @@ class Selector:
 
         Raises InvalidInputError for a negative k, PoolExhaustedError when k
         exceeds the rows left."""
-        k = _check_count(k, "k")
+        k = check_count(k, "k")
         if k > self.n_available:
             raise PoolExhaustedError(self.n_available, k, what="k")
         return self._run(k)[0]
@@ -267,7 +257,7 @@ class Selector:
         when no row is left. Returns (picks, radii) of this call."""
         r = _check_radius(radius)
         left = self.n_available
-        m = left if max_picks is None else min(_check_count(max_picks, "max_picks"), left)
+        m = left if max_picks is None else min(check_count(max_picks, "max_picks"), left)
         return self._run(m, _dist2_at_most(r))
 
     # ---- changing the centers ------------------------------------------------------
