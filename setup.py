@@ -3,8 +3,16 @@
 Environment:
   PCORESET_CUDA=AUTO|ON|OFF   build the CUDA module (default AUTO: when nvcc is found)
   PCORESET_SANITIZE=...       e.g. address,undefined for a sanitizer build
-  PCORESET_BUILD_DIR=...      keep the CMake build folder here (incremental builds)
+  PCORESET_BUILD_DIR=...      the CMake build folder (default: build/cmake-<python>-<build type>
+                              in the source tree, kept between installs)
   CMAKE_ARGS=...              extra arguments for the CMake configure step
+
+Rebuilds: the CMake build folder stays in the source tree, so a second
+`pip install .` (an extra added, nothing changed) reconfigures and relinks
+nothing that is up to date. pip builds in an isolated environment whose path
+changes every time; pybind11's headers are therefore copied once into the build
+folder (per pybind11 version), so that the compile commands, and with them
+ninja's view of every object, stay the same between installs.
 """
 import os
 import shlex
@@ -27,14 +35,9 @@ class CMakeExtension(Extension):
 class CMakeBuild(build_ext):
     def build_extension(self, ext: Extension) -> None:
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
-        build_dir = Path(os.environ.get("PCORESET_BUILD_DIR", Path(self.build_temp) / "cmake"))
+        build_dir = Path(os.environ.get("PCORESET_BUILD_DIR") or _default_build_dir())
         build_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            import pybind11
-
-            pybind11_dir = pybind11.get_cmake_dir()
-        except ImportError as exc:  # pragma: no cover - build requirement
-            raise RuntimeError("building pcoreset needs pybind11 (pip install pybind11)") from exc
+        pybind11_dir = _stable_pybind11(build_dir)
         args = [
             f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={out_dir}",
             f"-DPython_EXECUTABLE={sys.executable}",
@@ -73,6 +76,34 @@ class CMakeBuild(build_ext):
                     _replace_file(extra, ROOT / "pcoreset" / extra.name)
 
     _cuda_built = False
+
+
+def _default_build_dir() -> Path:
+    """A build folder per interpreter and build type, kept in the source tree."""
+    kind = os.environ.get("PCORESET_BUILD_TYPE", "Release").lower()
+    san = os.environ.get("PCORESET_SANITIZE", "").replace(",", "-")
+    return ROOT / "build" / f"cmake-{sys.implementation.cache_tag}-{kind}{'-' + san if san else ''}"
+
+
+def _stable_pybind11(build_dir: Path) -> str:
+    """pybind11's CMake folder, from a copy in the build folder that stays put
+    while pybind11's version does (pip's isolated build environments move)."""
+    try:
+        import pybind11
+    except ImportError as exc:  # pragma: no cover - build requirement
+        raise RuntimeError("building pcoreset needs pybind11 (pip install pybind11)") from exc
+    src = Path(pybind11.__file__).resolve().parent
+    cmake_rel = Path(pybind11.get_cmake_dir()).resolve().relative_to(src)
+    dst = build_dir / "pybind11-stage" / pybind11.__version__ / "pybind11"
+    if not (dst / cmake_rel).is_dir():
+        tmp = dst.with_name(f".pybind11.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("__pycache__"))  # copy2: keeps mtimes
+        try:
+            os.replace(tmp, dst)
+        except OSError:  # another build staged it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(dst / cmake_rel)
 
 
 def _replace_file(src: Path, dst: Path) -> None:

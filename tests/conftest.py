@@ -3,6 +3,15 @@ import os
 import numpy as np
 import pytest
 
+try:
+    import torch
+except ImportError:  # the NumPy-only install (pip install pcoreset): tests that need torch skip
+    torch = None
+
+needs_torch = pytest.mark.skipif(torch is None, reason='needs torch (pip install "pcoreset[torch]")')
+# the backends every selection test runs on: the C++ kernel, and torch where it is installed
+CPU_BACKENDS = ["cpu"] + (["torch"] if torch is not None else [])
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

@@ -7,9 +7,7 @@ import numpy as np
 
 def as_float64_rows(x, from_logits=False, temperature=1.0) -> np.ndarray:
     """The rows as the kernels see them, in float64 (softmax for logits)."""
-    import torch
-
-    if isinstance(x, torch.Tensor):
+    if type(x).__module__.startswith("torch"):  # a torch tensor (torch need not be installed)
         x = x.detach().cpu().double().numpy()
     x = np.asarray(x, dtype=np.float64)
     if from_logits:

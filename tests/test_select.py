@@ -1,16 +1,15 @@
 """The selection contract (DESIGN.md §2) on the CPU backends."""
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pcoreset
 from pcoreset.backends import cpu as cpu_backend
 from reference import as_float64_rows, check_greedy_valid, reference_kcenter
-from conftest import clustered_pool
+from conftest import CPU_BACKENDS, needs_torch, torch, clustered_pool
 
-BACKENDS = ["cpu", "torch"]
+BACKENDS = list(CPU_BACKENDS)
 
 
 def dirichlet(n, c, seed, dtype=np.float64, alpha=0.5):
@@ -52,7 +51,10 @@ def test_ties_go_to_lowest_index(backend):
 def test_half_precision_is_greedy_valid(backend):
     x = clustered_pool(600, 33, seed=3)
     labeled = [5, 100, 333]
-    for t in (torch.from_numpy(x).half(), torch.from_numpy(x).bfloat16(), x.astype(np.float16)):
+    halves = [x.astype(np.float16)]
+    if torch is not None:
+        halves += [torch.from_numpy(x).half(), torch.from_numpy(x).bfloat16()]
+    for t in halves:
         picks = pcoreset.select(t, labeled, 60, backend=backend)
         check_greedy_valid(as_float64_rows(t), labeled, np.asarray(picks))
 
@@ -71,6 +73,7 @@ def test_from_logits_matches_softmax_input(backend, temperature):
     check_greedy_valid(probs, [1, 2], got32)
 
 
+@needs_torch
 def test_cpu_and_torch_agree_and_pruning_changes_nothing():
     x = clustered_pool(3000, 20, seed=11)
     labeled = np.arange(0, 3000, 97)
@@ -113,6 +116,7 @@ def test_large_labeled_set_uses_candidates_and_stays_greedy_valid(monkeypatch):
 # ---------------------------------------------------------------- properties
 
 
+@needs_torch
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n=st.integers(1, 60),
@@ -158,9 +162,10 @@ def test_return_kinds_and_edge_budgets():
     assert isinstance(out, np.ndarray) and out.dtype == np.int64 and out.size == 0
     full = pcoreset.select(x, [0], 49)
     assert sorted(full.tolist()) == list(range(1, 50))
-    t = pcoreset.select(torch.from_numpy(x), torch.tensor([0]), 5)
-    assert isinstance(t, torch.Tensor) and t.dtype == torch.int64
-    np.testing.assert_array_equal(t.numpy(), full[:5])
+    if torch is not None:
+        t = pcoreset.select(torch.from_numpy(x), torch.tensor([0]), 5)
+        assert isinstance(t, torch.Tensor) and t.dtype == torch.int64
+        np.testing.assert_array_equal(t.numpy(), full[:5])
     picks, radii = pcoreset.select(x, None, 3, return_radii=True)
     assert radii.dtype == np.float64 and np.isinf(radii[0])
     assert pcoreset.select(x, [], 3).tolist() == picks.tolist()
@@ -196,7 +201,7 @@ def test_kcenter_greedy_on_features():
 
 def test_progress_callback_and_info():
     x = clustered_pool(500, 10, seed=9)
-    for backend in ["cpu", "torch"] + (["faiss"] if pcoreset.info()["faiss"] else []):
+    for backend in CPU_BACKENDS + (["faiss"] if pcoreset.info()["faiss"] else []):
         seen = []
         pcoreset.select(x, [], 50, backend=backend, progress=seen.append)
         assert seen and seen[-1] == 50, backend
@@ -257,6 +262,7 @@ def test_pool_exhausted_is_a_value_error_with_counts():
     assert info.value.available == 18 and info.value.requested == 19
 
 
+@needs_torch  # auto falls through to the torch backend
 def test_unavailable_backend_lists_reasons(monkeypatch):
     monkeypatch.setattr(cpu_backend, "_C", None)
     monkeypatch.setattr(cpu_backend, "_IMPORT_ERROR", "simulated: not built")

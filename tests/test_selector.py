@@ -4,14 +4,13 @@ import io
 
 import numpy as np
 import pytest
-import torch
 
 import pcoreset
 from pcoreset import InvalidInputError, InvalidTypeError, PoolExhaustedError, Selector
-from conftest import clustered_pool
+from conftest import CPU_BACKENDS, needs_torch, torch, clustered_pool
 
-BACKENDS = ["cpu", "torch"] + (["faiss"] if pcoreset.backends.get("faiss").unavailable() is None else [])
-DTYPES = ["float16", "bfloat16", "float32", "float64"]
+BACKENDS = list(CPU_BACKENDS) + (["faiss"] if pcoreset.backends.get("faiss").unavailable() is None else [])
+DTYPES = ["float16", "float32", "float64"] + (["bfloat16"] if torch is not None else [])  # bfloat16: torch tensors
 
 
 def pool(dtype, n=1500, c=12, seed=0):
@@ -23,7 +22,7 @@ def pool(dtype, n=1500, c=12, seed=0):
 
 
 def np_(a):
-    return a.cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+    return a.cpu().numpy() if torch is not None and isinstance(a, torch.Tensor) else np.asarray(a)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -165,6 +164,7 @@ def test_state_dict_round_trip(backend, dtype, tmp_path):
     np.testing.assert_array_equal(np_(back.next(30)), np_(sel.next(30)))
 
 
+@needs_torch
 def test_state_dict_moves_between_backends():
     x = pool("float32")
     sel = Selector(x, [1], backend="cpu")

@@ -5,17 +5,16 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import torch
 
 import pcoreset
 from pcoreset import _start
 from pcoreset.backends import cpu as cpu_backend
 from pcoreset._problem import make_problem
-from conftest import clustered_pool
+from conftest import CPU_BACKENDS, needs_torch, torch, clustered_pool
 from reference import as_float64_rows, check_greedy_valid
 
-BACKENDS = ["cpu", "torch"] + (["faiss"] if pcoreset.backends.get("faiss").unavailable() is None else [])
-DTYPES = ["float16", "bfloat16", "float32", "float64"]
+BACKENDS = list(CPU_BACKENDS) + (["faiss"] if pcoreset.backends.get("faiss").unavailable() is None else [])
+DTYPES = ["float16", "float32", "float64"] + (["bfloat16"] if torch is not None else [])  # bfloat16: torch tensors
 
 
 def confident_pool(n, c, gap, seed=0):
@@ -111,12 +110,12 @@ def test_plain_gemm_candidates_would_fail_here():
     # identity misorders distances (its error is far above them).
     x = confident_pool(2000, 64, 16.0, seed=9).astype(np.float32)
     lab = np.arange(0, 2000, 10)
-    xt = torch.from_numpy(x)
-    c = xt[lab]
-    d_gemm = (xt * xt).sum(1)[:, None] + (c * c).sum(1)[None, :] - 2.0 * xt @ c.T
+    c = x[lab]
+    d_gemm = (x * x).sum(1)[:, None] + (c * c).sum(1)[None, :] - np.float32(2.0) * (x @ c.T)
     x64 = x.astype(np.float64)
     d_true = ((x64[:, None, :] - x64[lab][None, :, :]) ** 2).sum(2)
-    wrong = np.mean(d_gemm.argmin(1).numpy() != d_true.argmin(1))
+    assert d_gemm.dtype == np.float32
+    wrong = np.mean(d_gemm.argmin(1) != d_true.argmin(1))
     assert wrong > 0.3, f"only {wrong:.0%} of GEMM argmins are wrong: the pool does not break the shortcut"
 
 
@@ -219,6 +218,7 @@ def test_bad_centers_are_named(bad, match):
         pcoreset.select(x, None, 3, centers=bad)
 
 
+@needs_torch
 def test_centers_follow_from_logits():
     rng = np.random.default_rng(28)
     z = rng.normal(0, 2, (300, 8))

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import CPU_BACKENDS
 from pcoreset import InvalidInputError, InvalidTypeError, PoolExhaustedError
 from pcoreset import strategies
 from pcoreset.strategies import PoolState, mixed_probs
@@ -195,7 +196,7 @@ def test_pcoreset_matches_float64_probability_oracle():
     p = mixed_probs(pool.ce_logits, pool.kd_logits)
     rows = oracle_kcenter(p, np.flatnonzero(pool.labeled_mask), 25)
     np.testing.assert_array_equal(strategies.get("pcoreset").select(pool, 25), pool.indices[rows])
-    for backend in ("cpu", "torch"):
+    for backend in CPU_BACKENDS:
         got = strategies.get("pcoreset", backend=backend).select(pool, 25)
         np.testing.assert_array_equal(got, pool.indices[rows])
 
