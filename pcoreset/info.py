@@ -6,17 +6,26 @@ import platform
 import numpy as np
 
 
-def info() -> dict:
-    """A dict describing the build and the backends available here."""
+class Info(dict):
+    """`pcoreset.info()`: a plain dict (keys below), printed as readable lines."""
+
+    def __str__(self) -> str:
+        return format_info(self)
+
+
+def info() -> Info:
+    """What this installation was built with and which backends run here: a
+    dict (pcoreset, python, numpy, cpu_module, torch, cuda_module, faiss,
+    backends) whose ``str()`` is the report of ``pcoreset info``."""
     from . import __version__, backends
     from .backends import cpu
 
-    out = {
+    out = Info({
         "pcoreset": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "cpu_module": cpu.build_info(),
-    }
+    })
     try:
         import torch
 
@@ -43,11 +52,19 @@ def info() -> dict:
 
 
 def format_info(d: dict) -> str:
+    """One line per entry, nested dicts indented; None reads "not installed"."""
+    def show(v):
+        if v is None:
+            return "not installed"
+        if isinstance(v, (tuple, list)):
+            return ", ".join(map(str, v))
+        return str(v)
+
     lines = []
     for key, value in d.items():
         if isinstance(value, dict):
             lines.append(f"{key}:")
-            lines.extend(f"  {k}: {v}" for k, v in value.items())
+            lines.extend(f"  {k}: {show(v)}" for k, v in value.items())
         else:
-            lines.append(f"{key}: {value}")
+            lines.append(f"{key}: {show(value)}")
     return "\n".join(lines)

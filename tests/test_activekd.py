@@ -306,6 +306,8 @@ def test_demo_with_real_minilm_teacher(tmp_path, capsys):
     assert res["teacher_acc"] > 0.4  # 6 classes: chance is 0.17
     assert len(res["records"]) == 4 and all(len(r["metrics"]) == 2 for r in res["records"])
     assert (tmp_path / "demo" / "curves.png").is_file() and (tmp_path / "demo" / "table.md").is_file()
+    table = (tmp_path / "demo" / "table.md").read_text()
+    assert table.startswith("**One-seed smoke run**") and res["table"] == table.rstrip("\n")
     cached = list((tmp_path / "cache" / "teachers").glob("*.npy"))
     assert len(cached) == 1
     mtime = cached[0].stat().st_mtime_ns

@@ -111,3 +111,14 @@ def test_plot_has_a_panel_per_distillation_setting(tmp_path):
     w1 = image.imread(tmp_path / "one.png").shape[1]
     assert w2 > 1.7 * w1
     assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_one_seed_curves_say_they_have_no_interval():
+    from pcoreset.activekd.plot import axis_text
+
+    three = {("pcoreset", True): {n: {"mean": 0.5, "ci": 0.02, "n": 3} for n in LABELS}}
+    one = {("pcoreset", True): {n: {"mean": 0.5, "ci": 0.0, "n": 1} for n in LABELS}}
+    ylabel, title = axis_text(three, "T")
+    assert "95% CI" in ylabel and title == "T"
+    ylabel, title = axis_text(one, "T")
+    assert "95%" not in ylabel and "one seed" in ylabel and "smoke run" in title

@@ -88,10 +88,16 @@ def test_the_child_really_has_no_torch(tmp_path):
         except ImportError:
             has = False
         import pcoreset
+        info = pcoreset.info()
         print(json.dumps({"torch": has, "loaded": "torch" in sys.modules,
-                          "info_torch": pcoreset.info()["torch"]}))
+                          "info_torch": info["torch"], "text": str(info)}))
     """)
+    text = got.pop("text")
     assert got == {"torch": False, "loaded": False, "info_torch": None}
+    # print(pcoreset.info()) reads as lines, the dict stays a dict
+    assert "\ntorch: not installed\n" in text and "\n  cpu: available" in text
+    assert 'torch: unavailable: torch is not installed: pip install "pcoreset[torch]"' in text
+    assert text.startswith(f"pcoreset: {pcoreset.__version__}\n")
 
 
 @pytest.mark.parametrize("method", ["exact", "certified"])

@@ -1,5 +1,11 @@
-"""Sphinx helpers for pcoreset's documentation: the ``command`` directive,
-and a docstring pass for plain-text layouts (see ``tidy_docstring``).
+"""Sphinx helpers for pcoreset's documentation: the ``command`` and
+``example-setup`` directives, and a docstring pass for plain-text layouts (see
+``tidy_docstring``).
+
+``.. example-setup:: *`` is ``testsetup`` made visible: the code that every
+example of the page starts from (imports, the arrays the text talks about) is
+shown as a captioned code block, and the doctest build runs it before each
+example group, as it runs a ``testsetup``.
 
 ``.. command::`` shows shell commands as a console block in the HTML pages
 and runs the very same commands in the doctest build (``sphinx-build -b
@@ -52,7 +58,9 @@ def split_commands(lines: List[str]) -> List[str]:
 def run_commands(commands: List[str], timeout: int = 300) -> None:
     """Run each command; raise with its output when one fails."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    # the pcoreset that conf.py imported (the built checkout, or the installed package)
+    first = os.environ.get("PCORESET_DOCS_PATH", str(ROOT))
+    env["PYTHONPATH"] = os.pathsep.join([first] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env.setdefault("HF_HUB_OFFLINE", "1")
     for command in commands:
         argv = shlex.split(command, comments=True)
@@ -63,6 +71,27 @@ def run_commands(commands: List[str], timeout: int = 300) -> None:
         if done.returncode != 0:
             raise RuntimeError(f"command example failed with exit code {done.returncode}: {command}\n"
                                f"--- stdout ---\n{done.stdout[-3000:]}\n--- stderr ---\n{done.stderr[-3000:]}")
+
+
+class ExampleSetupDirective(SphinxDirective):
+    has_content = True
+    optional_arguments = 1
+    final_argument_whitespace = True
+    option_spec = {"caption": directives.unchanged}
+
+    def run(self):
+        from sphinx.directives.code import container_wrapper
+
+        code = "\n".join(self.content)
+        groups = [g.strip() for g in self.arguments[0].split(",")] if self.arguments else ["default"]
+        node = nodes.literal_block(code, code, testnodetype="testsetup", groups=groups)
+        node["language"] = "python"
+        node["options"] = {}
+        self.set_source_info(node)
+        caption = self.options.get("caption", "Setup: every example on this page starts from this")
+        wrapped = container_wrapper(self, node, caption)
+        wrapped["classes"].append("pcoreset-setup")
+        return [wrapped]
 
 
 class CommandDirective(SphinxDirective):
@@ -189,6 +218,7 @@ def _current_class(app):
 
 def setup(app):
     app.add_directive("command", CommandDirective)
+    app.add_directive("example-setup", ExampleSetupDirective)
     app.connect("autodoc-skip-member", skip_dataclass_fields)
     app.connect("autodoc-process-docstring", tidy_docstring, priority=100)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,6 +1,7 @@
 """Accuracy-vs-labels curves: one panel per distillation setting (ActiveKD | No
 Distill) on a shared y axis, one line per strategy with its 95% band over
-seeds, the teacher's accuracy as a dotted line, the legend below the panels."""
+seeds (one seed: no band, and the title and y label say so), the teacher's
+accuracy as a dotted line, the legend below the panels."""
 from __future__ import annotations
 
 import io
@@ -9,6 +10,16 @@ from typing import Dict, List, Tuple
 from . import _io
 
 REFERENCE = "pcoreset"
+
+
+def axis_text(agg, title: str):
+    """(y label, title) for the curves of `agg`: a one-seed run has no
+    interval, and its title says that it is a smoke run."""
+    seeds = max(v.get("n", 1) for by_n in agg.values() for v in by_n.values())
+    if seeds > 1:
+        return "test accuracy (%), mean and 95% CI over seeds", title
+    return ("test accuracy (%), one seed (no interval)",
+            title + "\none seed: a smoke run, not a comparison of strategies")
 
 
 def plot_curves(agg: Dict[Tuple[str, bool], Dict[int, dict]], path, teacher_acc=None,
@@ -48,7 +59,8 @@ def plot_curves(agg: Dict[Tuple[str, bool], Dict[int, dict]], path, teacher_acc=
         ax.set_title("ActiveKD (distillation)" if distill else "No Distill")
         ax.set_xlabel("number of labeled samples")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test accuracy (%), mean and 95% CI over seeds")
+    ylabel, title = axis_text(agg, title)
+    axes[0][0].set_ylabel(ylabel)
     handles, labels = [], []
     for ax in axes[0]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
@@ -65,4 +77,4 @@ def plot_curves(agg: Dict[Tuple[str, bool], Dict[int, dict]], path, teacher_acc=
     return True
 
 
-__all__: List[str] = ["plot_curves"]
+__all__: List[str] = ["axis_text", "plot_curves"]
