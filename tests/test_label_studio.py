@@ -329,3 +329,57 @@ def test_spec_and_key_errors_need_no_server(monkeypatch):
     monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
     with pytest.raises(InvalidInputError, match="LABEL_STUDIO_API_KEY"):
         make_oracle("label-studio://localhost:8080/3").check()
+
+
+def test_personal_access_token_is_exchanged_and_refreshed(key_env, tmp_path, monkeypatch):
+    # Label Studio's newer keys are personal access tokens (JWT refresh tokens):
+    # the oracle exchanges one for an access token, and for a new one when
+    # that expires (minutes), without the person doing anything.
+    from pcoreset.activekd.oracles import make_oracle
+
+    ls = key_env
+    pat = ls.call("POST", "/api/token/", {})["token"]
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", pat)
+    project = ls.new_project("pcoreset personal token")
+    oracle = make_oracle(_spec(ls, project), echo=lambda s: None)
+    oracle.check()
+    assert oracle.http._auth.startswith("Bearer ") and pat not in oracle.http._auth
+    oracle.http._auth = "Bearer " + ".".join(["expired"] * 3)
+    data, _, _ = make_dataset(tmp_path, n_pool=12, n_test=3, pool_labels=False)
+    from pcoreset.activekd import RunConfig
+    from pcoreset.activekd.datasets import load_dataset
+
+    ds = load_dataset(RunConfig(dataset=str(data), classes=CLASSES))
+    oracle.prepare(ds, tmp_path)
+    assert ls.call("GET", f"/api/projects/{project}")["task_number"] == 12
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", pat[:-2] + "xx")
+    with pytest.raises(InvalidInputError, match="refuses the personal access token"):
+        make_oracle(_spec(ls, project)).check()
+
+
+def test_image_tasks_show_urls_as_they_are_and_other_images_inline(tmp_path):
+    import base64
+
+    from PIL import Image
+
+    from pcoreset.activekd.oracles.label_studio import _image_url, labeling_config
+
+    assert _image_url("https://example.org/a.jpg") == "https://example.org/a.jpg"
+    assert _image_url("s3://bucket/a.png") == "s3://bucket/a.png"
+    img = Image.new("RGB", (4, 3), (200, 10, 10))
+    img.save(tmp_path / "a.png")
+    url = _image_url(str(tmp_path / "a.png"))
+    assert url.startswith("data:image/png;base64,")
+    assert base64.b64decode(url.split(",", 1)[1]) == (tmp_path / "a.png").read_bytes()
+
+    class InMemory:  # like the Fashion-MNIST items
+        def load(self):
+            return img
+
+    inline = _image_url(InMemory())
+    import io
+
+    back = Image.open(io.BytesIO(base64.b64decode(inline.split(",", 1)[1])))
+    assert back.size == (4, 3) and back.getpixel((0, 0)) == (200, 10, 10)
+    config = labeling_config(["shirt", "bag"], "image")
+    assert '<Image name="image" value="$image"' in config and 'toName="image"' in config

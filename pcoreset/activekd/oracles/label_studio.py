@@ -126,8 +126,9 @@ class _Http:
         except urllib.error.HTTPError as exc:
             detail = _detail(exc)
             if exc.code in (401, 403):
-                raise self._fail(f"Label Studio at {self.base} refuses the API key in ${TOKEN_ENV} ({detail}); "
-                                 "copy it from Account & Settings (Legacy Token or Personal Access Token)") from None
+                raise _Refused(self._fail(f"Label Studio at {self.base} refuses the API key in ${TOKEN_ENV} "
+                                          f"({detail}); copy it from Account & Settings (Legacy Token or "
+                                          "Personal Access Token)"), detail) from None
             raise _HttpStatus(exc.code, f"oracle={self.spec!r}: Label Studio answered {exc.code} to "
                                         f"{method} {path}: {detail}") from None
         except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
@@ -137,14 +138,19 @@ class _Http:
         except json.JSONDecodeError:
             raise self._fail(f"{self.base}{path} did not answer JSON: is it a Label Studio server?") from None
 
+    @property
+    def personal(self) -> bool:
+        """A personal access token (a JWT refresh token), not a legacy token."""
+        return self.key.count(".") == 2
+
     def auth(self) -> str:
         if self._auth is None:
-            if self.key.count(".") == 2:  # a personal access token (a JWT refresh token)
+            if self.personal:  # exchanged for a short-lived access token
                 try:
                     got = self._send("POST", "/api/token/refresh/", {"refresh": self.key})
-                except _HttpStatus as exc:
+                except _Refused as exc:
                     raise self._fail(f"Label Studio at {self.base} refuses the personal access token in "
-                                     f"${TOKEN_ENV} ({exc.status}); create a new one in Account & Settings") from None
+                                     f"${TOKEN_ENV} ({exc.detail}); create a new one in Account & Settings") from None
                 self._auth = f"Bearer {got['access']}"
             else:
                 self._auth = f"Token {self.key}"
@@ -153,13 +159,30 @@ class _Http:
     def call(self, method: str, path: str, body=None, **query):
         if query:
             path += "?" + urllib.parse.urlencode(query)
-        return self._send(method, path, body, self.auth())
+        try:
+            return self._send(method, path, body, self.auth())
+        except _Refused as exc:
+            if not self.personal:
+                raise exc.error from None
+        self._auth = None  # the access token expired (minutes): get a new one, once
+        try:
+            return self._send(method, path, body, self.auth())
+        except _Refused as exc:
+            raise exc.error from None
 
 
 class _HttpStatus(PcoresetError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class _Refused(Exception):
+    """401/403: carries the one-line error for the person."""
+
+    def __init__(self, error: InvalidInputError, detail: str) -> None:
+        super().__init__(str(error))
+        self.error, self.detail = error, detail
 
 
 def _detail(exc: urllib.error.HTTPError) -> str:
@@ -186,6 +209,7 @@ class LabelStudioOracle(Oracle):
         self._tasks: Optional[Dict[str, List[dict]]] = None  # sample id -> its tasks, lowest id first
         self._choices: Optional[Dict[str, str]] = None  # label text in results -> choice value
         self._control: Optional[str] = None
+        self._asked: Optional[Tuple[str, str]] = None  # the last round's tab: (title, address)
 
     # -- connection ----------------------------------------------------------
     def _where(self) -> str:
@@ -368,8 +392,14 @@ class LabelStudioOracle(Oracle):
                 self.http.call("PATCH", f"/api/dm/views/{mine[0]['id']}/", {"project": self.project, "data": view})
         else:
             self.http.call("POST", "/api/dm/views/", {"project": self.project, "data": view})
+        self._asked = (title, f"{self.base}/projects/{self.project}/data")
         self.echo(f"round {round_k}: {len(wanted)} picks wanted in Label Studio project {self.project}, "
-                  f"tab '{title}' ({self.base}/projects/{self.project}/data)")
+                  f"tab '{title}' ({self._asked[1]})")
+
+    def waiting_hint(self, run_dir) -> str:  # noqa: ARG002
+        where = f"tab '{self._asked[0]}' of {self._asked[1]}" if self._asked else f"project {self.project}"
+        return (f"Label them in Label Studio ({where}; Skip for a row nobody can label) and run the same "
+                "command again, or add --oracle-wait SECONDS to wait for them.")
 
     # -- answers -------------------------------------------------------------
     def _labels(self, ds) -> Dict[int, str]:
