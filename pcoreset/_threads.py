@@ -62,3 +62,19 @@ def torch_threads(requested: int = 0) -> Iterator[int]:
     finally:
         if n != before:
             torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def blas_threads(requested: int = 0) -> Iterator[int]:
+    """The BLAS behind NumPy's matmul limited to `available(requested)`
+    threads for the block (through threadpoolctl when it is installed; the
+    BLAS's own count otherwise). Yields the thread count chosen for the
+    package's own kernels in the block."""
+    n = available(requested)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency, but never needed for correctness
+        yield n
+        return
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield n
