@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextvars
 import numbers
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
@@ -17,10 +18,26 @@ import numpy as np
 from . import _memory
 from .errors import InvalidInputError, InvalidTypeError, PoolExhaustedError
 
-try:  # torch is optional (pcoreset[torch]): NumPy pools need only NumPy
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None
+
+
+class _LazyTorch:
+    """torch, imported on first use. torch is optional (pcoreset[torch]) and
+    slow to import; NumPy pools never touch it: every use below is on a path
+    that a torch object (torch already imported) or a DLPack input leads to."""
+
+    def __getattr__(self, name):
+        import torch
+
+        return getattr(torch, name)
+
+
+torch = _LazyTorch()
+
+
+def loaded_torch():
+    """The torch module if it has been imported (only then can a torch tensor
+    exist), else None; never imports it."""
+    return sys.modules.get("torch")
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -86,8 +103,17 @@ class Problem:
         return x.numpy()
 
 
+def _torch_installed() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _is_torch(x: Any) -> bool:
-    return torch is not None and isinstance(x, torch.Tensor)
+    t = loaded_torch()
+    return t is not None and isinstance(x, t.Tensor)
 
 
 def _torch_dtype_name(t: "torch.Tensor") -> Optional[str]:
@@ -120,7 +146,7 @@ def as_pool(x: Any, name: str = "probs"):
         if not x.is_contiguous():
             x = x.contiguous()
         return x, "torch", str(x.device), dt
-    if not isinstance(x, np.ndarray) and hasattr(x, "__dlpack__") and torch is not None:
+    if not isinstance(x, np.ndarray) and hasattr(x, "__dlpack__") and _torch_installed():
         t = torch.from_dlpack(x)
         arr, _, device, dt = as_pool(t, name)
         return arr, "torch", device, dt

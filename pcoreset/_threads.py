@@ -17,10 +17,7 @@ import contextlib
 import os
 from typing import Iterator
 
-try:
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None
+import sys
 
 try:
     from ._C import available_threads as _available_threads
@@ -50,7 +47,8 @@ def available(requested: int = 0) -> int:
 def torch_threads(requested: int = 0) -> Iterator[int]:
     """torch's intra-op thread count set to `available(requested)` (never
     more than it was) for the block, then restored."""
-    if torch is None:  # pragma: no cover
+    torch = sys.modules.get("torch")  # never imported here: no torch, no torch threads to set
+    if torch is None:
         yield 1
         return
     before = torch.get_num_threads()

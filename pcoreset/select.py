@@ -10,10 +10,7 @@ from . import _memory, backends
 from ._problem import Problem, make_problem
 from .errors import InvalidInputError, OutOfMemoryError
 
-try:
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None
+from ._problem import _is_torch, torch  # torch: imported on first use (torch inputs only)
 
 Array = Any  # numpy.ndarray | torch.Tensor
 
@@ -139,7 +136,7 @@ def _run(problem: Problem, backend: str, return_radii: bool):
     if not return_radii:
         return picks
     radii = _to_kind(radii2, problem, np.float64)
-    radii = radii.sqrt() if torch is not None and isinstance(radii, torch.Tensor) else np.sqrt(radii)
+    radii = radii.sqrt() if _is_torch(radii) else np.sqrt(radii)
     return picks, radii
 
 
@@ -174,7 +171,7 @@ def _run_checked(chosen, problem: Problem):
 
 def _to_kind(values, problem: Problem, dtype):
     if problem.kind == "numpy":
-        if torch is not None and isinstance(values, torch.Tensor):
+        if _is_torch(values):
             values = values.cpu().numpy()
         return np.asarray(values, dtype=dtype)
     tdtype = torch.int64 if dtype is np.int64 else torch.float64

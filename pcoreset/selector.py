@@ -33,10 +33,7 @@ from ._problem import Problem, _is_torch, check_count, check_labeled, make_probl
 from .backends.base import run_state
 from .errors import InvalidInputError, InvalidTypeError, PoolExhaustedError
 
-try:
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None
+from ._problem import torch  # noqa: E402  (imported on first use: torch pools only)
 
 STATE_FORMAT = 1  # bump when the layout of state_dict changes
 _DTYPE_CODE = {"float16": 1, "bfloat16": 2, "float32": 3, "float64": 4}

@@ -194,3 +194,34 @@ def test_torch_only_features_name_the_extra(tmp_path):
         out = run_cli(tmp_path, *cmd)
         assert out.returncode == 2, (cmd, out.stdout, out.stderr)
         assert INSTALL_HINT in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_numpy_selection_does_not_load_torch_where_it_is_installed(tmp_path):
+    # torch takes seconds to import: `import pcoreset` and a selection on a
+    # NumPy pool leave it alone; the torch and FAISS backends load it when
+    # they are asked for (here: where torch is installed)
+    pytest.importorskip("torch")
+    script = tmp_path / "lazy.py"
+    script.write_text(textwrap.dedent("""
+        import json, sys
+        import numpy as np
+        import pcoreset
+        out = {"after_import": "torch" in sys.modules}
+        x = np.random.default_rng(0).dirichlet(np.ones(6), size=300)
+        out["picks"] = pcoreset.select(x, [0, 1], 5).tolist()
+        s = pcoreset.Selector(x, [0, 1])
+        out["selector"] = s.next(5).tolist()
+        out["info_keys"] = sorted(pcoreset.backends.names())
+        out["after_select"] = "torch" in sys.modules
+        out["torch_backend"] = pcoreset.select(x, [0, 1], 5, backend="torch").tolist()
+        import torch
+        out["tensor"] = pcoreset.select(torch.from_numpy(x), [0, 1], 5).tolist()
+        print(json.dumps(out))
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+                          cwd=str(tmp_path), env=_child_env(tmp_path))
+    assert done.returncode == 0, done.stderr[-4000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["after_import"] is False and got["after_select"] is False
+    assert got["picks"] == got["selector"] == got["torch_backend"] == got["tensor"]
+    assert {"cpu", "torch"} <= set(got["info_keys"])
