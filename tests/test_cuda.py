@@ -475,7 +475,7 @@ class EmuState:
     """The emulated module's state over a NumPy pool (host memory stands in
     for device memory), with the CPU state's method signatures."""
 
-    def __init__(self, emu, x, dtype, steps="auto", variant="v2", from_logits=False, temperature=1.0, prune=True):
+    def __init__(self, emu, x, dtype, steps="auto", variant="prefetch", from_logits=False, temperature=1.0, prune=True):
         self.x = np.ascontiguousarray(x)
         self.s = emu.KCenterState(self.x.ctypes.data, dtype, x.shape[0], x.shape[1], from_logits, temperature,
                                   prune, 0, 0, steps, variant)
@@ -518,11 +518,11 @@ def test_emulated_kernel_identical_to_cpu(emu, dtype, c):
         np.testing.assert_array_equal(p, q)
         np.testing.assert_array_equal(r, s)
         st = dev.stats()
-        assert st["step_mode"] == "persistent" and st["pass"] == "v2" and not st["cuda_graph"], st
+        assert st["step_mode"] == "persistent" and st["pass"] == "prefetch" and not st["cuda_graph"], st
 
 
-@pytest.mark.parametrize("steps,variant", [("graph", "v2"), ("launches", "v2"), ("graph", "v1"),
-                                           ("persistent", "v2")])
+@pytest.mark.parametrize("steps,variant", [("graph", "prefetch"), ("launches", "prefetch"), ("graph", "plain"),
+                                           ("persistent", "plain"), ("persistent", "prefetch")])
 def test_emulated_step_modes_identical_to_cpu(emu, steps, variant):
     """The three-kernel step (replayed from a captured graph, or launched one
     by one, with either pass) and the persistent kernel, from the pool mean

@@ -345,7 +345,7 @@ class TypedState final : public State {
     CudaStats out = stats_;
     out.counts.rows_computed = static_cast<int64_t>(h.rows_computed);
     out.counts.center_dists = static_cast<int64_t>(h.center_dists);
-    out.pass = pass_v2_ ? "v2" : "v1";
+    out.pass = prefetch_ ? "prefetch" : "plain";
     out.grid_blocks = steps_ == StepMode::kPersistent ? persistent_grid_ : pass_grid_;
     return out;
   }
@@ -356,8 +356,10 @@ class TypedState final : public State {
 
   // ---- the greedy loop -----------------------------------------------------------
 
-  bool run(int64_t budget, int64_t* picks, double* radii2, const ProgressFn& progress, void* caller) override {
-    if (budget <= 0) return true;
+  RunEnd run(int64_t budget, int64_t* picks, double* radii2, int64_t* recorded, const ProgressFn& progress,
+             void* caller) override {
+    *recorded = 0;
+    if (budget <= 0) return RunEnd::kFinished;
     Call call(*this, caller);
     ensure_centers(k_ + budget - 1);
     ensure_run(budget);
@@ -368,6 +370,7 @@ class TypedState final : public State {
     h.budget = budget;
     h.base = k_;
     h.mean_start = mean_start ? 1 : 0;
+    h.error = 0;
     check(cudaMemcpyAsync(s_.ctl, &h, offsetof(Ctl, done), cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync(ctl)");
     if (std::is_same<A, float>::value)
       check(cudaMemsetAsync(s_.keys, 0, static_cast<size_t>(budget + 1) * sizeof(unsigned long long), stream_),
@@ -383,27 +386,24 @@ class TypedState final : public State {
     } else {
       launch_pass(kScan, 0, -1);
     }
-    const bool finished = run_steps(budget, progress);
-    Ctl done{};
-    check(cudaMemcpyAsync(&done, s_.ctl, sizeof done, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync(ctl)");
-    check(cudaStreamSynchronize(stream_), "k-center run (cudaStreamSynchronize)");
-    const int64_t recorded = std::min<int64_t>(budget, std::max<long long>(0, done.t));
-    if (recorded > 0) {
-      check(cudaMemcpyAsync(picks, s_.picks, static_cast<size_t>(recorded) * sizeof(int64_t), cudaMemcpyDeviceToHost,
-                            stream_),
-            "cudaMemcpyAsync(picks)");
-      check(cudaMemcpyAsync(radii2, s_.radii2, static_cast<size_t>(recorded) * sizeof(double),
-                            cudaMemcpyDeviceToHost, stream_),
-            "cudaMemcpyAsync(radii)");
+    // From here on the device state changes step by step: whatever ends the
+    // run (a stop, an exception), the host learns how many picks the device
+    // recorded and counts them as centers, so that the state stays the one
+    // an uninterrupted run of those steps leaves.
+    bool finished = false;
+    try {
+      finished = run_steps(budget, progress);
+    } catch (...) {
+      try {
+        settle_run(budget, picks, radii2, recorded);
+      } catch (...) {  // the device is gone: the first error is the one to report
+      }
+      throw;
     }
+    const bool exhausted = settle_run(budget, picks, radii2, recorded);
     call.finish();
-    // Every recorded pick is a center, except the last pick of a finished run.
-    const int64_t pushed = recorded >= budget ? budget - 1 : recorded;
-    k_ += pushed;
-    stats_.counts.steps += pushed;
-    stats_.counts.rows_visited += pushed * p_.n;
-    if (done.error != 0) throw std::logic_error("pcoreset CUDA: the pool ran out of eligible rows inside the kernel");
-    return finished;
+    if (exhausted) return RunEnd::kExhausted;
+    return finished ? RunEnd::kFinished : RunEnd::kStopped;
   }
 
  private:
@@ -571,7 +571,7 @@ class TypedState final : public State {
 
   int flat_grid(int64_t work) const { return grid_for(kThreads, work, int64_t(sms_) * 8); }
   int warp_grid(int64_t rows) const { return grid_for(kWarpsPerBlock, rows, int64_t(sms_) * 16); }
-  size_t center_smem() const { return pass_v2_ ? static_cast<size_t>(p_.c) * sizeof(A) : 0; }
+  size_t center_smem() const { return smem_center_ ? static_cast<size_t>(p_.c) * sizeof(A) : 0; }
 
   int64_t add_row_centers(const int64_t* d_rows, int64_t count) {
     const int64_t first = k_;
@@ -655,7 +655,7 @@ class TypedState final : public State {
   // dcc + pass for the center `id` already in cvec (and stored), result in slot 0.
   StepResult update_step(int64_t id, Call& call) {
     clear_slot0();
-    if (p_.prune) launch_dcc(id);
+    if (p_.prune) check(launch_dcc(id), "dcc_kernel");
     launch_pass(kUpdate, 0, id);
     k_ = std::max<int64_t>(k_, id + 1);
     stats_.counts.steps += 1;
@@ -663,16 +663,23 @@ class TypedState final : public State {
     return read_slot0(call);
   }
 
-  void launch_dcc(long long fixed_id) {
+  cudaError_t launch_dcc(long long fixed_id) {
     const int grid = grid_for(kWarpsPerBlock, std::max<int64_t>(kcap_, 1), int64_t(sms_) * kBlocksPerSm);
-    const size_t smem = static_cast<size_t>(p_.c) * sizeof(A);
-    if (smem <= kSmemCenterMax) launch(dcc_kernel<S, A, kLogits, true>, grid, kThreads, smem, stream_, s_, fixed_id);
-    else launch(dcc_kernel<S, A, kLogits, false>, grid, kThreads, 0, stream_, s_, fixed_id);
+    if (smem_center_)
+      launch(dcc_kernel<S, A, kLogits, true>, grid, kThreads, center_smem(), stream_, s_, fixed_id);
+    else
+      launch(dcc_kernel<S, A, kLogits, false>, grid, kThreads, 0, stream_, s_, fixed_id);
+    return cudaGetLastError();
   }
 
   cudaError_t launch_pass_nocheck(int mode, long long slot, long long id) {
-    if (pass_v2_) launch(pass_kernel<S, A, kLogits, true>, pass_grid_, kThreads, center_smem(), stream_, s_, mode, slot, id);
-    else launch(pass_kernel<S, A, kLogits, false>, v1_grid_, kThreads, 0, stream_, s_, mode, slot, id);
+    if (!smem_center_)
+      launch(pass_kernel<S, A, kLogits, false, true>, pass_grid_, kThreads, 0, stream_, s_, mode, slot, id);
+    else if (prefetch_)
+      launch(pass_kernel<S, A, kLogits, true, true>, pass_grid_, kThreads, center_smem(), stream_, s_, mode, slot, id);
+    else
+      launch(pass_kernel<S, A, kLogits, true, false>, pass_grid_, kThreads, center_smem(), stream_, s_, mode, slot,
+             id);
     return cudaGetLastError();
   }
   void launch_pass(int mode, long long slot, long long id) {
@@ -686,8 +693,7 @@ class TypedState final : public State {
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     if (p_.prune) {
-      launch_dcc(-1);
-      e = cudaGetLastError();
+      e = launch_dcc(-1);
       if (e != cudaSuccess) return e;
     }
     return launch_pass_nocheck(kUpdate, -1, -1);
@@ -729,8 +735,11 @@ class TypedState final : public State {
     if (steps_ == StepMode::kPersistent) {
       Dev<S, A> dev = s_;
       long long a0 = t0, a1 = t1;
-      const cudaError_t e = launch_cooperative(step_kernel<S, A, kLogits>, persistent_grid_, kThreads, center_smem(),
-                                               stream_, dev, a0, a1);
+      const cudaError_t e =
+          prefetch_ ? launch_cooperative(step_kernel<S, A, kLogits, true>, persistent_grid_, kThreads, center_smem(),
+                                         stream_, dev, a0, a1)
+                    : launch_cooperative(step_kernel<S, A, kLogits, false>, persistent_grid_, kThreads, center_smem(),
+                                         stream_, dev, a0, a1);
       if (e == cudaSuccess) return;
       if (e != cudaErrorCooperativeLaunchTooLarge && e != cudaErrorNotSupported)
         check(e, "cudaLaunchCooperativeKernel(step_kernel)");
@@ -741,11 +750,14 @@ class TypedState final : public State {
       stats_.step_mode = graphed ? "graph" : "launches";
       stats_.cuda_graph = graphed;
     }
-    if (graphed) {
-      for (int64_t u = t0; u < t1; u += kGraphSteps) check(cudaGraphLaunch(exec_, stream_), "cudaGraphLaunch");
-    } else {
-      for (int64_t u = t0; u < t1; ++u) check(launch_unit(), "greedy step launch");
-    }
+    // Whole graphs only inside the segment, the rest step by step: a graph
+    // replayed past t1 would record picks beyond the segment's end (the
+    // segment may start anywhere after a fallback), and progress reports and
+    // stop requests would lag behind the device.
+    int64_t u = t0;
+    if (graphed)
+      for (; u + kGraphSteps <= t1; u += kGraphSteps) check(cudaGraphLaunch(exec_, stream_), "cudaGraphLaunch");
+    for (; u < t1; ++u) check(launch_unit(), "greedy step launch");
   }
 
   // The steps of a run in segments: at most two segments queued, the host
@@ -808,40 +820,73 @@ class TypedState final : public State {
     return !stop;
   }
 
+  // After the steps of a run: the picks the device recorded (ctl->t) copied
+  // to the host and counted. Every recorded pick is a center except the last
+  // pick of a run that made all `budget` (it is left pending, as on the CPU).
+  // Returns whether a step found no eligible row (ctl->error: the picks
+  // before it are recorded, all of them centers).
+  bool settle_run(int64_t budget, int64_t* picks, double* radii2, int64_t* recorded) {
+    Ctl done{};
+    check(cudaMemcpyAsync(&done, s_.ctl, sizeof done, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync(ctl)");
+    check(cudaStreamSynchronize(stream_), "k-center run (cudaStreamSynchronize)");
+    const int64_t got = std::min<int64_t>(budget, std::max<long long>(0, done.t));
+    if (got > 0) {
+      check(cudaMemcpyAsync(picks, s_.picks, static_cast<size_t>(got) * sizeof(int64_t), cudaMemcpyDeviceToHost,
+                            stream_),
+            "cudaMemcpyAsync(picks)");
+      check(cudaMemcpyAsync(radii2, s_.radii2, static_cast<size_t>(got) * sizeof(double), cudaMemcpyDeviceToHost,
+                            stream_),
+            "cudaMemcpyAsync(radii)");
+      check(cudaStreamSynchronize(stream_), "k-center run (cudaStreamSynchronize)");
+    }
+    const int64_t pushed = got >= budget ? budget - 1 : got;
+    k_ += pushed;
+    stats_.counts.steps += pushed;
+    stats_.counts.rows_visited += pushed * p_.n;
+    *recorded = got;
+    return done.error != 0;
+  }
+
   // ---- modes -----------------------------------------------------------------
 
   void choose_modes(const StateOptions& o, bool coop) {
-    const bool fits = static_cast<size_t>(p_.c) * sizeof(A) <= kSmemCenterMax;
-    pass_v2_ = o.pass == PassVariant::kV2 && fits;
-    if (o.pass == PassVariant::kV2 && !fits)
-      stats_.note = "pass v2 keeps the center in shared memory (c * " + std::to_string(sizeof(A)) +
-                    " bytes <= 32 KiB): v1 runs instead";
+    smem_center_ = static_cast<size_t>(p_.c) * sizeof(A) <= kSmemCenterMax;
+    prefetch_ = o.pass == PassVariant::kPrefetch || !smem_center_;
     steps_ = o.steps == StepMode::kAuto ? StepMode::kPersistent : o.steps;
     const int64_t groups = (p_.n + kLanes - 1) / kLanes;
     const int64_t work_blocks = (groups + kWarpsPerBlock - 1) / kWarpsPerBlock;
     const size_t smem = center_smem();
     int occ = 0;
-    if (pass_v2_) {
-      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, pass_kernel<S, A, kLogits, true>, kThreads, smem),
+    if (!smem_center_)
+      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, pass_kernel<S, A, kLogits, false, true>, kThreads, 0),
             "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-      pass_grid_ = static_cast<int>(std::max<int64_t>(
-          1, std::min<int64_t>({work_blocks, int64_t(std::max(1, std::min(occ, kBlocksPerSm))) * sms_,
-                                kMaxGridBlocks})));
-    }
-    v1_grid_ = grid_for(kThreads, p_.n, std::min<int64_t>(int64_t(sms_) * 8, kMaxGridBlocks));
-    if (!pass_v2_) pass_grid_ = v1_grid_;
+    else if (prefetch_)
+      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, pass_kernel<S, A, kLogits, true, true>, kThreads, smem),
+            "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+    else
+      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, pass_kernel<S, A, kLogits, true, false>, kThreads, smem),
+            "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+    pass_grid_ = static_cast<int>(std::max<int64_t>(
+        1, std::min<int64_t>({work_blocks, int64_t(std::max(1, std::min(occ, kBlocksPerSm))) * sms_, kMaxGridBlocks})));
     if (steps_ == StepMode::kPersistent) {
       std::string why;
       int occ_step = 0;
-      if (!pass_v2_) why = "the persistent kernel runs pass v2 only";
+      if (!smem_center_)
+        why = "the persistent kernel keeps the center in shared memory (c * " + std::to_string(sizeof(A)) +
+              " bytes <= 32 KiB)";
       else if (!coop) why = "the device does not support cooperative launches";
       else {
-        check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ_step, step_kernel<S, A, kLogits>, kThreads, smem),
-              "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+        if (prefetch_)
+          check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ_step, step_kernel<S, A, kLogits, true>, kThreads, smem),
+                "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+        else
+          check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ_step, step_kernel<S, A, kLogits, false>, kThreads,
+                                                              smem),
+                "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
         if (occ_step < 1) why = "the step kernel does not fit on an SM";
       }
       if (!why.empty()) {
-        if (o.steps == StepMode::kPersistent) stats_.note = why + ": graph steps instead";
+        stats_.note = why + ": graph steps instead";
         steps_ = StepMode::kGraph;
       } else {
         // All blocks resident (a cooperative launch requires it), at most
@@ -856,9 +901,10 @@ class TypedState final : public State {
   int device_;
   int sms_ = 1;
   bool async_alloc_ = false;
-  bool pass_v2_ = true;
+  bool smem_center_ = true;  // the center fits in shared memory
+  bool prefetch_ = true;     // the pass variant (see dist_batch)
   StepMode steps_ = StepMode::kGraph;
-  int pass_grid_ = 1, v1_grid_ = 1, persistent_grid_ = 0;
+  int pass_grid_ = 1, persistent_grid_ = 0;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t ev_in_ = nullptr, ev_out_ = nullptr;
   cudaGraph_t graph_ = nullptr;
