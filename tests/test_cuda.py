@@ -45,6 +45,8 @@ def cuda_device():
 
     reason = cuda_backend.CudaBackend().unavailable()
     if reason:
+        if os.environ.get("PCORESET_REQUIRE_CUDA") == "1":  # the device check: a skip would hide the failure
+            pytest.fail(f"PCORESET_REQUIRE_CUDA=1 but the cuda backend is unavailable: {reason}")
         pytest.skip(reason)
     return torch.device("cuda", torch.cuda.current_device())
 
@@ -839,3 +841,25 @@ def test_emulated_chunk_edges_identical_to_cpu(emu, variant, dtype, c):
     np.testing.assert_array_equal(p, q)
     np.testing.assert_array_equal(r, s)
     assert dev.stats()["pass"] == variant
+
+
+# --------------------------------------------------------------------------- the device check script
+
+
+def test_gpu_check_stops_at_once_without_a_device(tmp_path):
+    """benchmarks/gpu_check.sh on a machine without a CUDA device: exit 2
+    with one line naming the reason, before any build, and a summary that
+    says FAIL for the preflight and SKIP for every later stage."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device: the script would run for real")
+    out = tmp_path / "out"
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(out)], capture_output=True,
+                       text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpu_check: FAIL preflight: no CUDA device"), r.stderr
+    summary = (out / "summary.txt").read_text()
+    assert "FAIL preflight no CUDA device" in summary and summary.rstrip().endswith("RESULT FAIL"), summary
+    for stage in ("build", "import", "smoke", "tests", "sanitizer", "bench"):
+        assert f"SKIP {stage}" in summary, summary
+    assert sorted(p.name for p in out.iterdir()) == ["stages.log", "summary.txt"]

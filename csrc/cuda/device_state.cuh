@@ -33,19 +33,25 @@ constexpr size_t kSmemCenterMax = 32 << 10;  // the center in shared memory up t
 
 // Register bound of the step kernels (blocks of 256 threads per SM), chosen
 // from ptxas -v and the SASS (see benchmarks/RESULTS.md, GPU section):
-//   float, no logits: 3 blocks (80 registers). ptxas then issues all 16
-//     loads of a chunk before the first use; at 4 blocks (64 registers) it
-//     interleaves them with the math after 8-10, and 24 warps x 16 loads
-//     keep more bytes in flight than 32 warps x ~8.
-//   float with logits: 3 blocks too (8 loads per chunk, the exp per value
-//     makes this path compute-bound; the step kernel spills on sm_80 at 4).
+//   float, no logits, plain pass: 3 blocks (80 registers). ptxas then issues
+//     all 16 loads of a chunk before the first use; at 4 blocks (64
+//     registers) it interleaves them with the math after 8-10, and 24 warps
+//     x 16 loads keep more bytes in flight than 32 warps x ~8.
+//   float, no logits, prefetching pass: 2 blocks (128 registers). The next
+//     chunk's 16 values are live during this chunk's math; at 80 registers
+//     the pass and the step kernel spill (sm_80 and sm_90). So each warp
+//     keeps 16 loads in flight without a gap between chunks, in 16 warps per
+//     SM instead of 24: which of the two moves more bytes is what the device
+//     benchmark measures (benchmarks/gpu_bench.py, plain against prefetch).
+//   float with logits: 3 blocks (8 loads per chunk, the exp per value makes
+//     this path compute-bound; the step kernel spills on sm_80 at 4).
 //   float64: 2 blocks (128 registers; the thread-per-row path holds 16
 //     double sums, and the step kernel spills at 3 blocks).
 //   float64 with logits (exp in double): no bound (it spills at 128
 //     registers).
 // No step kernel spills at these bounds.
-template <typename A, bool kLogits> struct MinBlocks {
-  static constexpr int value = std::is_same<A, double>::value ? (kLogits ? 1 : 2) : 3;
+template <typename A, bool kLogits, bool kPrefetch = false> struct MinBlocks {
+  static constexpr int value = std::is_same<A, double>::value ? (kLogits ? 1 : 2) : (kPrefetch && !kLogits ? 2 : 3);
 };
 
 enum PassMode : int { kUpdate = 0, kProbe = 1, kScan = 2 };

@@ -17,70 +17,34 @@
 #include <string>
 #include <vector>
 
+#include "device_memory.cuh"
 #include "kcenter_cuda.h"
 #include "kernels.cuh"
+#include "runtime.cuh"
 
 namespace pcoreset {
 namespace cuda {
 
-inline void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("pcoreset CUDA: ") + what + " failed: " + cudaGetErrorName(err) + " (" +
-                             cudaGetErrorString(err) + ")");
-}
-
-inline int grid_for(int64_t per_block, int64_t work, int64_t cap) {
-  const int64_t g = (work + per_block - 1) / per_block;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(g, cap)));
-}
-
-// Sets the device for the duration of a call and restores the caller's.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    check(cudaGetDevice(&prev_), "cudaGetDevice");
-    if (prev_ != device) check(cudaSetDevice(device), "cudaSetDevice");
-    device_ = device;
-  }
-  ~DeviceGuard() {
-    if (prev_ >= 0 && prev_ != device_) cudaSetDevice(prev_);
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int prev_ = -1, device_ = -1;
-};
-
-// Every kernel launch goes through these two: with nvcc the <<<>>> launch
-// and the cooperative launch; in the host emulation (csrc/cuda/emu, a test)
-// fibers on the CPU.
-template <typename... P, typename... Args>
-inline void launch(void (*kernel)(P...), unsigned grid, unsigned block, size_t smem, cudaStream_t stream,
-                   Args&&... args) {
-#if defined(PCS_CUDA_EMULATION)
-  pcs_emu::launch(kernel, grid, block, smem, stream, false, std::forward<Args>(args)...);
-#else
-  kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
-#endif
-}
-
-template <typename... P>
-inline cudaError_t launch_cooperative(void (*kernel)(P...), unsigned grid, unsigned block, size_t smem,
-                                      cudaStream_t stream, P... args) {
-#if defined(PCS_CUDA_EMULATION)
-  return pcs_emu::launch(kernel, grid, block, smem, stream, true, args...);
-#else
-  void* ptrs[] = {static_cast<void*>(&args)...};
-  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(grid), dim3(block), ptrs, smem,
-                                     stream);
-#endif
-}
-
 template <typename S, typename A, bool kLogits>
-class TypedState final : public State {
+class TypedState final : public State, private DeviceMemory<S, A> {
+  using Base = DeviceMemory<S, A>;
+  using typename Base::Call;
+  using Base::p_;
+  using Base::device_;
+  using Base::async_alloc_;
+  using Base::stream_;
+  using Base::ev_in_;
+  using Base::ev_out_;
+  using Base::s_;
+  using Base::k_;
+  using Base::kcap_;
+  using Base::generation_;
+  using Base::bytes_;
+  using Base::ensure_centers;
+  using Base::ensure_run;
+
  public:
-  TypedState(const void* x, const StateOptions& o, void* caller) : p_(o.params), device_(o.device) {
+  TypedState(const void* x, const StateOptions& o, void* caller) : Base(o.params, o.device) {
     try {
       construct(x, o, caller);
     } catch (...) {
@@ -113,15 +77,15 @@ class TypedState final : public State {
     s_.prune = p_.prune;
     Call call(*this, caller);
     const size_t n = static_cast<size_t>(p_.n);
-    s_.ctl = alloc<Ctl>(1, "the control block");
-    s_.mind = alloc<A>(n, "the running minimum");
-    s_.nearest = alloc<int32_t>(n, "the nearest centers");
-    s_.cvec = alloc<A>(static_cast<size_t>(p_.c), "the center vector");
+    s_.ctl = this->template alloc<Ctl>(1, "the control block");
+    s_.mind = this->template alloc<A>(n, "the running minimum");
+    s_.nearest = this->template alloc<int32_t>(n, "the nearest centers");
+    s_.cvec = this->template alloc<A>(static_cast<size_t>(p_.c), "the center vector");
     if (std::is_same<A, double>::value) {
-      s_.bb_d = alloc<double>(kMaxGridBlocks, "the argmax slots");
-      s_.bb_r = alloc<long long>(kMaxGridBlocks, "the argmax slots");
+      s_.bb_d = this->template alloc<double>(kMaxGridBlocks, "the argmax slots");
+      s_.bb_r = this->template alloc<long long>(kMaxGridBlocks, "the argmax slots");
     }
-    if (kLogits) s_.sm = alloc<SoftmaxRow<A>>(n, "the softmax constants");
+    if (kLogits) s_.sm = this->template alloc<SoftmaxRow<A>>(n, "the softmax constants");
     ensure_run(1);  // slot 0 of the single steps: they never allocate after changing the state
     check(cudaMemsetAsync(s_.ctl, 0, sizeof(Ctl), stream_), "cudaMemsetAsync(ctl)");
     launch(init_kernel<S, A>, flat_grid(p_.n), kThreads, 0, stream_, s_);
@@ -143,14 +107,7 @@ class TypedState final : public State {
     if (graph_) cudaGraphDestroy(graph_);
     exec_ = nullptr;
     graph_ = nullptr;
-    for (void* p : owned_) release(p);
-    owned_.clear();
-    if (stream_) cudaStreamSynchronize(stream_);
-    if (ev_in_) cudaEventDestroy(ev_in_);
-    if (ev_out_) cudaEventDestroy(ev_out_);
-    if (stream_) cudaStreamDestroy(stream_);
-    stream_ = nullptr;
-    ev_in_ = ev_out_ = nullptr;
+    this->release_memory();
     if (prev >= 0) cudaSetDevice(prev);
     cudaGetLastError();
   }
@@ -407,166 +364,6 @@ class TypedState final : public State {
   }
 
  private:
-  // One method call: the device set, the private stream joined to the
-  // caller's, temporaries freed in stream order, and at the end the caller's
-  // stream made to wait for this call's work and the host synchronised.
-  class Call {
-   public:
-    Call(TypedState& st, void* caller) : st_(st), guard_(st.device_), caller_(static_cast<cudaStream_t>(caller)) {
-      check(cudaEventRecord(st_.ev_in_, caller_), "cudaEventRecord(caller stream)");
-      check(cudaStreamWaitEvent(st_.stream_, st_.ev_in_, 0), "cudaStreamWaitEvent");
-    }
-    ~Call() {
-      if (!finished_) {  // an exception: still order the caller after what was queued
-        cudaEventRecord(st_.ev_out_, st_.stream_);
-        cudaStreamWaitEvent(caller_, st_.ev_out_, 0);
-        cudaStreamSynchronize(st_.stream_);
-        for (void* p : temps_) st_.release(p);
-        cudaGetLastError();
-      }
-    }
-    template <typename T> T* temp(size_t count) {
-      T* p = st_.template raw_alloc<T>(count, "a temporary buffer");
-      temps_.push_back(p);
-      return p;
-    }
-    template <typename T> const T* upload(const T* host, size_t count) {
-      T* p = temp<T>(count);
-      if (count) check(cudaMemcpyAsync(p, host, count * sizeof(T), cudaMemcpyHostToDevice, st_.stream_), "cudaMemcpyAsync(upload)");
-      return p;
-    }
-    void finish() {
-      for (void* p : temps_) st_.release(p);
-      temps_.clear();
-      check(cudaEventRecord(st_.ev_out_, st_.stream_), "cudaEventRecord");
-      check(cudaStreamWaitEvent(caller_, st_.ev_out_, 0), "cudaStreamWaitEvent(caller stream)");
-      // Surfaces any fault of the call here, with its name, rather than in an unrelated later call.
-      check(cudaStreamSynchronize(st_.stream_), "k-center call (cudaStreamSynchronize)");
-      finished_ = true;
-    }
-
-   private:
-    TypedState& st_;
-    DeviceGuard guard_;
-    cudaStream_t caller_;
-    std::vector<void*> temps_;
-    bool finished_ = false;
-  };
-
-  // ---- memory --------------------------------------------------------------------
-
-  template <typename T> T* raw_alloc(size_t count, const char* what) {
-    const size_t bytes = std::max<size_t>(1, count * sizeof(T));
-    void* p = nullptr;
-    const cudaError_t err = async_alloc_ ? cudaMallocAsync(&p, bytes, stream_) : cudaMalloc(&p, bytes);
-    if (err == cudaErrorMemoryAllocation) {
-      cudaGetLastError();
-      throw DeviceOutOfMemory(bytes, what);
-    }
-    check(err, "cudaMallocAsync");
-    return static_cast<T*>(p);
-  }
-  template <typename T> T* alloc(size_t count, const char* what) {
-    T* p = raw_alloc<T>(count, what);
-    owned_.push_back(p);
-    bytes_ += std::max<size_t>(1, count * sizeof(T));
-    return p;
-  }
-  void release(void* p) {
-    if (!p) return;
-    if (async_alloc_) cudaFreeAsync(p, stream_);
-    else cudaFree(p);
-  }
-  // Room for `needed` centers. All new buffers are allocated before any old
-  // one is replaced, so a failure leaves the state as it was.
-  void ensure_centers(int64_t needed) {
-    if (needed <= kcap_) return;
-    if (needed >= int64_t(std::numeric_limits<int32_t>::max()))
-      throw std::length_error("pcoreset CUDA: more than 2^31 - 1 centers");
-    const int64_t cap = std::max<int64_t>({needed, 2 * kcap_, 64});
-    const size_t c = static_cast<size_t>(p_.c), k = static_cast<size_t>(k_), uc = static_cast<size_t>(cap);
-    A* cm = raw_alloc<A>(uc * c, "the center values");
-    A* r2 = nullptr;
-    A* dcc = nullptr;
-    try {
-      r2 = raw_alloc<A>(uc, "the center radii");
-      dcc = raw_alloc<A>(uc, "the center distances");
-    } catch (...) {
-      release(cm);
-      release(r2);
-      throw;
-    }
-    auto swap_in = [&](A*& p, A* q, size_t old_count, size_t new_count, size_t keep) {
-      if (p && keep)
-        check(cudaMemcpyAsync(q, p, keep * sizeof(A), cudaMemcpyDeviceToDevice, stream_), "cudaMemcpyAsync(grow)");
-      if (p) {
-        owned_.erase(std::find(owned_.begin(), owned_.end(), static_cast<void*>(p)));
-        release(p);
-        bytes_ -= std::max<size_t>(1, old_count * sizeof(A));
-      }
-      owned_.push_back(q);
-      bytes_ += std::max<size_t>(1, new_count * sizeof(A));
-      p = q;
-    };
-    const size_t old = static_cast<size_t>(kcap_);
-    swap_in(s_.cm, cm, old * c, uc * c, k * c);
-    swap_in(s_.radius2, r2, old, uc, k);
-    swap_in(s_.dcc2, dcc, old, uc, 0);
-    kcap_ = cap;
-    ++generation_;
-  }
-
-  // Room for a run of `budget` picks: slots 0..budget, picks and radii.
-  void ensure_run(int64_t budget) {
-    if (budget + 1 <= slot_cap_) return;
-    const int64_t cap = std::max<int64_t>({budget + 1, 2 * slot_cap_, 64});
-    const size_t uc = static_cast<size_t>(cap), old = static_cast<size_t>(slot_cap_);
-    // allocate first, then swap (see ensure_centers)
-    int64_t* picks = raw_alloc<int64_t>(uc, "the picks");
-    double* radii = nullptr;
-    unsigned long long* keys = nullptr;
-    double* res_d = nullptr;
-    long long* res_r = nullptr;
-    try {
-      radii = raw_alloc<double>(uc, "the radii");
-      if (std::is_same<A, float>::value) {
-        keys = raw_alloc<unsigned long long>(uc, "the argmax slots");
-      } else {
-        res_d = raw_alloc<double>(uc, "the argmax slots");
-        res_r = raw_alloc<long long>(uc, "the argmax slots");
-      }
-    } catch (...) {
-      release(picks);
-      release(radii);
-      release(keys);
-      release(res_d);
-      throw;
-    }
-    auto swap_in = [&](auto*& p, auto* q) {
-      using T = std::remove_pointer_t<std::remove_reference_t<decltype(p)>>;
-      if (p) {
-        owned_.erase(std::find(owned_.begin(), owned_.end(), static_cast<void*>(p)));
-        release(p);
-        bytes_ -= std::max<size_t>(1, old * sizeof(T));
-      }
-      if (q) {
-        owned_.push_back(q);
-        bytes_ += std::max<size_t>(1, uc * sizeof(T));
-      }
-      p = q;
-    };
-    swap_in(s_.picks, picks);
-    swap_in(s_.radii2, radii);
-    if (std::is_same<A, float>::value) {
-      swap_in(s_.keys, keys);
-    } else {
-      swap_in(s_.res_d, res_d);
-      swap_in(s_.res_r, res_r);
-    }
-    slot_cap_ = cap;
-    ++generation_;
-  }
-
   // ---- pieces of the methods ---------------------------------------------------
 
   int flat_grid(int64_t work) const { return grid_for(kThreads, work, int64_t(sms_) * 8); }
@@ -897,23 +694,14 @@ class TypedState final : public State {
     }
   }
 
-  KCenterParams p_;
-  int device_;
   int sms_ = 1;
-  bool async_alloc_ = false;
   bool smem_center_ = true;  // the center fits in shared memory
   bool prefetch_ = true;     // the pass variant (see dist_batch)
   StepMode steps_ = StepMode::kGraph;
   int pass_grid_ = 1, persistent_grid_ = 0;
-  cudaStream_t stream_ = nullptr;
-  cudaEvent_t ev_in_ = nullptr, ev_out_ = nullptr;
   cudaGraph_t graph_ = nullptr;
   cudaGraphExec_t exec_ = nullptr;
-  int64_t generation_ = 0, graph_generation_ = -1;
-  Dev<S, A> s_{};
-  int64_t k_ = 0, kcap_ = 0, slot_cap_ = 0;
-  std::vector<void*> owned_;
-  size_t bytes_ = 0;
+  int64_t graph_generation_ = -1;
   CudaStats stats_;
 };
 

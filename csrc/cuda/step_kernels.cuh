@@ -117,7 +117,7 @@ __global__ void __launch_bounds__(kThreads, (MinBlocks<A, kLogits>::value))
 // <= kSmemCenterMax), else read from cvec in global memory (wide rows).
 // kPrefetch: see dist_batch.
 template <typename S, typename A, bool kLogits, bool kSmem, bool kPrefetch>
-__global__ void __launch_bounds__(kThreads, (MinBlocks<A, kLogits>::value))
+__global__ void __launch_bounds__(kThreads, (MinBlocks<A, kLogits, kPrefetch>::value))
     pass_kernel(Dev<S, A> s, int mode, long long fixed_slot, long long fixed_id) {
   PCS_DYNAMIC_SMEM(smem_raw);
   __shared__ unsigned int warp_computed[kWarpsPerBlock];
@@ -156,7 +156,7 @@ __global__ void __launch_bounds__(kThreads, (MinBlocks<A, kLogits>::value))
 // centers; the segments queued after it then do nothing. kPrefetch: see
 // dist_batch.
 template <typename S, typename A, bool kLogits, bool kPrefetch>
-__global__ void __launch_bounds__(kThreads, (MinBlocks<A, kLogits>::value))
+__global__ void __launch_bounds__(kThreads, (MinBlocks<A, kLogits, kPrefetch>::value))
     step_kernel(Dev<S, A> s, long long t0, long long t1) {
   namespace cg = cooperative_groups;
   PCS_DYNAMIC_SMEM(smem_raw);
