@@ -37,11 +37,12 @@ except ImportError as exc:  # built without CUDA, or the module failed to load
     _C_cuda = None
     _IMPORT_ERROR = str(exc)
 
-# Largest N * M * C (rows x initial centers x columns) seeded by the kernel's
-# exact pass (a warp per row, every center in turn, early exit); larger
-# starts take certified candidates (pcoreset._start) whose distances the
-# kernel recomputes exactly. The GPU's exact pass is far cheaper than the
-# CPU's, hence a larger threshold than _start.EXACT_MAX_WORK.
+# Largest N * M * C (rows x initial centers x columns) for which the seed
+# pass (every row's nearest initial center) is the kernel's exact pass (a
+# warp per row, every center in turn, early exit); larger seeds take
+# certified candidates (pcoreset._start) whose distances the kernel
+# recomputes exactly. The GPU's exact pass is far cheaper than the CPU's,
+# hence a larger threshold than _start.EXACT_MAX_WORK.
 EXACT_MAX_WORK = 1e11
 
 _STEPS = ("auto", "persistent", "graph", "launches")
@@ -206,7 +207,7 @@ class CudaState:
     def rows_values(self, rows):
         """Rows as the kernel sees them in its accumulation dtype (float32, or
         float64 for float64 pools): a (len(rows), C) torch tensor on the pool's
-        device (what the start's candidate search compares)."""
+        device (what the seed pass's candidate search compares)."""
         import torch
 
         rows = self._rows(rows.cpu().numpy() if isinstance(rows, torch.Tensor) else rows)
@@ -287,7 +288,7 @@ def seed(state: CudaState, problem: Problem) -> None:
 
 
 def kernel_values(state: CudaState):
-    """values(rows) for the start's search: rows exactly as this kernel sees
+    """values(rows) for the seed pass's search: rows exactly as this kernel sees
     them (its own softmax for logits), a torch tensor on the pool's device."""
     return state.rows_values
 
