@@ -154,7 +154,8 @@ if [ "$imported" = 1 ]; then
     attempts=$((attempts + 1))
     rest=$(( deadline - $(date +%s) ))
     [ "$rest" -ge 10 ] || break
-    timeout -k 5 "$rest" "$PY" -m pytest -m cuda -q -p no:cacheprovider -p benchmarks.gpu_check_plugin \
+    PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" timeout -k 5 "$rest" "$PY" -m pytest -m cuda -q -p no:cacheprovider \
+      -p benchmarks.gpu_check_plugin \
       --durations=10 --junitxml "$WORK/junit$attempts.xml" ${deselect[@]+"${deselect[@]}"} tests/test_cuda.py \
       >> "$LOG" 2>&1
     rc=$?

@@ -347,6 +347,36 @@ def test_auto_picks_cuda_for_cuda_tensors(cuda_device):
     assert out.is_cuda
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("stop_call", [1, 3])
+def test_selector_interrupted_on_the_device_keeps_the_finished_steps(cuda_device, stop_call):
+    """A progress callback that raises inside Selector.next on the device:
+    the Selector reports the steps that finished (the device state holds
+    exactly those), its state_dict loads, and continuing gives the sequence
+    of one uninterrupted call."""
+    x = simplex_pool(100_000, 24, seed=34, dtype="float32", clustered=True).to(cuda_device)
+    want = pcoreset.select(x, [3, 5], 2000, backend="cuda").cpu()
+    calls = []
+
+    def progress(done):
+        calls.append(done)
+        if len(calls) == stop_call:
+            raise KeyboardInterrupt
+
+    sel = pcoreset.Selector(x, [3, 5], backend="cuda", progress=progress)
+    with pytest.raises(KeyboardInterrupt):
+        sel.next(2000)
+    t = len(sel.picks)
+    assert 0 < t < 2000, t
+    assert torch.equal(torch.as_tensor(sel.picks).cpu(), want[:t])
+    back = pcoreset.Selector.from_state_dict(x, sel.state_dict(), backend="cuda")
+    calls.clear()
+    stop_call = -1  # no more stops
+    rest = torch.as_tensor(sel.next(2000 - t)).cpu()
+    assert torch.equal(torch.cat([want[:t], rest]), want)
+    assert torch.equal(torch.as_tensor(back.next(2000 - t)).cpu(), rest)
+
+
 # --------------------------------------------------------------------------- a scenario for both
 
 
