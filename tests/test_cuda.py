@@ -740,13 +740,26 @@ def test_emulated_keyboard_interrupt_and_a_real_sigint(emu):
     assert 0 < len(p1) < 800
     np.testing.assert_array_equal(p1, want[:len(p1)])
     _same_state(dev, _cpu_after(x, dt, [], p1))
+    # The run takes seconds in the emulation; the signal comes after 0.3 s.
+    # Only while the run is on does SIGINT raise: a signal that came late
+    # cannot interrupt the test session.
+    armed = [True]
+
+    def on_sigint(signum, frame):
+        if armed[0]:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             dev.run(800 - len(p1))
     finally:
+        armed[0] = False
         timer.cancel()
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
     p2, _ = dev.last_run()
     assert 0 < len(p2) < 800 - len(p1)
     got = np.concatenate([p1, p2])
