@@ -850,6 +850,27 @@ def test_emulated_dcc_launch_error_is_named(emu, monkeypatch):
         dev.push_row(10)
 
 
+def test_emulated_failed_launch_inside_a_run(emu, monkeypatch):
+    """Plain launches: the run's first unit is prep (2nd launch after the
+    slot-0 scan), dcc (3rd), pass. A failed dcc launch is named, the pick
+    that prep recorded is reported, and the state, whose step is half done,
+    refuses every later call instead of continuing from it."""
+    x, dt = host_pool(300, 40, "float32", seed=63)
+    dev = EmuState(emu, x, dt, steps="launches")
+    dev.seed_rows(np.array([3, 150]))
+    monkeypatch.setenv("PCS_EMU_FAIL_LAUNCH", "3")
+    with pytest.raises(RuntimeError, match="dcc_kernel failed: cudaErrorLaunchOutOfResources"):
+        dev.run(20)
+    monkeypatch.delenv("PCS_EMU_FAIL_LAUNCH")
+    p, _ = dev.last_run()
+    want, _ = cpu_state_run(x, dt, [3, 150], 20)
+    np.testing.assert_array_equal(p, want[:len(p)])
+    assert len(p) == 1
+    for call in (dev.current_best, dev.export_state, lambda: dev.run(5), lambda: dev.push_row(7)):
+        with pytest.raises(RuntimeError, match="cannot be used after an error inside run"):
+            call()
+
+
 @pytest.mark.parametrize("variant", ["prefetch", "plain"])
 def test_emulated_more_centers_than_one_dcc_sweep(emu, variant):
     """c = 40 > 32: four centers per warp in the center-to-center stage. The

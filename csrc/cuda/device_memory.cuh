@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -43,6 +44,9 @@ template <typename S, typename A> class DeviceMemory {
   class Call {
    public:
     Call(DeviceMemory& st, void* caller) : st_(st), guard_(st.device_), caller_(static_cast<cudaStream_t>(caller)) {
+      if (!st_.broken_.empty())
+        throw std::runtime_error("pcoreset CUDA: this state cannot be used after an error inside run() (" +
+                                 st_.broken_ + "); make a new one");
       check(cudaEventRecord(st_.ev_in_, caller_), "cudaEventRecord(caller stream)");
       check(cudaStreamWaitEvent(st_.stream_, st_.ev_in_, 0), "cudaStreamWaitEvent");
     }
@@ -207,6 +211,7 @@ template <typename S, typename A> class DeviceMemory {
   int64_t generation_ = 0;                    // bumped when a buffer moves (graphs capture pointers)
   std::vector<void*> owned_;
   size_t bytes_ = 0;
+  std::string broken_;  // why the state refuses every call (an error inside run()), or empty
 };
 
 }  // namespace cuda

@@ -113,9 +113,11 @@ class State {
   // state's run: with no center at all the first pick is the row farthest
   // from the pool mean, radius +inf; the last pick is not pushed).
   // *recorded: the picks written to picks/radii2, also when the run stops
-  // early (progress asked to stop, a step found no row) or throws: each of
-  // them is a center, except the last pick of a run that made all `budget`.
-  // The state is then the one an uninterrupted run of those steps leaves.
+  // early (progress asked to stop, a step found no row): each of them is a
+  // center, except the last pick of a run that made all `budget`, and the
+  // state is the one an uninterrupted run of those steps leaves. When the
+  // run throws (an error inside the steps), *recorded still counts the picks
+  // made, and every later call of the state throws.
   virtual RunEnd run(int64_t budget, int64_t* picks, double* radii2, int64_t* recorded, const ProgressFn& progress,
                      void* stream) = 0;
   // The state as arrays, as the CPU state exports it: running minimum (n,

@@ -347,10 +347,16 @@ class TypedState final : public State, private DeviceMemory<S, A> {
     // run (a stop, an exception), the host learns how many picks the device
     // recorded and counts them as centers, so that the state stays the one
     // an uninterrupted run of those steps leaves.
+    //
+    // An error inside the steps (a failed launch, a fault) may leave the
+    // step in progress half done (its center pushed, its pass not run): the
+    // picks recorded are still reported, but the state refuses every later
+    // call rather than continue from a state no uninterrupted run leaves.
     bool finished = false;
     try {
       finished = run_steps(budget, progress);
-    } catch (...) {
+    } catch (const std::exception& e) {
+      this->broken_ = e.what();
       try {
         settle_run(budget, picks, radii2, recorded);
       } catch (...) {  // the device is gone: the first error is the one to report
@@ -485,14 +491,18 @@ class TypedState final : public State, private DeviceMemory<S, A> {
 
   // One step of a run as three launches (prep, dcc, pass), all reading the
   // step number from ctl.
+  // unit_failed_ names the kernel whose launch failed.
   cudaError_t launch_unit() {
     launch(prep_kernel<S, A, kLogits>, 1, kThreads, 0, stream_, s_, -1, -1);
     cudaError_t e = cudaGetLastError();
+    unit_failed_ = "prep_kernel";
     if (e != cudaSuccess) return e;
     if (p_.prune) {
       e = launch_dcc(-1);
+      unit_failed_ = "dcc_kernel";
       if (e != cudaSuccess) return e;
     }
+    unit_failed_ = "pass_kernel";
     return launch_pass_nocheck(kUpdate, -1, -1);
   }
 
@@ -554,7 +564,10 @@ class TypedState final : public State, private DeviceMemory<S, A> {
     int64_t u = t0;
     if (graphed)
       for (; u + kGraphSteps <= t1; u += kGraphSteps) check(cudaGraphLaunch(exec_, stream_), "cudaGraphLaunch");
-    for (; u < t1; ++u) check(launch_unit(), "greedy step launch");
+    for (; u < t1; ++u) {
+      const cudaError_t e = launch_unit();
+      check(e, unit_failed_);
+    }
   }
 
   // The steps of a run in segments: at most two segments queued, the host
@@ -702,6 +715,7 @@ class TypedState final : public State, private DeviceMemory<S, A> {
   cudaGraph_t graph_ = nullptr;
   cudaGraphExec_t exec_ = nullptr;
   int64_t graph_generation_ = -1;
+  const char* unit_failed_ = "greedy step";
   CudaStats stats_;
 };
 
