@@ -1,4 +1,6 @@
-"""Validation of the public arguments into one `Problem` that backends run.
+"""Validation of the public arguments into one `Problem` that backends run,
+and the conversions every layer above shares: the pool as the kernels see its
+rows, and results back into the caller's kind of array.
 
 Validate in public, compute in private: everything a backend may assume is
 checked here once, with messages that name the argument and the value.
@@ -23,6 +25,9 @@ except ImportError:  # pragma: no cover
     torch = None
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
+# The integer code of each dtype in saved states and in the distributed
+# handshake (never renumber: saved states carry it).
+DTYPE_CODE = {"float16": 1, "bfloat16": 2, "float32": 3, "float64": 4}
 
 # Rows of `probs` must sum to 1 within this tolerance (by storage dtype): the
 # rounding of a softmax row stored in that precision stays well inside it.
@@ -334,3 +339,62 @@ def make_problem(probs, labeled_idx, budget, *, simplex: bool, from_logits: bool
     return Problem(x=x, kind=kind, device=device, dtype=dtype, n=n, c=c, labeled=labeled, budget=b,
                    centers=ctr, from_logits=bool(from_logits), temperature=t, prune=bool(prune),
                    num_threads=int(num_threads), progress=progress, source=probs)
+
+
+# --------------------------------------------------------------------------- conversions
+
+def chunk_rows(n: int, c: int, other: int = 1) -> int:
+    """Rows per chunk so that a chunk x max(c, other) float32 block stays near 64 MiB."""
+    return max(1, min(n, _memory.CHUNK_BYTES // (4 * max(c, other, 1))))
+
+
+def torch_pool(problem: Problem) -> "torch.Tensor":
+    """The pool as a torch tensor (no copy)."""
+    x = problem.x
+    if isinstance(x, torch.Tensor):
+        return x
+    t = readonly_tensor(x)
+    if problem.dtype == "bfloat16":
+        t = t.view(torch.bfloat16)
+    return t
+
+
+def accum_dtype(problem: Problem) -> "torch.dtype":
+    """The torch dtype distances accumulate in: float64 for float64 pools, else float32."""
+    return torch.float64 if problem.dtype == "float64" else torch.float32
+
+
+def rows_as_values(problem: Problem, x: "torch.Tensor", start: int, stop: int) -> "torch.Tensor":
+    """Rows [start, stop) as the kernels see them, in the accumulation dtype:
+    the stored values, or softmax(row / temperature) for logits."""
+    chunk = x[start:stop].to(accum_dtype(problem))
+    if problem.from_logits:
+        chunk = torch.softmax(chunk / problem.temperature, dim=1)
+    return chunk
+
+
+Values = Callable[["torch.Tensor"], "torch.Tensor"]
+
+
+def torch_values(problem: Problem) -> Values:
+    """values(rows) -> the rows (an int64 index tensor) as the torch backend
+    sees them, in the accumulation dtype, on the pool's device."""
+    x = torch_pool(problem)
+
+    def values(rows: "torch.Tensor") -> "torch.Tensor":
+        return rows_as_values(problem, x[rows.to(x.device)], 0, int(rows.numel()))
+
+    return values
+
+
+def to_kind(values, problem: Problem, dtype):
+    """Results (NumPy or torch) as the kind of array the caller passed: NumPy
+    in, NumPy out; torch in, torch out on the pool's device."""
+    if problem.kind == "numpy":
+        if torch is not None and isinstance(values, torch.Tensor):
+            values = values.cpu().numpy()
+        return np.asarray(values, dtype=dtype)
+    tdtype = torch.int64 if dtype is np.int64 else torch.float64
+    if isinstance(values, torch.Tensor):
+        return values.to(device=problem.device, dtype=tdtype)
+    return torch.as_tensor(np.asarray(values, dtype=dtype)).to(problem.device)

@@ -59,25 +59,24 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from typing import Callable, Iterator, Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
 
-from . import _memory, _threads
-from ._problem import Problem, readonly_tensor
+from . import _memory, _threads, backends
+from ._problem import (Problem, Values, accum_dtype, chunk_rows, make_problem, rows_as_values,  # noqa: F401
+                       torch_pool, torch_values)
+from .backends.base import EXACT_MAX_WORK, Backend, KCenterState
 
 try:  # the fused epilogue of the certified search (a torch fallback otherwise)
     from . import _C
 except ImportError:
     _C = None
 
-# Largest N * M * C solved by the exact direct pass (about 1-2 s on 2 cores).
-EXACT_MAX_WORK = 2e9
 # Candidate centers per row handed to the kernel (rows with fewer repeat
 # their first one; rows with more keep the K_OUT nearest in float64).
 K_OUT = _memory.CANDIDATES
-_CHUNK_BYTES = 64 << 20
 # Elements of one tile (rows x centers): 8 MiB of float32, read twice by the
 # fused epilogue while it is still in the last-level cache; larger tiles
 # amortise the per-tile work (gathers, norms, the bounding GEMM).
@@ -111,60 +110,53 @@ def forced_method() -> Optional[str]:
     return forced
 
 
-def use_exact(n: int, n_centers: int, c: int) -> bool:
-    return start_method(n, n_centers, c) == "exact"
+def use_exact(n: int, n_centers: int, c: int, max_work: float = EXACT_MAX_WORK) -> bool:
+    return start_method(n, n_centers, c, max_work) == "exact"
 
 
-def start_method(n: int, n_centers: int, c: int) -> str:
-    """How the start runs: "exact" (the kernel's direct pass) or "certified"
+def start_method(n: int, n_centers: int, c: int, max_work: float = EXACT_MAX_WORK) -> str:
+    """How the start runs: "exact" (the state's direct pass, for N * M * C
+    up to `max_work`, the backend's `exact_max_work`) or "certified"
     (certified GEMM candidates, refined exactly). See the module docstring."""
     forced = forced_method()
     if forced is not None:
         return forced
-    return "exact" if float(n) * n_centers * c <= EXACT_MAX_WORK else "certified"
+    return "exact" if float(n) * n_centers * c <= max_work else "certified"
 
 
-def torch_pool(problem: Problem) -> torch.Tensor:
-    """The pool as a torch tensor (no copy)."""
-    x = problem.x
-    if isinstance(x, torch.Tensor):
-        return x
-    t = readonly_tensor(x)
-    if problem.dtype == "bfloat16":
-        t = t.view(torch.bfloat16)
-    return t
+def start_state(backend: Backend, state: KCenterState, problem: Problem) -> None:
+    """The start: set every row's nearest initial center on a fresh `state`
+    of `backend` (labeled rows, then the `centers=` vectors): the state's own
+    exact pass for small products, else the certified candidates, searched
+    over the rows as this state sees them, whose distances the state
+    recomputes exactly."""
+    labeled = problem.labeled
+    vecs = problem.centers
+    if problem.n_centers == 0:
+        return
+    if use_exact(problem.n, problem.n_centers, problem.c, backend.exact_max_work):
+        if labeled.size:
+            state.seed_rows(labeled)
+        if vecs is not None:
+            state.seed_vectors(vecs)
+        return
+    values = backend.start_values(state, problem)
+    cand_rows, cand_vecs = split_candidates(nearest_candidates(problem, values=values), labeled.size)
+    if labeled.size:
+        state.seed_rows_with_candidates(labeled, cand_rows)
+    if vecs is not None:
+        state.seed_vectors_with_candidates(vecs, cand_vecs)
 
 
-def accum_dtype(problem: Problem) -> torch.dtype:
-    return torch.float64 if problem.dtype == "float64" else torch.float32
-
-
-def rows_as_values(problem: Problem, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """Rows [start, stop) as the kernels see them, in the accumulation dtype:
-    the stored values, or softmax(row / temperature) for logits."""
-    chunk = x[start:stop].to(accum_dtype(problem))
-    if problem.from_logits:
-        chunk = torch.softmax(chunk / problem.temperature, dim=1)
-    return chunk
-
-
-def chunk_rows(n: int, c: int, other: int = 1) -> int:
-    """Rows per chunk so that a chunk x max(c, other) float32 block stays near 64 MiB."""
-    return max(1, min(n, _CHUNK_BYTES // (4 * max(c, other, 1))))
-
-
-Values = Callable[[torch.Tensor], torch.Tensor]
-
-
-def torch_values(problem: Problem) -> Values:
-    """values(rows) -> the rows (an int64 index tensor) as the torch backend
-    sees them, in the accumulation dtype, on the pool's device."""
-    x = torch_pool(problem)
-
-    def values(rows: torch.Tensor) -> torch.Tensor:
-        return rows_as_values(problem, x[rows.to(x.device)], 0, int(rows.numel()))
-
-    return values
+def add_rows(backend: Backend, state: KCenterState, problem: Problem, rows: np.ndarray) -> None:
+    """Pool rows become centers of a running state (rows labeled out of
+    order): the exact pass, or certified candidates for large products."""
+    if use_exact(problem.n, rows.size, problem.c, backend.exact_max_work):
+        state.seed_rows(rows)
+        return
+    values = backend.start_values(state, problem)
+    cand = nearest_candidates(problem, centers=values(torch.from_numpy(rows)), values=values)
+    state.seed_rows_with_candidates(rows, cand)
 
 
 def initial_centers(problem: Problem, values: Values) -> torch.Tensor:
@@ -225,14 +217,14 @@ def _dedupe(y: torch.Tensor):
 
 
 def _pivots(y: torch.Tensor, p: int) -> torch.Tensor:
-    """p rows of y chosen by farthest-first traversal (the package's own
-    k-center greedy), as indices into y."""
-    from .select import kcenter_greedy
-
+    """p rows of y chosen by farthest-first traversal, as indices into y:
+    k-center greedy from the pool mean, run on a kernel state over y."""
     small = y.shape[0] * y.shape[1] < (1 << 22)  # one thread: a parallel region costs more
-    picks = kcenter_greedy(y if y.device.type != "cpu" else y.numpy(), None, p,
-                           num_threads=1 if small else 0)
-    return torch.as_tensor(picks, dtype=torch.int64, device=y.device)
+    problem = make_problem(y if y.device.type != "cpu" else y.numpy(), None, p, simplex=False,
+                           from_logits=False, temperature=1.0, prune=True, num_threads=1 if small else 0,
+                           progress=None, name="centers")
+    picks, _ = backends.choose(problem).make_state(problem).run(p)
+    return torch.as_tensor(np.asarray(picks), dtype=torch.int64, device=y.device)
 
 
 def certified_candidates(problem: Problem, centers: torch.Tensor, values: Optional[Values] = None,
@@ -316,7 +308,7 @@ def _search(problem: Problem, values: Values, y: torch.Tensor, rep: torch.Tensor
     first = [0]
     for cnt in counts:
         first.append(first[-1] + cnt)
-    block = max(1, min(p, _CHUNK_BYTES // (8 * max(1, m))))
+    block = max(1, min(p, _memory.CHUNK_BYTES // (8 * max(1, m))))
     for g0 in range(0, p, block):
         g1 = min(p, g0 + block)
         if sum(counts[g0:g1]) == 0:
