@@ -9,6 +9,7 @@ from .errors import (  # noqa: E402
     BackendUnavailableError,
     InvalidInputError,
     InvalidTypeError,
+    MissingDependencyError,
     OutOfMemoryError,
     PcoresetError,
     PoolExhaustedError,
@@ -30,5 +31,6 @@ __all__ = [
     "PoolExhaustedError",
     "BackendUnavailableError",
     "OutOfMemoryError",
+    "MissingDependencyError",
     "__version__",
 ]

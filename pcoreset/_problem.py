@@ -19,7 +19,7 @@ import numpy as np
 from . import _memory
 from .errors import InvalidInputError, InvalidTypeError, PoolExhaustedError
 
-try:  # torch is a dependency, but keep the import failure readable
+try:  # torch is optional (pcoreset[torch]): NumPy pools need only NumPy
     import torch
 except ImportError:  # pragma: no cover
     torch = None
@@ -179,22 +179,29 @@ def check_values(x: Any, dtype: str, simplex: bool, name: str = "probs",
     tol = SIMPLEX_ATOL[dtype] if atol is None else float(atol)
     itemsize = 2 if dtype in ("float16", "bfloat16") else (4 if dtype == "float32" else 8)
     for start, stop in _row_chunks(n, c, itemsize):
-        chunk = x[start:stop] if _is_torch(x) else readonly_tensor(np.asarray(x[start:stop]))
-        acc = chunk.double() if dtype == "float64" else chunk.float()
+        if _is_torch(x):
+            chunk = x[start:stop]
+            acc = chunk.double() if dtype == "float64" else chunk.float()
+            sums, mins = acc.sum(dim=1), acc.amin(dim=1)
+            not_finite = None if bool(torch.isfinite(sums).all()) else ~torch.isfinite(acc).all(dim=1)
+            sums, mins = sums.cpu().numpy(), mins.cpu().numpy()
+            not_finite = None if not_finite is None else not_finite.cpu().numpy()
+        else:
+            chunk = np.asarray(x[start:stop])
+            acc = chunk.astype(np.float64 if dtype == "float64" else np.float32, copy=False)
+            sums = acc.sum(axis=1)
+            not_finite = None if np.isfinite(sums).all() else ~np.isfinite(acc).all(axis=1)
+            mins = acc.min(axis=1) if simplex else None
         # A row sum is finite only if every value is: one fast reduction
         # clears the common case; the per-value test runs only on a chunk
         # whose sums are not all finite (or that overflowed).
-        sums = acc.sum(dim=1)
-        if not bool(torch.isfinite(sums).all()):
-            finite = torch.isfinite(acc).all(dim=1)
-            if not bool(finite.all()):
-                row = start + int(torch.nonzero(~finite)[0, 0])
-                raise InvalidInputError(f"{name} has a NaN or inf value in row {row}")
+        if not_finite is not None and not_finite.any():
+            row = start + int(np.flatnonzero(not_finite)[0])
+            raise InvalidInputError(f"{name} has a NaN or inf value in row {row}")
         if simplex:
-            mins = acc.amin(dim=1)
-            bad = (mins < -tol) | ((sums.double() - 1.0).abs() > tol)
-            if bool(bad.any()):
-                row = start + int(torch.nonzero(bad)[0, 0])
+            bad = (mins < -tol) | (np.abs(sums.astype(np.float64) - 1.0) > tol)
+            if bad.any():
+                row = start + int(np.flatnonzero(bad)[0])
                 _raise_simplex(name, row, float(mins[row - start]), float(sums[row - start]), tol)
         # a file-backed pool is checked without staying resident
         _memory.release_rows(x, start, stop)
@@ -314,10 +321,17 @@ def check_centers(centers: Any, c: int, device: str, *, simplex: bool, from_logi
     if int(arr.shape[0]) == 0:
         return None
     check_values(arr, dtype, simplex=simplex and not from_logits, name=name, atol=atol)
-    t = arr.detach().cpu().double() if _is_torch(arr) else torch.from_numpy(np.asarray(arr, dtype=np.float64))
+    if _is_torch(arr):
+        if arr.dtype == torch.bfloat16:
+            arr = arr.float()
+        arr = arr.detach().cpu().numpy()
+    t = np.array(arr, dtype=np.float64)
     if from_logits:
-        t = torch.softmax(t / temperature, dim=1)
-    return np.ascontiguousarray(t.numpy())
+        t /= temperature
+        t -= t.max(axis=1, keepdims=True)
+        np.exp(t, out=t)
+        t /= t.sum(axis=1, keepdims=True)
+    return np.ascontiguousarray(t)
 
 
 def make_problem(probs, labeled_idx, budget, *, simplex: bool, from_logits: bool, temperature,
@@ -348,8 +362,14 @@ def chunk_rows(n: int, c: int, other: int = 1) -> int:
     return max(1, min(n, _memory.CHUNK_BYTES // (4 * max(c, other, 1))))
 
 
-def torch_pool(problem: Problem) -> "torch.Tensor":
+# rows as the kernels see them (torch is imported only in the torch helpers,
+# for torch pools and the torch/faiss backends)
+
+
+def torch_pool(problem: Problem):
     """The pool as a torch tensor (no copy)."""
+    import torch
+
     x = problem.x
     if isinstance(x, torch.Tensor):
         return x
@@ -359,32 +379,79 @@ def torch_pool(problem: Problem) -> "torch.Tensor":
     return t
 
 
-def accum_dtype(problem: Problem) -> "torch.dtype":
-    """The torch dtype distances accumulate in: float64 for float64 pools, else float32."""
+def accum_dtype(problem: Problem):
+    """The torch accumulation dtype (float64 for float64 pools, else float32)."""
+    import torch
+
     return torch.float64 if problem.dtype == "float64" else torch.float32
 
 
-def rows_as_values(problem: Problem, x: "torch.Tensor", start: int, stop: int) -> "torch.Tensor":
-    """Rows [start, stop) as the kernels see them, in the accumulation dtype:
-    the stored values, or softmax(row / temperature) for logits."""
+def rows_as_values(problem: Problem, x, start: int, stop: int):
+    """Rows [start, stop) of a torch pool as the kernels see them, in the
+    accumulation dtype: the stored values, or softmax(row / temperature)."""
+    import torch
+
     chunk = x[start:stop].to(accum_dtype(problem))
     if problem.from_logits:
         chunk = torch.softmax(chunk / problem.temperature, dim=1)
     return chunk
 
 
-Values = Callable[["torch.Tensor"], "torch.Tensor"]
+Values = Callable[[np.ndarray], object]
 
 
 def torch_values(problem: Problem) -> Values:
-    """values(rows) -> the rows (an int64 index tensor) as the torch backend
-    sees them, in the accumulation dtype, on the pool's device."""
+    """values(rows) -> the rows (int64 indices, NumPy or torch) as the torch
+    backend sees them, a torch tensor in the accumulation dtype on the pool's
+    device."""
+    import torch
+
     x = torch_pool(problem)
 
-    def values(rows: "torch.Tensor") -> "torch.Tensor":
-        return rows_as_values(problem, x[rows.to(x.device)], 0, int(rows.numel()))
+    def values(rows):
+        rows = torch.as_tensor(rows, dtype=torch.int64).to(x.device)
+        return rows_as_values(problem, x[rows], 0, int(rows.numel()))
 
     return values
+
+
+def numpy_values(problem: Problem) -> Values:
+    """values(rows) -> the rows of a host pool in the accumulation dtype
+    (NumPy), softmax(row / temperature) for logits."""
+    x = problem.numpy_view()
+    acc = acc_dtype(problem)
+
+    def values(rows):
+        part = x[np.asarray(rows, dtype=np.int64)]
+        if problem.dtype == "bfloat16":  # raw bits: the high half of a float32
+            part = (part.astype(np.uint32) << 16).view(np.float32)
+        part = part.astype(acc)
+        if problem.from_logits:
+            part = part / acc.type(problem.temperature)
+            part -= part.max(axis=1, keepdims=True)
+            np.exp(part, out=part)
+            part /= part.sum(axis=1, keepdims=True)
+        return part
+
+    return values
+
+
+def default_values(problem: Problem) -> Values:
+    """The start's view of pool rows when the caller gives none: the torch
+    backend's (torch pools, or any pool while torch is installed, so that the
+    torch and FAISS states see the same rounding), else NumPy's."""
+    if problem.kind == "torch":
+        return torch_values(problem)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return numpy_values(problem)
+    return torch_values(problem)
+
+
+def acc_dtype(problem: Problem) -> np.dtype:
+    """The NumPy accumulation dtype (float64 for float64 pools, else float32)."""
+    return np.dtype(np.float64 if problem.dtype == "float64" else np.float32)
 
 
 def to_kind(values, problem: Problem, dtype):

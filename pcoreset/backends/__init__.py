@@ -14,6 +14,7 @@ from typing import Dict, List
 import numpy as np
 
 from .. import _memory
+from .._deps import install_hint
 from .._problem import Problem
 from ..errors import BackendUnavailableError, InvalidInputError
 from .base import Backend
@@ -152,8 +153,28 @@ def _load() -> None:
             continue
         try:
             register(importlib.import_module(f"{__name__}.{module}").BACKEND)
-        except ImportError:  # a required library (torch) is missing: the backend is not offered
-            pass
+        except ImportError as exc:
+            if getattr(exc, "name", None) != "torch":
+                raise
+            # the NumPy-only install: say what to install instead of leaving
+            # the backend out of the list
+            register(_NeedsTorch(name))
     # only now: an interrupted import (Ctrl-C while a CUDA or FAISS library
     # loads) must not leave a backend unregistered for the rest of the process
     _LOADED.append(True)
+
+
+class _NeedsTorch(Backend):
+    """A backend that cannot even be imported here because torch is missing."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def unavailable(self):
+        return f"torch is not installed: {install_hint('torch')}"
+
+    def make_state(self, problem: Problem):
+        raise BackendUnavailableError(f"backend={self.name!r} cannot run", {self.name: self.unavailable()})
+
+    def memory_parts(self, n, c, dtype, centers, budget, from_logits):
+        return {}
