@@ -38,7 +38,7 @@ except ImportError as exc:  # built without CUDA, or the module failed to load
     _C_cuda = None
     _IMPORT_ERROR = str(exc)
 
-# Largest N * M * C (rows x initial centers x columns) seeded by the kernel's
+# Largest N * M * C (rows x initial centers x columns) whose start is the kernel's
 # exact pass (a warp per row, every center in turn, early exit); larger
 # starts take certified candidates (pcoreset._start) whose distances the
 # kernel recomputes exactly. The GPU's exact pass is far cheaper than the
