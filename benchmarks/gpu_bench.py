@@ -11,7 +11,7 @@ noise), each skipped when the time left (--seconds) is too short:
   10k x 100  float32, 1% labeled, budget 1,000    (per-step time: launch- and latency-bound)
   10M x 100  float16, 1,000 labeled, budget 1,000
 
-Each case is seeded once (timed), its state exported, and every variant
+Each case runs the start once (timed), its state exported, and every variant
 continues from a copy of that state (load_state), so only the greedy steps
 are timed:
   plain-persistent     the pass without loads ahead across chunks (the
@@ -140,7 +140,7 @@ def problem_for(x, labeled, budget, prune):
 
 def time_steps(x, labeled, saved, budget, prune, variant, steps):
     """Seconds per greedy step of `budget` picks continuing from the saved
-    seeded state, the state's stats and the picks."""
+    state after the start, the state's stats and the picks."""
     st = cuda_backend.CudaState(problem_for(x, labeled, budget, prune), steps=steps, pass_variant=variant)
     st.load_state(*saved)
     # Warm-up: kernels loaded, buffers grown and the graph captured (up to
@@ -158,11 +158,11 @@ def run_case(name, n, c, dtype, n_labeled, budget, dense_budget, baseline_steps,
     res = {"case": name, "n": n, "c": c, "dtype": str(dtype).replace("torch.", ""), "labeled": n_labeled,
            "budget": budget, "dense_budget": dense_budget, "variants": {}}
     bytes_per_pass = n * c * x.element_size()
-    seeded = problem_for(x, labeled, budget, True)
+    started = problem_for(x, labeled, budget, True)
     torch.cuda.synchronize()
     t0 = time.perf_counter()
-    base = cuda_backend.CudaState(seeded)
-    _start.start_state(cuda_backend.BACKEND, base, seeded)
+    base = cuda_backend.CudaState(started)
+    _start.start_state(cuda_backend.BACKEND, base, started)
     torch.cuda.synchronize()
     res["start_s"] = time.perf_counter() - t0
     saved = base.export_state()

@@ -454,6 +454,25 @@ def acc_dtype(problem: Problem) -> np.dtype:
     return np.dtype(np.float64 if problem.dtype == "float64" else np.float32)
 
 
+def softmax(logits, temperature: float = 1.0, dtype=None) -> np.ndarray:
+    """softmax(row / temperature) of every row, in NumPy: in `dtype`
+    (default float32, float64 for float64 logits), in row chunks so that no
+    N x C float64 temporary is made."""
+    logits = np.asarray(logits)
+    dtype = np.dtype(dtype or (np.float64 if logits.dtype == np.float64 else np.float32))
+    out = np.empty(logits.shape, dtype=dtype)
+    step = max(1, (32 << 20) // (8 * max(1, logits.shape[1] if logits.ndim == 2 else 1)))
+    for start in range(0, logits.shape[0], step):
+        z = np.array(logits[start:start + step], dtype=dtype)
+        if temperature != 1.0:
+            z = z / temperature
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        out[start:start + step] = z
+    return out
+
+
 def to_kind(values, problem: Problem, dtype):
     """Results (NumPy or torch) as the kind of array the caller passed: NumPy
     in, NumPy out; torch in, torch out on the pool's device."""

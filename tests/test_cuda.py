@@ -383,7 +383,7 @@ def test_selector_interrupted_on_the_device_keeps_the_finished_steps(cuda_device
 
 def compare_state_scenario(dev, host, n, c, seed, labeled_every=37):
     """Drives a device state and the CPU state through the same calls and
-    asserts every result equal, bit for bit: seeding (rows, vectors,
+    asserts every result equal, bit for bit: the start (rows, vectors,
     candidates), runs that continue each other, push_row / push_center,
     exclusions, queries, export/load."""
     rng = np.random.default_rng(seed)
@@ -658,7 +658,7 @@ def test_selector_continues_on_the_device(cuda_device, dtype):
 
 
 def _cpu_after(x, dt, seeds, picks, push_last=True):
-    """The CPU state after seeding `seeds` and an uninterrupted run of
+    """The CPU state after starting from `seeds` and an uninterrupted run of
     len(picks) steps whose last pick is pushed too (as an interrupted run
     leaves it), asserting the same picks."""
     host = cpu_state(x, dt)

@@ -4,7 +4,7 @@
 // CPU kernel's (nvcc --fmad=false, g++ -ffp-contract=off).
 //
 // Three shapes, one order:
-//   warp_dist    (the seed pass): one row per warp, 8 columns per lane per
+//   warp_dist    (the start): one row per warp, 8 columns per lane per
 //                chunk; the center read through a functor (global memory).
 //   dist_batch   (the steps' pass and dcc): up to 4 rows per warp at once, U
 //                columns per lane per chunk; the R*U loads of a chunk are
@@ -75,7 +75,7 @@ template <typename T, typename A> __device__ __forceinline__ A raw_value(typenam
 template <typename A> struct LoadsInFlight { static constexpr int value = 16; };
 template <> struct LoadsInFlight<double> { static constexpr int value = 8; };
 
-// ---- one row per warp (the seed pass) ------------------------------------------
+// ---- one row per warp (the start) ----------------------------------------------
 
 constexpr int kUnroll = 8;  // warp_dist: columns per lane per chunk; also its early-exit period
 

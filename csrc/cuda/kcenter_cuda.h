@@ -141,7 +141,7 @@ class State {
 // std::runtime_error naming a failed CUDA call.
 std::unique_ptr<State> make_state(const void* x, const StateOptions& options, void* stream);
 
-// Device bytes a state of this size holds after seeding `n_centers` centers
+// Device bytes a state of this size holds after starting with `n_centers` centers
 // and running `budget` steps (for error messages and estimates).
 size_t state_bytes(const std::string& dtype, int64_t n, int64_t c, bool from_logits, int64_t n_centers,
                    int64_t budget);

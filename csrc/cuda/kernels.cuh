@@ -8,7 +8,7 @@
 // center vector, argmax slots, and a control block (Ctl).
 //
 // Slot t holds the argmax that becomes pick t of a run (slot 0: the first
-// pick, from the pool mean or the seeded state). Step t of a run:
+// pick, from the pool mean or the started state). Step t of a run:
 //   - pick t is decoded from slot t and recorded; unless it is the run's
 //     last, it becomes center base + t (values stored once, softmax applied
 //     once) and is marked taken;
@@ -35,11 +35,11 @@
 //
 // Files: device_state.cuh (constants, Ctl, Dev, the argmax), dist.cuh (the
 // distances in the shared lane order), pass.cuh (the fused pass and dcc),
-// seed_kernels.cuh (the seed pass, the mean, export/load), step_kernels.cuh
+// start_kernels.cuh (the start, the mean, export/load), step_kernels.cuh
 // (the steps).
 #pragma once
 
 #include "device_state.cuh"
 #include "pass.cuh"
-#include "seed_kernels.cuh"
+#include "start_kernels.cuh"
 #include "step_kernels.cuh"

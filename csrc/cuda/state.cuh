@@ -113,7 +113,7 @@ class TypedState final : public State, private DeviceMemory<S, A> {
   }
 
  public:
-  // ---- seeding -------------------------------------------------------------
+  // ---- the start (initial centers) ---------------------------------------------
 
   void seed_rows(const int64_t* rows, int64_t count, void* caller) override {
     if (count <= 0) return;

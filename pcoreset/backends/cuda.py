@@ -36,12 +36,11 @@ except ImportError as exc:  # built without CUDA, or the module failed to load
     _C_cuda = None
     _IMPORT_ERROR = str(exc)
 
-# Largest N * M * C (rows x initial centers x columns) for which the seed
-# pass (every row's nearest initial center) is the kernel's exact pass (a
-# warp per row, every center in turn, early exit); larger seeds take
-# certified candidates (pcoreset._start) whose distances the kernel
-# recomputes exactly. The GPU's exact pass is far cheaper than the CPU's,
-# hence a larger threshold than base.EXACT_MAX_WORK.
+# Largest N * M * C (rows x initial centers x columns) whose start is the kernel's
+# exact pass (a warp per row, every center in turn, early exit); larger
+# starts take certified candidates (pcoreset._start) whose distances the
+# kernel recomputes exactly. The GPU's exact pass is far cheaper than the
+# CPU's, hence a larger threshold than base.EXACT_MAX_WORK.
 EXACT_MAX_WORK = 1e11
 
 _STEPS = ("auto", "persistent", "graph", "launches")
@@ -209,7 +208,7 @@ class CudaState(KCenterState):
     def rows_values(self, rows):
         """Rows as the kernel sees them in its accumulation dtype (float32, or
         float64 for float64 pools): a (len(rows), C) torch tensor on the pool's
-        device (what the seed pass's candidate search compares)."""
+        device (what the start's candidate search compares)."""
         import torch
 
         rows = self._rows(rows.cpu().numpy() if isinstance(rows, torch.Tensor) else rows)

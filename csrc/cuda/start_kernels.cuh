@@ -1,4 +1,4 @@
-// Kernels outside the greedy steps: the seed pass (labeled rows and center
+// Kernels outside the greedy steps: the start (labeled rows and center
 // vectors become centers, every row gets its exact nearest one), softmax
 // constants, the pool mean, exclusions, and the state as arrays
 // (export/load).
@@ -11,7 +11,7 @@
 namespace pcoreset {
 namespace cuda {
 
-// ---- the seed pass ---------------------------------------------------------------
+// ---- the start -------------------------------------------------------------------
 
 template <typename S, typename A> __global__ void init_kernel(Dev<S, A> s) {
   for (int64_t i = global_thread(); i < s.n; i += total_threads()) {
