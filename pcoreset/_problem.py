@@ -325,13 +325,9 @@ def check_centers(centers: Any, c: int, device: str, *, simplex: bool, from_logi
         if arr.dtype == torch.bfloat16:
             arr = arr.float()
         arr = arr.detach().cpu().numpy()
-    t = np.array(arr, dtype=np.float64)
     if from_logits:
-        t /= temperature
-        t -= t.max(axis=1, keepdims=True)
-        np.exp(t, out=t)
-        t /= t.sum(axis=1, keepdims=True)
-    return np.ascontiguousarray(t)
+        return softmax(arr, temperature, dtype=np.float64)
+    return np.array(arr, dtype=np.float64)
 
 
 def make_problem(probs, labeled_idx, budget, *, simplex: bool, from_logits: bool, temperature,
@@ -425,13 +421,9 @@ def numpy_values(problem: Problem) -> Values:
         part = x[np.asarray(rows, dtype=np.int64)]
         if problem.dtype == "bfloat16":  # raw bits: the high half of a float32
             part = (part.astype(np.uint32) << 16).view(np.float32)
-        part = part.astype(acc)
         if problem.from_logits:
-            part = part / acc.type(problem.temperature)
-            part -= part.max(axis=1, keepdims=True)
-            np.exp(part, out=part)
-            part /= part.sum(axis=1, keepdims=True)
-        return part
+            return softmax(part, problem.temperature, dtype=acc)
+        return part.astype(acc)
 
     return values
 

@@ -15,6 +15,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from .._memory import MEAN_BLOCK_ROWS  # noqa: F401  (part of the kernels' contract)
 from .._problem import Problem, Values, default_values
 
 # Largest N * M * C (rows x initial centers x columns) whose start runs as the
@@ -25,12 +26,9 @@ EXACT_MAX_WORK = 2e9
 Progress = Optional[Callable[[int], None]]
 Picks = Tuple[np.ndarray, np.ndarray]
 
-# What code outside the kernels must compute exactly as they do (distributed
-# selection rebuilds their pool mean and their argmax across ranks; tests
-# check both against the kernel).
-#: rows per partial sum of a state's mean_vector: blocks summed in row order
-#: from 0.0, the block sums added in block order, then divided by N
-MEAN_BLOCK_ROWS = 4096
+# What code outside the kernels must compute exactly as they do: distributed
+# selection rebuilds their pool mean (blocks of MEAN_BLOCK_ROWS) and their
+# argmax key across ranks; tests check both against the kernel.
 #: a packed key holds global row indices below this
 KEY_INDEX_LIMIT = 0xFFFFFFFF
 

@@ -13,11 +13,12 @@ import torch
 import torch.distributed as dist
 
 from .._problem import check_count, check_labeled, to_kind
+from .._start import add_rows
 from ..errors import InvalidInputError, InvalidTypeError, PoolExhaustedError, RankMismatchError
 from ..selector import _check_radius, _dist2_at_most
 from ._agree import agree, check_local, share_centers
 from ._comm import DEFAULT_TIMEOUT_S, Comm, as_timeout, ranks_by_value
-from ._local import local_backend, start_everywhere
+from ._local import local_backend, share_rows, start_everywhere
 from ._loop import Stepper
 
 # Timings of the last `select` on this process (seconds): setup, start, mean,
@@ -232,11 +233,7 @@ class Selector:
         local_new = self._local(new)
         state = self._stepper.state
         if state is not None and local_new.size:
-            from .. import _start as start
-
-            start.add_rows(local_backend(self._problem), state, self._problem, local_new)
-        from ._local import share_rows
-
+            add_rows(local_backend(self._problem), state, self._problem, local_new)
         share_rows(self._comm, state, self._problem, local_new, counts, self._layout.c)
         self._added = np.concatenate([self._added, new])
         self._excluded = self._excluded[~np.isin(self._excluded, new)]
