@@ -89,6 +89,31 @@ def pool_checksum(problem: Problem) -> int:
     return int(np.frombuffer(h.digest(), dtype="<i8")[0]) & ((1 << 63) - 1)
 
 
+class UntilResult(tuple):
+    """What `Selector.until` returns: the tuple (picks, radii) of the call,
+    unpacked as before, with `reached`: True when the coverage radius asked
+    for was reached (the Selector's radius is now <= it), False when
+    `max_picks` ended the call first."""
+
+    reached: bool
+
+    def __new__(cls, picks, radii, reached: bool) -> "UntilResult":
+        out = super().__new__(cls, (picks, radii))
+        out.reached = bool(reached)
+        return out
+
+    @property
+    def picks(self):
+        return self[0]
+
+    @property
+    def radii(self):
+        return self[1]
+
+    def __repr__(self) -> str:
+        return f"UntilResult(picks={self[0]!r}, radii={self[1]!r}, reached={self.reached})"
+
+
 class Selector:
     """k-center greedy selection that continues across calls.
 
@@ -104,6 +129,20 @@ class Selector:
 
     The read-only properties `picks`, `radii`, `radius`, `n_centers`,
     `n_available` and `excluded` describe the selection so far.
+
+    Interruption keeps every finished step. When `next` or `until` is
+    interrupted (Ctrl-C, or any exception, e.g. one raised by a `progress`
+    callback or an out-of-memory error inside a step), the exception
+    propagates and the Selector is exactly the one an uninterrupted call for
+    the steps that finished would have left: the t picks this call made
+    before the exception end `picks` (their radii end `radii`), they are
+    centers, and a step that was under way is either complete or not done
+    at all. So `state_dict()` saves it, and `next(k - t)` continues the same
+    sequence as one uninterrupted `next(k)`. (Backends whose state cannot
+    report the picks of an interrupted run roll the call back instead: no
+    pick of it is kept, and the state is rebuilt from the centers before
+    it.) `select` and `kcenter_greedy` keep no state: an interrupted call
+    returns nothing and leaves its inputs unchanged.
 
     Raises:
         InvalidInputError, InvalidTypeError: bad input, as for `pcoreset.select`.
@@ -128,6 +167,9 @@ class Selector:
         self._added = np.zeros(0, dtype=np.int64)
         self._excluded = np.zeros(0, dtype=np.int64)
         self._pending: Optional[int] = None  # last pick, not yet a center in the kernel
+        # (centers before, RunLog) of a run whose picks are not recorded yet
+        self._inflight = None
+        self._stale = False  # the kernel holds centers of a rolled-back run: rebuild
         # rows that are centers or may never be picked
         self._taken = np.zeros(problem.n, dtype=bool)
         self._taken[problem.labeled] = True
@@ -187,6 +229,7 @@ class Selector:
     @property
     def n_centers(self) -> int:
         """Centers: labeled rows, center vectors, added rows and picks (not excluded ones)."""
+        self._sync()
         return int(self._state.num_centers) + (1 if self._pending is not None else 0)
 
     @property
@@ -201,6 +244,7 @@ class Selector:
         when no row is left)."""
         if self.n_centers == 0:
             return math.inf
+        self._sync()
         self._push_pending()
         row, d2 = self._state.current_best()
         return 0.0 if row < 0 else math.sqrt(max(float(d2), 0.0))
@@ -213,30 +257,84 @@ class Selector:
     # ---- picking ----------------------------------------------------------------
 
     def _push_pending(self) -> None:
-        if self._pending is not None:
-            p, self._pending = self._pending, None
-            self._state.push_row(p)
+        if self._pending is None:
+            return
+        # pushed unless a push interrupted after the kernel took it already
+        # did it: the kernel holds every center row but the pending one
+        n_vectors = 0 if self._problem.centers is None else int(self._problem.centers.shape[0])
+        if int(self._state.num_centers) < int(np.count_nonzero(self._center_rows)) + n_vectors:
+            self._state.push_row(self._pending)
+        self._pending = None
+
+    # Interruption (see the class docstring): a run's picks are recorded by
+    # _settle, from what the run returned or, when it raised, from what the
+    # state says it picked (RunLog). Every pick but possibly the last is a
+    # center in the kernel; the number of centers tells whether the last one
+    # is (a run that stopped at the radius or was interrupted after its last
+    # step) or is still pending (the budget ended the run). A state that
+    # cannot say what it picked is rolled back: the Selector is rebuilt from
+    # the centers it knows. _settle is idempotent and its bookkeeping is
+    # committed by plain stores at its end, so a second Ctrl-C inside it
+    # leaves the run to be settled at the next call.
+
+    def _sync(self) -> None:
+        """Record an interrupted run; rebuild a rolled-back state."""
+        self._settle()
+        if self._stale:
+            self._rebuild()
+            self._stale = False
+
+    def _settle(self, done=None):
+        """Record the picks of the run in flight (`done`: what it returned;
+        None: it raised). Returns (picks, radii2) recorded, or None."""
+        inflight = self._inflight
+        if inflight is None:
+            return None
+        before, log = inflight
+        got = done if done is not None else log.result()
+        pending = None
+        if got is not None:
+            picks = np.asarray(got[0], dtype=np.int64)
+            radii2 = np.asarray(got[1], dtype=np.float64)
+            grew = int(self._state.num_centers) - before
+            if picks.size != radii2.size or grew not in (picks.size, picks.size - 1) or grew < 0:
+                got = None  # the state and its log disagree: roll back
+            elif grew == picks.size - 1:
+                pending = int(picks[-1])
+        if got is None:
+            self._stale = True
+            self._inflight = None
+            return None
+        self._taken[picks] = True  # idempotent
+        self._center_rows[picks] = True
+        all_picks = self._picks + picks.tolist()
+        all_radii2 = self._radii2 + radii2.tolist()
+        self._picks = all_picks
+        self._radii2 = all_radii2
+        self._pending = pending
+        self._inflight = None
+        return picks, radii2
 
     def _run(self, k: int, stop_dist2: float = -1.0):
+        self._sync()
         self._push_pending()
+        from .backends.base import RunLog
         from .backends.cpu import _progress_callback
 
         callback, close = _progress_callback(self._problem, k) if k else (None, lambda: None)
+        self._inflight = (int(self._state.num_centers), RunLog())
         try:
-            picks, radii2 = run_state(self._state, k, callback, stop_dist2)
+            done = run_state(self._state, k, callback, stop_dist2, self._inflight[1])
+            recorded = self._settle(done)
+            if recorded is None:
+                raise RuntimeError("pcoreset: the selection state does not match the picks its run returned; "
+                                   "the call was rolled back")
+            picks, radii2 = recorded
+        except BaseException:
+            self._settle()
+            raise
         finally:
             close()
-        picks = np.asarray(picks, dtype=np.int64)
-        radii2 = np.asarray(radii2, dtype=np.float64)
-        if picks.size:
-            self._taken[picks] = True
-            self._center_rows[picks] = True
-            self._picks.extend(picks.tolist())
-            self._radii2.extend(radii2.tolist())
-            # the kernels leave the last pick of a run that ended on its
-            # budget pending; a run that stopped at the radius pushed it
-            if picks.size == k:
-                self._pending = int(picks[-1])
         return self._out(picks, np.int64), self._sqrt(self._out(radii2, np.float64))
 
     def next(self, k: int):
@@ -254,11 +352,15 @@ class Selector:
         """Pick while the coverage radius is above `radius`: stops before the
         first pick whose distance to its nearest center is <= radius (so
         afterwards `self.radius <= radius`), or after `max_picks` picks, or
-        when no row is left. Returns (picks, radii) of this call."""
+        when no row is left. Returns (picks, radii) of this call, a tuple
+        whose `reached` attribute says whether the radius was reached
+        (`self.radius <= radius` afterwards; False when `max_picks` ended
+        the call first)."""
         r = _check_radius(radius)
         left = self.n_available
         m = left if max_picks is None else min(check_count(max_picks, "max_picks"), left)
-        return self._run(m, _dist2_at_most(r))
+        picks, radii = self._run(m, _dist2_at_most(r))
+        return UntilResult(picks, radii, self.radius <= r)
 
     # ---- changing the centers ------------------------------------------------------
 
@@ -271,10 +373,12 @@ class Selector:
         ignored; an excluded row may become a center. The remaining picks are
         those of a fresh select with these rows labeled."""
         rows = self._rows(rows, "rows")
+        self._sync()
         rows = rows[~self._center_rows[rows]]
         if rows.size == 0:
             return
         self._push_pending()
+        self._stale = True  # until the rows are in: an interruption rebuilds without them
         # Few rows: one fused step each. Many: the start's machinery (exact
         # pass, or certified candidates for large products) over the new ones.
         if rows.size <= 32:
@@ -289,8 +393,9 @@ class Selector:
             self._state.seed_rows_with_candidates(rows, cand)
         self._added = np.concatenate([self._added, rows])
         self._taken[rows] = True
-        self._center_rows[rows] = True
         self._excluded = self._excluded[~np.isin(self._excluded, rows)]
+        self._center_rows[rows] = True
+        self._stale = False
 
     def _values(self):
         """The start's view of pool rows on this backend (the kernel's own
@@ -309,33 +414,39 @@ class Selector:
         rebuilt as a fresh select with the other centers. Labeled rows cannot
         be excluded."""
         rows = self._rows(rows, "rows")
+        self._sync()
         labeled = rows[np.isin(rows, self._problem.labeled)]
         if labeled.size:
             raise InvalidInputError(f"rows has a labeled row: {int(labeled[0])} (labeled rows cannot be excluded)")
         rows = rows[~np.isin(rows, self._excluded)]
         if rows.size == 0:
             return
+        self._stale = True  # until the state agrees: an interruption rebuilds it
         self._excluded = np.concatenate([self._excluded, rows])
         centers = rows[self._center_rows[rows]]
         self._taken[rows] = True
         if centers.size == 0:
             self._state.exclude(rows)
+            self._stale = False
             return
         # centers leave: rebuild the running minimum without them
         self._center_rows[centers] = False
         self._added = self._added[~np.isin(self._added, centers)]
         self._pending = None
         self._rebuild()
+        self._stale = False
 
     def _rebuild(self) -> None:
         from dataclasses import replace
 
         keep = np.flatnonzero(self._center_rows)
         problem = replace(self._problem, labeled=keep)
-        self._state = self._backend.make_state(problem)
-        self._backend.seed(self._state, problem)
+        state = self._backend.make_state(problem)
+        self._backend.seed(state, problem)
         if self._excluded.size:
-            self._state.exclude(self._excluded)
+            state.exclude(self._excluded)
+        self._state = state
+        self._pending = None  # a center of the new state
 
     # ---- saving ------------------------------------------------------------------
 
@@ -343,6 +454,7 @@ class Selector:
         """The whole state as NumPy arrays (no pickling needed: save it with
         np.savez and load with allow_pickle=False). Restore it with
         `Selector.from_state_dict(probs, state)` on the same pool."""
+        self._sync()
         self._push_pending()
         mind, nearest, centers = self._state.export_state()
         p = self._problem

@@ -23,7 +23,10 @@ class Backend:
         a running-minimum state with the methods of the C++ state
         (seed_rows[_with_candidates], seed_vectors[_with_candidates], take,
         exclude, push_row, current_best, run(budget, progress[, stop_dist2]),
-        export_state, load_state, min_dist2, num_centers, stats), and
+        export_state, load_state, min_dist2, num_centers, stats, and
+        last_run(): the (picks, radii2) of the latest run, also of one that
+        raised, every pick but possibly the last a center; a step is
+        all-or-nothing), and
         `seed(state, problem)`, which sets every row's nearest initial center;
         `state_unsupported(problem)` says why a state cannot be made, or None.
     """
@@ -80,8 +83,14 @@ def step_loop(state, budget: int, progress, stop_dist2: float, first):
     """The run() of the Python states (torch, faiss): `budget` picks from the
     current state, the last one not pushed; `first()` gives the first pick
     when there is no center yet (the row farthest from the pool mean); stops
-    before a pick whose squared radius is <= stop_dist2 when that is >= 0."""
+    before a pick whose squared radius is <= stop_dist2 when that is >= 0.
+
+    The picks are kept on the state as they are made (`logged_run(state)`),
+    so the picks of a run that raised can be recovered; the states' push_row
+    is all-or-nothing, so every logged pick but possibly the last is a center.
+    """
     picks, radii2 = [], []
+    state._run_log = (picks, radii2)
     best = first() if state.num_centers == 0 else state.current_best()
     for t in range(int(budget)):
         p, r2 = best
@@ -89,8 +98,8 @@ def step_loop(state, budget: int, progress, stop_dist2: float, first):
             raise RuntimeError(f"pcoreset: pool exhausted inside the {type(state).__name__}")
         if stop_dist2 >= 0 and r2 <= stop_dist2:
             break
+        radii2.append(r2)  # radius first: a pick is logged once both are
         picks.append(p)
-        radii2.append(r2)
         if t + 1 == budget:
             break
         best = state.push_row(p)
@@ -101,23 +110,59 @@ def step_loop(state, budget: int, progress, stop_dist2: float, first):
     return np.asarray(picks, dtype=np.int64), np.asarray(radii2, dtype=np.float64)
 
 
-def run_state(state, budget: int, progress=None, stop_dist2: float = -1.0):
+def logged_run(state):
+    """(picks, radii2) that step_loop logged on a Python state for its
+    latest run, also for one that raised (the states' last_run())."""
+    picks, radii2 = getattr(state, "_run_log", ([], []))
+    m = len(picks)
+    return np.asarray(picks, dtype=np.int64), np.asarray(radii2[:m], dtype=np.float64)
+
+
+class RunLog:
+    """What a run_state call picked, kept as it goes so that the caller can
+    recover the picks of a run that raised (Ctrl-C, a progress callback):
+    `result()` is (picks, radii2), or None when the state cannot tell (a
+    state without last_run(); the caller then rolls the run back)."""
+
+    def __init__(self) -> None:
+        self.picks: list = []
+        self.radii2: list = []
+        self.state = None  # set when the state's own run() made the picks
+
+    def result(self):
+        if self.state is not None:
+            last_run = getattr(self.state, "last_run", None)
+            if last_run is None:
+                return None
+            picks, radii2 = last_run()
+            return np.asarray(picks, dtype=np.int64), np.asarray(radii2, dtype=np.float64)
+        m = len(self.picks)
+        return np.asarray(self.picks, dtype=np.int64), np.asarray(self.radii2[:m], dtype=np.float64)
+
+
+def run_state(state, budget: int, progress=None, stop_dist2: float = -1.0, log: Optional[RunLog] = None):
     """state.run(budget) with an optional stop radius: stop before the first
     pick whose squared radius is <= stop_dist2 (when >= 0). States without a
-    native stop (the CUDA state) run one step per call then.
+    native stop (the CUDA state) run one step per call then. `log` (a RunLog)
+    lets the caller recover the picks made before an exception.
 
     As the kernels do, the last pick is left pending (not yet a center) when
     the budget ends the run, and is already a center when the radius does."""
+    native = stop_dist2 < 0 or getattr(state, "supports_stop", False)
+    if native and log is not None:
+        log.state = state
     if stop_dist2 < 0:
         return state.run(budget, progress)
-    if getattr(state, "supports_stop", False):
+    if native:
         return state.run(budget, progress, stop_dist2)
-    picks, radii2 = [], []
+    if log is None:
+        log = RunLog()
+    picks, radii2 = log.picks, log.radii2
     pending = None
     if budget > 0 and state.num_centers == 0:  # the first pick from the pool mean (radius +inf)
         p, r2 = state.run(1)
-        picks.append(int(p[0]))
         radii2.append(float(r2[0]))
+        picks.append(int(p[0]))
         pending = picks[-1]
     while len(picks) < budget:
         row, r2 = state.push_row(pending) if pending is not None else state.current_best()
@@ -126,8 +171,8 @@ def run_state(state, budget: int, progress=None, stop_dist2: float = -1.0):
             raise RuntimeError("pcoreset: pool exhausted inside the state")
         if r2 <= stop_dist2:
             break
-        picks.append(int(row))
         radii2.append(float(r2))
+        picks.append(int(row))
         pending = picks[-1]
         if progress is not None:
             progress(len(picks))
