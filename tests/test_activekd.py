@@ -195,7 +195,7 @@ def test_oracle_rejects_unknown_label(tmp_path):
     (tmp_path / "seed.txt").write_text("s000\n")
     (tmp_path / "o.csv").write_text("id,label\ns000,unicorn\n")
     cfg = base_cfg(data, logits, initial_labeled=str(tmp_path / "seed.txt"), oracle=str(tmp_path / "o.csv"))
-    with pytest.raises(InvalidInputError, match="'unicorn' of id 's000'"):
+    with pytest.raises(InvalidInputError, match="line 2: id 's000': label 'unicorn' is not one of"):
         run(cfg, tmp_path / "run", progress=False, echo=lambda s: None)
 
 

@@ -349,3 +349,12 @@ def test_export_and_load_state_continue_exactly(dtype):
     np.testing.assert_array_equal(ra, rb)
     with pytest.raises(ValueError, match="nearest\\[0\\]=99 is not a center"):
         b.load_state(mind, np.full(800, 99), centers)
+
+
+def test_thread_rule_has_one_home():
+    # pcoreset._threads asks the kernel's rule; a requested count is kept
+    from pcoreset import _threads
+    assert _threads._available_threads is _C.available_threads
+    assert _threads.available(3) == 3 == _C.available_threads(3)
+    cpus = len(__import__("os").sched_getaffinity(0))
+    assert 1 <= _threads.available() <= cpus and 1 <= _C.available_threads() <= cpus

@@ -36,7 +36,9 @@ _RUN_FLAGS = [
     ("--budget", "budget", int, "samples labeled per round (default 30)"),
     ("--initial-per-class", "initial_per_class", int, "round-0 labels per class (default 1)"),
     ("--initial-labeled", "initial_labeled", str, "file of sample ids for round 0 instead"),
-    ("--oracle", "oracle", str, "CSV id,label filled in by a person (see export-picks)"),
+    ("--oracle", "oracle", str, "where people's labels come from: a CSV id,label file (see export-picks) or "
+     "label-studio://HOST:PORT/PROJECT_ID"),
+    ("--oracle-wait", "oracle_wait", float, "seconds to wait for the round's labels before stopping (default 0)"),
     ("--seed", "seed", int, "random seed (default 0)"),
     ("--epochs", "epochs", int, "training epochs over the pool per round (default 30)"),
     ("--lr", "lr", float, "Adam learning rate (default 0.03)"),

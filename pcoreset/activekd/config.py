@@ -47,8 +47,11 @@ class RunConfig:
     rounds, budget:     selection rounds after round 0, labels bought per round.
     initial_per_class:  round-0 labeled set: this many random samples per class...
     initial_labeled:    ...or a file of sample ids / row indices (one per line).
-    oracle:             CSV ``id,label`` filled in by a person; labels of picks are
-                        read from it instead of the dataset.
+    oracle:             where a person's labels come from: a CSV ``id,label`` file, or
+                        ``label-studio://HOST:PORT/PROJECT_ID`` (see activekd.oracles);
+                        labels of picks are read from it instead of the dataset.
+    oracle_wait:        seconds to wait for the oracle's labels before stopping
+                        with "awaiting labels" (0 = stop at once).
     """
 
     dataset: str = EMBEDDED_WORDNET
@@ -78,11 +81,12 @@ class RunConfig:
     initial_per_class: int = 1
     initial_labeled: str = ""
     oracle: str = ""
+    oracle_wait: float = 0.0
     seed: int = 0
     cache_dir: str = ""
 
     # Fields that may differ between the first run and a resume of it.
-    RESUMABLE_CHANGES = ("rounds", "oracle", "cache_dir")
+    RESUMABLE_CHANGES = ("rounds", "oracle", "oracle_wait", "cache_dir")
 
     def validate(self) -> "RunConfig":
         def positive(name, allow_zero=False):
@@ -94,7 +98,7 @@ class RunConfig:
             positive(name)
         if self.teacher_scale is not None:
             positive("teacher_scale")
-        for name in ("rounds", "budget", "initial_per_class", "max_pool", "max_test", "weight_decay"):
+        for name in ("rounds", "budget", "initial_per_class", "max_pool", "max_test", "weight_decay", "oracle_wait"):
             positive(name, allow_zero=True)
         if not 0.0 < self.test_fraction < 1.0:
             raise InvalidInputError(f"test_fraction={self.test_fraction!r} must be in (0, 1)")

@@ -17,7 +17,6 @@ directory skips finished rounds (their picks and labels are reused, never asked
 again), reuses pending picks, and retrains the last student deterministically."""
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import signal
@@ -33,6 +32,7 @@ from ..errors import InvalidInputError, PcoresetError, PoolExhaustedError
 from . import _io
 from .config import RunConfig, upgrade_saved
 from .datasets import Dataset, load_dataset
+from .oracles import SKIPPED, UNKNOWN, Oracle, label_code, make_oracle
 from .students import build_student
 from .teachers import build_teacher, check_logits, default_cache_dir, teacher_defaults, teacher_logits
 
@@ -89,31 +89,7 @@ def check_run_paths(cfg: RunConfig, out) -> None:
     if cfg.initial_labeled:
         _check_input(cfg.initial_labeled, "initial_labeled", "--initial-labeled")
     if cfg.oracle:
-        oracle = Path(cfg.oracle).expanduser()
-        if oracle.exists():
-            _check_input(cfg.oracle, "oracle", "--oracle", (".csv",))
-        elif not oracle.parent.is_dir():
-            raise InvalidInputError(f"oracle={cfg.oracle!r}: directory {str(oracle.parent)!r} does not exist "
-                                    "(--oracle)")
-
-
-def read_oracle(path) -> Dict[str, str]:
-    """id -> label (class name or index) from a CSV with columns ``id,label`` (other
-    columns ignored, blank labels skipped). A missing file reads as empty."""
-    path = Path(path)
-    if not path.exists():
-        return {}
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        cols = reader.fieldnames or []
-        if "id" not in cols or "label" not in cols:
-            raise InvalidInputError(f"oracle={str(path)!r}: needs columns 'id' and 'label'; found {cols}")
-        out = {}
-        for row in reader:
-            lab = (row.get("label") or "").strip()
-            if lab:
-                out[row["id"]] = lab
-    return out
+        make_oracle(cfg.oracle).check()
 
 
 def _crash_point(name: str) -> None:
@@ -187,30 +163,15 @@ def _initial_set(cfg: RunConfig, ds: Dataset, rng: np.random.Generator) -> np.nd
     return np.array(sorted(rows), dtype=np.int64)
 
 
-# An oracle label that says the person could not label the row.
-SKIP_LABELS = ("skip", "skipped", "?")
-SKIPPED = -2
-UNKNOWN = -1
-
-
-def _reveal(cfg: RunConfig, ds: Dataset, rows: np.ndarray, oracle: Optional[Dict[str, str]]):
-    """Labels of `rows`: from the oracle file when one is given, else from the
+def _reveal(ds: Dataset, rows: np.ndarray, oracle: Optional[Oracle]):
+    """Labels of `rows`: from the oracle when one is given, else from the
     dataset; SKIPPED (-2) where the person wrote "skip", UNKNOWN (-1) where no
     label is known yet (the run waits for a person)."""
+    given = oracle.answers(ds, rows) if oracle is not None else {}
     out = np.empty(len(rows), dtype=np.int64)
-    for j, r in enumerate(rows):
-        sid = ds.ids[r]
-        if oracle is not None and sid in oracle:
-            lab = oracle[sid]
-            if lab.lower() in SKIP_LABELS and lab not in ds.class_names:
-                out[j] = SKIPPED
-            elif lab in ds.class_names:
-                out[j] = ds.class_names.index(lab)
-            elif lab.lstrip("-").isdigit() and 0 <= int(lab) < ds.num_classes:
-                out[j] = int(lab)
-            else:
-                raise InvalidInputError(f"oracle={cfg.oracle!r}: label {lab!r} of id {sid!r} is not one of "
-                                        f"{ds.class_names}")
+    for j, r in enumerate(np.asarray(rows, dtype=np.int64).tolist()):
+        if r in given:
+            out[j] = label_code(given[r], ds, f"oracle={oracle.spec!r}: id {ds.ids[r]!r}")
         elif ds.labels[r] >= 0:
             out[j] = ds.labels[r]
         else:
@@ -259,7 +220,9 @@ def run(cfg: RunConfig, out, *, progress: bool = True, echo: Callable[[str], Non
     y_test = ds.labels[test]
     teacher_acc = _accuracy(t_logits[test], y_test)
 
-    oracle = read_oracle(cfg.oracle) if cfg.oracle else None
+    oracle = make_oracle(cfg.oracle, echo=echo)
+    if oracle is not None:
+        oracle.prepare(ds, out)
     student = build_student(cfg, ds)
     # rows a person could not label (any round): never offered again
     excluded = set()
@@ -317,7 +280,10 @@ def run(cfg: RunConfig, out, *, progress: bool = True, echo: Callable[[str], Non
             labels = _io.load_array(rd / "labels.npy", "labels.npy").astype(np.int64)
         else:
             while True:
-                labels = _reveal(cfg, ds, picks, oracle)
+                if oracle is not None:
+                    oracle.request(k, picks, ds)
+                    oracle.wait(ds, picks, cfg.oracle_wait)
+                labels = _reveal(ds, picks, oracle)
                 skipped = picks[labels == SKIPPED]
                 if skipped.size == 0 and (labels == UNKNOWN).any():
                     echo(f"round {k}: {int((labels == UNKNOWN).sum())} picks await labels. Run `pcoreset export-picks {out}`, fill "
