@@ -38,7 +38,7 @@ try:
 except ImportError:  # pragma: no cover
     torch = None
 
-STATE_FORMAT = 1  # bump when the layout of state_dict changes
+STATE_FORMAT = 2  # bump when the layout of state_dict changes (2: a checksum of the state's arrays)
 _DTYPE_CODE = {"float16": 1, "bfloat16": 2, "float32": 3, "float64": 4}
 
 
@@ -458,7 +458,7 @@ class Selector:
         self._push_pending()
         mind, nearest, centers = self._state.export_state()
         p = self._problem
-        return {
+        out = {
             "format": np.array(STATE_FORMAT, dtype=np.int64),
             "shape": np.array([p.n, p.c], dtype=np.int64),
             "dtype": np.array(_DTYPE_CODE[p.dtype], dtype=np.int64),
@@ -475,6 +475,8 @@ class Selector:
             "nearest": np.asarray(nearest, dtype=np.int64),
             "centers": np.asarray(centers, dtype=np.float64),
         }
+        out["state_checksum"] = np.array(state_checksum(out), dtype=np.int64)
+        return out
 
     @classmethod
     def from_state_dict(cls, probs, state: Dict[str, Any], *, backend: str = "auto", prune: bool = True,
@@ -521,8 +523,8 @@ class Selector:
             self._center_rows[rows] = True
         self._taken[self._excluded] = True
         self._center_rows[self._excluded] = False
-        if not (self._state.num_centers == self._problem.n_centers + self._added.size
-                + int(np.count_nonzero(~np.isin(sd["picks"], self._excluded)))):
+        n_vectors = 0 if self._problem.centers is None else int(self._problem.centers.shape[0])
+        if self._state.num_centers != int(np.count_nonzero(self._center_rows)) + n_vectors:
             raise InvalidInputError(f"state is inconsistent: {self._state.num_centers} centers in the running "
                                     f"minimum for {n} rows do not match its labeled, added and picked rows")
 
@@ -532,14 +534,44 @@ _STATE_KEYS = {
     "from_logits": (np.bool_, 0), "temperature": (np.floating, 0), "labeled": (np.integer, 1),
     "center_vectors": (np.floating, 2), "added": (np.integer, 1), "excluded": (np.integer, 1),
     "picks": (np.integer, 1), "radii2": (np.floating, 1), "mind": (np.floating, 1), "nearest": (np.integer, 1),
-    "centers": (np.floating, 2),
+    "centers": (np.floating, 2), "state_checksum": (np.integer, 0),
 }
 
 
+def state_checksum(state: Dict[str, Any]) -> int:
+    """A 63-bit checksum (blake2b) of a state's arrays: names, dtypes,
+    shapes and values, in a fixed order. An edited field, or fields mixed
+    from two saves, no longer match it."""
+    h = hashlib.blake2b(digest_size=8)
+    for key in sorted(_STATE_KEYS):
+        if key == "state_checksum":
+            continue
+        a = np.ascontiguousarray(state[key])
+        h.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return int(np.frombuffer(h.digest(), dtype="<i8")[0]) & ((1 << 63) - 1)
+
+
+def _bad(key: str, why: str) -> InvalidInputError:
+    return InvalidInputError(f"state[{key!r}] {why}; the state is damaged or was edited "
+                             f"(save it again with Selector.state_dict)")
+
+
 def _check_state(state: Any) -> Dict[str, np.ndarray]:
+    """The state's arrays, each checked (dtype, shape, range, finiteness,
+    consistency with the others, then the checksum over all of them): a
+    damaged field is an InvalidInputError that names it."""
     if not hasattr(state, "keys"):
         raise InvalidTypeError(f"state must be a dict of arrays (from Selector.state_dict), got "
                                f"{type(state).__name__}")
+    if "format" in state:
+        fmt = np.asarray(state["format"])
+        if fmt.ndim != 0 or fmt.dtype.kind not in "iu":
+            raise _bad("format", f"must be an integer, got dtype {fmt.dtype} and shape {fmt.shape}")
+        if int(fmt) != STATE_FORMAT:
+            older = " (saved by an older pcoreset)" if int(fmt) < STATE_FORMAT else ""
+            raise InvalidInputError(f"state has format {int(fmt)}{older}; this pcoreset reads format "
+                                    f"{STATE_FORMAT} only: make a new Selector on the pool instead")
     missing = [k for k in _STATE_KEYS if k not in state]
     if missing:
         raise InvalidInputError(f"state is missing {missing}; is it from Selector.state_dict?")
@@ -551,11 +583,71 @@ def _check_state(state: Any) -> Dict[str, np.ndarray]:
                                     f"{np.dtype(kind).name if kind is not np.integer else 'an integer'} "
                                     f"array of {ndim} dimension(s)")
         out[key] = a
-    if int(out["format"]) != STATE_FORMAT:
-        raise InvalidInputError(f"state has format {int(out['format'])}; this pcoreset reads format {STATE_FORMAT}")
-    n = int(out["shape"][0])
-    if out["mind"].shape != (n,) or out["nearest"].shape != (n,):
-        raise InvalidInputError(f"state['mind'] and state['nearest'] must have {n} values (the pool's rows)")
-    if out["picks"].shape != out["radii2"].shape:
-        raise InvalidInputError("state['picks'] and state['radii2'] have different lengths")
+    if out["shape"].shape != (2,):
+        raise _bad("shape", f"must hold two values (rows, columns), got {out['shape'].tolist()}")
+    n, c = (int(v) for v in out["shape"])
+    if n < 0 or c < 1:
+        raise _bad("shape", f"must be (rows >= 0, columns >= 1), got ({n}, {c})")
+    if int(out["dtype"]) not in _DTYPE_CODE.values():
+        raise _bad("dtype", f"is {int(out['dtype'])}, not one of the codes {sorted(_DTYPE_CODE.values())}")
+    t = float(out["temperature"])
+    if not (math.isfinite(t) and t > 0):
+        raise _bad("temperature", f"must be a finite number > 0, got {t!r}")
+    rows = {}
+    for key in ("labeled", "added", "excluded", "picks"):
+        a = out[key].astype(np.int64)
+        if a.size and (int(a.min()) < 0 or int(a.max()) >= n):
+            bad = int(a.min()) if int(a.min()) < 0 else int(a.max())
+            raise _bad(key, f"has a row out of range: {bad} (the pool has {n} rows)")
+        if np.unique(a).size != a.size:
+            raise _bad(key, "has a row twice")
+        rows[key] = a
+    for key in ("excluded", "added", "picks"):
+        both = np.intersect1d(rows["labeled"], rows[key])
+        if both.size:
+            raise _bad(key, f"has a labeled row: {int(both[0])}")
+    both = np.intersect1d(rows["added"], rows["excluded"])
+    if both.size:
+        raise _bad("excluded", f"has a row that is also an added center: {int(both[0])}")
+    r2 = out["radii2"]
+    if r2.shape != rows["picks"].shape:
+        raise _bad("radii2", f"has {r2.size} values for {rows['picks'].size} picks")
+    if np.isnan(r2).any() or (r2 < 0).any():
+        raise _bad("radii2", "has a NaN or negative squared radius")
+    for key in ("center_vectors", "centers"):
+        a = out[key]
+        if a.shape[1] != c:
+            raise _bad(key, f"has shape {a.shape}; expected (M, {c})")
+        if not np.isfinite(a).all():
+            raise _bad(key, "has a NaN or inf value")
+    center_rows = np.union1d(np.union1d(rows["labeled"], rows["added"]),
+                             np.setdiff1d(rows["picks"], rows["excluded"]))
+    k = center_rows.size + out["center_vectors"].shape[0]
+    if out["centers"].shape[0] != k:
+        raise _bad("centers", f"has {out['centers'].shape[0]} centers; its labeled, added and picked rows and "
+                              f"center vectors make {k}")
+    mind, nearest = out["mind"], out["nearest"]
+    if mind.shape != (n,) or nearest.shape != (n,):
+        raise _bad("mind" if mind.shape != (n,) else "nearest", f"must have {n} values (the pool's rows)")
+    taken = np.zeros(n, dtype=bool)
+    for key in ("labeled", "added", "excluded", "picks"):
+        taken[rows[key]] = True
+    if np.isnan(mind).any():
+        raise _bad("mind", "has a NaN value")
+    wrong = np.flatnonzero((mind < 0) != taken)
+    if wrong.size:
+        i = int(wrong[0])
+        why = "is a center or excluded" if taken[i] else "is neither a center nor excluded"
+        raise _bad("mind", f"has {float(mind[i])!r} at row {i}, which {why}")
+    if k and not np.isfinite(mind[~taken]).all():
+        raise _bad("mind", "has an infinite distance to the nearest center")
+    if nearest.size and (int(nearest.min()) < -1 or int(nearest.max()) >= k):
+        raise _bad("nearest", f"has a center index outside [-1, {k})")
+    if k and (nearest[~taken] < 0).any():
+        raise _bad("nearest", "has a row without a nearest center")
+    if int(out["checksum"]) < 0:
+        raise _bad("checksum", "is negative")
+    if state_checksum(out) != int(out["state_checksum"]):
+        raise InvalidInputError("state['state_checksum'] does not match the state's arrays: a field was "
+                                "edited, or the fields come from different saves")
     return out
