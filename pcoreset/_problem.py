@@ -184,7 +184,8 @@ def check_values(x: Any, dtype: str, simplex: bool, name: str = "probs",
         else:
             chunk = np.asarray(x[start:stop])
             acc = chunk.astype(np.float64 if dtype == "float64" else np.float32, copy=False)
-            sums = acc.sum(axis=1)
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflowed sum is tested per value below
+                sums = acc.sum(axis=1)
             not_finite = None if np.isfinite(sums).all() else ~np.isfinite(acc).all(axis=1)
             mins = acc.min(axis=1) if simplex else None
         # A row sum is finite only if every value is: one fast reduction

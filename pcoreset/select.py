@@ -126,10 +126,13 @@ def kcenter_greedy(x: Array, labeled_idx: Any = None, budget: int = 0, *,
     problem = make_problem(x, labeled_idx, budget, simplex=False, from_logits=False,
                            temperature=1.0, prune=prune, num_threads=num_threads,
                            progress=progress, name="x", centers=centers)
-    problem, scale = _safe_magnitudes(problem)
+    problem, shift = _safe_magnitudes(problem)
     out = _run(problem, backend, return_radii)
-    if return_radii and scale != 1.0:
-        return out[0], out[1] / scale  # a power of two: exact
+    if return_radii and shift:
+        radii = out[1]
+        if torch is not None and isinstance(radii, torch.Tensor):
+            return out[0], _torch_ldexp(radii, -shift)
+        return out[0], np.ldexp(radii, -shift)  # a power of two: exact
     return out
 
 
@@ -176,45 +179,55 @@ def _value_range(problem: Problem):
     return hi, lo
 
 
+def _torch_ldexp(t, shift: int):
+    """t * 2**shift, exact: in factors that are finite float64 powers of two."""
+    t = t.clone()
+    while shift:
+        step = max(-1000, min(1000, shift))
+        t.mul_(2.0 ** step)
+        shift -= step
+    return t
+
+
 def _safe_magnitudes(problem: Problem):
-    """(problem, scale): a problem whose squared distances neither overflow
+    """(problem, shift): a problem whose squared distances neither overflow
     nor underflow in its accumulation dtype, so the picks are the float64
     greedy answer. float16/bfloat16/float32 data outside the safe range run
     on a float64 copy (only such data: others pay one pass over the values);
-    float64 data is scaled by a power of two (exact; radii are divided by
-    `scale` after), or refused when its magnitudes span more than float64
-    can square."""
+    float64 data is scaled by 2**shift (exact; the radii are scaled back), or
+    refused when its magnitudes span more than float64 can square."""
     from dataclasses import replace
 
     hi, lo = _value_range(problem)
     if hi == 0.0:
-        return problem, 1.0
+        return problem, 0
     c = problem.c
     acc = np.float64 if problem.dtype == "float64" else np.float32
     if _smallest_safe(acc) <= lo and hi <= _largest_safe(acc, c):
-        return problem, 1.0
+        return problem, 0
     big, small = _largest_safe(np.float64, c), _smallest_safe(np.float64)
+    x = problem.x
+    is_torch = hasattr(x, "detach")
     if acc is np.float32 and small <= lo and hi <= big:
-        x = problem.x
-        x64 = x.double() if hasattr(x, "detach") else np.asarray(x, dtype=np.float64)
-        return replace(problem, x=x64, dtype="float64"), 1.0
-    # float64 arithmetic: scale by 2^k into [small, big] when the span fits
-    k = int(np.floor(np.log2(big / hi)))
-    if lo * 2.0 ** k < small:
-        k = int(np.ceil(np.log2(small / lo)))
-    scale = 2.0 ** k
-    if not (small <= lo * scale and hi * scale <= big):
+        x64 = x.double() if is_torch else np.asarray(x, dtype=np.float64)
+        return replace(problem, x=x64, dtype="float64"), 0
+    # float64 arithmetic: scale by 2**shift into [small, big] when the span fits
+    shift = int(np.floor(np.log2(big) - np.log2(hi)))
+    if np.log2(lo) + shift < np.log2(small):
+        shift = int(np.ceil(np.log2(small) - np.log2(lo)))
+    with np.errstate(over="ignore", under="ignore"):
+        fits = small <= np.ldexp(lo, shift) and np.ldexp(hi, shift) <= big
+    if not fits:
         raise InvalidInputError(
             f"x has values from {lo:.3g} to {hi:.3g} in magnitude: their squared distances cannot all be "
             f"computed in float64 (the largest safe magnitude is {big:.3g} when the smallest nonzero one is "
             f"{small:.3g}; the safe span is a factor {big / small:.3g}); rescale x")
-    x = problem.x
-    if hasattr(x, "detach"):
-        x64 = x.double() * scale
+    if is_torch:
+        x64 = _torch_ldexp(x.double(), shift)
     else:
-        x64 = np.asarray(x, dtype=np.float64) * scale
-    ctr = None if problem.centers is None else problem.centers * scale
-    return replace(problem, x=x64, dtype="float64", centers=ctr), scale
+        x64 = np.ldexp(np.asarray(x, dtype=np.float64), shift)
+    ctr = None if problem.centers is None else np.ldexp(problem.centers, shift)
+    return replace(problem, x=x64, dtype="float64", centers=ctr), shift
 
 
 def _run(problem: Problem, backend: str, return_radii: bool):
