@@ -40,10 +40,38 @@ class AnchorIndex {
     return std::max<int64_t>(16, std::min<int64_t>(128, (int64_t(1) << 21) / std::max<int64_t>(1, pool_.p.c)));
   }
 
-  // Every current center assigned to its nearest anchor. O(K * anchors * C).
+  // The centers replaced (load_state): the next build starts over.
+  void reset() { indexed_ = 0; }
+
+  // Every center indexed (O(K * anchors * C) the first time); later builds
+  // (the cells are rebuilt after dense steps) add only the centers that came
+  // since, then tighten the radius bounds to the rebuilt cells.
   void build(KCenterStats* stats) {
     const Pool<S>& q = pool_;
     const int64_t k = q.num_centers();
+    if (indexed_ > 0 && indexed_ <= k) {
+      for (int64_t a = indexed_; a < k; ++a) {
+        const int64_t na = static_cast<int64_t>(anchors_.size());
+        if (na < max_anchors()) {
+          add_anchor(a);
+          continue;
+        }
+        double bd = std::numeric_limits<double>::infinity();
+        int64_t bg = 0;
+        for (int64_t g = 0; g < na; ++g) {
+          const double d = std::sqrt(static_cast<double>(sq_dist_vec(q.center(anchors_[g]), q.center(a), q.p.c, A(-1))));
+          if (d < bd) {
+            bd = d;
+            bg = g;
+          }
+        }
+        stats->center_dists += na;
+        insert(a, bg, bd, true);
+      }
+      indexed_ = k;
+      tighten();
+      return;
+    }
     const int64_t na = std::min(k, max_anchors());
     anchors_.clear();
     for (int64_t g = 0; g < na; ++g) anchors_.push_back(g * k / na);  // spread over the given order
@@ -69,6 +97,7 @@ class AnchorIndex {
     for (int64_t g = 0; g < na; ++g) best_d[anchors_[g]] = 0.0, best_g[anchors_[g]] = g;
     for (int64_t a = 0; a < k; ++a) insert(a, best_g[a], best_d[a], false);
     for (auto& list : list_) std::sort(list.begin(), list.end());
+    indexed_ = k;
   }
 
   // The cells that the new center `id` can change: every cell a with
@@ -127,11 +156,9 @@ class AnchorIndex {
   // tightened (cells only shrink).
   void add(int64_t id) {
     const int64_t na = static_cast<int64_t>(anchors_.size());
+    indexed_ = std::max(indexed_, id + 1);
     if (na < max_anchors()) {
-      anchors_.push_back(id);
-      list_.emplace_back();
-      maxr_.push_back(0.0);
-      insert(id, na, 0.0, true);
+      add_anchor(id);
     } else {
       int64_t g_best = 0;
       for (int64_t g = 1; g < na; ++g)
@@ -151,8 +178,19 @@ class AnchorIndex {
   static constexpr double kGeomEps = sizeof(A) == 4 ? 2e-4 : 1e-12;
   double geom_eps() const { return kGeomEps * (1.0 + static_cast<double>(pool_.p.c) / 256.0); }
 
+  void add_anchor(int64_t a) {
+    anchors_.push_back(a);
+    list_.emplace_back();
+    maxr_.push_back(0.0);
+    insert(a, static_cast<int64_t>(anchors_.size()) - 1, 0.0, true);
+  }
+
+  // A cell never grows: one with radius <= 0 (no row, or only rows at
+  // distance 0 from its center) can never be changed by a new center, so it
+  // leaves the lists (a picked row's own cell is handled apart).
   void insert(int64_t a, int64_t g, double d, bool sorted) {
     auto& list = list_[g];
+    if (!(pool_.radius2[a] > A(0))) return;
     const std::pair<double, int64_t> e{d, a};
     if (sorted) list.insert(std::upper_bound(list.begin(), list.end(), e), e);
     else list.push_back(e);  // build sorts once
@@ -163,9 +201,12 @@ class AnchorIndex {
 
   void tighten() {
     for (size_t g = 0; g < list_.size(); ++g) {
+      auto& list = list_[g];
       double m = 0.0;
-      for (const auto& e : list_[g])
-        if (pool_.radius2[e.second] > A(0)) m = std::max(m, static_cast<double>(pool_.radius2[e.second]));
+      list.erase(std::remove_if(list.begin(), list.end(),
+                                [&](const std::pair<double, int64_t>& e) { return !(pool_.radius2[e.second] > A(0)); }),
+                 list.end());
+      for (const auto& e : list) m = std::max(m, static_cast<double>(pool_.radius2[e.second]));
       maxr_[g] = std::sqrt(m);
     }
   }
@@ -178,6 +219,7 @@ class AnchorIndex {
   std::vector<uint64_t> stamp_;
   uint64_t epoch_ = 0;
   int steps_since_tighten_ = 0;
+  int64_t indexed_ = 0;  // centers [0, indexed_) are in the index
 };
 
 }  // namespace

@@ -10,6 +10,14 @@
 // cells (found through AnchorIndex) and, inside them, skips each row with
 // d(a, n) >= 2 sqrt(mind[i]) (8 bytes read instead of C values). A step's
 // cost follows the cells that can change, not N or the number of centers.
+//
+// Rows at distance 0 from their center can never move (a row moves only when
+// strictly closer) nor be farther than any other row of their cell, so each
+// cell keeps them apart, sorted by row: a visit never reads them, a cell
+// holding only such rows has radius 0 and is never visited again, and its
+// farthest row (the lowest eligible one) is found by a cursor that only
+// moves forward. Pools of identical or repeated rows (a confident model's
+// one-hot outputs, padded inputs) are mostly such rows.
 // Compiled per instruction set (included by kcenter_cpu.cpp only).
 #pragma once
 
@@ -49,12 +57,18 @@ class CellIndex {
     q.stats.cell_builds += 1;
     std::vector<int64_t> count(static_cast<size_t>(k) + 1, 0);
     for (int64_t i = 0; i < n; ++i)
-      if (is_eligible(q.mind[i]) && q.nearest[i] >= 0) ++count[q.nearest[i]];
+      if (q.mind[i] > A(0) && q.nearest[i] >= 0) ++count[q.nearest[i]];
     members_.assign(static_cast<size_t>(k), {});
+    zeros_.assign(static_cast<size_t>(k), {});
+    zhead_.assign(static_cast<size_t>(k), 0);
     for (int64_t a = 0; a < k; ++a) members_[a].reserve(static_cast<size_t>(count[a]));
-    for (int64_t i = 0; i < n; ++i)
-      if (is_eligible(q.mind[i]) && q.nearest[i] >= 0)
-        members_[q.nearest[i]].push_back(Member{static_cast<uint32_t>(i), q.mind[i]});
+    for (int64_t i = 0; i < n; ++i) {
+      const A m = q.mind[i];
+      const int64_t a = q.nearest[i];
+      if (!is_eligible(m) || a < 0) continue;
+      if (m > A(0)) members_[a].push_back(Member{static_cast<uint32_t>(i), m});
+      else zeros_[a].push_back(static_cast<uint32_t>(i));  // in row order
+    }
     member_vals_.assign(inline_values() ? static_cast<size_t>(k) : 0, {});
     if (inline_values()) {
       for (int64_t a = 0; a < k; ++a) {
@@ -78,6 +92,13 @@ class CellIndex {
     P& q = pool_;
     const int64_t a = q.nearest[i];
     if (a < 0) return;
+    if (q.mind[i] == A(0)) {  // in the zero part: dropped lazily, the cursor skips taken rows
+      if (far_[a] == i) {
+        q.mind[i] = P::kTaken;
+        set_cell(a, A(-1), -1);
+      }
+      return;
+    }
     auto& mem = members_[a];
     auto it = std::find_if(mem.begin(), mem.end(), [&](const Member& e) { return e.row == static_cast<uint32_t>(i); });
     if (it == mem.end()) return;
@@ -97,13 +118,26 @@ class CellIndex {
     }
   }
 
+  // Anchors and lists of the current centers kept (centers were replaced:
+  // load_state) or not.
+  void forget_centers() { anchors_.reset(); }
+
   // First half of a step for the new center `id` (already appended to the
   // pool's centers): an empty cell for it, and the cells it can change
   // (`from`, the cell of the picked row or -1, among them). Returns the rows
   // of those cells: what the step would visit (the cost model reads it).
-  int64_t begin_step(int64_t id, int64_t from) {
+  int64_t begin_step(int64_t id, int64_t from, int64_t picked) {
     P& q = pool_;
     members_.emplace_back();
+    zeros_.emplace_back();
+    zhead_.push_back(0);
+    zero_from_ = -1;
+    if (from >= 0 && picked >= 0 && in_zero_part(from, picked)) {
+      // the picked row was at distance 0: its cell need not be visited (its
+      // farthest row is settled once the step is done)
+      zero_from_ = from;
+      from = -1;
+    }
     if (inline_values()) member_vals_.emplace_back();
     q.radius2.resize(static_cast<size_t>(id) + 1, A(-1));
     q.radius2[id] = A(-1);
@@ -168,6 +202,7 @@ class CellIndex {
     int64_t kept = 0;
     std::vector<Member> moved_mem;
     std::vector<A> moved_vals;
+    std::vector<uint32_t> moved_zero;  // moved rows at distance 0
     A mr2 = A(-1);
     int64_t mfar = -1;
   };
@@ -185,14 +220,44 @@ class CellIndex {
     A r2 = A(-1);
     int64_t far = -1;
     for (const Member& e : members_[a]) offer(e.mind, e.row, &r2, &far);
+    settle(a, &r2, &far);
     pool_.radius2[a] = r2;
     far_[a] = far;
   }
 
+  // A cell whose members are all gone falls back to its zero part: radius 0
+  // and the lowest eligible row (every member outranks a row at distance 0).
+  void settle(int64_t a, A* r2, int64_t* far) {
+    if (*far >= 0) return;
+    const auto& z = zeros_[a];
+    size_t& h = zhead_[a];
+    while (h < z.size() && !is_eligible(pool_.mind[z[h]])) ++h;
+    if (h < z.size()) {
+      *r2 = A(0);
+      *far = z[h];
+    }
+  }
+
+  bool in_zero_part(int64_t a, int64_t i) const {
+    const auto& z = zeros_[a];
+    return std::binary_search(z.begin() + static_cast<std::ptrdiff_t>(zhead_[a]), z.end(), static_cast<uint32_t>(i));
+  }
+
   void set_cell(int64_t a, A r2, int64_t far) {
+    settle(a, &r2, &far);
     pool_.radius2[a] = r2;
     far_[a] = far;
     heap_.fix(a, r2, far);
+  }
+
+  // The new cell's rows at distance 0 (gathered in visit order) sorted, and
+  // its radius and farthest row settled.
+  void close_new_cell(int64_t id, A new_r2, int64_t new_far) {
+    auto& z = zeros_[id];
+    std::sort(z.begin(), z.end());
+    settle(id, &new_r2, &new_far);
+    pool_.radius2[id] = new_r2;
+    far_[id] = new_far;
   }
 
   // The rest of a step once the cells are updated and the new cell's radius
@@ -200,6 +265,7 @@ class CellIndex {
   // release.
   StepResult end_step(int64_t id, int64_t rows, int64_t computed) {
     P& q = pool_;
+    if (zero_from_ >= 0 && far_[zero_from_] >= 0 && !is_eligible(q.mind[far_[zero_from_]])) set_cell(zero_from_, A(-1), -1);
     heap_.push(id, q.radius2[id], far_[id]);
     anchors_.add(id);
     q.stats.steps += 1;
@@ -286,6 +352,10 @@ class CellIndex {
       if (e.mind == kGone) continue;
       if (e.mind == kMoved) {
         const A d = pool_.mind[e.row];
+        if (d == A(0)) {
+          it.moved_zero.push_back(e.row);
+          continue;
+        }
         it.moved_mem.push_back(Member{e.row, d});
         it.moved_vals.insert(it.moved_vals.end(), vals + t * c, vals + (t + 1) * c);
         offer(d, e.row, &it.mr2, &it.mfar);
@@ -355,6 +425,7 @@ class CellIndex {
         w += static_cast<size_t>(it.kept);
         fresh.insert(fresh.end(), it.moved_mem.begin(), it.moved_mem.end());
         fresh_vals.insert(fresh_vals.end(), it.moved_vals.begin(), it.moved_vals.end());
+        zeros_[id].insert(zeros_[id].end(), it.moved_zero.begin(), it.moved_zero.end());
         if (it.mfar >= 0) offer(it.mr2, it.mfar, &new_r2, &new_far);
       }
       if (dropped) {
@@ -363,8 +434,7 @@ class CellIndex {
       }
       set_cell(a, r2, far);
     }
-    q.radius2[id] = new_r2;
-    far_[id] = new_far;
+    close_new_cell(id, new_r2, new_far);
     return computed;
   }
 
@@ -423,6 +493,10 @@ class CellIndex {
           if (d < m) {  // moves to the new cell
             q.mind[i] = d;
             q.nearest[i] = id32;
+            if (d == A(0)) {
+              zeros_[id].push_back(e.row);
+              continue;
+            }
             fresh[n_fresh] = Member{e.row, d};
             std::copy(vals + t * c, vals + (t + 1) * c, fresh_vals + n_fresh * c);
             ++n_fresh;
@@ -443,8 +517,7 @@ class CellIndex {
     }
     members_[id].assign(fresh, fresh + n_fresh);
     member_vals_[id].assign(fresh_vals, fresh_vals + n_fresh * c);
-    q.radius2[id] = new_r2;
-    far_[id] = new_far;
+    close_new_cell(id, new_r2, new_far);
     return computed;
   }
 
@@ -496,6 +569,10 @@ class CellIndex {
       if (e.mind == kGone) continue;
       if (e.mind == kMoved) {
         const A d = pool_.mind[e.row];
+        if (d == A(0)) {
+          zeros_[fresh_id_].push_back(e.row);
+          continue;
+        }
         fresh[(*n_fresh)++] = Member{e.row, d};
         offer(d, e.row, new_r2, new_far);
         continue;
@@ -550,15 +627,19 @@ class CellIndex {
     int64_t n_fresh = 0;
     A new_r2 = A(-1);
     int64_t new_far = -1;
+    fresh_id_ = id;
     for (const Affected<A>& af : affected_) compact_cell(af.cell, fresh, &n_fresh, &new_r2, &new_far);
     members_[id].assign(fresh, fresh + n_fresh);
-    q.radius2[id] = new_r2;
-    far_[id] = new_far;
+    close_new_cell(id, new_r2, new_far);
     return count;
   }
 
   P& pool_;
-  std::vector<std::vector<Member>> members_;
+  std::vector<std::vector<Member>> members_;  // rows at distance > 0 from the center
+  std::vector<std::vector<uint32_t>> zeros_;  // rows at distance 0, ascending (taken ones skipped lazily)
+  std::vector<size_t> zhead_;                // zeros_[a][zhead_[a]] is the first that may be eligible
+  int64_t zero_from_ = -1;                   // the cell of a picked row at distance 0, this step
+  int64_t fresh_id_ = -1;                    // the new cell, this step (compact_cell)
   std::vector<std::vector<A>> member_vals_;  // inline values, c per member, in member order
   std::vector<int64_t> far_;                 // each cell's farthest row (lowest index); -1 when empty
   CellHeap<A> heap_;

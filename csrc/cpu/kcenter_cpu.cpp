@@ -149,6 +149,7 @@ class CpuState final : public KCenterState {
     pool_.centers.assign(centers, centers + n_centers * pool_.p.c);
     pool_.radius2.assign(static_cast<size_t>(n_centers), A(0));
     cells_ready_ = false;
+    cells_.forget_centers();
     dense_.refresh_radii();
   }
 
@@ -231,6 +232,15 @@ class CpuState final : public KCenterState {
   // unrolled distances, and on 3-D pools it was as fast as or faster than the
   // dense pass at every visited fraction (one thread and two, from the first
   // steps without labeled rows on): they always use cell steps.
+  //
+  // A rebuild costs about one dense step, so cells that are left again after
+  // a few steps do not pay for it: when a stretch of cell steps lasted fewer
+  // than kShortCellRun steps, the dense steps required before the next build
+  // double (from 8, up to kMaxHold); a stretch of kLongCellRun steps resets
+  // the wait.
+  static constexpr int64_t kShortCellRun = 16;
+  static constexpr int64_t kLongCellRun = 64;
+  static constexpr int64_t kMaxHold = 4096;
   double leave_cells() const {
     if (cell_visit_limit_ >= 0) return cell_visit_limit_;
     if (cells_.inline_values()) return 2.0;
@@ -245,18 +255,23 @@ class CpuState final : public KCenterState {
     if (cells_ready_) return;
     cells_.build();
     cells_ready_ = true;
+    cell_run_ = 0;
   }
 
   StepResult cell_step(int64_t id, int64_t from, int64_t picked) {
-    const int64_t rows = cells_.begin_step(id, from);
+    const int64_t rows = cells_.begin_step(id, from, picked);
     if (static_cast<double>(rows) > leave_cells() * static_cast<double>(pool_.p.n)) {
       // the cells do not pay here: a dense step, and dense steps until they do
       cells_ready_ = false;
       dense_mode_ = true;
       reach_mean_ = static_cast<double>(rows) / static_cast<double>(pool_.p.n);
       pool_.stats.cell_switches += 1;
+      if (cell_run_ < kShortCellRun) hold_ = std::min(kMaxHold, std::max<int64_t>(8, 2 * hold_));
+      else if (cell_run_ >= kLongCellRun) hold_ = 0;
+      dense_run_ = 0;
       return dense_step(id);
     }
+    ++cell_run_;
     return cells_.finish_step(id, picked, rows);
   }
 
@@ -269,7 +284,7 @@ class CpuState final : public KCenterState {
     if (pool_.p.prune) {
       const double f = k == 1 ? 1.0 : static_cast<double>(reach) / static_cast<double>(n);
       reach_mean_ = k == 1 ? 1.0 : reach_mean_ + (f - reach_mean_) / 8.0;
-      const bool dense = reach_mean_ >= enter_cells();
+      const bool dense = reach_mean_ >= enter_cells() || ++dense_run_ <= hold_;
       if (dense_mode_ && !dense) pool_.stats.cell_switches += 1;
       dense_mode_ = dense;
     }
@@ -283,6 +298,9 @@ class CpuState final : public KCenterState {
   bool dense_mode_ = false;      // dense steps chosen by the cost model (see use_cells)
   double reach_mean_ = 1.0;      // running mean of the rows a cell step would visit (fraction)
   double cell_visit_limit_ = -1.0;
+  int64_t cell_run_ = 0;   // cell steps since the cells were last built
+  int64_t dense_run_ = 0;  // dense steps since the cells were left
+  int64_t hold_ = 0;       // dense steps required before the cells are built again
 };
 
 }  // namespace
