@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 import pcoreset
+from pcoreset import _start
 from pcoreset._problem import make_problem
 from pcoreset.backends import cuda as cuda_backend
 
@@ -134,7 +135,7 @@ def run_case(name, n, c, dtype, n_labeled, budget, dense_budget, baseline_steps,
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     base = cuda_backend.CudaState(seeded)
-    cuda_backend.seed(base, seeded)
+    _start.start_state(cuda_backend.BACKEND, base, seeded)
     torch.cuda.synchronize()
     res["start_s"] = time.perf_counter() - t0
     saved = base.export_state()

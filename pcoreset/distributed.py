@@ -45,8 +45,8 @@ from ._deps import require_torch
 torch = require_torch("distributed selection (pcoreset.distributed)")
 import torch.distributed as dist  # noqa: E402
 
-from . import _start
-from ._problem import Problem, check_budget, check_labeled, make_problem
+from . import _start, backends
+from ._problem import DTYPE_CODE, Problem, check_budget, check_labeled, make_problem, to_kind
 from .errors import (
     BackendUnavailableError,
     InvalidInputError,
@@ -63,7 +63,6 @@ _PROTOCOL = 2  # bump when the metadata layout changes (a mixed install is then 
 _MSG_BYTES = 512  # room for one rank's input error in the metadata all-gather
 _MEAN_BLOCK = 4096  # rows per block of the kernel's mean_vector (kcenter_cpu.cpp)
 _GATHER_BYTES = 64 << 20  # all-gather buffer for other ranks' labeled rows
-_DTYPE_CODE = {"float16": 1, "bfloat16": 2, "float32": 3, "float64": 4}
 _NO_KEY = -1  # a rank with no eligible row (empty shard, or all taken)
 _KEY_INDEX_LIMIT = 0xFFFFFFFF  # packed float32 keys hold global indices < 2^32 - 1
 
@@ -239,7 +238,7 @@ def _meta_vector(local: _Local, labeled_is_global: bool) -> torch.Tensor:
         "ok": int(local.error is None),
         "n": p.n if p else -1,
         "c": p.c if p else -1,
-        "dtype": _DTYPE_CODE[p.dtype] if p else -1,
+        "dtype": DTYPE_CODE[p.dtype] if p else -1,
         "budget": local.budget,
         "from_logits": int(p.from_logits) if p else -1,
         "temperature_bits": int(np.float64(p.temperature).view(np.int64)) if p else -1,
@@ -313,7 +312,7 @@ def _agree(comm: _Comm, local: _Local, labeled_is_global: bool) -> _Layout:
             raise RankMismatchError(f"{name} differs across ranks: {_ranks_by_value(values, show)}; "
                                     f"every rank must pass the same {name}")
 
-    codes = {v: k for k, v in _DTYPE_CODE.items()}
+    codes = {v: k for k, v in DTYPE_CODE.items()}
     must_agree("c", "C (the number of columns of local_probs)", lambda v: f"C={v}")
     must_agree("dtype", "dtype of local_probs", lambda v: codes[v])
     must_agree("budget", "budget", lambda v: f"budget={v}")
@@ -385,34 +384,26 @@ def _share_centers(comm: _Comm, problem: Problem, layout: _Layout) -> Problem:
 # --------------------------------------------------------------------------- local kernel
 
 
-def _local_state(problem: Problem):
-    """The running-minimum state over this rank's shard, seeded with its own
-    labeled rows (exact nearest center, or exact refinement of GEMM candidates
-    for large products, as in single-process `select`)."""
-    if problem.device == "cpu":
-        from .backends import cpu
+def _local_backend(problem: Problem):
+    """The backend that runs this rank's shard, from the registry: the cpu
+    kernel for host shards, the cuda kernel for device shards (the states
+    with the row_vector, mean_vector and farthest_from that the exchange
+    needs)."""
+    name = "cpu" if problem.device == "cpu" else "cuda"
+    backend = backends.get(name)
+    why = backends.why_not(backend, problem) or backend.state_unsupported(problem)
+    if why:
+        raise BackendUnavailableError(f"pcoreset.distributed.select cannot run a shard on {problem.device}",
+                                      {name: why})
+    return backend
 
-        if cpu._C is None:
-            raise BackendUnavailableError("pcoreset.distributed.select needs the C++ kernel",
-                                          {"cpu": cpu.CpuBackend().unavailable()})
-        state = cpu.make_state(problem)
-        cpu.seed(state, problem)
-        return state
-    # GPU shards: the CUDA module, when it offers the same state interface
-    # (seed_rows, seed_vectors, row_vector, mean_vector, farthest_from,
-    # current_best, push_center, push_row).
-    try:
-        from .backends import cuda as cuda_backend
-    except ImportError as exc:
-        raise BackendUnavailableError("pcoreset.distributed.select cannot run a shard on "
-                                      f"{problem.device}", {"cuda": f"no CUDA module ({exc})"}) from exc
-    make, seed = getattr(cuda_backend, "make_state", None), getattr(cuda_backend, "seed", None)
-    if make is None or seed is None:
-        raise BackendUnavailableError(
-            f"pcoreset.distributed.select cannot run a shard on {problem.device}",
-            {"cuda": "the CUDA backend has no make_state/seed state interface; pass a CPU shard"})
-    state = make(problem)
-    seed(state, problem)
+
+def _local_state(problem: Problem):
+    """The running-minimum state over this rank's shard, with its own labeled
+    rows as centers (the start, as in single-process `select`)."""
+    backend = _local_backend(problem)
+    state = backend.make_state(problem)
+    _start.start_state(backend, state, problem)
     return state
 
 
@@ -448,20 +439,13 @@ def _seed_remote_labeled(comm: _Comm, state, problem: Problem, local_labeled: np
         vecs = np.concatenate(others) if others else np.zeros((0, c))
         if vecs.shape[0]:
             vecs = np.ascontiguousarray(vecs)
-            if problem is None or _start.use_exact(problem.n, vecs.shape[0], problem.c):
+            backend = _local_backend(problem)
+            if _start.use_exact(problem.n, vecs.shape[0], problem.c, backend.exact_max_work):
                 state.seed_vectors(vecs)
             else:  # a large product: certified candidates, refined exactly in the kernel
+                values = backend.start_values(state, problem)
                 state.seed_vectors_with_candidates(
-                    vecs, _start.nearest_candidates(problem, centers=vecs, values=_values_of(state, problem)))
-
-
-def _values_of(state, problem: Problem):
-    """The start's view of the rows: the CPU kernel's own values."""
-    if problem.device == "cpu":
-        from .backends import cpu
-
-        return cpu.kernel_values(state)
-    return None
+                    vecs, _start.nearest_candidates(problem, centers=vecs, values=values))
 
 
 def _block_sum(problem: Problem, start: int) -> np.ndarray:
@@ -770,9 +754,7 @@ class Selector:
         picks, radii2 = self._stepper.take(k, self._progress)
         self._picks.extend(picks.tolist())
         self._radii2.extend(radii2.tolist())
-        from .select import _to_kind
-
-        return _to_kind(picks, self._problem, np.int64)
+        return to_kind(picks, self._problem, np.int64)
 
 
 # --------------------------------------------------------------------------- public
@@ -850,12 +832,10 @@ def select(local_probs: Any, local_labeled_idx: Any, budget: int, *, group=None,
     last_stats.clear()
     last_stats.update(stats)
 
-    from .select import _to_kind
-
-    out = _to_kind(picks, problem, np.int64)
+    out = to_kind(picks, problem, np.int64)
     if not return_radii:
         return out
-    radii = _to_kind(radii2, problem, np.float64)
+    radii = to_kind(radii2, problem, np.float64)
     radii = radii.sqrt() if isinstance(radii, torch.Tensor) else np.sqrt(radii)
     return out, radii
 

@@ -91,13 +91,8 @@ def _start_path(case):
     """Force the candidate path of the labeled start for cases that ask for it."""
     from pcoreset import _start
 
-    saved = _start.EXACT_MAX_WORK
-    if case.get("candidates"):
-        _start.EXACT_MAX_WORK = 0
-    try:
+    with _start.force("certified" if case.get("candidates") else None):
         yield
-    finally:
-        _start.EXACT_MAX_WORK = saved
 
 
 def _budget(case, labeled):
