@@ -1,4 +1,5 @@
-"""CPU kernel benchmarks, side by side in one run.
+"""CPU kernel benchmarks (cell steps, threads under load, the exact start,
+Selector.next), side by side in one run.
 
     python -m benchmarks.bench_cells --targets        # every target below, met or not (about 10 minutes)
     python -m benchmarks.bench_cells --targets --only degenerate,3d
@@ -92,7 +93,7 @@ def softmax_pool(n: int, c: int, kind: str = "clustered", seed: int = 0, dtype=n
                  chunk: int = 65536) -> np.ndarray:
     """clustered: softmax of one of 10 centres (scale 4) plus N(0, 2) noise
     (pcoreset.bench.clustered_pool's recipe, built in chunks); confident:
-    softmax of 18 one-hot + N(0, 1) (issue 12's pool)."""
+    softmax of 18 one-hot + N(0, 1) (the confident pool of the start's tests)."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(0, 4.0, size=(10, c)).astype(np.float32)
     out = np.empty((n, c), dtype=dtype)

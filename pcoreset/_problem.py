@@ -325,13 +325,9 @@ def check_centers(centers: Any, c: int, device: str, *, simplex: bool, from_logi
         if arr.dtype == torch.bfloat16:
             arr = arr.float()
         arr = arr.detach().cpu().numpy()
-    t = np.array(arr, dtype=np.float64)
     if from_logits:
-        t /= temperature
-        t -= t.max(axis=1, keepdims=True)
-        np.exp(t, out=t)
-        t /= t.sum(axis=1, keepdims=True)
-    return np.ascontiguousarray(t)
+        return softmax(arr, temperature, dtype=np.float64)
+    return np.array(arr, dtype=np.float64)
 
 
 def make_problem(probs, labeled_idx, budget, *, simplex: bool, from_logits: bool, temperature,
@@ -425,13 +421,9 @@ def numpy_values(problem: Problem) -> Values:
         part = x[np.asarray(rows, dtype=np.int64)]
         if problem.dtype == "bfloat16":  # raw bits: the high half of a float32
             part = (part.astype(np.uint32) << 16).view(np.float32)
-        part = part.astype(acc)
         if problem.from_logits:
-            part = part / acc.type(problem.temperature)
-            part -= part.max(axis=1, keepdims=True)
-            np.exp(part, out=part)
-            part /= part.sum(axis=1, keepdims=True)
-        return part
+            return softmax(part, problem.temperature, dtype=acc)
+        return part.astype(acc)
 
     return values
 
@@ -452,6 +444,25 @@ def default_values(problem: Problem) -> Values:
 def acc_dtype(problem: Problem) -> np.dtype:
     """The NumPy accumulation dtype (float64 for float64 pools, else float32)."""
     return np.dtype(np.float64 if problem.dtype == "float64" else np.float32)
+
+
+def softmax(logits, temperature: float = 1.0, dtype=None) -> np.ndarray:
+    """softmax(row / temperature) of every row, in NumPy: in `dtype`
+    (default float32, float64 for float64 logits), in row chunks so that no
+    N x C float64 temporary is made."""
+    logits = np.asarray(logits)
+    dtype = np.dtype(dtype or (np.float64 if logits.dtype == np.float64 else np.float32))
+    out = np.empty(logits.shape, dtype=dtype)
+    step = max(1, (32 << 20) // (8 * max(1, logits.shape[1] if logits.ndim == 2 else 1)))
+    for start in range(0, logits.shape[0], step):
+        z = np.array(logits[start:start + step], dtype=dtype)
+        if temperature != 1.0:
+            z = z / temperature
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        out[start:start + step] = z
+    return out
 
 
 def to_kind(values, problem: Problem, dtype):

@@ -153,6 +153,20 @@ def test_imports_point_down_the_layers():
     assert not up, "imports pointing up the layers:\n" + "\n".join(up)
 
 
+def test_backends_do_not_import_each_other():
+    graph = import_graph()
+    backends = [m for m in modules() if LAYERS[layer_of(m)][0] == "backends"]
+    assert len(backends) >= 4
+    for m in backends:
+        assert not set(graph[m]) & set(backends), f"{m} imports another backend: {set(graph[m]) & set(backends)}"
+
+
+def test_registry_lists_each_backend_module_once():
+    listed = _registry_modules(modules()["pcoreset.backends"])
+    backends = sorted(m for m in modules() if LAYERS[layer_of(m)][0] == "backends")
+    assert sorted(listed) == backends
+
+
 # ---- the checker itself: it must see what it is meant to find
 
 

@@ -1,4 +1,4 @@
-"""The selection contract (DESIGN.md §2) on the CPU backends."""
+"""The selection contract (the docstring of pcoreset.select) on the CPU backends."""
 import numpy as np
 import pytest
 import torch

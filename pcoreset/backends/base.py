@@ -15,7 +15,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from .._problem import Problem, Values, torch_values
+from .._memory import MEAN_BLOCK_ROWS  # noqa: F401  (part of the kernels' contract)
+from .._problem import Problem, Values, default_values
 
 # Largest N * M * C (rows x initial centers x columns) whose start runs as the
 # kernel's exact direct pass; larger starts take the certified candidates of
@@ -24,6 +25,26 @@ EXACT_MAX_WORK = 2e9
 
 Progress = Optional[Callable[[int], None]]
 Picks = Tuple[np.ndarray, np.ndarray]
+
+# What code outside the kernels must compute exactly as they do: distributed
+# selection rebuilds their pool mean (blocks of MEAN_BLOCK_ROWS) and their
+# argmax key across ranks; tests check both against the kernel.
+#: a packed key holds global row indices below this
+KEY_INDEX_LIMIT = 0xFFFFFFFF
+
+
+def pack_key(dist2: float, row: int) -> int:
+    """The kernels' argmax key: the float32 bits of dist2 (order-preserving
+    for dist2 >= 0) above the inverted row index, so that the larger key is
+    the larger distance and, on equal distances, the lower row."""
+    bits = int(np.float32(dist2).view(np.uint32))
+    return (bits << 32) | (KEY_INDEX_LIMIT - int(row))
+
+
+def unpack_key(key: int) -> Tuple[int, float]:
+    """(row, dist2) of a key made by pack_key."""
+    key = int(key)
+    return KEY_INDEX_LIMIT - (key & KEY_INDEX_LIMIT), float(np.uint32(key >> 32).view(np.float32))
 
 
 class KCenterState(abc.ABC):
@@ -230,9 +251,10 @@ class Backend(abc.ABC):
         counted by pcoreset.backends.memory_parts."""
 
     def start_values(self, state: KCenterState, problem: Problem) -> Values:
-        """values(rows) -> pool rows as `state` sees them (a torch tensor in the
-        accumulation dtype), which the start's certified search compares."""
-        return torch_values(problem)
+        """values(rows) -> pool rows as `state` sees them, in the accumulation
+        dtype (NumPy or torch), which the start's certified search compares;
+        by default the torch backend's rounding (NumPy's without torch)."""
+        return default_values(problem)
 
     def build_info(self) -> Optional[dict]:
         return None

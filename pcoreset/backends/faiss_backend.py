@@ -155,20 +155,24 @@ class _Distances:
             out[s:s + step] = np.einsum("ij,ij->i", d, d)
         return out
 
-    def pairs(self, rows: np.ndarray, centers: np.ndarray, cand: np.ndarray) -> np.ndarray:
-        """(N, k): d^2(x[rows[i]], centers[cand[i, t]]), all ids valid."""
-        n, k = cand.shape
-        if self.f32 and rows.size == self.x.shape[0]:
-            out = np.empty((n, k), dtype=np.float32)
-            faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(out), faiss.swig_ptr(self.x), faiss.swig_ptr(centers),
-                                    faiss.swig_ptr(np.ascontiguousarray(cand)), self.c, n, k)
+    def pairs(self, centers: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """(N,): d^2(x[i], centers[ids[i]]) for every row (all ids valid):
+        one routine for every caller, so a distance never depends on which
+        other rows were computed with it (labeled rows or centers= vectors
+        give the same bits)."""
+        n = self.x.shape[0]
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if self.f32:
+            out = np.empty(n, dtype=np.float32)
+            if n:
+                faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(out), faiss.swig_ptr(self.x), faiss.swig_ptr(centers),
+                                        faiss.swig_ptr(ids), self.c, n, 1)
             return out
-        out = np.empty((n, k), dtype=self.x.dtype)
+        out = np.empty(n, dtype=self.x.dtype)
         step = chunk_rows(n, self.c)
-        for t in range(k):
-            for s in range(0, n, step):
-                d = self.x[rows[s:s + step]] - centers[cand[s:s + step, t]]
-                out[s:s + step, t] = np.einsum("ij,ij->i", d, d)
+        for s in range(0, n, step):
+            d = self.x[s:s + step] - centers[ids[s:s + step]]
+            out[s:s + step] = np.einsum("ij,ij->i", d, d)
         return out
 
 
@@ -225,8 +229,8 @@ class FaissState(KCenterState):
             rows = np.flatnonzero(ok)
             if rows.size == 0:
                 continue
+            d = self.dist.pairs(self._centers, first + np.clip(cand[:, t], 0, count - 1))[rows]
             ids = first + cand[rows, t]
-            d = self.dist.pairs(rows, self._centers, ids[:, None])[:, 0]
             cur, cur_id = self.mind[rows], self.nearest[rows]
             closer = (d < cur) | ((d == cur) & (ids < cur_id))
             self.mind[rows[closer]] = d[closer]
