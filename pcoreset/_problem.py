@@ -1,4 +1,6 @@
-"""Validation of the public arguments into one `Problem` that backends run.
+"""Validation of the public arguments into one `Problem` that backends run,
+and the conversions every layer above shares: the pool as the kernels see its
+rows, and results back into the caller's kind of array.
 
 Validate in public, compute in private: everything a backend may assume is
 checked here once, with messages that name the argument and the value.
@@ -40,6 +42,9 @@ def loaded_torch():
     return sys.modules.get("torch")
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
+# The integer code of each dtype in saved states and in the distributed
+# handshake (never renumber: saved states carry it).
+DTYPE_CODE = {"float16": 1, "bfloat16": 2, "float32": 3, "float64": 4}
 
 # Rows of `probs` must sum to 1 within this tolerance (by storage dtype): the
 # rounding of a softmax row stored in that precision stays well inside it.
@@ -210,7 +215,8 @@ def check_values(x: Any, dtype: str, simplex: bool, name: str = "probs",
         else:
             chunk = np.asarray(x[start:stop])
             acc = chunk.astype(np.float64 if dtype == "float64" else np.float32, copy=False)
-            sums = acc.sum(axis=1)
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflowed sum is tested per value below
+                sums = acc.sum(axis=1)
             not_finite = None if np.isfinite(sums).all() else ~np.isfinite(acc).all(axis=1)
             mins = acc.min(axis=1) if simplex else None
         # A row sum is finite only if every value is: one fast reduction
@@ -254,11 +260,12 @@ def check_labeled(labeled_idx: Any, n: int, device: str, name: str = "labeled_id
         arr = np.asarray(labeled_idx)
         if arr.size == 0:
             return np.zeros(0, dtype=np.int64)
-        if arr.dtype == object and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+        if arr.dtype == object and all(isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
                                        for v in arr.ravel()):
-            # Python ints too large for int64
-            bad = max(arr.ravel(), key=lambda v: abs(int(v)))
-            raise InvalidInputError(f"{name} has an index out of range: {int(bad)} (pool has {n} rows)")
+            # Python ints too large for int64 (a list of them becomes an object array)
+            big = [v for v in arr.ravel() if not -2**63 <= int(v) < 2**63]
+            if big:
+                raise InvalidInputError(f"{name} has an index out of range: {int(big[0])} (pool has {n} rows)")
         if arr.dtype.kind not in "iu":
             raise InvalidTypeError(f"{name} must hold integers, got dtype {arr.dtype}")
     arr = arr.reshape(-1) if arr.ndim == 0 else arr
@@ -281,9 +288,11 @@ def check_labeled(labeled_idx: Any, n: int, device: str, name: str = "labeled_id
 
 
 def check_count(k: Any, name: str) -> int:
-    """A count >= 0: a Python/NumPy integer or an integer 0-d torch tensor."""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        if _is_torch(k) and k.ndim == 0 and not k.dtype.is_floating_point:
+    """A count >= 0: a Python/NumPy integer or an integer 0-d torch tensor
+    (never a boolean: True is not a count)."""
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
+        if (_is_torch(k) and k.ndim == 0 and not k.dtype.is_floating_point and not k.is_complex()
+                and k.dtype != torch.bool):
             k = int(k)
         else:
             raise InvalidTypeError(f"{name} must be an integer, got {k!r} ({type(k).__name__})")
@@ -346,18 +355,31 @@ def check_centers(centers: Any, c: int, device: str, *, simplex: bool, from_logi
         if arr.dtype == torch.bfloat16:
             arr = arr.float()
         arr = arr.detach().cpu().numpy()
-    t = np.array(arr, dtype=np.float64)
     if from_logits:
-        t /= temperature
-        t -= t.max(axis=1, keepdims=True)
-        np.exp(t, out=t)
-        t /= t.sum(axis=1, keepdims=True)
-    return np.ascontiguousarray(t)
+        return softmax(arr, temperature, dtype=np.float64)
+    return np.array(arr, dtype=np.float64)
+
+
+def check_simplex_atol(atol: Any) -> Optional[float]:
+    """None (the dtype's default) or a finite tolerance >= 0."""
+    if atol is None:
+        return None
+    if isinstance(atol, (bool, np.bool_)) or not isinstance(atol, numbers.Real):
+        if _is_torch(atol) and atol.ndim == 0 and atol.dtype.is_floating_point:
+            atol = float(atol)
+        else:
+            raise InvalidTypeError(f"simplex_atol must be a number >= 0 (or None for the dtype's default), "
+                                   f"got {atol!r} ({type(atol).__name__})")
+    value = float(atol)
+    if not np.isfinite(value) or value < 0:
+        raise InvalidInputError(f"simplex_atol must be a finite number >= 0, got {atol!r}")
+    return value
 
 
 def make_problem(probs, labeled_idx, budget, *, simplex: bool, from_logits: bool, temperature,
                  prune: bool, num_threads: int, progress, simplex_atol=None,
                  check_finite: bool = True, name: str = "probs", centers=None) -> Problem:
+    simplex_atol = check_simplex_atol(simplex_atol)
     x, kind, device, dtype = as_pool(probs, name)
     n, c = check_shape(x, name)
     if not isinstance(from_logits, (bool, np.bool_)):
@@ -374,3 +396,130 @@ def make_problem(probs, labeled_idx, budget, *, simplex: bool, from_logits: bool
     return Problem(x=x, kind=kind, device=device, dtype=dtype, n=n, c=c, labeled=labeled, budget=b,
                    centers=ctr, from_logits=bool(from_logits), temperature=t, prune=bool(prune),
                    num_threads=int(num_threads), progress=progress, source=probs)
+
+
+# --------------------------------------------------------------------------- conversions
+
+def chunk_rows(n: int, c: int, other: int = 1) -> int:
+    """Rows per chunk so that a chunk x max(c, other) float32 block stays near 64 MiB."""
+    return max(1, min(n, _memory.CHUNK_BYTES // (4 * max(c, other, 1))))
+
+
+# rows as the kernels see them (torch is imported only in the torch helpers,
+# for torch pools and the torch/faiss backends)
+
+
+def torch_pool(problem: Problem):
+    """The pool as a torch tensor (no copy)."""
+    import torch
+
+    x = problem.x
+    if isinstance(x, torch.Tensor):
+        return x
+    t = readonly_tensor(x)
+    if problem.dtype == "bfloat16":
+        t = t.view(torch.bfloat16)
+    return t
+
+
+def accum_dtype(problem: Problem):
+    """The torch accumulation dtype (float64 for float64 pools, else float32)."""
+    import torch
+
+    return torch.float64 if problem.dtype == "float64" else torch.float32
+
+
+def rows_as_values(problem: Problem, x, start: int, stop: int):
+    """Rows [start, stop) of a torch pool as the kernels see them, in the
+    accumulation dtype: the stored values, or softmax(row / temperature)."""
+    import torch
+
+    chunk = x[start:stop].to(accum_dtype(problem))
+    if problem.from_logits:
+        chunk = torch.softmax(chunk / problem.temperature, dim=1)
+    return chunk
+
+
+Values = Callable[[np.ndarray], object]
+
+
+def torch_values(problem: Problem) -> Values:
+    """values(rows) -> the rows (int64 indices, NumPy or torch) as the torch
+    backend sees them, a torch tensor in the accumulation dtype on the pool's
+    device."""
+    import torch
+
+    x = torch_pool(problem)
+
+    def values(rows):
+        rows = torch.as_tensor(rows, dtype=torch.int64).to(x.device)
+        return rows_as_values(problem, x[rows], 0, int(rows.numel()))
+
+    return values
+
+
+def numpy_values(problem: Problem) -> Values:
+    """values(rows) -> the rows of a host pool in the accumulation dtype
+    (NumPy), softmax(row / temperature) for logits."""
+    x = problem.numpy_view()
+    acc = acc_dtype(problem)
+
+    def values(rows):
+        part = x[np.asarray(rows, dtype=np.int64)]
+        if problem.dtype == "bfloat16":  # raw bits: the high half of a float32
+            part = (part.astype(np.uint32) << 16).view(np.float32)
+        if problem.from_logits:
+            return softmax(part, problem.temperature, dtype=acc)
+        return part.astype(acc)
+
+    return values
+
+
+def default_values(problem: Problem) -> Values:
+    """The start's view of pool rows when the caller gives none: the torch
+    backend's (torch pools, or any pool while torch is installed, so that the
+    torch and FAISS states see the same rounding), else NumPy's."""
+    if problem.kind == "torch":
+        return torch_values(problem)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return numpy_values(problem)
+    return torch_values(problem)
+
+
+def acc_dtype(problem: Problem) -> np.dtype:
+    """The NumPy accumulation dtype (float64 for float64 pools, else float32)."""
+    return np.dtype(np.float64 if problem.dtype == "float64" else np.float32)
+
+
+def softmax(logits, temperature: float = 1.0, dtype=None) -> np.ndarray:
+    """softmax(row / temperature) of every row, in NumPy: in `dtype`
+    (default float32, float64 for float64 logits), in row chunks so that no
+    N x C float64 temporary is made."""
+    logits = np.asarray(logits)
+    dtype = np.dtype(dtype or (np.float64 if logits.dtype == np.float64 else np.float32))
+    out = np.empty(logits.shape, dtype=dtype)
+    step = max(1, (32 << 20) // (8 * max(1, logits.shape[1] if logits.ndim == 2 else 1)))
+    for start in range(0, logits.shape[0], step):
+        z = np.array(logits[start:start + step], dtype=dtype)
+        if temperature != 1.0:
+            z = z / temperature
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        out[start:start + step] = z
+    return out
+
+
+def to_kind(values, problem: Problem, dtype):
+    """Results (NumPy or torch) as the kind of array the caller passed: NumPy
+    in, NumPy out; torch in, torch out on the pool's device."""
+    if problem.kind == "numpy":
+        if _is_torch(values):
+            values = values.cpu().numpy()
+        return np.asarray(values, dtype=dtype)
+    tdtype = torch.int64 if dtype is np.int64 else torch.float64
+    if isinstance(values, torch.Tensor):
+        return values.to(device=problem.device, dtype=tdtype)
+    return torch.as_tensor(np.asarray(values, dtype=dtype)).to(problem.device)

@@ -5,6 +5,9 @@ import platform
 
 import numpy as np
 
+from . import backends
+from ._version import __version__
+
 
 class Info(dict):
     """`pcoreset.info()`: a plain dict (keys below), printed as readable lines."""
@@ -17,14 +20,11 @@ def info() -> Info:
     """What this installation was built with and which backends run here: a
     dict (pcoreset, python, numpy, cpu_module, torch, cuda_module, faiss,
     backends) whose ``str()`` is the report of ``pcoreset info``."""
-    from . import __version__, backends
-    from .backends import cpu
-
     out = Info({
         "pcoreset": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "cpu_module": cpu.build_info(),
+        "cpu_module": backends.get("cpu").build_info(),
     })
     try:
         import torch
@@ -32,12 +32,7 @@ def info() -> Info:
         out["torch"] = torch.__version__
     except ImportError:  # pragma: no cover
         out["torch"] = None
-    try:
-        from .backends import cuda as cuda_backend
-
-        out["cuda_module"] = cuda_backend.build_info()
-    except ImportError:
-        out["cuda_module"] = {"built": False, "error": "no CUDA backend in this build"}
+    out["cuda_module"] = backends.get("cuda").build_info()
     try:
         import faiss
 

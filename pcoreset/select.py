@@ -6,11 +6,11 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from . import _memory, backends
-from ._problem import Problem, make_problem
+from . import _memory, _start, backends
+from ._problem import Problem, _is_torch, make_problem, to_kind
 from .errors import InvalidInputError, OutOfMemoryError
+from .selector import Selector
 
-from ._problem import _is_torch, torch  # torch: imported on first use (torch inputs only)
 
 Array = Any  # numpy.ndarray | torch.Tensor
 
@@ -90,8 +90,6 @@ def select(probs: Array, labeled_idx: Any, budget: Optional[int] = None, *,
         if budget is not None and max_budget is not None:
             raise InvalidInputError(f"pass budget or max_budget with stop_radius, not both "
                                     f"(got budget={budget!r}, max_budget={max_budget!r})")
-        from .selector import Selector
-
         sel = Selector(probs, labeled_idx, centers=centers, from_logits=from_logits, temperature=temperature,
                        backend=backend, prune=prune, num_threads=num_threads, progress=progress,
                        simplex_atol=simplex_atol)
@@ -123,7 +121,108 @@ def kcenter_greedy(x: Array, labeled_idx: Any = None, budget: int = 0, *,
     problem = make_problem(x, labeled_idx, budget, simplex=False, from_logits=False,
                            temperature=1.0, prune=prune, num_threads=num_threads,
                            progress=progress, name="x", centers=centers)
-    return _run(problem, backend, return_radii)
+    problem, shift = _safe_magnitudes(problem)
+    out = _run(problem, backend, return_radii)
+    if return_radii and shift:
+        radii = out[1]
+        if _is_torch(radii):
+            return out[0], _torch_ldexp(radii, -shift)
+        return out[0], np.ldexp(radii, -shift)  # a power of two: exact
+    return out
+
+
+# Magnitudes whose squared distances stay normal numbers in the accumulation
+# dtype: a squared distance is at most 4 C max|x|^2 (kept under max / 8 for
+# the pruning test's 4 (1 + eps) d2), and a nonzero difference of two values
+# is at least |v| 2^-(mantissa+1) for the smaller nonzero |v|, whose square
+# must stay above the smallest normal number.
+def _largest_safe(acc, c: int) -> float:
+    return float(np.sqrt(np.finfo(acc).max / (32.0 * c)))
+
+
+def _smallest_safe(acc) -> float:
+    info = np.finfo(acc)
+    return float(np.sqrt(info.tiny)) * 2.0 ** (info.nmant + 2)
+
+
+def _value_range(problem: Problem):
+    """(largest |value|, smallest nonzero |value|) of the pool and the
+    center vectors, in one chunked pass."""
+    from . import _start
+
+    hi, lo = 0.0, np.inf
+    x = problem.x
+    step = _start.chunk_rows(problem.n, problem.c)
+    for s in range(0, problem.n, step):
+        e = min(problem.n, s + step)
+        if hasattr(x, "detach"):  # a torch tensor (any device, bfloat16 included)
+            a = x[s:e].detach().abs()
+            hi = max(hi, float(a.amax())) if a.numel() else hi
+            nz = a[a > 0]
+            lo = min(lo, float(nz.amin())) if nz.numel() else lo
+        else:
+            a = np.abs(np.asarray(x[s:e]))
+            if a.size:
+                hi = max(hi, float(a.max()))
+                lo = min(lo, float(np.min(a, where=a > 0, initial=np.inf)))
+            _memory.release_rows(x, s, e)
+    if problem.centers is not None:
+        a = np.abs(problem.centers)
+        hi = max(hi, float(a.max()))
+        nz = a[a > 0]
+        lo = min(lo, float(nz.min())) if nz.size else lo
+    return hi, lo
+
+
+def _torch_ldexp(t, shift: int):
+    """t * 2**shift, exact: in factors that are finite float64 powers of two."""
+    t = t.clone()
+    while shift:
+        step = max(-1000, min(1000, shift))
+        t.mul_(2.0 ** step)
+        shift -= step
+    return t
+
+
+def _safe_magnitudes(problem: Problem):
+    """(problem, shift): a problem whose squared distances neither overflow
+    nor underflow in its accumulation dtype, so the picks are the float64
+    greedy answer. float16/bfloat16/float32 data outside the safe range run
+    on a float64 copy (only such data: others pay one pass over the values);
+    float64 data is scaled by 2**shift (exact; the radii are scaled back), or
+    refused when its magnitudes span more than float64 can square."""
+    from dataclasses import replace
+
+    hi, lo = _value_range(problem)
+    if hi == 0.0:
+        return problem, 0
+    c = problem.c
+    acc = np.float64 if problem.dtype == "float64" else np.float32
+    if _smallest_safe(acc) <= lo and hi <= _largest_safe(acc, c):
+        return problem, 0
+    big, small = _largest_safe(np.float64, c), _smallest_safe(np.float64)
+    x = problem.x
+    is_torch = hasattr(x, "detach")
+    if acc is np.float32 and small <= lo and hi <= big:
+        x64 = x.double() if is_torch else np.asarray(x, dtype=np.float64)
+        return replace(problem, x=x64, dtype="float64"), 0
+    # float64 arithmetic: scale by 2**shift into [small, big] when the span fits
+    shift = int(np.floor(np.log2(big) - np.log2(hi)))
+    if np.log2(lo) + shift < np.log2(small):
+        shift = int(np.ceil(np.log2(small) - np.log2(lo)))
+    with np.errstate(over="ignore", under="ignore"):
+        fits = small <= np.ldexp(lo, shift) and np.ldexp(hi, shift) <= big
+    if not fits:
+        raise InvalidInputError(
+            f"x has values from {lo:.3g} to {hi:.3g} in magnitude: their squared distances cannot all be "
+            f"computed in float64 (the largest safe magnitude is {big:.3g} when the smallest nonzero one is "
+            f"{small:.3g}; the safe span is a factor {big / small:.3g}); rescale x")
+    if is_torch:
+        x64 = _torch_ldexp(x.double(), shift)
+    else:
+        x64 = np.ldexp(np.asarray(x, dtype=np.float64), shift)
+    ctr = None if problem.centers is None else np.ldexp(problem.centers, shift)
+    return replace(problem, x=x64, dtype="float64", centers=ctr), shift
 
 
 def _run(problem: Problem, backend: str, return_radii: bool):
@@ -132,10 +231,10 @@ def _run(problem: Problem, backend: str, return_radii: bool):
         picks, radii2 = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     else:
         picks, radii2 = _run_checked(chosen, problem)
-    picks = _to_kind(picks, problem, np.int64)
+    picks = to_kind(picks, problem, np.int64)
     if not return_radii:
         return picks
-    radii = _to_kind(radii2, problem, np.float64)
+    radii = to_kind(radii2, problem, np.float64)
     radii = radii.sqrt() if _is_torch(radii) else np.sqrt(radii)
     return picks, radii
 
@@ -148,16 +247,15 @@ def _run_checked(chosen, problem: Problem):
             f"budget={problem.budget})")
     needed = 0
     if problem.device == "cpu":  # device memory is the device backend's to check
-        needed = _memory.estimate_memory(
-            problem.n, problem.c, problem.dtype,
-            backend=chosen.name if chosen.name in ("cpu", "faiss", "torch", "cuda") else "torch",
+        needed = sum(_memory.memory_parts(
+            problem.n, problem.c, problem.dtype, chosen.memory_parts,
             n_labeled=problem.labeled.size,
             n_centers=0 if problem.centers is None else int(problem.centers.shape[0]),
             budget=problem.budget, from_logits=problem.from_logits,
-            in_memory=not _memory.file_backed(problem.x))
+            in_memory=not _memory.file_backed(problem.x)).values())
         _memory.check_fits(what, needed)
     try:
-        return chosen.run(problem)
+        return chosen.run(problem, _start.start_state)
     except OutOfMemoryError:
         raise
     except MemoryError as exc:
@@ -168,13 +266,3 @@ def _run_checked(chosen, problem: Problem):
             raise OutOfMemoryError(what, needed, _memory.available_bytes()) from exc
         raise
 
-
-def _to_kind(values, problem: Problem, dtype):
-    if problem.kind == "numpy":
-        if _is_torch(values):
-            values = values.cpu().numpy()
-        return np.asarray(values, dtype=dtype)
-    tdtype = torch.int64 if dtype is np.int64 else torch.float64
-    if isinstance(values, torch.Tensor):
-        return values.to(device=problem.device, dtype=tdtype)
-    return torch.as_tensor(np.asarray(values, dtype=dtype)).to(problem.device)

@@ -13,21 +13,18 @@ Environment (debugging and benchmarks; none changes a pick):
       where the device allows it, else a captured CUDA graph of the three
       kernels of a step)
   PCORESET_CUDA_GRAPHS=0      graph steps launched one by one (as steps=launches)
-  PCORESET_CUDA_PASS=v2|v1    the fused pass (v1: the first kernel's pass, kept
-      to compare; it implies graph steps)
 """
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Dict, Optional
 
 import numpy as np
 
-from .. import _start
+from .. import _memory
 from .._problem import Problem
 from ..errors import InvalidInputError, OutOfMemoryError
-from . import register
-from .base import Backend, seed_state
+from .base import Backend, KCenterState
 
 try:
     from .. import _C_cuda
@@ -39,41 +36,37 @@ except ImportError as exc:  # built without CUDA, or the module failed to load
     _C_cuda = None
     _IMPORT_ERROR = str(exc)
 
-# Largest N * M * C (rows x initial centers x columns) seeded by the kernel's
+# Largest N * M * C (rows x initial centers x columns) whose start is the kernel's
 # exact pass (a warp per row, every center in turn, early exit); larger
 # starts take certified candidates (pcoreset._start) whose distances the
 # kernel recomputes exactly. The GPU's exact pass is far cheaper than the
-# CPU's, hence a larger threshold than _start.EXACT_MAX_WORK.
+# CPU's, hence a larger threshold than base.EXACT_MAX_WORK.
 EXACT_MAX_WORK = 1e11
 
 _STEPS = ("auto", "persistent", "graph", "launches")
-_PASSES = ("v2", "v1")
 
 
 def _options():
-    """(steps, pass_variant) from the environment, checked."""
+    """The step mode from the environment, checked."""
     steps = os.environ.get("PCORESET_CUDA_STEPS", "auto")
     if steps not in _STEPS:
         raise InvalidInputError(f"PCORESET_CUDA_STEPS={steps!r}: choose one of {_STEPS}")
-    variant = os.environ.get("PCORESET_CUDA_PASS", "v2")
-    if variant not in _PASSES:
-        raise InvalidInputError(f"PCORESET_CUDA_PASS={variant!r}: choose one of {_PASSES}")
     if os.environ.get("PCORESET_CUDA_GRAPHS", "1") == "0" and steps in ("auto", "graph"):
         steps = "launches"
-    if variant == "v1" and steps == "auto":
-        steps = "graph"
-    return steps, variant
+    return steps
 
 
-class CudaState:
+class CudaState(KCenterState):
     """The k-center state of a pool in CUDA memory, mirroring the CPU
     `pcoreset._C.KCenterState` method for method.
 
     problem: a validated Problem whose `x` is a contiguous torch CUDA tensor
         (borrowed: it must stay unchanged while the state exists; the state
         keeps a reference).
-    steps, pass_variant: as PCORESET_CUDA_STEPS / PCORESET_CUDA_PASS (the
-        environment by default).
+    steps: as PCORESET_CUDA_STEPS (the environment by default).
+    pass_variant: "prefetch" (the default); "plain" (no loads issued ahead
+        across chunks) exists for benchmarks/gpu_bench.py's side-by-side
+        comparison only. Both give the same picks and radii, bit for bit.
 
     Row indices are int64; vectors are float64 (C,) or (M, C) NumPy arrays.
     Methods return NumPy arrays and Python numbers, after one host
@@ -84,6 +77,9 @@ class CudaState:
     torch's cache and retrying once; the state is unchanged then).
     """
 
+    # run() has no stop radius: run_state steps it one pick at a time then
+    supports_stop = False
+
     def __init__(self, problem: Problem, *, steps: Optional[str] = None, pass_variant: Optional[str] = None):
         import torch
 
@@ -92,7 +88,7 @@ class CudaState:
         x = problem.x
         if not (isinstance(x, torch.Tensor) and x.is_cuda and x.is_contiguous()):
             raise InvalidInputError("the cuda backend's state needs a contiguous torch CUDA tensor as the pool")
-        env_steps, env_pass = _options()
+        env_steps = _options()
         self._x = x  # keeps the pool alive
         self._device = x.device
         self._index = x.device.index if x.device.index is not None else torch.cuda.current_device()
@@ -104,7 +100,7 @@ class CudaState:
             lambda stream: _C_cuda.KCenterState(
                 x.data_ptr(), problem.dtype, problem.n, problem.c, bool(problem.from_logits),
                 float(problem.temperature), bool(problem.prune), self._index, stream,
-                steps or env_steps, pass_variant or env_pass),
+                steps or env_steps, pass_variant or "prefetch"),
             extra_centers=0)
 
     # ---- plumbing ----------------------------------------------------------
@@ -229,10 +225,20 @@ class CudaState:
         radii2 float64) NumPy arrays. With no center at all the first pick is
         the row farthest from the pool mean (radius +inf). The last pick is not
         pushed: call push_row(picks[-1]) before continuing. progress(done) is
-        called between segments of steps; Ctrl-C stops at the next segment."""
+        called between segments of steps; Ctrl-C stops at the next segment.
+
+        A run that raises (Ctrl-C, progress raised, the pool ran out of
+        eligible rows) keeps the steps that finished: last_run() gives their
+        picks, and the state is the one an uninterrupted run of them leaves."""
         budget = int(budget)
         return self._call(lambda s: self._state.run(budget, progress, s), extra_centers=max(budget - 1, 0),
                           budget=budget)
+
+    def last_run(self):
+        """(picks, radii2) of the latest run(), also of one that raised: every
+        pick but possibly the last is a center (the last is one unless the
+        budget ended the run; num_centers tells)."""
+        return self._state.last_run()
 
     def export_state(self):
         """(mind (N,) float64 with -1 for taken rows, nearest (N,) int64 with -1
@@ -255,7 +261,7 @@ class CudaState:
         """Counters (steps, rows_computed, rows_visited, center_dists, as the CPU
         state's) and how the last run went: step_mode ("persistent", "graph",
         "launches"; "none" before a run with steps), cuda_graph (its steps
-        ran as replays of a captured CUDA graph), pass ("v2"/"v1"), segments,
+        ran as replays of a captured CUDA graph), pass ("prefetch"/"plain"), segments,
         grid_blocks, note (why a requested mode was not used)."""
         return self._call(lambda s: self._state.stats(s))
 
@@ -265,31 +271,9 @@ def make_state(problem: Problem, **options) -> CudaState:
     return CudaState(problem, **options)
 
 
-def _start_method(problem: Problem) -> str:
-    """"exact" or "certified", as _start.start_method with the GPU's threshold
-    (a method forced through _start.force or PCORESET_START wins)."""
-    forced = _start.forced_method()
-    if forced:
-        return forced
-    return "exact" if float(problem.n) * problem.n_centers * problem.c <= EXACT_MAX_WORK else "certified"
-
-
-def seed(state: CudaState, problem: Problem) -> None:
-    """Set every row's nearest initial center (labeled rows, then center
-    vectors): the kernel's exact pass for small products, otherwise certified
-    candidates (pcoreset._start, searched on the GPU over rows exactly as this
-    kernel sees them) whose distances the kernel recomputes exactly."""
-    seed_state(state, problem, _start_method(problem) == "exact", kernel_values(state))
-
-
-def kernel_values(state: CudaState):
-    """values(rows) for the start's search: rows exactly as this kernel sees
-    them (its own softmax for logits), a torch tensor on the pool's device."""
-    return state.rows_values
-
-
 class CudaBackend(Backend):
     name = "cuda"
+    exact_max_work = EXACT_MAX_WORK
 
     def unavailable(self) -> Optional[str]:
         if _C_cuda is None:
@@ -308,30 +292,39 @@ class CudaBackend(Backend):
     def make_state(self, problem: Problem) -> "CudaState":
         return make_state(problem)
 
-    def seed(self, state, problem: Problem) -> None:
-        seed(state, problem)
+    def start_values(self, state: CudaState, problem: Problem):
+        # rows exactly as this kernel sees them (its own softmax for logits),
+        # searched on the GPU
+        return state.rows_values
 
-    def run(self, problem: Problem):
-        from .cpu import _progress_callback
+    def memory_parts(self, n: int, c: int, dtype: str, centers: int, budget: int,
+                     from_logits: bool) -> Dict[str, int]:
+        # device memory, as pcoreset._C_cuda.state_bytes counts it
+        acc = 8 if dtype == "float64" else 4
+        slots = max(64, centers)
+        parts = {"running minimum, nearest center, center vector": n * (acc + 4) + c * acc}
+        if from_logits:
+            parts["softmax row constants"] = n * 2 * acc
+        parts["centers (values, radius, center distances)"] = slots * (c + 2) * acc
+        parts["picks, radii, step slots"] = max(64, budget + 1) * (16 + (16 if acc == 8 else 8))
+        # the control block (struct Ctl, 64 bytes) and, for float64, one
+        # argmax slot per block of the pass (kMaxGridBlocks = 4096, 16 bytes)
+        parts["control block, argmax slots"] = 64 + (4096 * 16 if acc == 8 else 0)
+        parts["row chunk temporaries (start)"] = 3 * min(n * c * acc, _memory.CHUNK_BYTES)
+        return parts
 
-        state = make_state(problem)
-        seed(state, problem)
-        callback, close = _progress_callback(problem)
-        try:
-            picks, radii2 = state.run(problem.budget, callback)
-        finally:
-            close()
-        self.last_stats = state.stats()
-        return picks, radii2
+    def build_info(self) -> dict:
+        """What the CUDA module was compiled with (no device query)."""
+        if _C_cuda is None:
+            return {"built": False, "error": _IMPORT_ERROR}
+        info = dict(_C_cuda.build_info())
+        info["built"] = True
+        return info
 
 
-register(CudaBackend())
+BACKEND = CudaBackend()
+
 
 
 def build_info() -> dict:
-    """What the CUDA module was compiled with (no device query)."""
-    if _C_cuda is None:
-        return {"built": False, "error": _IMPORT_ERROR}
-    info = dict(_C_cuda.build_info())
-    info["built"] = True
-    return info
+    return BACKEND.build_info()

@@ -9,25 +9,25 @@ continue a selection on this backend too.
 """
 from __future__ import annotations
 
+from typing import Dict
+
 import numpy as np
 import torch
 
-from .. import _start
-from .._problem import Problem
-from . import register
-from .base import Backend, run_state, seed_state, step_loop
-from .cpu import _progress_callback
+from .. import _memory
+from .._problem import Problem, accum_dtype, chunk_rows, rows_as_values, torch_pool
+from .base import Backend, KCenterState
 
 
 def _sq_dist(problem, x, center, step):
     parts = []
     for start in range(0, problem.n, step):
-        rows = _start.rows_as_values(problem, x, start, min(problem.n, start + step))
+        rows = rows_as_values(problem, x, start, min(problem.n, start + step))
         parts.append(((rows - center) ** 2).sum(1))
     return torch.cat(parts)
 
 
-class TorchState:
+class TorchState(KCenterState):
     """The running-minimum state of a pool, in torch tensors on its device.
 
     mind: squared distance of each row to its nearest center (accumulation
@@ -35,31 +35,31 @@ class TorchState:
     nearest: the index of each row's nearest center (-1: none yet).
     """
 
-    supports_stop = True
-
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
-        self.x = _start.torch_pool(problem)
-        self.acc = _start.accum_dtype(problem)
+        self.x = torch_pool(problem)
+        self.acc = accum_dtype(problem)
         self.dev = self.x.device
         n = problem.n
         self.n, self.c = n, problem.c
-        self.step = _start.chunk_rows(n, problem.c)
+        self.step = chunk_rows(n, problem.c)
         self.mind = torch.full((n,), float("inf"), dtype=self.acc, device=self.dev)
         self.taken = torch.zeros(n, dtype=torch.bool, device=self.dev)
         self.nearest = torch.full((n,), -1, dtype=torch.int64, device=self.dev)
         self.centers = torch.zeros((0, problem.c), dtype=self.acc, device=self.dev)
         self._steps = 0
+        self._undo = None
 
     # ---- centers -------------------------------------------------------------
 
     @property
     def num_centers(self) -> int:
+        self._settle()
         return int(self.centers.shape[0])
 
     def _values(self, rows) -> torch.Tensor:
         rows = torch.as_tensor(np.asarray(rows, dtype=np.int64)).to(self.dev)
-        return _start.rows_as_values(self.problem, self.x[rows], 0, int(rows.numel()))
+        return rows_as_values(self.problem, self.x[rows], 0, int(rows.numel()))
 
     def _append(self, vecs: torch.Tensor) -> int:
         first = self.num_centers
@@ -78,7 +78,7 @@ class TorchState:
         count = self.num_centers - first
         for s in range(0, self.n, self.step):
             e = min(self.n, s + self.step)
-            rows = _start.rows_as_values(self.problem, self.x, s, e)
+            rows = rows_as_values(self.problem, self.x, s, e)
             for t in range(cand.shape[1]):
                 a = cand[s:e, t]
                 ok = (a >= 0) & (a < count)
@@ -112,14 +112,17 @@ class TorchState:
         self._assign_candidates(first, cand)
 
     def take(self, row: int) -> None:
+        self._settle()
         self.taken[int(row)] = True
 
     def exclude(self, rows) -> None:
+        self._settle()
         self.taken[torch.as_tensor(np.asarray(rows, dtype=np.int64)).to(self.dev)] = True
 
     # ---- steps ---------------------------------------------------------------
 
     def current_best(self):
+        self._settle()
         score = torch.where(self.taken, torch.tensor(-1.0, dtype=self.acc, device=self.dev), self.mind)
         if score.numel() == 0:
             return -1, 0.0
@@ -128,49 +131,70 @@ class TorchState:
             return -1, 0.0
         return p, float(self.mind[p])
 
-    def _push(self, vec: torch.Tensor):
-        k = self._append(vec[None, :])
-        d = _sq_dist(self.problem, self.x, self.centers[k], self.step)
+    # A step is all-or-nothing, so that an exception inside it (Ctrl-C, out
+    # of memory) leaves the state of the steps before: the new tensors are
+    # computed aside, the old ones are kept in _undo while they are swapped
+    # in, and _settle() (at every entry, and when the swap raised) puts them
+    # back if the swap did not finish. Putting back is idempotent.
+
+    def _settle(self) -> None:
+        undo = self.__dict__.get("_undo")
+        if undo is not None:
+            self.centers, self.mind, self.nearest, row, was_taken = undo
+            if row is not None:
+                self.taken[row] = was_taken
+            self._undo = None
+
+    def _push(self, vec: torch.Tensor, row=None):
+        self._settle()
+        k = self.num_centers
+        centers = torch.cat([self.centers, vec[None, :].to(device=self.dev, dtype=self.acc)])
+        d = _sq_dist(self.problem, self.x, centers[k], self.step)
         closer = d < self.mind
-        self.mind = torch.where(closer, d, self.mind)
-        self.nearest = torch.where(closer, torch.full_like(self.nearest, k), self.nearest)
+        mind = torch.where(closer, d, self.mind)
+        nearest = torch.where(closer, torch.full_like(self.nearest, k), self.nearest)
+        if row is not None:
+            mind[row] = 0
+            nearest[row] = k
+        undo = (self.centers, self.mind, self.nearest, row, None if row is None else bool(self.taken[row]))
+        self._undo = undo
+        try:
+            self.centers, self.mind, self.nearest = centers, mind, nearest
+            if row is not None:
+                self.taken[row] = True
+            self._undo = None
+        except BaseException:
+            self._settle()
+            raise
         self._steps += 1
         return k
 
     def push_row(self, row: int):
-        row = int(row)
-        k = self._push(self._values([row])[0])
-        self.taken[row] = True
-        self.mind[row] = 0
-        self.nearest[row] = k
+        self._push(self._values([int(row)])[0], int(row))
         return self.current_best()
 
     def push_center(self, vector):
         self._push(torch.as_tensor(np.asarray(vector, dtype=np.float64)))
         return self.current_best()
 
-    def _mean_start(self):
+    def first_pick(self):
         """(row, +inf): the eligible row farthest from the pool mean."""
         n, dev = self.n, self.dev
         mean = torch.zeros(self.c, dtype=torch.float64, device=dev)
         for s in range(0, n, self.step):
-            mean += _start.rows_as_values(self.problem, self.x, s, min(n, s + self.step)).sum(0, dtype=torch.float64)
+            mean += rows_as_values(self.problem, self.x, s, min(n, s + self.step)).sum(0, dtype=torch.float64)
         d = _sq_dist(self.problem, self.x, (mean / n).to(self.acc), self.step)
         d = torch.where(self.taken, torch.tensor(-1.0, dtype=self.acc, device=dev), d)
         return int(torch.argmax(d)), float("inf")
 
-    def run(self, budget: int, progress=None, stop_dist2: float = -1.0):
-        """`budget` picks continuing from the current state (the last pick is
-        not pushed), stopping before a pick whose squared radius is <=
-        stop_dist2 when that is >= 0."""
-        return step_loop(self, budget, progress, stop_dist2, self._mean_start)
-
     # ---- arrays --------------------------------------------------------------
 
     def min_dist2(self) -> np.ndarray:
+        self._settle()
         return torch.where(self.taken, torch.zeros_like(self.mind), self.mind).double().cpu().numpy()
 
     def export_state(self):
+        self._settle()
         mind = torch.where(self.taken, torch.full_like(self.mind, -1), self.mind).double().cpu().numpy()
         return mind, self.nearest.cpu().numpy().copy(), self.centers.double().cpu().numpy()
 
@@ -187,31 +211,17 @@ class TorchState:
                 "center_dists": 0}
 
 
-def seed(state: TorchState, problem: Problem) -> None:
-    """Every row's nearest initial center: each center in turn for small
-    products, else the certified candidates (pcoreset._start)."""
-    seed_state(state, problem, _start.use_exact(problem.n, problem.n_centers, problem.c))
-
-
 class TorchBackend(Backend):
     name = "torch"
 
     def make_state(self, problem: Problem) -> TorchState:
         return TorchState(problem)
 
-    def seed(self, state, problem: Problem) -> None:
-        seed(state, problem)
-
-    def run(self, problem: Problem):
-        state = self.make_state(problem)
-        self.seed(state, problem)
-        callback, close = _progress_callback(problem)
-        try:
-            picks, radii2 = run_state(state, problem.budget, callback)
-        finally:
-            close()
-        self.last_stats = state.stats()
-        return picks, radii2
+    def memory_parts(self, n: int, c: int, dtype: str, centers: int, budget: int,
+                     from_logits: bool) -> Dict[str, int]:
+        acc = 8 if dtype == "float64" else 4
+        return {"running minimum, taken": n * (acc + 1),
+                "row chunk temporaries": 3 * min(n * c * acc, _memory.CHUNK_BYTES)}
 
 
-register(TorchBackend())
+BACKEND = TorchBackend()
