@@ -127,7 +127,7 @@ def _select(args) -> int:
         raise InvalidInputError("select needs a .npy pool file (or --distributed with --shards)")
     if args.shards:
         raise InvalidInputError("--shards needs --distributed")
-    _paths.read_npy_header(args.probs, "probs")
+    _paths.load_npy(args.probs, "probs", mmap=True)  # a damaged or truncated file fails here, in one line
     labeled = _paths.read_index_file(args.labeled, "--labeled")
     centers = _read_centers(args.centers)
     try:
@@ -151,10 +151,7 @@ def _read_centers(path):
     """--centers: an (M, C) .npy of center vectors (memory-mapped, never unpickled)."""
     if not path:
         return None
-    import numpy as np
-
-    _paths.read_npy_header(path, "--centers")
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+    return _paths.load_npy(path, "--centers", mmap=True)
 
 
 def _check_budget_options(args) -> None:
@@ -179,7 +176,7 @@ def _cmd_coverage(args) -> int:
     from . import _problem
     from .selector import Selector
 
-    _paths.read_npy_header(args.probs, "probs")
+    _paths.load_npy(args.probs, "probs", mmap=True)  # a damaged or truncated file fails here, in one line
     labeled = _paths.read_index_file(args.labeled, "--labeled")
     centers = _read_centers(args.centers)
     if args.max_budget is None and args.stop_radius is None:
