@@ -52,3 +52,12 @@ def main(argv) -> int:
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.exit(main(sys.argv[1:]))
+
+
+def run_child(cfg: dict, out: str, kill_at, log) -> None:
+    """Entry of a forked test process: one ``pcoreset.activekd.run`` of `cfg`
+    in `out` with the seam installed (see install)."""
+    install(kill_at, log)
+    from pcoreset.activekd import RunConfig, run
+
+    run(RunConfig(**cfg), out, progress=False, echo=lambda s: None, plot=False)

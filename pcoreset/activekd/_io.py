@@ -85,7 +85,7 @@ def load_array(path, what: str) -> np.ndarray:
         return np.asarray(_paths.load_npy(path, what))
     try:
         if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as obj:
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as obj:
                 keys = list(obj.keys())
                 if len(keys) != 1:
                     raise InvalidInputError(f"{what}: {str(path)!r} holds arrays {keys}; expected exactly one")
@@ -112,7 +112,7 @@ def load_arrays(path, what: str) -> dict:
     """Every array of a .npz file (never unpickled), read whole; a damaged file
     raises PcoresetError naming `what`."""
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
             return {k: np.asarray(f[k]) for k in f.files}
     except FileNotFoundError:
         raise InvalidInputError(f"{what}: file {str(path)!r} does not exist") from None

@@ -133,7 +133,11 @@ def _cmd_report(args) -> int:
     find_runs(args.run_dirs)
     out = args.out if args.out is not None else (args.run_dirs[0] if len(args.run_dirs) == 1 else ".")
     _paths.check_output_dir(Path(out).expanduser(), "--out")
-    report(args.run_dirs, out_dir=out, reference=args.against)
+    if (Path(out) / "config.json").is_file():  # writing into a run folder: only while no run works there
+        with _io.run_lock(out):
+            report(args.run_dirs, out_dir=out, reference=args.against)
+    else:
+        report(args.run_dirs, out_dir=out, reference=args.against)
     return 0
 
 
