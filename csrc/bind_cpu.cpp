@@ -378,6 +378,8 @@ PYBIND11_MODULE(_C, m) {
       .def("min_dist2", &PyState::min_dist2)
       .def("stats", &PyState::stats);
   m.def("build_info", &build_info);
+  m.def("available_threads", &pcoreset::available_threads, py::arg("requested") = 0,
+        "threads to use now: requested when > 0, else the cores that other processes leave free");
   m.def("certify_tile", &certify_tile_t<float>, py::arg("g"), py::arg("nx2"), py::arg("nx"), py::arg("ny"),
         py::arg("kappa"), py::arg("tiny"), py::arg("kernel_rel"), py::arg("k"), py::arg("num_threads") = 0);
   m.def("certify_tile", &certify_tile_t<double>, py::arg("g"), py::arg("nx2"), py::arg("nx"), py::arg("ny"),

@@ -10,6 +10,7 @@ from .errors import (  # noqa: E402
     BackendUnavailableError,
     InvalidInputError,
     InvalidTypeError,
+    MissingDependencyError,
     OutOfMemoryError,
     PcoresetError,
     PoolExhaustedError,
@@ -31,5 +32,6 @@ __all__ = [
     "PoolExhaustedError",
     "BackendUnavailableError",
     "OutOfMemoryError",
+    "MissingDependencyError",
     "__version__",
 ]

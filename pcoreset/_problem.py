@@ -18,7 +18,7 @@ from . import _memory
 from ._paths import load_npy
 from .errors import InvalidInputError, InvalidTypeError, PoolExhaustedError
 
-try:  # torch is a dependency, but keep the import failure readable
+try:  # torch is optional (pcoreset[torch]): NumPy pools need only NumPy
     import torch
 except ImportError:  # pragma: no cover
     torch = None
@@ -175,22 +175,29 @@ def check_values(x: Any, dtype: str, simplex: bool, name: str = "probs",
     tol = SIMPLEX_ATOL[dtype] if atol is None else float(atol)
     itemsize = 2 if dtype in ("float16", "bfloat16") else (4 if dtype == "float32" else 8)
     for start, stop in _row_chunks(n, c, itemsize):
-        chunk = x[start:stop] if _is_torch(x) else readonly_tensor(np.asarray(x[start:stop]))
-        acc = chunk.double() if dtype == "float64" else chunk.float()
+        if _is_torch(x):
+            chunk = x[start:stop]
+            acc = chunk.double() if dtype == "float64" else chunk.float()
+            sums, mins = acc.sum(dim=1), acc.amin(dim=1)
+            not_finite = None if bool(torch.isfinite(sums).all()) else ~torch.isfinite(acc).all(dim=1)
+            sums, mins = sums.cpu().numpy(), mins.cpu().numpy()
+            not_finite = None if not_finite is None else not_finite.cpu().numpy()
+        else:
+            chunk = np.asarray(x[start:stop])
+            acc = chunk.astype(np.float64 if dtype == "float64" else np.float32, copy=False)
+            sums = acc.sum(axis=1)
+            not_finite = None if np.isfinite(sums).all() else ~np.isfinite(acc).all(axis=1)
+            mins = acc.min(axis=1) if simplex else None
         # A row sum is finite only if every value is: one fast reduction
         # clears the common case; the per-value test runs only on a chunk
         # whose sums are not all finite (or that overflowed).
-        sums = acc.sum(dim=1)
-        if not bool(torch.isfinite(sums).all()):
-            finite = torch.isfinite(acc).all(dim=1)
-            if not bool(finite.all()):
-                row = start + int(torch.nonzero(~finite)[0, 0])
-                raise InvalidInputError(f"{name} has a NaN or inf value in row {row}")
+        if not_finite is not None and not_finite.any():
+            row = start + int(np.flatnonzero(not_finite)[0])
+            raise InvalidInputError(f"{name} has a NaN or inf value in row {row}")
         if simplex:
-            mins = acc.amin(dim=1)
-            bad = (mins < -tol) | ((sums.double() - 1.0).abs() > tol)
-            if bool(bad.any()):
-                row = start + int(torch.nonzero(bad)[0, 0])
+            bad = (mins < -tol) | (np.abs(sums.astype(np.float64) - 1.0) > tol)
+            if bad.any():
+                row = start + int(np.flatnonzero(bad)[0])
                 _raise_simplex(name, row, float(mins[row - start]), float(sums[row - start]), tol)
         # a file-backed pool is checked without staying resident
         _memory.release_rows(x, start, stop)
@@ -310,10 +317,17 @@ def check_centers(centers: Any, c: int, device: str, *, simplex: bool, from_logi
     if int(arr.shape[0]) == 0:
         return None
     check_values(arr, dtype, simplex=simplex and not from_logits, name=name, atol=atol)
-    t = arr.detach().cpu().double() if _is_torch(arr) else torch.from_numpy(np.asarray(arr, dtype=np.float64))
+    if _is_torch(arr):
+        if arr.dtype == torch.bfloat16:
+            arr = arr.float()
+        arr = arr.detach().cpu().numpy()
+    t = np.array(arr, dtype=np.float64)
     if from_logits:
-        t = torch.softmax(t / temperature, dim=1)
-    return np.ascontiguousarray(t.numpy())
+        t /= temperature
+        t -= t.max(axis=1, keepdims=True)
+        np.exp(t, out=t)
+        t /= t.sum(axis=1, keepdims=True)
+    return np.ascontiguousarray(t)
 
 
 def make_problem(probs, labeled_idx, budget, *, simplex: bool, from_logits: bool, temperature,

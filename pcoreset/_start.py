@@ -42,8 +42,10 @@ the distance by at most u (||a'|| + ||b'||); each length-C dot product, in any
 summation order, errs by at most gamma_C ||a'|| ||b'|| (gamma_C = C u / (1 - C u));
 the two additions of the GEMM identity and the rounded norms add 3u (||a'|| +
 ||b'||)^2. In total |D - d^2| <= (C + 10) u (||a'|| + ||b'||)^2; the code uses
-twice that, plus an absolute term for gradual underflow. The GEMM runs with
-TF32 and other reduced-precision modes switched off.
+twice that, plus an absolute term for gradual underflow. The GEMMs are NumPy's
+(the BLAS it links: IEEE products and sums, fused or not, in any order), so the
+start needs no torch; rows of a torch pool (a CUDA one included) are searched
+on the host.
 
 Cost: the GEMM work is the sum over rows of the centers near their pivot,
 about N * (M / clusters) * C on clustered pools instead of N * M * C; the
@@ -62,12 +64,11 @@ import os
 from typing import Callable, Iterator, Optional
 
 import numpy as np
-import torch
 
 from . import _memory, _threads
-from ._problem import Problem, readonly_tensor
+from ._problem import Problem
 
-try:  # the fused epilogue of the certified search (a torch fallback otherwise)
+try:  # the fused epilogue of the certified search (a NumPy fallback otherwise)
     from . import _C
 except ImportError:
     _C = None
@@ -124,8 +125,21 @@ def start_method(n: int, n_centers: int, c: int) -> str:
     return "exact" if float(n) * n_centers * c <= EXACT_MAX_WORK else "certified"
 
 
-def torch_pool(problem: Problem) -> torch.Tensor:
+def chunk_rows(n: int, c: int, other: int = 1) -> int:
+    """Rows per chunk so that a chunk x max(c, other) float32 block stays near 64 MiB."""
+    return max(1, min(n, _CHUNK_BYTES // (4 * max(c, other, 1))))
+
+
+# ---------------------------------------------------------------- rows as the torch backends see them
+# (torch is imported only here, for torch pools and the torch/faiss backends)
+
+
+def torch_pool(problem: Problem):
     """The pool as a torch tensor (no copy)."""
+    import torch
+
+    from ._problem import readonly_tensor
+
     x = problem.x
     if isinstance(x, torch.Tensor):
         return x
@@ -135,51 +149,104 @@ def torch_pool(problem: Problem) -> torch.Tensor:
     return t
 
 
-def accum_dtype(problem: Problem) -> torch.dtype:
+def accum_dtype(problem: Problem):
+    """The torch accumulation dtype (float64 for float64 pools, else float32)."""
+    import torch
+
     return torch.float64 if problem.dtype == "float64" else torch.float32
 
 
-def rows_as_values(problem: Problem, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """Rows [start, stop) as the kernels see them, in the accumulation dtype:
-    the stored values, or softmax(row / temperature) for logits."""
+def rows_as_values(problem: Problem, x, start: int, stop: int):
+    """Rows [start, stop) of a torch pool as the kernels see them, in the
+    accumulation dtype: the stored values, or softmax(row / temperature)."""
+    import torch
+
     chunk = x[start:stop].to(accum_dtype(problem))
     if problem.from_logits:
         chunk = torch.softmax(chunk / problem.temperature, dim=1)
     return chunk
 
 
-def chunk_rows(n: int, c: int, other: int = 1) -> int:
-    """Rows per chunk so that a chunk x max(c, other) float32 block stays near 64 MiB."""
-    return max(1, min(n, _CHUNK_BYTES // (4 * max(c, other, 1))))
-
-
-Values = Callable[[torch.Tensor], torch.Tensor]
+Values = Callable[[np.ndarray], object]
 
 
 def torch_values(problem: Problem) -> Values:
-    """values(rows) -> the rows (an int64 index tensor) as the torch backend
-    sees them, in the accumulation dtype, on the pool's device."""
+    """values(rows) -> the rows (int64 indices, NumPy or torch) as the torch
+    backend sees them, a torch tensor in the accumulation dtype on the pool's
+    device."""
+    import torch
+
     x = torch_pool(problem)
 
-    def values(rows: torch.Tensor) -> torch.Tensor:
-        return rows_as_values(problem, x[rows.to(x.device)], 0, int(rows.numel()))
+    def values(rows):
+        rows = torch.as_tensor(rows, dtype=torch.int64).to(x.device)
+        return rows_as_values(problem, x[rows], 0, int(rows.numel()))
 
     return values
 
 
-def initial_centers(problem: Problem, values: Values) -> torch.Tensor:
-    """(L + M, C) in the accumulation dtype on the pool's device: the labeled
-    rows (as `values` gives them) followed by the center vectors."""
-    acc = accum_dtype(problem)
-    dev = torch_pool(problem).device
+def numpy_values(problem: Problem) -> Values:
+    """values(rows) -> the rows of a host pool in the accumulation dtype
+    (NumPy), softmax(row / temperature) for logits."""
+    x = problem.numpy_view()
+    acc = _acc(problem)
+
+    def values(rows):
+        part = x[np.asarray(rows, dtype=np.int64)]
+        if problem.dtype == "bfloat16":  # raw bits: the high half of a float32
+            part = (part.astype(np.uint32) << 16).view(np.float32)
+        part = part.astype(acc)
+        if problem.from_logits:
+            part = part / acc.type(problem.temperature)
+            part -= part.max(axis=1, keepdims=True)
+            np.exp(part, out=part)
+            part /= part.sum(axis=1, keepdims=True)
+        return part
+
+    return values
+
+
+def default_values(problem: Problem) -> Values:
+    """The start's view of pool rows when the caller gives none: the torch
+    backend's (torch pools, or any pool while torch is installed, so that the
+    torch and FAISS states see the same rounding), else NumPy's."""
+    if problem.kind == "torch":
+        return torch_values(problem)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return numpy_values(problem)
+    return torch_values(problem)
+
+
+def _acc(problem: Problem):
+    return np.dtype(np.float64 if problem.dtype == "float64" else np.float32)
+
+
+def _host(a, dtype) -> np.ndarray:
+    """A C-contiguous host array of `dtype` from a NumPy array or a torch
+    tensor (copied to the host when it lives on a device)."""
+    if not isinstance(a, np.ndarray) and hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _host_values(values: Values, dtype) -> Values:
+    return lambda rows: _host(values(np.asarray(rows, dtype=np.int64)), dtype)
+
+
+def initial_centers(problem: Problem, values: Values) -> np.ndarray:
+    """(L + M, C) in the accumulation dtype: the labeled rows (as `values`
+    gives them) followed by the center vectors."""
+    acc = _acc(problem)
     parts = []
     if problem.labeled.size:
-        parts.append(values(torch.from_numpy(problem.labeled)).to(device=dev, dtype=acc))
+        parts.append(_host(values(problem.labeled), acc))
     if problem.centers is not None:
-        parts.append(torch.as_tensor(problem.centers).to(device=dev, dtype=acc))
+        parts.append(_host(problem.centers, acc))
     if not parts:
-        return torch.zeros((0, problem.c), dtype=acc, device=dev)
-    return torch.cat(parts) if len(parts) > 1 else parts[0]
+        return np.zeros((0, problem.c), dtype=acc)
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 def split_candidates(cand: np.ndarray, n_rows: int):
@@ -194,125 +261,109 @@ def split_candidates(cand: np.ndarray, n_rows: int):
 # --------------------------------------------------------------------------- certified search
 
 
-@contextlib.contextmanager
-def _full_precision() -> Iterator[None]:
-    """float32 matmuls in full float32 (no TF32, no bfloat16 passes): the
-    error bound assumes IEEE float32 products and sums."""
-    prec = torch.get_float32_matmul_precision()
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.set_float32_matmul_precision("highest")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(prec)
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+def _unit_roundoff(dtype) -> float:
+    return float(np.finfo(dtype).eps) / 2.0
 
 
-def _unit_roundoff(dtype: torch.dtype) -> float:
-    return float(torch.finfo(dtype).eps) / 2.0
-
-
-def _dedupe(y: torch.Tensor):
+def _dedupe(y: np.ndarray):
     """(unique rows, representative) with representative[j] the lowest index
-    of the j-th unique row in y."""
-    uniq, inverse = torch.unique(y, dim=0, return_inverse=True)
-    rep = torch.full((uniq.shape[0],), y.shape[0], dtype=torch.int64, device=y.device)
-    rep.scatter_reduce_(0, inverse, torch.arange(y.shape[0], device=y.device), reduce="amin")
+    of the j-th unique row in y, in the order of the representatives."""
+    _, first = np.unique(y, axis=0, return_index=True)
     # keep the centers in their original order (deterministic pivots)
-    order = torch.argsort(rep)
-    return uniq[order], rep[order]
+    rep = np.sort(first).astype(np.int64)
+    return y[rep], rep
 
 
-def _pivots(y: torch.Tensor, p: int) -> torch.Tensor:
+def _pivots(y: np.ndarray, p: int) -> np.ndarray:
     """p rows of y chosen by farthest-first traversal (the package's own
     k-center greedy), as indices into y."""
     from .select import kcenter_greedy
 
     small = y.shape[0] * y.shape[1] < (1 << 22)  # one thread: a parallel region costs more
-    picks = kcenter_greedy(y if y.device.type != "cpu" else y.numpy(), None, p,
-                           num_threads=1 if small else 0)
-    return torch.as_tensor(picks, dtype=torch.int64, device=y.device)
+    picks = kcenter_greedy(y, None, p, num_threads=1 if small else 0)
+    return np.asarray(picks, dtype=np.int64)
 
 
-def certified_candidates(problem: Problem, centers: torch.Tensor, values: Optional[Values] = None,
+def certified_candidates(problem: Problem, centers, values: Optional[Values] = None,
                          k: int = K_OUT) -> np.ndarray:
     """(N, k) int64 indices into `centers` (M, C): for every row, candidate
     centers that contain its nearest center (and every center within the
     kernel's rounding of it). Rows with fewer than k candidates repeat their
-    first one. `values(rows)` gives pool rows as the kernel sees them (default:
-    the torch backend's values). Taken (labeled) rows get candidates too;
-    the kernels ignore them."""
-    values = values or torch_values(problem)
+    first one. `values(rows)` gives pool rows as the kernel sees them (NumPy
+    or torch; default: `default_values`). Taken (labeled) rows get
+    candidates too; the kernels ignore them."""
+    acc = _acc(problem)
+    values = _host_values(values or default_values(problem), acc)
+    centers = _host(centers, acc)
     n = problem.n
     m = int(centers.shape[0])
-    dev = centers.device
-    out = torch.empty((n, k), dtype=torch.int64)
     if m == 0:
         raise ValueError("certified_candidates needs at least one center")
+    out = np.empty((n, k), dtype=np.int64)
     y, rep = _dedupe(centers)
-    u_count = int(y.shape[0])
-    if u_count <= k:
-        out[:] = _pad(rep.cpu()[None, :], k)
-        return out.numpy()
-    threads = problem.num_threads if dev.type == "cpu" else 0
-    with _full_precision(), torch.no_grad(), _threads.torch_threads(threads):
-        _search(problem, values, y, rep, k, out, dev)
-    return out.numpy()
+    if y.shape[0] <= k:
+        out[:] = _pad(rep[None, :], k)
+        return out
+    with _threads.blas_threads(problem.num_threads) as threads:
+        _search(problem, values, y, rep, k, out, threads)
+    return out
 
 
-def _pad(ids: torch.Tensor, k: int) -> torch.Tensor:
+def _pad(ids: np.ndarray, k: int) -> np.ndarray:
     """(R, j) -> (R, k): cut to k columns or repeat the first column."""
     if ids.shape[1] >= k:
         return ids[:, :k]
-    return torch.cat([ids, ids[:, :1].expand(-1, k - ids.shape[1])], dim=1)
+    return np.concatenate([ids, np.repeat(ids[:, :1], k - ids.shape[1], axis=1)], axis=1)
 
 
-def _search(problem: Problem, values: Values, y: torch.Tensor, rep: torch.Tensor, k: int,
-            out: torch.Tensor, dev) -> None:
+def _search(problem: Problem, values: Values, y: np.ndarray, rep: np.ndarray, k: int,
+            out: np.ndarray, threads: int) -> None:
     n, c = problem.n, problem.c
     acc = y.dtype
     u = _unit_roundoff(acc)
+    fi = np.finfo(acc)
     b = _Bounds(
         kappa=2.0 * (c + 10) * u,
         # gradual underflow: each of the O(C) operations errs by at most half
         # the smallest subnormal
-        tiny=4.0 * (c + 10) * float(torch.finfo(acc).smallest_normal) * float(torch.finfo(acc).eps),
+        tiny=4.0 * (c + 10) * float(fi.smallest_normal) * float(fi.eps),
         # the kernel's own rounding (direct differences, lane sums) may prefer
         # a center up to this relative amount farther in exact arithmetic
         kernel_rel=4.0 * (c + 4) * u,
-        k=k)
+        k=k, threads=threads)
     m = int(y.shape[0])
     p = n_pivots(m)
     piv = _pivots(y, p)
-    y64 = y.double()
+    y64 = y.astype(np.float64)
     r64 = y64[piv]
     r_acc = y[piv]
     r_norm2 = (r_acc * r_acc).sum(1)
 
     # 2. each row's pivot (approximate argmin) and its exact distance to it
-    pivot_of = torch.empty(n, dtype=torch.int64, device=dev)
-    a2 = torch.empty(n, dtype=torch.float64, device=dev)
+    pivot_of = np.empty(n, dtype=np.int64)
+    a2 = np.empty(n, dtype=np.float64)
     step = chunk_rows(n, c, p)
     for s in range(0, n, step):
         e = min(n, s + step)
-        v = values(torch.arange(s, e))
-        d = torch.addmm(r_norm2[None, :], v, r_acc.T, alpha=-2.0)
-        j = torch.argmin(d, dim=1)
+        v = values(np.arange(s, e))
+        d = v @ r_acc.T
+        d *= -2.0
+        d += r_norm2[None, :]
+        j = np.argmin(d, axis=1)
         pivot_of[s:e] = j
-        a2[s:e] = ((v - r_acc[j]) ** 2).sum(1).double()
+        diff = v - r_acc[j]
+        a2[s:e] = (diff * diff).sum(1)
         _release(problem, s, e)
     # an upper bound of d(x, pivot): direct differences in the accumulation
     # dtype err by at most (C + 2) u relative (squared), widened twice
-    a = torch.sqrt(a2 * (1.0 + 2.0 * (c + 2) * u)) + b.tiny
+    a = np.sqrt(a2 * (1.0 + 2.0 * (c + 2) * u)) + b.tiny
 
     # 3-4. pivot by pivot, rows sorted by their distance to the pivot
-    order = torch.argsort(a, stable=True)
-    order = order[torch.argsort(pivot_of[order], stable=True)]
-    counts = torch.bincount(pivot_of, minlength=p).cpu().tolist()
+    order = np.lexsort((a, pivot_of))
+    counts = np.bincount(pivot_of, minlength=p).tolist()
     y_norm2 = (y64 * y64).sum(1)
-    y_norm = y_norm2.sqrt()
-    kappa64 = 2.0 * (c + 10) * _unit_roundoff(torch.float64)
+    y_norm = np.sqrt(y_norm2)
+    kappa64 = 2.0 * (c + 10) * _unit_roundoff(np.float64)
     first = [0]
     for cnt in counts:
         first.append(first[-1] + cnt)
@@ -331,10 +382,10 @@ def _search(problem: Problem, values: Values, y: torch.Tensor, rep: torch.Tensor
             ra = a[rows]
             pn2 = y_norm2[piv[g]]
             dg = y_norm2 + pn2 - 2.0 * dots[:, g - g0]
-            lb2 = (dg - kappa64 * (y_norm + pn2.sqrt()) ** 2).clamp_min(0.0)
-            near = torch.nonzero(lb2 <= b.reach2(float(ra[-1]))).flatten()
-            near = near[torch.argsort(lb2[near], stable=True)]
-            _group(problem, values, rows, ra, near, lb2[near], y[near], r_acc[g], rep, b, out)
+            lb2 = np.maximum(dg - kappa64 * (y_norm + math.sqrt(pn2)) ** 2, 0.0)
+            near = np.flatnonzero(lb2 <= b.reach2(float(ra[-1])))
+            near = near[np.argsort(lb2[near], kind="stable")]
+            _group(values, rows, ra, near, lb2[near], y[near], r_acc[g], rep, b, out)
 
 
 def n_pivots(m: int) -> int:
@@ -345,8 +396,9 @@ def n_pivots(m: int) -> int:
 
 
 class _Bounds:
-    def __init__(self, kappa: float, tiny: float, kernel_rel: float, k: int) -> None:
+    def __init__(self, kappa: float, tiny: float, kernel_rel: float, k: int, threads: int = 1) -> None:
         self.kappa, self.tiny, self.kernel_rel, self.k = kappa, tiny, kernel_rel, k
+        self.threads = threads
 
     def reach2(self, a: float) -> float:
         """Squared distance from the pivot within which the nearest center of a
@@ -355,16 +407,21 @@ class _Bounds:
         return (2.0 * a) ** 2 * (1.0 + 2.0 * self.kernel_rel) + self.tiny
 
 
-def _group(problem, values, rows, ra, near, near_lb2, y_near, pivot, rep, b: _Bounds, out) -> None:
+def _sq_norms(a: np.ndarray):
+    """(float64 norms, squared norms in a's dtype) of the rows of a."""
+    a64 = a.astype(np.float64)
+    return np.sqrt((a64 * a64).sum(1)), (a * a).sum(1)
+
+
+def _group(values, rows, ra, near, near_lb2, y_near, pivot, rep, b: _Bounds, out) -> None:
     """Candidates for the rows of one pivot (sorted by distance to it), in
     tiles of about _TILE row x center pairs."""
     shifted = y_near - pivot
-    ny = shifted.double().pow(2).sum(1).sqrt()
-    ny2_acc = (shifted * shifted).sum(1)
-    cnt = int(rows.numel())
+    ny, ny2_acc = _sq_norms(shifted)
+    cnt = int(rows.size)
 
     def reach_count(a: float) -> int:
-        return max(1, int(torch.searchsorted(near_lb2, b.reach2(a), right=True)))
+        return max(1, int(np.searchsorted(near_lb2, b.reach2(a), side="right")))
 
     s = 0
     while s < cnt:
@@ -374,105 +431,103 @@ def _group(problem, values, rows, ra, near, near_lb2, y_near, pivot, rep, b: _Bo
             e = s + max(1, (e - s) // 2)
             m_here = reach_count(float(ra[e - 1]))
         tile_rows = rows[s:e]
-        v = values(tile_rows.cpu()).to(shifted.device)
+        v = values(tile_rows)
         xs = v - pivot
-        nx = xs.double().pow(2).sum(1).sqrt()
-        nx2_acc = (xs * xs).sum(1)
+        nx, nx2_acc = _sq_norms(xs)
         if m_here > 2 * _PROBE:
             # a first GEMM with the centers nearest the pivot bounds each
             # row's nearest distance D from above; its nearest center is then
             # within a + D of the pivot (not only 2 a)
             m0 = _PROBE
-            g0 = torch.addmm(ny2_acc[None, :m0], xs, shifted[:m0].T, alpha=-2.0)
+            g0 = _gemm_part(xs, shifted[:m0], ny2_acc[:m0])
             g0 += nx2_acc[:, None]
-            ub = (g0.double() + b.kappa * (nx[:, None] + ny[None, :m0]) ** 2 + b.tiny).amin(1)
-            reach = (ra[s:e] + ub.clamp_min(0.0).sqrt()) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny
-            m_here = max(1, int(torch.searchsorted(near_lb2, reach.max().item(), right=True)))
-        g = torch.addmm(ny2_acc[None, :m_here], xs, shifted[:m_here].T, alpha=-2.0)
-        if _C is not None and g.device.type == "cpu":
+            ub = (g0.astype(np.float64) + b.kappa * (nx[:, None] + ny[None, :m0]) ** 2 + b.tiny).min(1)
+            reach = (ra[s:e] + np.sqrt(np.maximum(ub, 0.0))) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny
+            m_here = max(1, int(np.searchsorted(near_lb2, float(reach.max()), side="right")))
+        g = _gemm_part(xs, shifted[:m_here], ny2_acc[:m_here])
+        if _C is not None:
             ids = _certify_fused(g, nx2_acc, nx, ny[:m_here], v, y_near[:m_here], b)
         else:
-            ids = _certify(g.add_(nx2_acc[:, None]), nx, ny[:m_here], v, y_near[:m_here], b)
-        out[tile_rows.cpu()] = rep[near[ids]].cpu()
+            g += nx2_acc[:, None]
+            ids = _certify(g, nx, ny[:m_here], v, y_near[:m_here], b)
+        out[tile_rows] = rep[near[ids]]
         s = e
 
 
-def _certify_fused(g, nx2, nx, ny, v, y_near, b: _Bounds) -> torch.Tensor:
+def _gemm_part(xs: np.ndarray, ys: np.ndarray, ny2: np.ndarray) -> np.ndarray:
+    """||y'||^2 - 2 x'.y' (rows x centers) in the accumulation dtype: one
+    GEMM; the scaling by -2 is exact."""
+    g = xs @ ys.T
+    g *= -2.0
+    g += ny2[None, :]
+    return g
+
+
+def _certify_fused(g, nx2, nx, ny, v, y_near, b: _Bounds) -> np.ndarray:
     """_certify through the C++ epilogue (one pass over the tile in cache):
     g holds ||y'||^2 - 2 x'.y', the kernel adds ||x'||^2 as _certify does."""
-    cand, counts, over_r, over_c = _C.certify_tile(g.numpy(), nx2.numpy(), nx.numpy(), ny.numpy(),
-                                                   b.kappa, b.tiny, b.kernel_rel, b.k,
-                                                   num_threads=torch.get_num_threads())
-    cand = torch.from_numpy(cand)
+    cand, counts, over_r, over_c = _C.certify_tile(g, nx2, nx, ny, b.kappa, b.tiny, b.kernel_rel, b.k,
+                                                   num_threads=b.threads)
     if over_r.size:
-        hit_r, hit_c = torch.from_numpy(over_r), torch.from_numpy(over_c)
-        cand[torch.unique(hit_r)] = _rank_exact(hit_r, hit_c, v, y_near, g.shape[0], b.k)[torch.unique(hit_r)]
+        over = np.unique(over_r)
+        cand[over] = _rank_exact(np.asarray(over_r, dtype=np.int64), np.asarray(over_c, dtype=np.int64),
+                                 v, y_near, g.shape[0], b.k)[over]
     return cand
 
 
-def _rank_exact(hit_r, hit_c, v, y_near, r: int, k: int) -> torch.Tensor:
+def _rank_exact(hit_r, hit_c, v, y_near, r: int, k: int) -> np.ndarray:
     """(r, k) columns: each listed row's k candidates nearest in exact float64
     (unshifted values), the first repeated to fill; rows without hits get -1."""
-    key = torch.empty(hit_r.numel(), dtype=torch.float64, device=hit_r.device)
-    for s in range(0, int(hit_r.numel()), 1 << 15):
-        diff = v[hit_r[s:s + (1 << 15)]].double() - y_near[hit_c[s:s + (1 << 15)]].double()
+    key = np.empty(hit_r.size, dtype=np.float64)
+    for s in range(0, int(hit_r.size), 1 << 15):
+        diff = v[hit_r[s:s + (1 << 15)]].astype(np.float64) - y_near[hit_c[s:s + (1 << 15)]].astype(np.float64)
         key[s:s + (1 << 15)] = (diff * diff).sum(1)
-    per_row = torch.bincount(hit_r, minlength=r)
-    o = torch.argsort(key, stable=True)
-    o = o[torch.argsort(hit_r[o], stable=True)]
-    hit_r, hit_c = hit_r[o], hit_c[o]
-    first = torch.cumsum(per_row, 0) - per_row
-    rank = torch.arange(hit_r.numel(), device=hit_r.device) - first[hit_r]
-    sel = rank < k
-    ids = torch.full((r, k), -1, dtype=torch.int64, device=hit_r.device)
-    ids[hit_r[sel], rank[sel]] = hit_c[sel]
-    return torch.where(ids < 0, ids[:, :1], ids)
+    return _rank_by(hit_r, hit_c, key, r, k)
 
 
-def _certify(d, nx, ny, v, y_near, b: _Bounds) -> torch.Tensor:
+def _certify(d, nx, ny, v, y_near, b: _Bounds) -> np.ndarray:
     """From a tile's GEMM distances d (rows x centers, shifted data) and the
     norms of the shifted rows (nx) and centers (ny): (rows, k) columns of d
     holding each row's candidates (the first one repeated to fill)."""
     r, _ = d.shape
     k, kappa, tiny = b.k, b.kappa, b.tiny
-    j0 = torch.argmin(d, dim=1)
-    ar = torch.arange(r, device=d.device)
+    j0 = np.argmin(d, axis=1)
+    ar = np.arange(r)
     # an upper bound of each row's nearest squared distance, widened by the
     # kernel's own rounding
-    ub = (d[ar, j0].double() + kappa * (nx + ny[j0]) ** 2 + tiny) * (1.0 + b.kernel_rel) + tiny
+    ub = (d[ar, j0].astype(np.float64) + kappa * (nx + ny[j0]) ** 2 + tiny) * (1.0 + b.kernel_rel) + tiny
     # prefilter with the largest center norm (the threshold rounded up into
     # d's dtype, so no pair that passes the bound is lost), then the per-pair
     # bound in float64
-    thr = (ub + kappa * (nx + ny.max()) ** 2 + tiny).to(d.dtype)
-    thr = torch.nextafter(thr, torch.full_like(thr, float("inf")))
-    hit_r, hit_c = torch.nonzero(d <= thr[:, None], as_tuple=True)
-    key = d[hit_r, hit_c].double()
+    thr = (ub + kappa * (nx + ny.max()) ** 2 + tiny).astype(d.dtype)
+    thr = np.nextafter(thr, np.full_like(thr, np.inf))
+    hit_r, hit_c = np.nonzero(d <= thr[:, None])
+    key = d[hit_r, hit_c].astype(np.float64)
     keep = key - kappa * (nx[hit_r] + ny[hit_c]) ** 2 - tiny <= ub[hit_r]
     hit_r, hit_c, key = hit_r[keep], hit_c[keep], key[keep]
     # rank each row's candidates: by the GEMM distance when they all fit, by
     # exact float64 distances (unshifted values) when a row has more than k
-    per_row = torch.bincount(hit_r, minlength=r)
+    per_row = np.bincount(hit_r, minlength=r)
     few = per_row[hit_r] <= k
     ids = _rank_by(hit_r[few], hit_c[few], key[few], r, k)
-    many = torch.nonzero(per_row > k).flatten()
-    if many.numel():
+    many = np.flatnonzero(per_row > k)
+    if many.size:
         ids[many] = _rank_exact(hit_r[~few], hit_c[~few], v, y_near, r, k)[many]
     return ids
 
 
-def _rank_by(hit_r, hit_c, key, r: int, k: int) -> torch.Tensor:
-    """(r, k): each row's hits ordered by key, the first repeated to fill
-    (every row has a hit: its argmin passes its own bound)."""
-    o = torch.argsort(key, stable=True)
-    o = o[torch.argsort(hit_r[o], stable=True)]
+def _rank_by(hit_r, hit_c, key, r: int, k: int) -> np.ndarray:
+    """(r, k): each listed row's hits ordered by key (ties by position), the
+    first repeated to fill; rows without hits get -1."""
+    o = np.lexsort((key, hit_r))
     hit_r, hit_c = hit_r[o], hit_c[o]
-    per_row = torch.bincount(hit_r, minlength=r)
-    first = torch.cumsum(per_row, 0) - per_row
-    rank = torch.arange(hit_r.numel(), device=hit_r.device) - first[hit_r]
+    per_row = np.bincount(hit_r, minlength=r)
+    first = np.cumsum(per_row) - per_row
+    rank = np.arange(hit_r.size) - first[hit_r]
     sel = rank < k
-    ids = torch.full((r, k), -1, dtype=torch.int64, device=hit_r.device)
+    ids = np.full((r, k), -1, dtype=np.int64)
     ids[hit_r[sel], rank[sel]] = hit_c[sel]
-    return torch.where(ids < 0, ids[:, :1], ids)
+    return np.where(ids < 0, ids[:, :1], ids)
 
 
 def _release(problem: Problem, start: int, stop: int) -> None:
@@ -483,13 +538,10 @@ def _release(problem: Problem, start: int, stop: int) -> None:
 def nearest_candidates(problem: Problem, k: int = K_OUT, centers=None,
                        values: Optional[Values] = None) -> np.ndarray:
     """(N, k) int64 certified candidates (see `certified_candidates`).
-    centers: an (M, C) array of center vectors (as the kernel sees rows), or
-    None for the problem's initial centers (labeled rows, then center
-    vectors; indices then point into that concatenation)."""
-    values = values or torch_values(problem)
-    if centers is None:
-        y = initial_centers(problem, values)
-    else:
-        y = torch.as_tensor(np.asarray(centers) if not isinstance(centers, torch.Tensor) else centers)
-        y = y.to(device=torch_pool(problem).device, dtype=accum_dtype(problem))
+    centers: an (M, C) array of center vectors (as the kernel sees rows;
+    NumPy or torch), or None for the problem's initial centers (labeled rows,
+    then center vectors; indices then point into that concatenation).
+    values(rows): pool rows as the kernel sees them (NumPy or torch)."""
+    values = values or default_values(problem)
+    y = initial_centers(problem, values) if centers is None else centers
     return certified_candidates(problem, y, values, k)

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 from . import _paths
 from ._paths import add_input, add_output
-from .errors import InvalidInputError, PcoresetError
+from .errors import InvalidInputError, MissingDependencyError, PcoresetError
 
 
 def _cmd_info(args) -> int:
@@ -237,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pcoreset",
         description="PCoreSet: k-center greedy selection in probability space, and ActiveKD runs.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"pcoreset {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("info", help="print how pcoreset was built and which backends run here")
@@ -302,11 +305,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     try:
         from .activekd.cli import register
+    except MissingDependencyError as exc:  # the NumPy-only install: the commands say what to install
+        register = _needs_torch(exc)
     except ImportError:
         register = None
     if register is not None:
         register(sub)
     return parser
+
+
+# the ActiveKD driver's subcommands (pcoreset.activekd.cli)
+_ACTIVEKD_COMMANDS = {
+    "run": "run or resume an ActiveKD active-learning run",
+    "demo": "all six strategies x {ActiveKD, No Distill} on embedded WordNet data, paired over seeds",
+    "report": "tables, paired comparisons and curves across run directories",
+    "export-picks": "write a round's picks to CSV for a person to label",
+}
+
+
+def _needs_torch(exc: Exception):
+    """register(sub) for an install without torch: the ActiveKD commands stay
+    listed and fail with the message of `exc` (which names the extra)."""
+
+    def fail(args) -> int:
+        raise MissingDependencyError(str(exc))
+
+    class TakeAll(argparse.ArgumentParser):
+        # whatever options follow (`pcoreset demo --quick`), the command fails the same way
+        def parse_known_args(self, args=None, namespace=None):
+            namespace = namespace if namespace is not None else argparse.Namespace()
+            namespace.func = fail
+            return namespace, []
+
+    def register(sub) -> None:
+        saved, sub._parser_class = sub._parser_class, TakeAll
+        try:
+            for name, help_text in _ACTIVEKD_COMMANDS.items():
+                sub.add_parser(name, help=f"{help_text} (needs torch: pip install \"pcoreset[torch]\")")
+        finally:
+            sub._parser_class = saved
+
+    return register
 
 
 def main(argv: Optional[List[str]] = None) -> int:

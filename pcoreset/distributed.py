@@ -39,8 +39,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
-import torch
-import torch.distributed as dist
+
+from ._deps import require_torch
+
+torch = require_torch("distributed selection (pcoreset.distributed)")
+import torch.distributed as dist  # noqa: E402
 
 from . import _start
 from ._problem import Problem, check_budget, check_labeled, make_problem

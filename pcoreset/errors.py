@@ -44,3 +44,8 @@ class OutOfMemoryError(PcoresetError, MemoryError):
         super().__init__(
             f"{what} needs {needed / 2**20:.1f} MiB but only {available / 2**20:.1f} MiB are available"
         )
+
+
+class MissingDependencyError(PcoresetError, ImportError):
+    """A feature needs an optional package that is not installed; the message
+    names the feature and the extra to install (pip install "pcoreset[torch]")."""

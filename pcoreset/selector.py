@@ -284,7 +284,7 @@ class Selector:
             self._state.seed_rows(rows)
         else:
             values = self._values()
-            cand = _start.nearest_candidates(self._problem, centers=values(torch.from_numpy(rows)),
+            cand = _start.nearest_candidates(self._problem, centers=values(rows),
                                              values=values)
             self._state.seed_rows_with_candidates(rows, cand)
         self._added = np.concatenate([self._added, rows])

@@ -349,3 +349,113 @@ def test_export_and_load_state_continue_exactly(dtype):
     np.testing.assert_array_equal(ra, rb)
     with pytest.raises(ValueError, match="nearest\\[0\\]=99 is not a center"):
         b.load_state(mind, np.full(800, 99), centers)
+
+
+def test_thread_rule_has_one_home():
+    # pcoreset._threads asks the kernel's rule; a requested count is kept
+    from pcoreset import _threads
+    assert _threads._available_threads is _C.available_threads
+    assert _threads.available(3) == 3 == _C.available_threads(3)
+    cpus = len(__import__("os").sched_getaffinity(0))
+    assert 1 <= _threads.available() <= cpus and 1 <= _C.available_threads() <= cpus
+
+
+# ------------------------------------------------------------ degenerate pools
+
+
+def degenerate_pool(kind, n, c, seed=0):
+    """(rows, labeled) of the pools where pruning once fell off a cliff: many
+    rows at distance 0 from each other or from a center."""
+    rng = np.random.default_rng(seed)
+    if kind == "identical":
+        return np.full((n, c), 1.0 / c), np.array([2, 5, 9])
+    if kind == "few-distinct":  # a handful of rows repeated, no labeled row among them
+        base = rng.dirichlet(np.ones(c), size=5)
+        return base[rng.integers(0, 5, size=n)], np.zeros(0, np.int64)
+    if kind == "one-hot":  # 90% exact one-hot duplicates, the rest spread
+        x = rng.dirichlet(np.ones(c), size=n)
+        hot = rng.random(n) < 0.9
+        x[hot] = np.eye(c)[rng.integers(0, c, size=int(hot.sum()))]
+        return x, np.array([0, 1])
+    if kind == "copies-of-labeled":  # most rows at distance 0 from a labeled row
+        x = rng.dirichlet(np.ones(c), size=n)
+        lab = np.array([0, 1, 2])
+        copy = rng.random(n) < 0.7
+        x[copy] = x[lab[rng.integers(0, 3, size=int(copy.sum()))]]
+        x[lab] = x[lab]  # the labeled rows themselves are unchanged
+        return x, lab
+    raise ValueError(kind)
+
+
+DEGENERATE = ["identical", "few-distinct", "one-hot", "copies-of-labeled"]
+
+
+@pytest.mark.parametrize("mode", ["default", "cells", "pruned-dense", "cost-model"])
+@pytest.mark.parametrize("c", [3, 12, 16, 17, 40])
+@pytest.mark.parametrize("kind", DEGENERATE)
+def test_degenerate_pools_give_the_picks_of_the_dense_pass(kind, c, mode, monkeypatch):
+    # rows at distance 0 sit apart in their cells: never visited, dropped
+    # lazily when picked, taken or excluded; every mode gives the picks,
+    # radii and running minimum of prune=False, ties (all of them) included
+    limit = {"cells": "1", "pruned-dense": "0", "cost-model": "0.15"}.get(mode)
+    if limit is not None:
+        monkeypatch.setenv("PCORESET_CELL_VISIT", limit)
+    x64, lab = degenerate_pool(kind, 500, c, seed=c)
+    for dtype in ("float32", "float64"):
+        arr, _ = stored(x64, dtype)
+        dense = _C.KCenterState(arr, dtype, False, 1.0, False, 1)
+        pruned = _C.KCenterState(arr, dtype, False, 1.0, True, 1)
+        for s in (dense, pruned):
+            if lab.size:
+                s.seed_rows(lab)
+        pd, rd = dense.run(120)
+        pp, rp = pruned.run(120)
+        np.testing.assert_array_equal(pp, pd)
+        np.testing.assert_array_equal(rp, rd)
+        np.testing.assert_array_equal(pruned.min_dist2(), dense.min_dist2())
+        # rows leave by exclude and take too, zero-distance ones included
+        zero = np.flatnonzero(dense.min_dist2() == 0)
+        zero = zero[~np.isin(zero, np.concatenate([lab, pd]))]
+        gone = np.unique(np.concatenate([zero[:3], zero[-2:], [int(dense.current_best()[0])]]))
+        for s in (dense, pruned):
+            s.exclude(gone)
+            s.take(int(zero[5]) if zero.size > 5 and zero[5] not in gone else int(gone[0]))
+        np.testing.assert_array_equal(pruned.current_best(), dense.current_best())
+        np.testing.assert_array_equal(pruned.run(150)[0], dense.run(150)[0])
+        np.testing.assert_array_equal(pruned.min_dist2(), dense.min_dist2())
+        st = pruned.stats()
+        if kind == "identical" and mode in ("default", "cells"):
+            # every cell holds rows at distance 0 only: no step visits one
+            assert st["cells_visited"] == 0 and st["rows_visited"] == 0 and st["cell_builds"] == 1
+        if mode == "default":  # the cost model does not churn between the two steps
+            assert st["cell_builds"] <= 3
+
+
+def test_zero_distance_rows_in_parallel_cell_steps(cell_steps_only):
+    # steps over more than 32768 rows run in parallel work items; rows that
+    # move to the new center at distance 0 (its copies) join its zero part
+    rng = np.random.default_rng(3)
+    base = rng.dirichlet(np.ones(6), size=40).astype(np.float32)
+    x = np.ascontiguousarray(base[rng.integers(0, 40, size=80_000)])
+    one = _C.KCenterState(x, "float32", False, 1.0, True, 1)
+    two = _C.KCenterState(x, "float32", False, 1.0, True, 2)
+    dense = _C.KCenterState(x, "float32", False, 1.0, False, 1)
+    want = dense.run(60)
+    for s in (one, two):
+        got = s.run(60)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(s.min_dist2(), dense.min_dist2())
+    assert two.stats()["parallel_steps"] > 0
+
+
+def test_load_state_on_a_pool_of_copies_rebuilds_the_index():
+    x = np.repeat(np.random.default_rng(4).dirichlet(np.ones(20), size=4), 200, axis=0)
+    a = _C.KCenterState(x, "float64", False, 1.0, True, 1)
+    a.seed_rows(np.array([0]))
+    a.run(30)
+    b = _C.KCenterState(x, "float64", False, 1.0, True, 1)
+    b.load_state(*a.export_state())
+    b.run(5)  # cells built over the loaded centers
+    b.load_state(*a.export_state())  # centers replaced: the anchor index starts over
+    np.testing.assert_array_equal(b.run(100)[0], a.run(100)[0])

@@ -254,9 +254,9 @@ def test_temperature_whose_inverse_overflows_is_rejected(dtype):
 
 
 @pytest.mark.parametrize("pool", ["confident16", "duplicated"])
-def test_torch_epilogue_matches_the_fused_one(pool, monkeypatch):
-    # The CUDA path runs the certified search's epilogue in torch; the CPU
-    # runs it fused in C++. Both must give candidates with the exact minimum.
+def test_numpy_epilogue_matches_the_fused_one(pool, monkeypatch):
+    # Without the C++ module the certified search's epilogue runs in NumPy;
+    # with it, fused in C++. Both must give candidates with the exact minimum.
     x = POOLS[pool]().astype(np.float32)
     lab = labeled_for(pool, x.shape[0])
     problem = make_problem(x, lab, 0, simplex=True, from_logits=False, temperature=1.0, prune=True,

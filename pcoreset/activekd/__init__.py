@@ -17,11 +17,15 @@ Where each part lives (every registry lists its built-in entries in one table):
 
 Selection strategies come from :mod:`pcoreset.strategies`.
 """
-from .config import RunConfig
-from .datasets import Dataset, load_dataset, register_dataset
-from .loop import run
-from .students import register_student
-from .teachers import Teacher, register_teacher
+from .._deps import require_torch
+
+require_torch("the ActiveKD driver (pcoreset.activekd: pcoreset run, demo, report)")
+
+from .config import RunConfig  # noqa: E402
+from .datasets import Dataset, load_dataset, register_dataset  # noqa: E402
+from .loop import run  # noqa: E402
+from .students import register_student  # noqa: E402
+from .teachers import Teacher, register_teacher  # noqa: E402
 
 __all__ = ["RunConfig", "Dataset", "load_dataset", "register_dataset", "run",
            "Teacher", "register_teacher", "register_student"]

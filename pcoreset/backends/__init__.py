@@ -60,13 +60,29 @@ _LOADED = []
 def _load() -> None:
     if _LOADED:
         return
-    from . import cpu, torch_backend  # noqa: F401  (register themselves)
+    from . import cpu  # noqa: F401  (registers itself)
 
-    for optional in ("cuda", "faiss_backend"):
+    for optional, name in (("torch_backend", "torch"), ("cuda", "cuda"), ("faiss_backend", "faiss")):
         try:
             __import__(f"{__name__}.{optional}")
-        except ImportError:
-            pass
+        except ImportError as exc:
+            if getattr(exc, "name", None) == "torch" and name not in _REGISTRY:
+                # the NumPy-only install: say what to install instead of
+                # leaving the backend out of the list
+                register(_NeedsTorch(name, str(exc)))
     # only now: an interrupted import (Ctrl-C while a CUDA or FAISS library
     # loads) must not leave a backend unregistered for the rest of the process
     _LOADED.append(True)
+
+
+class _NeedsTorch(Backend):
+    """A backend that cannot even be imported here because torch is missing."""
+
+    def __init__(self, name: str, error: str) -> None:
+        self.name = name
+        self._error = error
+
+    def unavailable(self):
+        from .._deps import install_hint
+
+        return f"torch is not installed: {install_hint('torch')}"

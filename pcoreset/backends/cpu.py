@@ -35,11 +35,11 @@ def seed(state, problem: Problem) -> None:
 
 def kernel_values(state):
     """values(rows) for the start's search: rows exactly as this kernel sees
-    them (its own softmax for logits), as a torch tensor."""
-    import torch
+    them (its own softmax for logits), as a NumPy array."""
+    import numpy as np
 
     def values(rows):
-        return torch.from_numpy(state.rows_values(rows.numpy() if hasattr(rows, "numpy") else rows))
+        return state.rows_values(np.asarray(rows, dtype=np.int64))
 
     return values
 

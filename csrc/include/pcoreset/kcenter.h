@@ -111,6 +111,10 @@ class KCenterState {
 // The instruction set the CPU kernel runs with on this processor.
 const char* cpu_simd_level();
 
+// Threads to use now: `requested` when > 0, else the cores that other
+// processes leave free (the load-adaptive rule, csrc/cpu/thread_policy.h).
+int available_threads(int requested);
+
 // dtype: "float16", "bfloat16", "float32" or "float64".
 std::unique_ptr<KCenterState> make_cpu_state(const void* data, const std::string& dtype,
                                              const KCenterParams& params);

@@ -147,7 +147,7 @@ template <typename A> PCS_HD A fold_lanes(A* lanes) {
 // Squared L2 distance between x[row] (stored, possibly logits) and a center
 // vector already expanded into the accumulation type. Sequential reference
 // of the lane order; the CPU kernel uses a vectorised copy of this loop with
-// the same order (see kcenter_cpu.cpp), tests compare the two.
+// the same order (see csrc/cpu/distance.h), tests compare the two.
 template <typename S, typename A>
 PCS_HD A sq_dist_lanes(const S* row, const A* center, int64_t c, bool from_logits,
                        SoftmaxRow<A> sm, A inv_t) {

@@ -1,0 +1,657 @@
+// The cell index: steps that touch only the cells near the new center.
+//
+// Each center a keeps its Voronoi cell (the rows whose nearest center it is,
+// in no particular order: rows leave by swap-with-last and compaction), the
+// cell's radius r_a (the largest running minimum among them, in
+// Pool::radius2) and its farthest row (lowest index among equals); CellHeap
+// over the cells gives the next pick without a scan. With the new center n,
+// a row i of cell a can only come closer to n if d(a, n) < 2 r_a (triangle
+// inequality: d(i, n) >= d(a, n) - d(i, a)), so a step visits only those
+// cells (found through AnchorIndex) and, inside them, skips each row with
+// d(a, n) >= 2 sqrt(mind[i]) (8 bytes read instead of C values). A step's
+// cost follows the cells that can change, not N or the number of centers.
+//
+// Rows at distance 0 from their center can never move (a row moves only when
+// strictly closer) nor be farther than any other row of their cell, so each
+// cell keeps them apart, sorted by row: a visit never reads them, a cell
+// holding only such rows has radius 0 and is never visited again, and its
+// farthest row (the lowest eligible one) is found by a cursor that only
+// moves forward. Pools of identical or repeated rows (a confident model's
+// one-hot outputs, padded inputs) are mostly such rows.
+// Compiled per instruction set (included by kcenter_cpu.cpp only).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "anchors.h"
+#include "cell_heap.h"
+#include "pool.h"
+
+namespace pcoreset {
+namespace PCS_ISA {
+namespace {
+
+template <typename S>
+class CellIndex {
+  using A = typename AccumOf<S>::type;
+  using P = Pool<S>;
+
+ public:
+  // Short rows (c <= kInlineValues) also keep their values in the cell, in
+  // member order: a visit then reads only its cell (no random access to the
+  // pool; the pool's rows are scattered over the cells). Same values as
+  // row_value, so the same distances.
+  static constexpr int64_t kInlineValues = 16;
+
+  explicit CellIndex(P& pool) : pool_(pool), anchors_(pool) {}
+
+  bool inline_values() const { return pool_.p.c <= kInlineValues; }
+
+  // Build the cells from the running minimum: members (in row order), radii,
+  // farthest rows, the heap and the anchor index. O(N + K * anchors * C).
+  void build() {
+    P& q = pool_;
+    const int64_t n = q.p.n, k = q.num_centers();
+    q.stats.cell_builds += 1;
+    std::vector<int64_t> count(static_cast<size_t>(k) + 1, 0);
+    for (int64_t i = 0; i < n; ++i)
+      if (q.mind[i] > A(0) && q.nearest[i] >= 0) ++count[q.nearest[i]];
+    members_.assign(static_cast<size_t>(k), {});
+    zeros_.assign(static_cast<size_t>(k), {});
+    zhead_.assign(static_cast<size_t>(k), 0);
+    for (int64_t a = 0; a < k; ++a) members_[a].reserve(static_cast<size_t>(count[a]));
+    for (int64_t i = 0; i < n; ++i) {
+      const A m = q.mind[i];
+      const int64_t a = q.nearest[i];
+      if (!is_eligible(m) || a < 0) continue;
+      if (m > A(0)) members_[a].push_back(Member{static_cast<uint32_t>(i), m});
+      else zeros_[a].push_back(static_cast<uint32_t>(i));  // in row order
+    }
+    member_vals_.assign(inline_values() ? static_cast<size_t>(k) : 0, {});
+    if (inline_values()) {
+      for (int64_t a = 0; a < k; ++a) {
+        auto& vals = member_vals_[a];
+        vals.resize(members_[a].size() * static_cast<size_t>(q.p.c));
+        for (size_t t = 0; t < members_[a].size(); ++t) q.row_values_into(members_[a][t].row, vals.data() + t * q.p.c);
+      }
+    }
+    q.radius2.assign(static_cast<size_t>(k), A(-1));
+    far_.assign(static_cast<size_t>(k), -1);
+    for (int64_t a = 0; a < k; ++a) rescan_cell(a);
+    heap_.clear(k);
+    for (int64_t a = 0; a < k; ++a) heap_.push(a, q.radius2[a], far_[a]);
+    anchors_.build(&q.stats);
+  }
+
+  StepResult top() const { return heap_.top(); }
+
+  // Row i (eligible) leaves its cell: taken or excluded.
+  void remove(int64_t i) {
+    P& q = pool_;
+    const int64_t a = q.nearest[i];
+    if (a < 0) return;
+    if (q.mind[i] == A(0)) {  // in the zero part: dropped lazily, the cursor skips taken rows
+      if (far_[a] == i) {
+        q.mind[i] = P::kTaken;
+        set_cell(a, A(-1), -1);
+      }
+      return;
+    }
+    auto& mem = members_[a];
+    auto it = std::find_if(mem.begin(), mem.end(), [&](const Member& e) { return e.row == static_cast<uint32_t>(i); });
+    if (it == mem.end()) return;
+    const size_t pos = static_cast<size_t>(it - mem.begin());
+    *it = mem.back();  // members are not kept in order
+    mem.pop_back();
+    if (inline_values()) {
+      auto& vals = member_vals_[a];
+      const size_t c = static_cast<size_t>(q.p.c);
+      std::copy(vals.end() - c, vals.end(), vals.begin() + pos * c);
+      vals.resize(vals.size() - c);
+    }
+    if (far_[a] == i) {
+      q.mind[i] = P::kTaken;
+      rescan_cell(a);
+      heap_.fix(a, q.radius2[a], far_[a]);
+    }
+  }
+
+  // Anchors and lists of the current centers kept (centers were replaced:
+  // load_state) or not.
+  void forget_centers() { anchors_.reset(); }
+
+  // First half of a step for the new center `id` (already appended to the
+  // pool's centers): an empty cell for it, and the cells it can change
+  // (`from`, the cell of the picked row or -1, among them). Returns the rows
+  // of those cells: what the step would visit (the cost model reads it).
+  int64_t begin_step(int64_t id, int64_t from, int64_t picked) {
+    P& q = pool_;
+    members_.emplace_back();
+    zeros_.emplace_back();
+    zhead_.push_back(0);
+    zero_from_ = -1;
+    if (from >= 0 && picked >= 0 && in_zero_part(from, picked)) {
+      // the picked row was at distance 0: its cell need not be visited (its
+      // farthest row is settled once the step is done)
+      zero_from_ = from;
+      from = -1;
+    }
+    if (inline_values()) member_vals_.emplace_back();
+    q.radius2.resize(static_cast<size_t>(id) + 1, A(-1));
+    q.radius2[id] = A(-1);
+    far_.resize(static_cast<size_t>(id) + 1, -1);
+    far_[id] = -1;
+    anchors_.find_affected(id, from, &affected_, &q.stats);
+    int64_t rows = 0;
+    for (const Affected<A>& af : affected_) rows += static_cast<int64_t>(members_[af.cell].size());
+    return rows;
+  }
+
+  // Second half: visit the affected cells (`picked`, the row that became the
+  // center, or -1, leaves its cell), move the rows that come closer to the
+  // new cell, update radii, heap and anchors. Returns the next pick.
+  StepResult finish_step(int64_t id, int64_t picked, int64_t rows) {
+    if (!inline_values()) return end_step(id, rows, pool_pass(id, picked));
+    const int nt = rows >= kParallelRows ? pool_.team() : 1;
+    if (nt == 1) return end_step(id, rows, serial_pass(id, picked));
+    return end_step(id, rows, parallel_pass(id, picked, nt));
+  }
+
+ private:
+  // A cell member: its row and a copy of its running minimum, so that a
+  // visit reads its cell sequentially (8 bytes a row for float32) and touches
+  // the pool and Pool::mind only for the rows it computes. Pool::mind stays
+  // up to date too.
+  struct Member {
+    uint32_t row;
+    A mind;
+  };
+
+  // Marks in a member's running-minimum copy for the combine step: the row
+  // leaves the cell (the picked row), or moves to the new center.
+  static constexpr A kGone = A(-1);
+  static constexpr A kMoved = A(-2);
+
+  // Rows per work item: big enough to amortise, small enough to spread one
+  // huge cell (the first steps) over the threads.
+  static constexpr int64_t kItemRows = 8192;
+  // A step runs on several threads only when its rows outnumber this (a
+  // parallel region costs tens of microseconds, more on a busy machine).
+  static constexpr int64_t kParallelRows = 32768;
+  // Pool-reading steps: values computed before a second thread pays.
+  static constexpr int64_t kParallelValues = int64_t(1) << 21;
+  // Rows of a cell are scattered over the pool: reading them one after the
+  // other waits on memory for each, so the first cache lines of the rows a
+  // few places ahead are prefetched.
+  static constexpr int kPrefetchAhead = 6;
+
+  // One unit of a parallel cell step: rows [lo, hi) of the member list of a cell.
+  struct Item {
+    int64_t cell;
+    int64_t lo, hi;
+    A dcc2;
+    A r2 = A(-1);      // largest running minimum among the rows that stay
+    int64_t far = -1;  // its lowest row
+    int64_t computed = 0;
+    int64_t moved = 0;
+    bool dropped = false;  // a row left the cell (moved or taken)
+    // after compact_item: the rows that stay, compacted to [lo, lo + kept);
+    // the moved ones (new running minimum, values) and their farthest
+    int64_t kept = 0;
+    std::vector<Member> moved_mem;
+    std::vector<A> moved_vals;
+    std::vector<uint32_t> moved_zero;  // moved rows at distance 0
+    A mr2 = A(-1);
+    int64_t mfar = -1;
+  };
+
+  // (r2, far) takes row i at running minimum m when it is farther (tie rule).
+  static void offer(A m, int64_t i, A* r2, int64_t* far) {
+    if (*far < 0 || better(m, i, *r2, *far)) {
+      *r2 = m;
+      *far = i;
+    }
+  }
+
+  // Radius and farthest row of cell a from its members.
+  void rescan_cell(int64_t a) {
+    A r2 = A(-1);
+    int64_t far = -1;
+    for (const Member& e : members_[a]) offer(e.mind, e.row, &r2, &far);
+    settle(a, &r2, &far);
+    pool_.radius2[a] = r2;
+    far_[a] = far;
+  }
+
+  // A cell whose members are all gone falls back to its zero part: radius 0
+  // and the lowest eligible row (every member outranks a row at distance 0).
+  void settle(int64_t a, A* r2, int64_t* far) {
+    if (*far >= 0) return;
+    const auto& z = zeros_[a];
+    size_t& h = zhead_[a];
+    while (h < z.size() && !is_eligible(pool_.mind[z[h]])) ++h;
+    if (h < z.size()) {
+      *r2 = A(0);
+      *far = z[h];
+    }
+  }
+
+  bool in_zero_part(int64_t a, int64_t i) const {
+    const auto& z = zeros_[a];
+    return std::binary_search(z.begin() + static_cast<std::ptrdiff_t>(zhead_[a]), z.end(), static_cast<uint32_t>(i));
+  }
+
+  void set_cell(int64_t a, A r2, int64_t far) {
+    settle(a, &r2, &far);
+    pool_.radius2[a] = r2;
+    far_[a] = far;
+    heap_.fix(a, r2, far);
+  }
+
+  // The new cell's rows at distance 0 (gathered in visit order) sorted, and
+  // its radius and farthest row settled.
+  void close_new_cell(int64_t id, A new_r2, int64_t new_far) {
+    auto& z = zeros_[id];
+    std::sort(z.begin(), z.end());
+    settle(id, &new_r2, &new_far);
+    pool_.radius2[id] = new_r2;
+    far_[id] = new_far;
+  }
+
+  // The rest of a step once the cells are updated and the new cell's radius
+  // and farthest row are set: the heap, the anchor index, counters, page
+  // release.
+  StepResult end_step(int64_t id, int64_t rows, int64_t computed) {
+    P& q = pool_;
+    if (zero_from_ >= 0 && far_[zero_from_] >= 0 && !is_eligible(q.mind[far_[zero_from_]])) set_cell(zero_from_, A(-1), -1);
+    heap_.push(id, q.radius2[id], far_[id]);
+    anchors_.add(id);
+    q.stats.steps += 1;
+    q.stats.cell_steps += 1;
+    q.stats.cells_visited += static_cast<int64_t>(affected_.size());
+    q.stats.rows_visited += rows;
+    q.stats.rows_computed += computed;
+    if (q.p.release_pages) {
+      touched_bytes_ += computed * q.p.c * static_cast<int64_t>(sizeof(S));
+      if (touched_bytes_ > (int64_t(64) << 20)) {  // random rows: hand the pool's pages back now and then
+        q.release_rows(0, q.p.n);
+        touched_bytes_ = 0;
+      }
+    }
+    return heap_.top();
+  }
+
+  // ---- steps over short rows (values kept in the cells) ----
+
+  // One work item of a parallel cell step, the distance unrolled for this C.
+  void run_item(Item& it, const A* ctr, int32_t id32, int64_t picked) {
+    switch (pool_.p.c) {
+      case 1: return run_item_c<1>(it, ctr, id32, picked);
+      case 2: return run_item_c<2>(it, ctr, id32, picked);
+      case 3: return run_item_c<3>(it, ctr, id32, picked);
+      case 4: return run_item_c<4>(it, ctr, id32, picked);
+      case 5: return run_item_c<5>(it, ctr, id32, picked);
+      case 6: return run_item_c<6>(it, ctr, id32, picked);
+      case 7: return run_item_c<7>(it, ctr, id32, picked);
+      case 8: return run_item_c<8>(it, ctr, id32, picked);
+      default: return run_item_c<-1>(it, ctr, id32, picked);
+    }
+  }
+
+  // kC > 0: inline values of kC columns; -1: inline values, any C.
+  template <int kC>
+  void run_item_c(Item& it, const A* ctr, int32_t id32, int64_t picked) {
+    P& q = pool_;
+    auto& mem = members_[it.cell];
+    const A* vals = member_vals_[it.cell].data();
+    const int64_t c = q.p.c;
+    for (int64_t t = it.lo; t < it.hi; ++t) {
+      Member& e = mem[t];
+      const A m = e.mind;
+      const int64_t i = e.row;
+      if (i == picked) {  // the row that became the new center leaves its cell
+        e.mind = kGone;
+        it.dropped = true;
+        continue;
+      }
+      if (!can_skip_row(it.dcc2, m)) {
+        ++it.computed;
+        A d;
+        if constexpr (kC > 0) d = sq_dist_small<kC, A>(vals + t * kC, ctr);
+        else d = sq_dist_vec(vals + t * c, ctr, c, m);
+        if (d < m) {
+          q.mind[i] = d;
+          q.nearest[i] = id32;
+          e.mind = kMoved;
+          ++it.moved;
+          it.dropped = true;
+          continue;
+        }
+      }
+      offer(m, i, &it.r2, &it.far);
+    }
+  }
+
+  // The parallel part of a cell step's combine, per work item: drop the gone
+  // rows, move the moved ones out to the item's buffers, and compact the rest
+  // to the front of the item's range, in order. The serial combine then only
+  // copies contiguous blocks.
+  void compact_item(Item& it) {
+    if (!it.dropped) {
+      it.kept = it.hi - it.lo;
+      return;
+    }
+    auto& mem = members_[it.cell];
+    const size_t c = static_cast<size_t>(pool_.p.c);
+    A* vals = member_vals_[it.cell].data();
+    int64_t w = it.lo;
+    for (int64_t t = it.lo; t < it.hi; ++t) {
+      const Member e = mem[t];
+      if (e.mind == kGone) continue;
+      if (e.mind == kMoved) {
+        const A d = pool_.mind[e.row];
+        if (d == A(0)) {
+          it.moved_zero.push_back(e.row);
+          continue;
+        }
+        it.moved_mem.push_back(Member{e.row, d});
+        it.moved_vals.insert(it.moved_vals.end(), vals + t * c, vals + (t + 1) * c);
+        offer(d, e.row, &it.mr2, &it.mfar);
+        continue;
+      }
+      if (w != t) {
+        mem[w] = e;
+        std::copy(vals + t * c, vals + (t + 1) * c, vals + w * c);
+      }
+      ++w;
+    }
+    it.kept = w - it.lo;
+  }
+
+  // A step over short rows on nt threads, in work items of kItemRows.
+  // Returns the rows computed.
+  int64_t parallel_pass(int64_t id, int64_t picked, int nt) {
+    P& q = pool_;
+    const A* ctr = q.center(id);
+    const int32_t id32 = static_cast<int32_t>(id);
+    q.stats.parallel_steps += 1;
+    items_.clear();
+    for (const Affected<A>& af : affected_) {
+      const int64_t size = static_cast<int64_t>(members_[af.cell].size());
+      for (int64_t lo = 0; lo < size || lo == 0; lo += kItemRows) {
+        items_.emplace_back();
+        Item& it = items_.back();
+        it.cell = af.cell;
+        it.lo = lo;
+        it.hi = std::min(size, lo + kItemRows);
+        it.dcc2 = af.dcc2;
+        if (size == 0) break;
+      }
+    }
+    const int64_t n_items = static_cast<int64_t>(items_.size());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int64_t t = 0; t < n_items; ++t) {
+      run_item(items_[t], ctr, id32, picked);
+      compact_item(items_[t]);
+    }
+    // combine: per cell, join the items' compacted blocks (in order); the new
+    // cell gets the items' moved rows (in the order of the cells visited)
+    auto& fresh = members_[id];
+    auto& fresh_vals = member_vals_[id];
+    const size_t c = static_cast<size_t>(q.p.c);
+    A new_r2 = A(-1);
+    int64_t new_far = -1;
+    int64_t computed = 0;
+    size_t t = 0;
+    while (t < items_.size()) {
+      const int64_t a = items_[t].cell;
+      auto& mem = members_[a];
+      A* vals = member_vals_[a].data();
+      A r2 = A(-1);
+      int64_t far = -1;
+      bool dropped = false;
+      size_t w = 0;
+      for (; t < items_.size() && items_[t].cell == a; ++t) {
+        const Item& it = items_[t];
+        computed += it.computed;
+        dropped = dropped || it.dropped;
+        if (it.far >= 0) offer(it.r2, it.far, &r2, &far);
+        if (static_cast<size_t>(it.lo) != w && it.kept > 0) {  // w < lo: a forward copy is safe
+          std::copy(mem.begin() + it.lo, mem.begin() + it.lo + it.kept, mem.begin() + w);
+          std::copy(vals + it.lo * c, vals + (it.lo + it.kept) * c, vals + w * c);
+        }
+        w += static_cast<size_t>(it.kept);
+        fresh.insert(fresh.end(), it.moved_mem.begin(), it.moved_mem.end());
+        fresh_vals.insert(fresh_vals.end(), it.moved_vals.begin(), it.moved_vals.end());
+        zeros_[id].insert(zeros_[id].end(), it.moved_zero.begin(), it.moved_zero.end());
+        if (it.mfar >= 0) offer(it.mr2, it.mfar, &new_r2, &new_far);
+      }
+      if (dropped) {
+        mem.resize(w);
+        member_vals_[a].resize(w * c);
+      }
+      set_cell(a, r2, far);
+    }
+    close_new_cell(id, new_r2, new_far);
+    return computed;
+  }
+
+  // A step on one thread over short rows: each affected cell is read once,
+  // kept rows are compacted in place and moved rows appended to the new cell
+  // as it goes. Returns the rows computed.
+  int64_t serial_pass(int64_t id, int64_t picked) {
+    switch (pool_.p.c) {
+      case 1: return serial_pass_c<1>(id, picked);
+      case 2: return serial_pass_c<2>(id, picked);
+      case 3: return serial_pass_c<3>(id, picked);
+      case 4: return serial_pass_c<4>(id, picked);
+      case 5: return serial_pass_c<5>(id, picked);
+      case 6: return serial_pass_c<6>(id, picked);
+      case 7: return serial_pass_c<7>(id, picked);
+      case 8: return serial_pass_c<8>(id, picked);
+      default: return serial_pass_c<-1>(id, picked);
+    }
+  }
+
+  template <int kC>
+  int64_t serial_pass_c(int64_t id, int64_t picked) {
+    P& q = pool_;
+    const A* ctr = q.center(id);
+    const int32_t id32 = static_cast<int32_t>(id);
+    const int64_t c = q.p.c;
+    // moved rows gather in reused buffers, copied once into the new cell
+    int64_t rows = 0;
+    for (const Affected<A>& af : affected_) rows += static_cast<int64_t>(members_[af.cell].size());
+    if (static_cast<int64_t>(scratch_members_.size()) < rows) scratch_members_.resize(static_cast<size_t>(rows));
+    if (static_cast<int64_t>(scratch_vals_.size()) < rows * c) scratch_vals_.resize(static_cast<size_t>(rows * c));
+    Member* fresh = scratch_members_.data();
+    A* fresh_vals = scratch_vals_.data();
+    int64_t n_fresh = 0;
+    A new_r2 = A(-1);
+    int64_t new_far = -1;
+    int64_t computed = 0;
+    for (const Affected<A>& af : affected_) {
+      const int64_t a = af.cell;
+      auto& mem = members_[a];
+      A* vals = member_vals_[a].data();
+      const int64_t size = static_cast<int64_t>(mem.size());
+      A r2 = A(-1);
+      int64_t far = -1;
+      int64_t keep = 0;
+      for (int64_t t = 0; t < size; ++t) {
+        const Member e = mem[t];
+        const int64_t i = e.row;
+        if (i == picked) continue;  // the new center leaves its cell
+        const A m = e.mind;
+        if (!can_skip_row(af.dcc2, m)) {
+          ++computed;
+          A d;
+          if constexpr (kC > 0) d = sq_dist_small<kC, A>(vals + t * kC, ctr);
+          else d = sq_dist_vec(vals + t * c, ctr, c, m);
+          if (d < m) {  // moves to the new cell
+            q.mind[i] = d;
+            q.nearest[i] = id32;
+            if (d == A(0)) {
+              zeros_[id].push_back(e.row);
+              continue;
+            }
+            fresh[n_fresh] = Member{e.row, d};
+            std::copy(vals + t * c, vals + (t + 1) * c, fresh_vals + n_fresh * c);
+            ++n_fresh;
+            offer(d, i, &new_r2, &new_far);
+            continue;
+          }
+        }
+        offer(m, i, &r2, &far);
+        if (keep != t) {
+          mem[keep] = e;
+          std::copy(vals + t * c, vals + (t + 1) * c, vals + keep * c);
+        }
+        ++keep;
+      }
+      mem.resize(static_cast<size_t>(keep));
+      member_vals_[a].resize(static_cast<size_t>(keep * c));
+      set_cell(a, r2, far);
+    }
+    members_[id].assign(fresh, fresh + n_fresh);
+    member_vals_[id].assign(fresh_vals, fresh_vals + n_fresh * c);
+    close_new_cell(id, new_r2, new_far);
+    return computed;
+  }
+
+  // ---- steps over long rows (read from the pool) ----
+
+  void prefetch_row(int64_t i) const {
+    const char* p = reinterpret_cast<const char*>(pool_.x + i * pool_.p.c);
+    const int64_t bytes = std::min<int64_t>(pool_.p.c * static_cast<int64_t>(sizeof(S)), 512);
+    for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off);
+  }
+
+  // Distances for todo_[j0, j1) (sorted by row), on nt threads in contiguous
+  // ranges so each thread still reads the pool forward.
+  void compute_sorted(int64_t j0, int64_t j1, const A* ctr, int32_t id32, int nt) {
+    P& q = pool_;
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+      const int64_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+      const int64_t tid = 0, nth = 1;
+#endif
+      const int64_t lo = j0 + (j1 - j0) * tid / nth, hi = j0 + (j1 - j0) * (tid + 1) / nth;
+      for (int64_t j = lo; j < std::min(hi, lo + kPrefetchAhead); ++j) prefetch_row(todo_[j]->row);
+      for (int64_t j = lo; j < hi; ++j) {
+        if (j + kPrefetchAhead < hi) prefetch_row(todo_[j + kPrefetchAhead]->row);
+        Member& e = *todo_[j];
+        const int64_t i = e.row;
+        const A d = q.dist_row(i, ctr, e.mind);
+        if (d < e.mind) {
+          q.mind[i] = d;
+          q.nearest[i] = id32;
+          e.mind = kMoved;
+        }
+      }
+    }
+  }
+
+  // After a pool-reading visit of cell a (members marked kGone / kMoved):
+  // drop the gone rows, append the moved ones (with their new running
+  // minimum) to fresh, compact the rest in place, and set the cell's radius,
+  // farthest row and heap position; new_r2/new_far track the new cell's.
+  void compact_cell(int64_t a, Member* fresh, int64_t* n_fresh, A* new_r2, int64_t* new_far) {
+    auto& mem = members_[a];
+    A r2 = A(-1);
+    int64_t far = -1;
+    size_t keep = 0;
+    for (const Member e : mem) {
+      if (e.mind == kGone) continue;
+      if (e.mind == kMoved) {
+        const A d = pool_.mind[e.row];
+        if (d == A(0)) {
+          zeros_[fresh_id_].push_back(e.row);
+          continue;
+        }
+        fresh[(*n_fresh)++] = Member{e.row, d};
+        offer(d, e.row, new_r2, new_far);
+        continue;
+      }
+      offer(e.mind, e.row, &r2, &far);
+      mem[keep++] = e;
+    }
+    mem.resize(keep);
+    set_cell(a, r2, far);
+  }
+
+  // A step whose rows are read from the pool (C > kInlineValues): the rows
+  // that need a distance, over all the cells visited, are listed and sorted
+  // by row, so the pool is read forward as the dense pass reads it (its rows
+  // are scattered over the cells); enough of them run on several threads.
+  // Then each cell is compacted and the new cell gathered. Returns the rows
+  // computed.
+  int64_t pool_pass(int64_t id, int64_t picked) {
+    P& q = pool_;
+    const A* ctr = q.center(id);
+    const int32_t id32 = static_cast<int32_t>(id);
+    todo_.clear();
+    for (const Affected<A>& af : affected_) {
+      for (Member& e : members_[af.cell]) {
+        if (static_cast<int64_t>(e.row) == picked) e.mind = kGone;
+        else if (!can_skip_row(af.dcc2, e.mind)) todo_.push_back(&e);
+      }
+    }
+    std::sort(todo_.begin(), todo_.end(), [](const Member* a, const Member* b) { return a->row < b->row; });
+    const int64_t count = static_cast<int64_t>(todo_.size());
+    const int nt = count * q.p.c >= kParallelValues ? q.team() : 1;
+    if (nt > 1) q.stats.parallel_steps += 1;
+    // File-backed pools: the sweep goes forward in row tiles, each tile's
+    // pages handed back once read (resident memory stays near a tile).
+    int64_t j0 = 0;
+    while (j0 < count) {
+      int64_t j1 = count;
+      if (q.p.release_pages) {
+        const int64_t tile_end = (todo_[j0]->row / q.tile + 1) * q.tile;
+        j1 = std::lower_bound(todo_.begin() + j0, todo_.end(), tile_end,
+                              [](const Member* m, int64_t r) { return static_cast<int64_t>(m->row) < r; }) -
+             todo_.begin();
+      }
+      compute_sorted(j0, j1, ctr, id32, (j1 - j0) * q.p.c >= kParallelValues ? nt : 1);
+      if (q.p.release_pages) q.release_rows(todo_[j0]->row, static_cast<int64_t>(todo_[j1 - 1]->row) + 1);
+      j0 = j1;
+    }
+    int64_t rows = 0;
+    for (const Affected<A>& af : affected_) rows += static_cast<int64_t>(members_[af.cell].size());
+    if (static_cast<int64_t>(scratch_members_.size()) < rows) scratch_members_.resize(static_cast<size_t>(rows));
+    Member* fresh = scratch_members_.data();
+    int64_t n_fresh = 0;
+    A new_r2 = A(-1);
+    int64_t new_far = -1;
+    fresh_id_ = id;
+    for (const Affected<A>& af : affected_) compact_cell(af.cell, fresh, &n_fresh, &new_r2, &new_far);
+    members_[id].assign(fresh, fresh + n_fresh);
+    close_new_cell(id, new_r2, new_far);
+    return count;
+  }
+
+  P& pool_;
+  std::vector<std::vector<Member>> members_;  // rows at distance > 0 from the center
+  std::vector<std::vector<uint32_t>> zeros_;  // rows at distance 0, ascending (taken ones skipped lazily)
+  std::vector<size_t> zhead_;                // zeros_[a][zhead_[a]] is the first that may be eligible
+  int64_t zero_from_ = -1;                   // the cell of a picked row at distance 0, this step
+  int64_t fresh_id_ = -1;                    // the new cell, this step (compact_cell)
+  std::vector<std::vector<A>> member_vals_;  // inline values, c per member, in member order
+  std::vector<int64_t> far_;                 // each cell's farthest row (lowest index); -1 when empty
+  CellHeap<A> heap_;
+  AnchorIndex<S> anchors_;
+  std::vector<Affected<A>> affected_;  // the cells of the current step
+  std::vector<Item> items_;
+  std::vector<Member> scratch_members_;
+  std::vector<A> scratch_vals_;
+  std::vector<Member*> todo_;
+  int64_t touched_bytes_ = 0;
+};
+
+}  // namespace
+}  // namespace PCS_ISA
+}  // namespace pcoreset

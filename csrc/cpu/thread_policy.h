@@ -1,0 +1,46 @@
+// The load-adaptive thread rule, the one implementation in the package
+// (pcoreset._threads asks it through the extension).
+//
+// A parallel region whose threads spin at a barrier while the scheduler has
+// preempted one of them waits a whole time slice per barrier: on a busy
+// machine the kernel's OpenMP steps ran up to 16 times slower on two threads
+// than on one. The default thread count therefore follows the machine: the
+// cores this process may run on, minus the tasks other processes are running
+// right now (/proc/loadavg counts running tasks; this process's own running
+// threads, read from /proc/self/task, are not counted against it).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace pcoreset {
+
+// Threads to use now: `requested` when > 0 (the caller's choice), else the
+// cores that other processes leave free (at least 1; all of them when the
+// load cannot be read).
+int available_threads(int requested);
+
+// Threads of one kernel state. A caller that asked for a number gets it; the
+// default (0) re-reads available_threads at most every 50 ms, capped at the
+// OpenMP maximum. Pools below kMinParallelValues values run on one thread: a
+// parallel region costs more than the pass itself there (and far more on a
+// busy machine).
+class ThreadPolicy {
+ public:
+  static constexpr int64_t kMinParallelValues = int64_t(1) << 16;
+
+  ThreadPolicy(int requested, int64_t values);
+
+  // The most threads a region may get (per-thread scratch is sized by it).
+  int max() const { return max_; }
+  // Threads for the next parallel region.
+  int now();
+
+ private:
+  int max_;
+  bool adaptive_;
+  int cached_ = 0;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+}  // namespace pcoreset
