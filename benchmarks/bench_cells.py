@@ -1,4 +1,5 @@
-"""CPU kernel benchmarks of issues 12, 13 and 18, side by side in one run.
+"""CPU kernel benchmarks (cell steps, threads under load, the exact start,
+Selector.next), side by side in one run.
 
     python -m benchmarks.bench_cells                  # every row (about 40 minutes)
     python -m benchmarks.bench_cells --only 3d,threads
@@ -67,7 +68,7 @@ def softmax_pool(n: int, c: int, kind: str = "clustered", seed: int = 0, dtype=n
                  chunk: int = 65536) -> np.ndarray:
     """clustered: softmax of one of 10 centres (scale 4) plus N(0, 2) noise
     (pcoreset.bench.clustered_pool's recipe, built in chunks); confident:
-    softmax of 18 one-hot + N(0, 1) (issue 12's pool)."""
+    softmax of 18 one-hot + N(0, 1) (the confident pool of the start's tests)."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(0, 4.0, size=(10, c)).astype(np.float32)
     out = np.empty((n, c), dtype=dtype)

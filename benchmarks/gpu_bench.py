@@ -1,11 +1,11 @@
-"""GPU benchmark of the CUDA k-center kernel (issues 3 and 15).
+"""GPU benchmark of the CUDA k-center kernel.
 
 Cases (clustered pools: softmax of cluster centres plus noise):
   N=1M,  C=1000, 1% labeled, budget 10,000, float16 and float32
   N=10M, C=100,  1,000 labeled, budget 1,000, float16
   N=10k, C=100,  1% labeled, budget 1,000 (launch- and latency-bound)
 
-Each case is seeded once (the labeled start, timed), its state exported, and
+Each case runs the start once (timed), its state exported, and
 every variant continues from a copy of that state (load_state), so only the
 greedy steps are timed:
   old      pass v1 (the first kernel's pass), steps as a captured CUDA graph
@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 import pcoreset
+from pcoreset import _start
 from pcoreset._problem import make_problem
 from pcoreset.backends import cuda as cuda_backend
 
@@ -111,7 +112,7 @@ def problem_for(x, labeled, budget, prune):
 
 def time_steps(x, labeled, saved, budget, prune, variant, steps):
     """Seconds per greedy step of `budget` picks continuing from the saved
-    seeded state, and the state's stats."""
+    state after the start, and the state's stats."""
     st = cuda_backend.CudaState(problem_for(x, labeled, budget, prune), steps=steps, pass_variant=variant)
     st.load_state(*saved)
     # Warm-up: kernels loaded, buffers grown and the graph captured at this
@@ -130,11 +131,11 @@ def run_case(name, n, c, dtype, n_labeled, budget, dense_budget, baseline_steps,
     res = {"case": name, "n": n, "c": c, "dtype": str(dtype).replace("torch.", ""), "labeled": n_labeled,
            "budget": budget, "dense_budget": dense_budget, "variants": {}}
     bytes_per_pass = n * c * x.element_size()
-    seeded = problem_for(x, labeled, budget, True)
+    started = problem_for(x, labeled, budget, True)
     torch.cuda.synchronize()
     t0 = time.perf_counter()
-    base = cuda_backend.CudaState(seeded)
-    cuda_backend.seed(base, seeded)
+    base = cuda_backend.CudaState(started)
+    _start.start_state(cuda_backend.BACKEND, base, started)
     torch.cuda.synchronize()
     res["start_s"] = time.perf_counter() - t0
     saved = base.export_state()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (issues 3 and 15), for a machine with a CUDA GPU and no
+# The GPU check, for a machine with a CUDA GPU and no
 # internet: build the extension in place (pytest imports the checkout, see
 # pyproject's pythonpath), run the CUDA tests, run the GPU benchmark (old
 # and new pass variants side by side). About 5 minutes on an H200; the

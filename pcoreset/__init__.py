@@ -4,8 +4,7 @@ with C++/CUDA kernels, and an ActiveKD driver.
     import pcoreset
     idx = pcoreset.select(probs, labeled_idx, budget)
 """
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .errors import (  # noqa: E402
     BackendUnavailableError,
     InvalidInputError,
@@ -15,7 +14,7 @@ from .errors import (  # noqa: E402
     PcoresetError,
     PoolExhaustedError,
 )
-from ._memory import estimate_memory  # noqa: E402
+from .backends import estimate_memory  # noqa: E402
 from .info import info  # noqa: E402
 from .select import kcenter_greedy, select  # noqa: E402
 from .selector import Selector  # noqa: E402

@@ -1,4 +1,6 @@
-"""Validation of the public arguments into one `Problem` that backends run.
+"""Validation of the public arguments into one `Problem` that backends run,
+and the conversions every layer above shares: the pool as the kernels see its
+rows, and results back into the caller's kind of array.
 
 Validate in public, compute in private: everything a backend may assume is
 checked here once, with messages that name the argument and the value.
@@ -24,6 +26,9 @@ except ImportError:  # pragma: no cover
     torch = None
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
+# The integer code of each dtype in saved states and in the distributed
+# handshake (never renumber: saved states carry it).
+DTYPE_CODE = {"float16": 1, "bfloat16": 2, "float32": 3, "float64": 4}
 
 # Rows of `probs` must sum to 1 within this tolerance (by storage dtype): the
 # rounding of a softmax row stored in that precision stays well inside it.
@@ -321,13 +326,9 @@ def check_centers(centers: Any, c: int, device: str, *, simplex: bool, from_logi
         if arr.dtype == torch.bfloat16:
             arr = arr.float()
         arr = arr.detach().cpu().numpy()
-    t = np.array(arr, dtype=np.float64)
     if from_logits:
-        t /= temperature
-        t -= t.max(axis=1, keepdims=True)
-        np.exp(t, out=t)
-        t /= t.sum(axis=1, keepdims=True)
-    return np.ascontiguousarray(t)
+        return softmax(arr, temperature, dtype=np.float64)
+    return np.array(arr, dtype=np.float64)
 
 
 def make_problem(probs, labeled_idx, budget, *, simplex: bool, from_logits: bool, temperature,
@@ -349,3 +350,130 @@ def make_problem(probs, labeled_idx, budget, *, simplex: bool, from_logits: bool
     return Problem(x=x, kind=kind, device=device, dtype=dtype, n=n, c=c, labeled=labeled, budget=b,
                    centers=ctr, from_logits=bool(from_logits), temperature=t, prune=bool(prune),
                    num_threads=int(num_threads), progress=progress, source=probs)
+
+
+# --------------------------------------------------------------------------- conversions
+
+def chunk_rows(n: int, c: int, other: int = 1) -> int:
+    """Rows per chunk so that a chunk x max(c, other) float32 block stays near 64 MiB."""
+    return max(1, min(n, _memory.CHUNK_BYTES // (4 * max(c, other, 1))))
+
+
+# rows as the kernels see them (torch is imported only in the torch helpers,
+# for torch pools and the torch/faiss backends)
+
+
+def torch_pool(problem: Problem):
+    """The pool as a torch tensor (no copy)."""
+    import torch
+
+    x = problem.x
+    if isinstance(x, torch.Tensor):
+        return x
+    t = readonly_tensor(x)
+    if problem.dtype == "bfloat16":
+        t = t.view(torch.bfloat16)
+    return t
+
+
+def accum_dtype(problem: Problem):
+    """The torch accumulation dtype (float64 for float64 pools, else float32)."""
+    import torch
+
+    return torch.float64 if problem.dtype == "float64" else torch.float32
+
+
+def rows_as_values(problem: Problem, x, start: int, stop: int):
+    """Rows [start, stop) of a torch pool as the kernels see them, in the
+    accumulation dtype: the stored values, or softmax(row / temperature)."""
+    import torch
+
+    chunk = x[start:stop].to(accum_dtype(problem))
+    if problem.from_logits:
+        chunk = torch.softmax(chunk / problem.temperature, dim=1)
+    return chunk
+
+
+Values = Callable[[np.ndarray], object]
+
+
+def torch_values(problem: Problem) -> Values:
+    """values(rows) -> the rows (int64 indices, NumPy or torch) as the torch
+    backend sees them, a torch tensor in the accumulation dtype on the pool's
+    device."""
+    import torch
+
+    x = torch_pool(problem)
+
+    def values(rows):
+        rows = torch.as_tensor(rows, dtype=torch.int64).to(x.device)
+        return rows_as_values(problem, x[rows], 0, int(rows.numel()))
+
+    return values
+
+
+def numpy_values(problem: Problem) -> Values:
+    """values(rows) -> the rows of a host pool in the accumulation dtype
+    (NumPy), softmax(row / temperature) for logits."""
+    x = problem.numpy_view()
+    acc = acc_dtype(problem)
+
+    def values(rows):
+        part = x[np.asarray(rows, dtype=np.int64)]
+        if problem.dtype == "bfloat16":  # raw bits: the high half of a float32
+            part = (part.astype(np.uint32) << 16).view(np.float32)
+        if problem.from_logits:
+            return softmax(part, problem.temperature, dtype=acc)
+        return part.astype(acc)
+
+    return values
+
+
+def default_values(problem: Problem) -> Values:
+    """The start's view of pool rows when the caller gives none: the torch
+    backend's (torch pools, or any pool while torch is installed, so that the
+    torch and FAISS states see the same rounding), else NumPy's."""
+    if problem.kind == "torch":
+        return torch_values(problem)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return numpy_values(problem)
+    return torch_values(problem)
+
+
+def acc_dtype(problem: Problem) -> np.dtype:
+    """The NumPy accumulation dtype (float64 for float64 pools, else float32)."""
+    return np.dtype(np.float64 if problem.dtype == "float64" else np.float32)
+
+
+def softmax(logits, temperature: float = 1.0, dtype=None) -> np.ndarray:
+    """softmax(row / temperature) of every row, in NumPy: in `dtype`
+    (default float32, float64 for float64 logits), in row chunks so that no
+    N x C float64 temporary is made."""
+    logits = np.asarray(logits)
+    dtype = np.dtype(dtype or (np.float64 if logits.dtype == np.float64 else np.float32))
+    out = np.empty(logits.shape, dtype=dtype)
+    step = max(1, (32 << 20) // (8 * max(1, logits.shape[1] if logits.ndim == 2 else 1)))
+    for start in range(0, logits.shape[0], step):
+        z = np.array(logits[start:start + step], dtype=dtype)
+        if temperature != 1.0:
+            z = z / temperature
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        out[start:start + step] = z
+    return out
+
+
+def to_kind(values, problem: Problem, dtype):
+    """Results (NumPy or torch) as the kind of array the caller passed: NumPy
+    in, NumPy out; torch in, torch out on the pool's device."""
+    if problem.kind == "numpy":
+        if torch is not None and isinstance(values, torch.Tensor):
+            values = values.cpu().numpy()
+        return np.asarray(values, dtype=dtype)
+    tdtype = torch.int64 if dtype is np.int64 else torch.float64
+    if isinstance(values, torch.Tensor):
+        return values.to(device=problem.device, dtype=tdtype)
+    return torch.as_tensor(np.asarray(values, dtype=dtype)).to(problem.device)

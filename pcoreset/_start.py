@@ -15,8 +15,9 @@ Why the GEMM needs care. ||x||^2 + ||y||^2 - 2 x.y in float32 has an error of
 about C * 6e-8 * (||x|| + ||y||)^2. Probability rows have norms near 1, while
 two confident rows of one class (softmax of a logit gap of 12-20) lie 1e-7
 to 1e-5 apart: the plain GEMM cannot order their distances, and its top few
-candidates miss the nearest center for most rows (issue 12 measured picks
-74% short of the farthest row). The certified search avoids that:
+candidates miss the nearest center for most rows (on 30,000 such rows with
+1,000 labeled, picks 74% short of the farthest row were measured). The
+certified search avoids that:
 
 1. Duplicate center vectors are merged (the lowest index represents them).
 2. P ~ 2 sqrt(M) pivots are chosen among the centers by farthest-first
@@ -61,24 +62,23 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from typing import Callable, Iterator, Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
-from . import _memory, _threads
-from ._problem import Problem
+from . import _memory, _threads, backends
+from ._problem import (Problem, Values, acc_dtype, chunk_rows, default_values, make_problem,  # noqa: F401
+                       numpy_values, rows_as_values, torch_pool, torch_values)
+from .backends.base import EXACT_MAX_WORK, Backend, KCenterState
 
 try:  # the fused epilogue of the certified search (a NumPy fallback otherwise)
     from . import _C
 except ImportError:
     _C = None
 
-# Largest N * M * C solved by the exact direct pass (about 1-2 s on 2 cores).
-EXACT_MAX_WORK = 2e9
 # Candidate centers per row handed to the kernel (rows with fewer repeat
 # their first one; rows with more keep the K_OUT nearest in float64).
 K_OUT = _memory.CANDIDATES
-_CHUNK_BYTES = 64 << 20
 # Elements of one tile (rows x centers): 8 MiB of float32, read twice by the
 # fused epilogue while it is still in the last-level cache; larger tiles
 # amortise the per-tile work (gathers, norms, the bounding GEMM).
@@ -112,115 +112,63 @@ def forced_method() -> Optional[str]:
     return forced
 
 
-def use_exact(n: int, n_centers: int, c: int) -> bool:
-    return start_method(n, n_centers, c) == "exact"
+def use_exact(n: int, n_centers: int, c: int, max_work: float = EXACT_MAX_WORK) -> bool:
+    return start_method(n, n_centers, c, max_work) == "exact"
 
 
-def start_method(n: int, n_centers: int, c: int) -> str:
-    """How the start runs: "exact" (the kernel's direct pass) or "certified"
+def start_method(n: int, n_centers: int, c: int, max_work: float = EXACT_MAX_WORK) -> str:
+    """How the start runs: "exact" (the state's direct pass, for N * M * C
+    up to `max_work`, the backend's `exact_max_work`) or "certified"
     (certified GEMM candidates, refined exactly). See the module docstring."""
     forced = forced_method()
     if forced is not None:
         return forced
-    return "exact" if float(n) * n_centers * c <= EXACT_MAX_WORK else "certified"
+    return "exact" if float(n) * n_centers * c <= max_work else "certified"
 
 
-def chunk_rows(n: int, c: int, other: int = 1) -> int:
-    """Rows per chunk so that a chunk x max(c, other) float32 block stays near 64 MiB."""
-    return max(1, min(n, _CHUNK_BYTES // (4 * max(c, other, 1))))
+def start_state(backend: Backend, state: KCenterState, problem: Problem) -> None:
+    """The start: set every row's nearest initial center on a fresh `state`
+    of `backend` (labeled rows, then the `centers=` vectors): the state's own
+    exact pass for small products, else the certified candidates, searched
+    over the rows as this state sees them, whose distances the state
+    recomputes exactly."""
+    labeled = problem.labeled
+    vecs = problem.centers
+    if problem.n_centers == 0:
+        return
+    if use_exact(problem.n, problem.n_centers, problem.c, backend.exact_max_work):
+        if labeled.size:
+            state.seed_rows(labeled)
+        if vecs is not None:
+            state.seed_vectors(vecs)
+        return
+    values = backend.start_values(state, problem)
+    cand_rows, cand_vecs = split_candidates(nearest_candidates(problem, values=values), labeled.size)
+    if labeled.size:
+        state.seed_rows_with_candidates(labeled, cand_rows)
+    if vecs is not None:
+        state.seed_vectors_with_candidates(vecs, cand_vecs)
 
 
-# ---------------------------------------------------------------- rows as the torch backends see them
-# (torch is imported only here, for torch pools and the torch/faiss backends)
+def add_rows(backend: Backend, state: KCenterState, problem: Problem, rows: np.ndarray) -> None:
+    """Pool rows become centers of a running state (rows labeled out of
+    order): the exact pass, or certified candidates for large products."""
+    if use_exact(problem.n, rows.size, problem.c, backend.exact_max_work):
+        state.seed_rows(rows)
+        return
+    values = backend.start_values(state, problem)
+    cand = nearest_candidates(problem, centers=values(rows), values=values)
+    state.seed_rows_with_candidates(rows, cand)
 
 
-def torch_pool(problem: Problem):
-    """The pool as a torch tensor (no copy)."""
-    import torch
-
-    from ._problem import readonly_tensor
-
-    x = problem.x
-    if isinstance(x, torch.Tensor):
-        return x
-    t = readonly_tensor(x)
-    if problem.dtype == "bfloat16":
-        t = t.view(torch.bfloat16)
-    return t
-
-
-def accum_dtype(problem: Problem):
-    """The torch accumulation dtype (float64 for float64 pools, else float32)."""
-    import torch
-
-    return torch.float64 if problem.dtype == "float64" else torch.float32
-
-
-def rows_as_values(problem: Problem, x, start: int, stop: int):
-    """Rows [start, stop) of a torch pool as the kernels see them, in the
-    accumulation dtype: the stored values, or softmax(row / temperature)."""
-    import torch
-
-    chunk = x[start:stop].to(accum_dtype(problem))
-    if problem.from_logits:
-        chunk = torch.softmax(chunk / problem.temperature, dim=1)
-    return chunk
-
-
-Values = Callable[[np.ndarray], object]
-
-
-def torch_values(problem: Problem) -> Values:
-    """values(rows) -> the rows (int64 indices, NumPy or torch) as the torch
-    backend sees them, a torch tensor in the accumulation dtype on the pool's
-    device."""
-    import torch
-
-    x = torch_pool(problem)
-
-    def values(rows):
-        rows = torch.as_tensor(rows, dtype=torch.int64).to(x.device)
-        return rows_as_values(problem, x[rows], 0, int(rows.numel()))
-
-    return values
-
-
-def numpy_values(problem: Problem) -> Values:
-    """values(rows) -> the rows of a host pool in the accumulation dtype
-    (NumPy), softmax(row / temperature) for logits."""
-    x = problem.numpy_view()
-    acc = _acc(problem)
-
-    def values(rows):
-        part = x[np.asarray(rows, dtype=np.int64)]
-        if problem.dtype == "bfloat16":  # raw bits: the high half of a float32
-            part = (part.astype(np.uint32) << 16).view(np.float32)
-        part = part.astype(acc)
-        if problem.from_logits:
-            part = part / acc.type(problem.temperature)
-            part -= part.max(axis=1, keepdims=True)
-            np.exp(part, out=part)
-            part /= part.sum(axis=1, keepdims=True)
-        return part
-
-    return values
-
-
-def default_values(problem: Problem) -> Values:
-    """The start's view of pool rows when the caller gives none: the torch
-    backend's (torch pools, or any pool while torch is installed, so that the
-    torch and FAISS states see the same rounding), else NumPy's."""
-    if problem.kind == "torch":
-        return torch_values(problem)
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return numpy_values(problem)
-    return torch_values(problem)
-
-
-def _acc(problem: Problem):
-    return np.dtype(np.float64 if problem.dtype == "float64" else np.float32)
+def add_vectors(backend: Backend, state: KCenterState, problem: Problem, vecs: np.ndarray) -> None:
+    """Center vectors become centers of a running state: the exact pass, or
+    certified candidates for large products."""
+    if use_exact(problem.n, vecs.shape[0], problem.c, backend.exact_max_work):
+        state.seed_vectors(vecs)
+        return
+    values = backend.start_values(state, problem)
+    state.seed_vectors_with_candidates(vecs, nearest_candidates(problem, centers=vecs, values=values))
 
 
 def _host(a, dtype) -> np.ndarray:
@@ -238,7 +186,7 @@ def _host_values(values: Values, dtype) -> Values:
 def initial_centers(problem: Problem, values: Values) -> np.ndarray:
     """(L + M, C) in the accumulation dtype: the labeled rows (as `values`
     gives them) followed by the center vectors."""
-    acc = _acc(problem)
+    acc = acc_dtype(problem)
     parts = []
     if problem.labeled.size:
         parts.append(_host(values(problem.labeled), acc))
@@ -251,7 +199,8 @@ def initial_centers(problem: Problem, values: Values) -> np.ndarray:
 
 def split_candidates(cand: np.ndarray, n_rows: int):
     """Certified candidates over [labeled rows; center vectors] as two arrays
-    for the kernels' two seeding calls: indices into the labeled rows and into
+    for the states' two calls of the start (seed_rows_with_candidates and
+seed_vectors_with_candidates): indices into the labeled rows and into
     the vectors, -1 where a candidate belongs to the other set."""
     rows = np.where(cand < n_rows, cand, -1)
     vecs = np.where(cand >= n_rows, cand - n_rows, -1)
@@ -275,12 +224,12 @@ def _dedupe(y: np.ndarray):
 
 
 def _pivots(y: np.ndarray, p: int) -> np.ndarray:
-    """p rows of y chosen by farthest-first traversal (the package's own
-    k-center greedy), as indices into y."""
-    from .select import kcenter_greedy
-
+    """p rows of y chosen by farthest-first traversal, as indices into y:
+    k-center greedy from the pool mean, run on a kernel state over y."""
     small = y.shape[0] * y.shape[1] < (1 << 22)  # one thread: a parallel region costs more
-    picks = kcenter_greedy(y, None, p, num_threads=1 if small else 0)
+    problem = make_problem(y, None, p, simplex=False, from_logits=False, temperature=1.0, prune=True,
+                           num_threads=1 if small else 0, progress=None, name="centers")
+    picks, _ = backends.choose(problem).make_state(problem).run(p)
     return np.asarray(picks, dtype=np.int64)
 
 
@@ -292,7 +241,7 @@ def certified_candidates(problem: Problem, centers, values: Optional[Values] = N
     first one. `values(rows)` gives pool rows as the kernel sees them (NumPy
     or torch; default: `default_values`). Taken (labeled) rows get
     candidates too; the kernels ignore them."""
-    acc = _acc(problem)
+    acc = acc_dtype(problem)
     values = _host_values(values or default_values(problem), acc)
     centers = _host(centers, acc)
     n = problem.n
@@ -367,7 +316,7 @@ def _search(problem: Problem, values: Values, y: np.ndarray, rep: np.ndarray, k:
     first = [0]
     for cnt in counts:
         first.append(first[-1] + cnt)
-    block = max(1, min(p, _CHUNK_BYTES // (8 * max(1, m))))
+    block = max(1, min(p, _memory.CHUNK_BYTES // (8 * max(1, m))))
     for g0 in range(0, p, block):
         g1 = min(p, g0 + block)
         if sum(counts[g0:g1]) == 0:

@@ -5,17 +5,17 @@ import platform
 
 import numpy as np
 
+from . import backends
+from ._version import __version__
+
 
 def info() -> dict:
     """A dict describing the build and the backends available here."""
-    from . import __version__, backends
-    from .backends import cpu
-
     out = {
         "pcoreset": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "cpu_module": cpu.build_info(),
+        "cpu_module": backends.get("cpu").build_info(),
     }
     try:
         import torch
@@ -23,12 +23,7 @@ def info() -> dict:
         out["torch"] = torch.__version__
     except ImportError:  # pragma: no cover
         out["torch"] = None
-    try:
-        from .backends import cuda as cuda_backend
-
-        out["cuda_module"] = cuda_backend.build_info()
-    except ImportError:
-        out["cuda_module"] = {"built": False, "error": "no CUDA backend in this build"}
+    out["cuda_module"] = backends.get("cuda").build_info()
     try:
         import faiss
 

@@ -6,9 +6,10 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from . import _memory, backends
-from ._problem import Problem, make_problem
+from . import _memory, _start, backends
+from ._problem import Problem, make_problem, to_kind
 from .errors import InvalidInputError, OutOfMemoryError
+from .selector import Selector
 
 try:
     import torch
@@ -93,8 +94,6 @@ def select(probs: Array, labeled_idx: Any, budget: Optional[int] = None, *,
         if budget is not None and max_budget is not None:
             raise InvalidInputError(f"pass budget or max_budget with stop_radius, not both "
                                     f"(got budget={budget!r}, max_budget={max_budget!r})")
-        from .selector import Selector
-
         sel = Selector(probs, labeled_idx, centers=centers, from_logits=from_logits, temperature=temperature,
                        backend=backend, prune=prune, num_threads=num_threads, progress=progress,
                        simplex_atol=simplex_atol)
@@ -135,10 +134,10 @@ def _run(problem: Problem, backend: str, return_radii: bool):
         picks, radii2 = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     else:
         picks, radii2 = _run_checked(chosen, problem)
-    picks = _to_kind(picks, problem, np.int64)
+    picks = to_kind(picks, problem, np.int64)
     if not return_radii:
         return picks
-    radii = _to_kind(radii2, problem, np.float64)
+    radii = to_kind(radii2, problem, np.float64)
     radii = radii.sqrt() if torch is not None and isinstance(radii, torch.Tensor) else np.sqrt(radii)
     return picks, radii
 
@@ -151,16 +150,15 @@ def _run_checked(chosen, problem: Problem):
             f"budget={problem.budget})")
     needed = 0
     if problem.device == "cpu":  # device memory is the device backend's to check
-        needed = _memory.estimate_memory(
-            problem.n, problem.c, problem.dtype,
-            backend=chosen.name if chosen.name in ("cpu", "faiss", "torch", "cuda") else "torch",
+        needed = sum(_memory.memory_parts(
+            problem.n, problem.c, problem.dtype, chosen.memory_parts,
             n_labeled=problem.labeled.size,
             n_centers=0 if problem.centers is None else int(problem.centers.shape[0]),
             budget=problem.budget, from_logits=problem.from_logits,
-            in_memory=not _memory.file_backed(problem.x))
+            in_memory=not _memory.file_backed(problem.x)).values())
         _memory.check_fits(what, needed)
     try:
-        return chosen.run(problem)
+        return chosen.run(problem, _start.start_state)
     except OutOfMemoryError:
         raise
     except MemoryError as exc:
@@ -171,13 +169,3 @@ def _run_checked(chosen, problem: Problem):
             raise OutOfMemoryError(what, needed, _memory.available_bytes()) from exc
         raise
 
-
-def _to_kind(values, problem: Problem, dtype):
-    if problem.kind == "numpy":
-        if torch is not None and isinstance(values, torch.Tensor):
-            values = values.cpu().numpy()
-        return np.asarray(values, dtype=dtype)
-    tdtype = torch.int64 if dtype is np.int64 else torch.float64
-    if isinstance(values, torch.Tensor):
-        return values.to(device=problem.device, dtype=tdtype)
-    return torch.as_tensor(np.asarray(values, dtype=dtype)).to(problem.device)

@@ -29,8 +29,9 @@ from typing import Any, Callable, Dict, Optional, Union
 import numpy as np
 
 from . import _memory, _start, backends
-from ._problem import Problem, _is_torch, check_count, check_labeled, make_problem
-from .backends.base import run_state
+from ._problem import (DTYPE_CODE, Problem, _is_torch, check_count, check_labeled, chunk_rows, make_problem,
+                       to_kind)
+from .backends.base import progress_callback, run_state
 from .errors import InvalidInputError, InvalidTypeError, PoolExhaustedError
 
 try:
@@ -39,9 +40,6 @@ except ImportError:  # pragma: no cover
     torch = None
 
 STATE_FORMAT = 1  # bump when the layout of state_dict changes
-_DTYPE_CODE = {"float16": 1, "bfloat16": 2, "float32": 3, "float64": 4}
-
-
 
 
 def _check_radius(r: Any, name: str = "radius") -> float:
@@ -75,7 +73,7 @@ def pool_checksum(problem: Problem) -> int:
     h = hashlib.blake2b(digest_size=8)
     x = problem.x
     n, c = problem.n, problem.c
-    step = _start.chunk_rows(n, c)
+    step = chunk_rows(n, c)
     for s in range(0, n, step):
         e = min(n, s + step)
         if _is_torch(x):
@@ -121,7 +119,7 @@ class Selector:
 
     def _setup(self, problem: Problem, backend: str, saved: Optional[Dict[str, np.ndarray]]) -> None:
         self._problem = problem
-        self._backend = self._choose(problem, backend)
+        self._backend = backends.choose_stateful(problem, backend)
         self._state = self._backend.make_state(problem)
         self._picks: list = []
         self._radii2: list = []
@@ -134,28 +132,9 @@ class Selector:
         self._center_rows = np.zeros(problem.n, dtype=bool)
         self._center_rows[problem.labeled] = True
         if saved is None:
-            self._backend.seed(self._state, problem)
+            _start.start_state(self._backend, self._state, problem)
         else:
             self._restore(saved)
-
-    @staticmethod
-    def _choose(problem: Problem, backend: str):
-        from .errors import BackendUnavailableError
-
-        chosen = backends.choose(problem, backend)
-        why = chosen.state_unsupported(problem)
-        if why is None:
-            return chosen
-        if backend != "auto":
-            raise BackendUnavailableError(f"backend={backend!r} cannot continue a selection", {backend: why})
-        reasons = {chosen.name: why}
-        for name in backends.names():
-            b = backends.get(name)
-            reason = backends.why_not(b, problem) or b.state_unsupported(problem)
-            if reason is None:
-                return b
-            reasons[name] = reason
-        raise BackendUnavailableError("no backend can continue a selection on this input", reasons)
 
     # ---- read-only views -------------------------------------------------------
 
@@ -206,9 +185,7 @@ class Selector:
         return 0.0 if row < 0 else math.sqrt(max(float(d2), 0.0))
 
     def _out(self, values: np.ndarray, dtype):
-        from .select import _to_kind
-
-        return _to_kind(values, self._problem, dtype)
+        return to_kind(values, self._problem, dtype)
 
     # ---- picking ----------------------------------------------------------------
 
@@ -219,9 +196,7 @@ class Selector:
 
     def _run(self, k: int, stop_dist2: float = -1.0):
         self._push_pending()
-        from .backends.cpu import _progress_callback
-
-        callback, close = _progress_callback(self._problem, k) if k else (None, lambda: None)
+        callback, close = progress_callback(self._problem, k) if k else (None, lambda: None)
         try:
             picks, radii2 = run_state(self._state, k, callback, stop_dist2)
         finally:
@@ -280,28 +255,12 @@ class Selector:
         if rows.size <= 32:
             for r in rows.tolist():
                 self._state.push_row(int(r))
-        elif _start.use_exact(self._problem.n, rows.size, self._problem.c):
-            self._state.seed_rows(rows)
         else:
-            values = self._values()
-            cand = _start.nearest_candidates(self._problem, centers=values(rows),
-                                             values=values)
-            self._state.seed_rows_with_candidates(rows, cand)
+            _start.add_rows(self._backend, self._state, self._problem, rows)
         self._added = np.concatenate([self._added, rows])
         self._taken[rows] = True
         self._center_rows[rows] = True
         self._excluded = self._excluded[~np.isin(self._excluded, rows)]
-
-    def _values(self):
-        """The start's view of pool rows on this backend (the kernel's own
-        values where it has them)."""
-        if self._backend.name == "cpu":
-            from .backends.cpu import kernel_values
-
-            return kernel_values(self._state)
-        if self._backend.name == "cuda":
-            return self._state.rows_values
-        return _start.torch_values(self._problem)
 
     def exclude(self, rows) -> None:
         """Rows that may never be picked and are not centers (a person could
@@ -333,7 +292,7 @@ class Selector:
         keep = np.flatnonzero(self._center_rows)
         problem = replace(self._problem, labeled=keep)
         self._state = self._backend.make_state(problem)
-        self._backend.seed(self._state, problem)
+        _start.start_state(self._backend, self._state, problem)
         if self._excluded.size:
             self._state.exclude(self._excluded)
 
@@ -349,7 +308,7 @@ class Selector:
         return {
             "format": np.array(STATE_FORMAT, dtype=np.int64),
             "shape": np.array([p.n, p.c], dtype=np.int64),
-            "dtype": np.array(_DTYPE_CODE[p.dtype], dtype=np.int64),
+            "dtype": np.array(DTYPE_CODE[p.dtype], dtype=np.int64),
             "checksum": np.array(pool_checksum(p), dtype=np.int64),
             "from_logits": np.array(p.from_logits),
             "temperature": np.array(p.temperature, dtype=np.float64),
@@ -371,7 +330,7 @@ class Selector:
         stopped, on the same pool. Raises InvalidInputError when the state is
         malformed or was saved for another pool (shape, dtype or checksum)."""
         sd = _check_state(state)
-        codes = {v: k for k, v in _DTYPE_CODE.items()}
+        codes = {v: k for k, v in DTYPE_CODE.items()}
         ctr = sd["center_vectors"]
         sel = cls.__new__(cls)
         # validate the pool against the state before anything expensive

@@ -239,6 +239,7 @@ def test_waits_for_writes_queued_on_the_callers_stream(cuda_device, labeled):
     """The pool is written on a side stream behind a long sleep, and the
     selection starts at once on that stream: the state must wait for the
     write (stream join), or it reads the decoy that was there before."""
+    from pcoreset import _start
     from pcoreset.backends.cuda import CudaBackend
 
     real = simplex_pool(4000, 16, seed=11, clustered=True)
@@ -253,7 +254,7 @@ def test_waits_for_writes_queued_on_the_callers_stream(cuda_device, labeled):
     with torch.cuda.stream(side):
         torch.cuda._sleep(500_000_000)  # a few hundred ms of GPU time on `side`
         x.copy_(src)                    # queued behind the sleep
-        picks, _ = CudaBackend().run(problem)
+        picks, _ = CudaBackend().run(problem, _start.start_state)
     torch.cuda.synchronize(cuda_device)
     np.testing.assert_array_equal(as_np(picks), expect)
 

@@ -53,7 +53,7 @@ def test_ties_go_to_lowest_index():
 
 def test_greedy_valid_with_large_labeled_start(monkeypatch):
     # force the candidate path (FAISS k-NN + exact refine) on a small input
-    monkeypatch.setattr(_start, "EXACT_MAX_WORK", 0)
+    monkeypatch.setattr(_start, "_forced", "certified")
     x = clustered_pool(2000, 20, seed=7)
     lab = np.arange(0, 2000, 4)
     a = pcoreset.select(x, lab, 40, backend="faiss")

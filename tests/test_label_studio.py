@@ -386,3 +386,37 @@ def test_image_tasks_show_urls_as_they_are_and_other_images_inline(tmp_path):
     assert back.size == (4, 3) and back.getpixel((0, 0)) == (200, 10, 10)
     config = labeling_config(["shirt", "bag"], "image")
     assert '<Image name="image" value="$image"' in config and 'toName="image"' in config
+
+
+def test_import_cut_short_resumes_without_duplicates(key_env, tmp_path, monkeypatch):
+    # The connection drops after two of the pool's import batches: the next
+    # prepare imports only the rest, and a third imports nothing.
+    from pcoreset.activekd import RunConfig
+    from pcoreset.activekd.datasets import load_dataset
+    from pcoreset.activekd.oracles import label_studio as LS
+    from pcoreset.activekd.oracles import make_oracle
+
+    ls = key_env
+    data, _, _ = make_dataset(tmp_path, n_pool=25, n_test=5, pool_labels=False)
+    ds = load_dataset(RunConfig(dataset=str(data), classes=CLASSES))
+    project = ls.new_project("pcoreset import cut")
+    monkeypatch.setattr(LS, "IMPORT_BATCH", 10)
+    oracle = make_oracle(_spec(ls, project), echo=lambda s: None)
+    real_call, imports = oracle.http.call, []
+
+    def cut(method, path, body=None, **query):
+        if path.endswith("/import"):
+            imports.append(len(body))
+            if len(imports) == 3:
+                raise InvalidInputError("connection lost")
+        return real_call(method, path, body, **query)
+
+    monkeypatch.setattr(oracle.http, "call", cut)
+    with pytest.raises(InvalidInputError, match="connection lost"):
+        oracle.prepare(ds, tmp_path)
+    assert ls.call("GET", f"/api/projects/{project}")["task_number"] == 20
+    again = make_oracle(_spec(ls, project), echo=lambda s: None)
+    again.prepare(ds, tmp_path)
+    again.prepare(ds, tmp_path)
+    tasks = ls.call("GET", f"/api/tasks?project={project}&page_size=1000")["tasks"]
+    assert sorted(t["data"]["pcoreset_id"] for t in tasks) == [f"s{i:03d}" for i in range(25)]

@@ -12,7 +12,7 @@ import pytest
 from numpy.lib.format import open_memmap
 
 import pcoreset
-from pcoreset import _C, _memory
+from pcoreset import _C, _memory, backends
 from pcoreset.errors import InvalidInputError, OutOfMemoryError
 
 from conftest import clustered_pool
@@ -149,12 +149,12 @@ def test_ctrl_c_returns_control():
 def test_cuda_estimate_counts_what_the_cuda_module_allocates():
     # the estimate runs without the CUDA module; where it is built, its own
     # count (state_bytes) must be what the estimate's state parts add up to
-    parts = _memory.memory_parts(10**6, 100, "float32", backend="cuda", n_labeled=1000, budget=5000)
+    parts = backends.memory_parts(10**6, 100, "float32", backend="cuda", n_labeled=1000, budget=5000)
     state = sum(v for k, v in parts.items() if "start" not in k)
     assert state > 10**6 * 8  # running minimum + nearest center per row
     cuda_mod = pytest.importorskip("pcoreset._C_cuda", reason="CUDA module not built")
     for dtype, logits, m, b in (("float32", False, 1000, 5000), ("float64", True, 0, 10), ("float16", False, 7, 0)):
-        parts = _memory.memory_parts(10**5, 37, dtype, backend="cuda", n_labeled=m, budget=b, from_logits=logits)
+        parts = backends.memory_parts(10**5, 37, dtype, backend="cuda", n_labeled=m, budget=b, from_logits=logits)
         mine = sum(v for k, v in parts.items() if "start" not in k and "picks and radii" not in k)
         theirs = cuda_mod.state_bytes(dtype, 10**5, 37, logits, m, b)
         assert mine == theirs, (dtype, mine, theirs)

@@ -1,4 +1,4 @@
-"""The selection contract (DESIGN.md §2) on the CPU backends."""
+"""The selection contract (the docstring of pcoreset.select) on the CPU backends."""
 import numpy as np
 import pytest
 import torch
@@ -86,6 +86,7 @@ def test_cpu_and_torch_agree_and_pruning_changes_nothing():
 
 
 def test_pruning_skips_most_rows_on_clustered_pools():
+    from pcoreset import _start
     from pcoreset._problem import make_problem
 
     x = clustered_pool(20000, 50, k=10, noise=1.0, seed=2)
@@ -93,7 +94,7 @@ def test_pruning_skips_most_rows_on_clustered_pools():
     problem = make_problem(x, labeled, 200, simplex=True, from_logits=False, temperature=1.0,
                            prune=True, num_threads=0, progress=None)
     backend = cpu_backend.CpuBackend()
-    picks, _ = backend.run(problem)
+    picks, _ = backend.run(problem, _start.start_state)
     np.testing.assert_array_equal(picks, pcoreset.select(x, labeled, 200, backend="cpu", prune=False))
     stats = backend.last_stats
     assert stats["rows_computed"] / stats["rows_visited"] < 0.5, stats
@@ -102,7 +103,7 @@ def test_pruning_skips_most_rows_on_clustered_pools():
 def test_large_labeled_set_uses_candidates_and_stays_greedy_valid(monkeypatch):
     from pcoreset import _start
 
-    monkeypatch.setattr(_start, "EXACT_MAX_WORK", 0)
+    monkeypatch.setattr(_start, "_forced", "certified")
     x = clustered_pool(2000, 16, seed=5)
     labeled = np.arange(0, 2000, 3)
     for backend in BACKENDS:

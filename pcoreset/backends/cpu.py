@@ -1,12 +1,11 @@
 """`cpu`: the C++ kernel (OpenMP, SIMD, exact pruning)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Dict, Optional
 
-from .. import _memory, _start
+from .. import _memory
 from .._problem import Problem
-from . import register
-from .base import Backend, seed_state
+from .base import Backend, KCenterState
 
 try:
     from .. import _C
@@ -15,6 +14,9 @@ except ImportError as exc:  # the extension was not built
     _C = None
     _IMPORT_ERROR = str(exc)
 
+if _C is not None:
+    KCenterState.register(_C.KCenterState)
+
 
 def make_state(problem: Problem):
     """A C++ KCenterState over the problem's pool (borrowed, not copied)."""
@@ -22,15 +24,6 @@ def make_state(problem: Problem):
     return _C.KCenterState(x, problem.dtype, problem.from_logits, problem.temperature,
                            problem.prune, problem.num_threads,
                            release_pages=_memory.file_backed(x))
-
-
-def seed(state, problem: Problem) -> None:
-    """Set every row's nearest initial center (labeled rows, then center
-    vectors): the kernel's exact direct pass for small products, otherwise
-    certified candidates (pcoreset._start) whose distances the kernel
-    recomputes exactly."""
-    exact = _start.use_exact(problem.n, problem.n_centers, problem.c)
-    seed_state(state, problem, exact, kernel_values(state))
 
 
 def kernel_values(state):
@@ -60,45 +53,36 @@ class CpuBackend(Backend):
     def make_state(self, problem: Problem):
         return make_state(problem)
 
-    def seed(self, state, problem: Problem) -> None:
-        seed(state, problem)
+    def start_values(self, state, problem: Problem):
+        return kernel_values(state)
 
-    def run(self, problem: Problem):
-        state = make_state(problem)
-        seed(state, problem)
-        callback, close = _progress_callback(problem)
-        try:
-            picks, radii2 = state.run(problem.budget, callback)
-        finally:
-            close()
-        self.last_stats = state.stats()
-        return picks, radii2
+    def memory_parts(self, n: int, c: int, dtype: str, centers: int, budget: int,
+                     from_logits: bool) -> Dict[str, int]:
+        # the kernel: mind_ (acc) and nearest_ (int32) per row; the cells keep
+        # each row once as a member (row uint32 + running minimum, padded to
+        # 8 or 16 bytes), with its values for C <= 16; a scratch list of the
+        # rows one step computes (at most every row) while a step runs
+        acc = 8 if dtype == "float64" else 4
+        member = 8 if acc == 4 else 16
+        parts = {
+            "running minimum, nearest center": n * (acc + 4),
+            "cells (members, short rows' values, step scratch)": n * member + (n * c * acc if c <= 16 else 0) + n * 8,
+            "centers (values, radius, heap, anchor index)": centers * (c * acc + 64),
+        }
+        if from_logits:
+            parts["softmax row constants"] = n * 2 * acc
+        return parts
 
-
-def _progress_callback(problem: Problem, total: Optional[int] = None):
-    """(callback, close) for the kernel loop: a tqdm bar when progress=True,
-    the caller's function when one was given, else nothing."""
-    prog = problem.progress
-    if not prog:
-        return None, lambda: None
-    if callable(prog):
-        return prog, lambda: None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=problem.budget if total is None else total, desc="pcoreset select", unit="pick")
-
-    def update(done: int) -> None:
-        bar.update(done - bar.n)
-
-    return update, bar.close
+    def build_info(self) -> dict:
+        if _C is None:
+            return {"built": False, "error": _IMPORT_ERROR}
+        info = dict(_C.build_info())
+        info["built"] = True
+        return info
 
 
-register(CpuBackend())
+BACKEND = CpuBackend()
 
 
 def build_info() -> dict:
-    if _C is None:
-        return {"built": False, "error": _IMPORT_ERROR}
-    info = dict(_C.build_info())
-    info["built"] = True
-    return info
+    return BACKEND.build_info()

@@ -19,15 +19,14 @@ Environment (debugging and benchmarks; none changes a pick):
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Dict, Optional
 
 import numpy as np
 
-from .. import _start
+from .. import _memory
 from .._problem import Problem
 from ..errors import InvalidInputError, OutOfMemoryError
-from . import register
-from .base import Backend, seed_state
+from .base import Backend, KCenterState
 
 try:
     from .. import _C_cuda
@@ -39,11 +38,11 @@ except ImportError as exc:  # built without CUDA, or the module failed to load
     _C_cuda = None
     _IMPORT_ERROR = str(exc)
 
-# Largest N * M * C (rows x initial centers x columns) seeded by the kernel's
+# Largest N * M * C (rows x initial centers x columns) whose start is the kernel's
 # exact pass (a warp per row, every center in turn, early exit); larger
 # starts take certified candidates (pcoreset._start) whose distances the
 # kernel recomputes exactly. The GPU's exact pass is far cheaper than the
-# CPU's, hence a larger threshold than _start.EXACT_MAX_WORK.
+# CPU's, hence a larger threshold than base.EXACT_MAX_WORK.
 EXACT_MAX_WORK = 1e11
 
 _STEPS = ("auto", "persistent", "graph", "launches")
@@ -65,7 +64,7 @@ def _options():
     return steps, variant
 
 
-class CudaState:
+class CudaState(KCenterState):
     """The k-center state of a pool in CUDA memory, mirroring the CPU
     `pcoreset._C.KCenterState` method for method.
 
@@ -83,6 +82,9 @@ class CudaState:
     Raises OutOfMemoryError when device memory runs out (after emptying
     torch's cache and retrying once; the state is unchanged then).
     """
+
+    # run() has no stop radius: run_state steps it one pick at a time then
+    supports_stop = False
 
     def __init__(self, problem: Problem, *, steps: Optional[str] = None, pass_variant: Optional[str] = None):
         import torch
@@ -265,31 +267,9 @@ def make_state(problem: Problem, **options) -> CudaState:
     return CudaState(problem, **options)
 
 
-def _start_method(problem: Problem) -> str:
-    """"exact" or "certified", as _start.start_method with the GPU's threshold
-    (a method forced through _start.force or PCORESET_START wins)."""
-    forced = _start.forced_method()
-    if forced:
-        return forced
-    return "exact" if float(problem.n) * problem.n_centers * problem.c <= EXACT_MAX_WORK else "certified"
-
-
-def seed(state: CudaState, problem: Problem) -> None:
-    """Set every row's nearest initial center (labeled rows, then center
-    vectors): the kernel's exact pass for small products, otherwise certified
-    candidates (pcoreset._start, searched on the GPU over rows exactly as this
-    kernel sees them) whose distances the kernel recomputes exactly."""
-    seed_state(state, problem, _start_method(problem) == "exact", kernel_values(state))
-
-
-def kernel_values(state: CudaState):
-    """values(rows) for the start's search: rows exactly as this kernel sees
-    them (its own softmax for logits), a torch tensor on the pool's device."""
-    return state.rows_values
-
-
 class CudaBackend(Backend):
     name = "cuda"
+    exact_max_work = EXACT_MAX_WORK
 
     def unavailable(self) -> Optional[str]:
         if _C_cuda is None:
@@ -308,30 +288,39 @@ class CudaBackend(Backend):
     def make_state(self, problem: Problem) -> "CudaState":
         return make_state(problem)
 
-    def seed(self, state, problem: Problem) -> None:
-        seed(state, problem)
+    def start_values(self, state: CudaState, problem: Problem):
+        # rows exactly as this kernel sees them (its own softmax for logits),
+        # searched on the GPU
+        return state.rows_values
 
-    def run(self, problem: Problem):
-        from .cpu import _progress_callback
+    def memory_parts(self, n: int, c: int, dtype: str, centers: int, budget: int,
+                     from_logits: bool) -> Dict[str, int]:
+        # device memory, as pcoreset._C_cuda.state_bytes counts it
+        acc = 8 if dtype == "float64" else 4
+        slots = max(64, centers)
+        parts = {"running minimum, nearest center, center vector": n * (acc + 4) + c * acc}
+        if from_logits:
+            parts["softmax row constants"] = n * 2 * acc
+        parts["centers (values, radius, center distances)"] = slots * (c + 2) * acc
+        parts["picks, radii, step slots"] = max(64, budget + 1) * (16 + (16 if acc == 8 else 8))
+        # the control block (struct Ctl, 64 bytes) and, for float64, one
+        # argmax slot per block of the pass (kMaxGridBlocks = 4096, 16 bytes)
+        parts["control block, argmax slots"] = 64 + (4096 * 16 if acc == 8 else 0)
+        parts["row chunk temporaries (start)"] = 3 * min(n * c * acc, _memory.CHUNK_BYTES)
+        return parts
 
-        state = make_state(problem)
-        seed(state, problem)
-        callback, close = _progress_callback(problem)
-        try:
-            picks, radii2 = state.run(problem.budget, callback)
-        finally:
-            close()
-        self.last_stats = state.stats()
-        return picks, radii2
+    def build_info(self) -> dict:
+        """What the CUDA module was compiled with (no device query)."""
+        if _C_cuda is None:
+            return {"built": False, "error": _IMPORT_ERROR}
+        info = dict(_C_cuda.build_info())
+        info["built"] = True
+        return info
 
 
-register(CudaBackend())
+BACKEND = CudaBackend()
+
 
 
 def build_info() -> dict:
-    """What the CUDA module was compiled with (no device query)."""
-    if _C_cuda is None:
-        return {"built": False, "error": _IMPORT_ERROR}
-    info = dict(_C_cuda.build_info())
-    info["built"] = True
-    return info
+    return BACKEND.build_info()

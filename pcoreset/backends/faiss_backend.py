@@ -27,16 +27,13 @@ path cannot be tested on the CPU-only CI machines.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Dict, Optional
 
 import numpy as np
 import torch
 
-from .. import _start
-from .._problem import Problem
-from . import register
-from .base import Backend, seed_state, step_loop
-from .cpu import _progress_callback
+from .._problem import Problem, chunk_rows, rows_as_values, torch_pool
+from .base import Backend, KCenterState, Start
 
 try:
     import faiss
@@ -73,13 +70,15 @@ class FaissBackend(Backend):
             if _gpu_count() == 0:
                 return (f"input is on {problem.device} but this faiss build has no GPU support "
                         "(faiss-cpu); install faiss-gpu or move the input to the CPU")
+            if problem.centers is not None:
+                return "the faiss GPU path takes labeled rows only, not centers= vectors"
             return None
         return f"input is on {problem.device}; faiss reads host memory or CUDA devices"
 
-    def run(self, problem: Problem):
+    def run(self, problem: Problem, start: Start):
         if problem.device != "cpu":  # pragma: no cover - needs faiss-gpu and a GPU
             return _run_gpu(problem)
-        return _run_cpu(problem)
+        return super().run(problem, start)
 
     def state_unsupported(self, problem: Problem) -> Optional[str]:
         if problem.device != "cpu":
@@ -90,8 +89,15 @@ class FaissBackend(Backend):
     def make_state(self, problem: Problem) -> FaissState:
         return FaissState(problem)
 
-    def seed(self, state, problem: Problem) -> None:
-        seed(state, problem)
+    def memory_parts(self, n: int, c: int, dtype: str, centers: int, budget: int,
+                     from_logits: bool) -> Dict[str, int]:
+        acc = 8 if dtype == "float64" else 4
+        parts = {}
+        if dtype != "float32" or from_logits:
+            parts["float32 copy of the pool"] = n * c * (8 if dtype == "float64" else 4)
+        parts["running minimum, nearest center, step temporaries"] = n * (acc + 8 + 1 + 8 + 8 + 4)
+        parts["centers"] = centers * (c + 3) * 4
+        return parts
 
 
 def _pool_matrix(problem: Problem) -> np.ndarray:
@@ -99,13 +105,13 @@ def _pool_matrix(problem: Problem) -> np.ndarray:
     for float64 pools) matrix: a view when no conversion is needed."""
     if problem.dtype in ("float32", "float64") and not problem.from_logits:
         return np.ascontiguousarray(problem.numpy_view())
-    x = _start.torch_pool(problem)
+    x = torch_pool(problem)
     dt = np.float64 if problem.dtype == "float64" else np.float32
     out = np.empty((problem.n, problem.c), dtype=dt)
-    step = _start.chunk_rows(problem.n, problem.c)
+    step = chunk_rows(problem.n, problem.c)
     for start in range(0, problem.n, step):
         stop = min(problem.n, start + step)
-        out[start:stop] = _start.rows_as_values(problem, x, start, stop).numpy()
+        out[start:stop] = rows_as_values(problem, x, start, stop).numpy()
     return out
 
 
@@ -127,7 +133,7 @@ class _Distances:
                 faiss.fvec_L2sqr_ny(faiss.swig_ptr(out), faiss.swig_ptr(v), faiss.swig_ptr(y), self.c, ny)
             return out
         out = np.empty(ny, dtype=np.float64)
-        step = _start.chunk_rows(ny, self.c)
+        step = chunk_rows(ny, self.c)
         for s in range(0, ny, step):
             d = y[s:s + step] - v
             out[s:s + step] = np.einsum("ij,ij->i", d, d)
@@ -143,35 +149,37 @@ class _Distances:
                                         faiss.swig_ptr(rows), self.c, 1, ny)
             return out
         out = np.empty(ny, dtype=np.float64)
-        step = _start.chunk_rows(ny, self.c)
+        step = chunk_rows(ny, self.c)
         for s in range(0, ny, step):
             d = self.x[rows[s:s + step]] - v
             out[s:s + step] = np.einsum("ij,ij->i", d, d)
         return out
 
-    def pairs(self, rows: np.ndarray, centers: np.ndarray, cand: np.ndarray) -> np.ndarray:
-        """(N, k): d^2(x[rows[i]], centers[cand[i, t]]), all ids valid."""
-        n, k = cand.shape
-        if self.f32 and rows.size == self.x.shape[0]:
-            out = np.empty((n, k), dtype=np.float32)
-            faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(out), faiss.swig_ptr(self.x), faiss.swig_ptr(centers),
-                                    faiss.swig_ptr(np.ascontiguousarray(cand)), self.c, n, k)
+    def pairs(self, centers: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """(N,): d^2(x[i], centers[ids[i]]) for every row (all ids valid):
+        one routine for every caller, so a distance never depends on which
+        other rows were computed with it (labeled rows or centers= vectors
+        give the same bits)."""
+        n = self.x.shape[0]
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if self.f32:
+            out = np.empty(n, dtype=np.float32)
+            if n:
+                faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(out), faiss.swig_ptr(self.x), faiss.swig_ptr(centers),
+                                        faiss.swig_ptr(ids), self.c, n, 1)
             return out
-        out = np.empty((n, k), dtype=self.x.dtype)
-        step = _start.chunk_rows(n, self.c)
-        for t in range(k):
-            for s in range(0, n, step):
-                d = self.x[rows[s:s + step]] - centers[cand[s:s + step, t]]
-                out[s:s + step, t] = np.einsum("ij,ij->i", d, d)
+        out = np.empty(n, dtype=self.x.dtype)
+        step = chunk_rows(n, self.c)
+        for s in range(0, n, step):
+            d = self.x[s:s + step] - centers[ids[s:s + step]]
+            out[s:s + step] = np.einsum("ij,ij->i", d, d)
         return out
 
 
-class FaissState:
+class FaissState(KCenterState):
     """The running-minimum state of a pool for the faiss backend (CPU), with
     the methods of the C++ state, so `pcoreset.Selector` can continue a
     selection on it. Taken rows (labeled, picked, excluded) hold -1 in mind."""
-
-    supports_stop = True
 
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
@@ -221,8 +229,8 @@ class FaissState:
             rows = np.flatnonzero(ok)
             if rows.size == 0:
                 continue
+            d = self.dist.pairs(self._centers, first + np.clip(cand[:, t], 0, count - 1))[rows]
             ids = first + cand[rows, t]
-            d = self.dist.pairs(rows, self._centers, ids[:, None])[:, 0]
             cur, cur_id = self.mind[rows], self.nearest[rows]
             closer = (d < cur) | ((d == cur) & (ids < cur_id))
             self.mind[rows[closer]] = d[closer]
@@ -297,17 +305,15 @@ class FaissState:
         self._push(np.asarray(vector, dtype=np.float64).astype(self.dt))
         return self.current_best()
 
-    def _mean_start(self):
+    def first_pick(self):
+        """(row, +inf): the eligible row farthest from the pool mean."""
         mean = np.zeros(self.c, dtype=np.float64)
-        step = _start.chunk_rows(self.n, self.c)
+        step = chunk_rows(self.n, self.c)
         for s in range(0, self.n, step):
             mean += self.x[s:s + step].sum(axis=0, dtype=np.float64)
         d = self.dist.to_all((mean / self.n).astype(self.dt), self.x)
         d[self.mind < 0] = -1
         return int(np.argmax(d)), float("inf")
-
-    def run(self, budget: int, progress=None, stop_dist2: float = -1.0):
-        return step_loop(self, budget, progress, stop_dist2, self._mean_start)
 
     def min_dist2(self) -> np.ndarray:
         return np.maximum(self.mind, 0).astype(np.float64)
@@ -327,31 +333,15 @@ class FaissState:
                 "rows_visited": self._steps * self.n, "center_dists": 0}
 
 
-def seed(state: FaissState, problem: Problem) -> None:
-    """Every row's nearest initial center: each center in turn for small
-    products, else the certified candidates (pcoreset._start)."""
-    seed_state(state, problem, _start.use_exact(problem.n, problem.n_centers, problem.c))
-
-
-def _run_cpu(problem: Problem):
-    state = FaissState(problem)
-    seed(state, problem)
-    callback, close = _progress_callback(problem)
-    try:
-        return state.run(problem.budget, callback)
-    finally:
-        close()
-
-
 def _run_gpu(problem: Problem):  # pragma: no cover - needs faiss-gpu and a GPU
     import faiss.contrib.torch_utils  # noqa: F401  (faiss functions take torch tensors)
 
     res = faiss.StandardGpuResources()
-    xt = _start.torch_pool(problem)
+    xt = torch_pool(problem)
     dev = xt.device
     n, c = problem.n, problem.c
-    step = _start.chunk_rows(n, c)
-    x = torch.cat([_start.rows_as_values(problem, xt, s, min(n, s + step)).float()
+    step = chunk_rows(n, c)
+    x = torch.cat([rows_as_values(problem, xt, s, min(n, s + step)).float()
                    for s in range(0, n, step)]).contiguous()
 
     def dist_all(v):
@@ -389,4 +379,4 @@ def _run_gpu(problem: Problem):  # pragma: no cover - needs faiss-gpu and a GPU
     return picks, radii2
 
 
-register(FaissBackend())
+BACKEND = FaissBackend()

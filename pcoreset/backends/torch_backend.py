@@ -9,25 +9,25 @@ continue a selection on this backend too.
 """
 from __future__ import annotations
 
+from typing import Dict
+
 import numpy as np
 import torch
 
-from .. import _start
-from .._problem import Problem
-from . import register
-from .base import Backend, run_state, seed_state, step_loop
-from .cpu import _progress_callback
+from .. import _memory
+from .._problem import Problem, accum_dtype, chunk_rows, rows_as_values, torch_pool
+from .base import Backend, KCenterState
 
 
 def _sq_dist(problem, x, center, step):
     parts = []
     for start in range(0, problem.n, step):
-        rows = _start.rows_as_values(problem, x, start, min(problem.n, start + step))
+        rows = rows_as_values(problem, x, start, min(problem.n, start + step))
         parts.append(((rows - center) ** 2).sum(1))
     return torch.cat(parts)
 
 
-class TorchState:
+class TorchState(KCenterState):
     """The running-minimum state of a pool, in torch tensors on its device.
 
     mind: squared distance of each row to its nearest center (accumulation
@@ -35,16 +35,14 @@ class TorchState:
     nearest: the index of each row's nearest center (-1: none yet).
     """
 
-    supports_stop = True
-
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
-        self.x = _start.torch_pool(problem)
-        self.acc = _start.accum_dtype(problem)
+        self.x = torch_pool(problem)
+        self.acc = accum_dtype(problem)
         self.dev = self.x.device
         n = problem.n
         self.n, self.c = n, problem.c
-        self.step = _start.chunk_rows(n, problem.c)
+        self.step = chunk_rows(n, problem.c)
         self.mind = torch.full((n,), float("inf"), dtype=self.acc, device=self.dev)
         self.taken = torch.zeros(n, dtype=torch.bool, device=self.dev)
         self.nearest = torch.full((n,), -1, dtype=torch.int64, device=self.dev)
@@ -59,7 +57,7 @@ class TorchState:
 
     def _values(self, rows) -> torch.Tensor:
         rows = torch.as_tensor(np.asarray(rows, dtype=np.int64)).to(self.dev)
-        return _start.rows_as_values(self.problem, self.x[rows], 0, int(rows.numel()))
+        return rows_as_values(self.problem, self.x[rows], 0, int(rows.numel()))
 
     def _append(self, vecs: torch.Tensor) -> int:
         first = self.num_centers
@@ -78,7 +76,7 @@ class TorchState:
         count = self.num_centers - first
         for s in range(0, self.n, self.step):
             e = min(self.n, s + self.step)
-            rows = _start.rows_as_values(self.problem, self.x, s, e)
+            rows = rows_as_values(self.problem, self.x, s, e)
             for t in range(cand.shape[1]):
                 a = cand[s:e, t]
                 ok = (a >= 0) & (a < count)
@@ -149,21 +147,15 @@ class TorchState:
         self._push(torch.as_tensor(np.asarray(vector, dtype=np.float64)))
         return self.current_best()
 
-    def _mean_start(self):
+    def first_pick(self):
         """(row, +inf): the eligible row farthest from the pool mean."""
         n, dev = self.n, self.dev
         mean = torch.zeros(self.c, dtype=torch.float64, device=dev)
         for s in range(0, n, self.step):
-            mean += _start.rows_as_values(self.problem, self.x, s, min(n, s + self.step)).sum(0, dtype=torch.float64)
+            mean += rows_as_values(self.problem, self.x, s, min(n, s + self.step)).sum(0, dtype=torch.float64)
         d = _sq_dist(self.problem, self.x, (mean / n).to(self.acc), self.step)
         d = torch.where(self.taken, torch.tensor(-1.0, dtype=self.acc, device=dev), d)
         return int(torch.argmax(d)), float("inf")
-
-    def run(self, budget: int, progress=None, stop_dist2: float = -1.0):
-        """`budget` picks continuing from the current state (the last pick is
-        not pushed), stopping before a pick whose squared radius is <=
-        stop_dist2 when that is >= 0."""
-        return step_loop(self, budget, progress, stop_dist2, self._mean_start)
 
     # ---- arrays --------------------------------------------------------------
 
@@ -187,31 +179,17 @@ class TorchState:
                 "center_dists": 0}
 
 
-def seed(state: TorchState, problem: Problem) -> None:
-    """Every row's nearest initial center: each center in turn for small
-    products, else the certified candidates (pcoreset._start)."""
-    seed_state(state, problem, _start.use_exact(problem.n, problem.n_centers, problem.c))
-
-
 class TorchBackend(Backend):
     name = "torch"
 
     def make_state(self, problem: Problem) -> TorchState:
         return TorchState(problem)
 
-    def seed(self, state, problem: Problem) -> None:
-        seed(state, problem)
-
-    def run(self, problem: Problem):
-        state = self.make_state(problem)
-        self.seed(state, problem)
-        callback, close = _progress_callback(problem)
-        try:
-            picks, radii2 = run_state(state, problem.budget, callback)
-        finally:
-            close()
-        self.last_stats = state.stats()
-        return picks, radii2
+    def memory_parts(self, n: int, c: int, dtype: str, centers: int, budget: int,
+                     from_logits: bool) -> Dict[str, int]:
+        acc = 8 if dtype == "float64" else 4
+        return {"running minimum, taken": n * (acc + 1),
+                "row chunk temporaries": 3 * min(n * c * acc, _memory.CHUNK_BYTES)}
 
 
-register(TorchBackend())
+BACKEND = TorchBackend()

@@ -16,11 +16,14 @@ A new source: a module here with ``load_x(cfg) -> Dataset``, and one line in
 :data:`DATASETS`."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, List
 
 from ..config import RunConfig
 from ..registry import Registry
+from ...errors import InvalidInputError
 from .base import Dataset, slice_dataset
+from .text import load_csv
 
 DATASETS = Registry("dataset", "dataset", {
     "embedded:wordnet": "pcoreset.activekd.datasets.text:load_wordnet",
@@ -49,14 +52,16 @@ def find_loader(value: str) -> DatasetLoader:
     matches = [n for n in DATASETS.names() if value == n or value.startswith(n + ":")]
     if matches:
         return DATASETS.get(max(matches, key=len))
-    from .text import load_csv
-
     return load_csv
 
 
 def load_dataset(cfg: RunConfig) -> Dataset:
     """The dataset named by ``cfg.dataset``, sliced by ``max_pool``/``max_test``."""
-    ds = find_loader(cfg.dataset)(cfg)
+    loader = find_loader(cfg.dataset)
+    if loader is load_csv and not Path(cfg.dataset).expanduser().is_file():
+        raise InvalidInputError(f"dataset={cfg.dataset!r}: no such file (expected a .csv/.csv.gz file or one "
+                                f"of {dataset_names()})")
+    ds = loader(cfg)
     return slice_dataset(ds, cfg.max_pool, cfg.max_test)
 
 

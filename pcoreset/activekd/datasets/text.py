@@ -100,9 +100,5 @@ def load_csv(cfg: RunConfig) -> Dataset:
     """A text CSV file named by ``cfg.dataset``."""
     path = Path(cfg.dataset).expanduser()
     if not path.is_file():
-        from . import dataset_names
-
-        raise InvalidInputError(
-            f"dataset={cfg.dataset!r}: no such file (expected a .csv/.csv.gz file or one of "
-            f"{dataset_names()})")
+        raise InvalidInputError(f"dataset={cfg.dataset!r}: no such file (expected a .csv/.csv.gz file)")
     return read_text_csv(path, classes=cfg.classes, test_fraction=cfg.test_fraction)

@@ -26,7 +26,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ...errors import InvalidInputError
-from . import Oracle, is_skip, label_code
+from .base import Oracle, is_skip, label_code
 
 
 class CsvOracle(Oracle):

@@ -56,7 +56,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from ...errors import InvalidInputError, PcoresetError
-from . import LABEL_STUDIO_SCHEME, Oracle
+from .base import LABEL_STUDIO_SCHEME, Oracle
 
 __all__ = ["LabelStudioOracle", "TOKEN_ENV", "labeling_config", "parse_spec"]
 
