@@ -121,7 +121,7 @@ def main_select_distributed(args) -> int:
         want_radii = args.radii_out is not None
         centers = None
         if getattr(args, "centers", None):
-            centers = np.load(args.centers, mmap_mode="r", allow_pickle=False)  # every rank reads it
+            centers = _read_centers(args.centers)  # every rank reads it
         if getattr(args, "stop_radius", None) is not None:
             raise InvalidInputError("--stop-radius is not available with --distributed; pass --budget")
         result = select(path, _paths.read_index_file(args.labeled), args.budget, labeled_is_global=True,
