@@ -166,9 +166,9 @@ def _value_range(problem: Problem):
             lo = min(lo, float(nz.amin())) if nz.numel() else lo
         else:
             a = np.abs(np.asarray(x[s:e]))
-            hi = max(hi, float(a.max())) if a.size else hi
-            nz = a[a > 0]
-            lo = min(lo, float(nz.min())) if nz.size else lo
+            if a.size:
+                hi = max(hi, float(a.max()))
+                lo = min(lo, float(np.min(a, where=a > 0, initial=np.inf)))
             _memory.release_rows(x, s, e)
     if problem.centers is not None:
         a = np.abs(problem.centers)

@@ -462,6 +462,7 @@ class Selector:
         if pool_checksum(probe) != int(sd["checksum"]):
             raise InvalidInputError("state was saved for another pool: probs has the same shape and dtype "
                                     "but different values (checksum mismatch)")
+        _check_zero_distances(probe, sd)
         from dataclasses import replace
 
         labeled = check_labeled(sd["labeled"], n, probe.device, name="state['labeled']")
@@ -496,6 +497,27 @@ _STATE_KEYS = {
     "picks": (np.integer, 1), "radii2": (np.floating, 1), "mind": (np.floating, 1), "nearest": (np.integer, 1),
     "centers": (np.floating, 2), "state_checksum": (np.integer, 0),
 }
+
+
+def _check_zero_distances(problem: Problem, sd: Dict[str, np.ndarray]) -> None:
+    """A row at distance 0 from its nearest center must be a copy of it (an
+    exact duplicate of a center row): the pool's values say so."""
+    from ._problem import default_values
+
+    rows = np.flatnonzero(sd["mind"] == 0)
+    if rows.size == 0:
+        return
+    vals = default_values(problem)(rows)
+    if hasattr(vals, "detach"):
+        vals = vals.detach().cpu().double().numpy()
+    vals = np.asarray(vals, dtype=np.float64)
+    d2 = ((vals - sd["centers"][sd["nearest"][rows]]) ** 2).sum(axis=1)
+    # the kernel's rounding of the same rows (a softmax) differs by far less
+    far = np.flatnonzero(d2 > 1e-6 * (1.0 + (vals ** 2).sum(axis=1)))
+    if far.size:
+        i = int(rows[far[0]])
+        raise _bad("mind", f"is 0 at row {i}, which is at distance {float(np.sqrt(d2[far[0]])):.3g} from its "
+                           f"nearest center")
 
 
 def state_checksum(state: Dict[str, Any]) -> int:
@@ -601,6 +623,8 @@ def _check_state(state: Any) -> Dict[str, np.ndarray]:
         raise _bad("mind", f"has {float(mind[i])!r} at row {i}, which {why}")
     if k and not np.isfinite(mind[~taken]).all():
         raise _bad("mind", "has an infinite distance to the nearest center")
+    if not k and (mind[~taken] != np.inf).any():
+        raise _bad("mind", "has a finite distance to a nearest center, but the state has no center")
     if nearest.size and (int(nearest.min()) < -1 or int(nearest.max()) >= k):
         raise _bad("nearest", f"has a center index outside [-1, {k})")
     if k and (nearest[~taken] < 0).any():

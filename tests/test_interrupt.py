@@ -306,7 +306,7 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("backend,n,c,k", [("cpu", 20000, 16, 6000), ("torch", 4000, 8, 3000)]
+@pytest.mark.parametrize("backend,n,c,k", [("cpu", 20000, 16, 12000), ("torch", 4000, 8, 3000)]
                          + ([("faiss", 8000, 8, 6000)] if "faiss" in BACKENDS else []))
 def test_real_sigint_in_the_middle_of_next(backend, n, c, k, tmp_path):
     script = tmp_path / "child.py"

@@ -266,8 +266,13 @@ def _damaged_states(sd):
     near[free[0]] = 10 ** 6
     picks_m1 = sd["picks"].copy()
     picks_m1[0] = -1
+    # a row far from every center set to distance 0
+    mind_far0 = sd["mind"].copy()
+    far = free[np.argmax(sd["mind"][free])]
+    mind_far0[far] = 0
     return [
         ("mind set to 0", edit(mind=mind0), "mind"),
+        ("mind 0 on a row that is no center's copy", edit(mind=mind_far0), "mind"),
         ("mind = inf", edit(mind=mind_inf), "mind"),
         ("mind NaN", edit(mind=mind_nan), "mind"),
         ("a pick of -1", edit(picks=picks_m1), "picks"),
@@ -286,6 +291,19 @@ def _damaged_states(sd):
         ("an unknown dtype code", edit(dtype=np.array(9, dtype=np.int64)), "dtype"),
         ("NaN center vectors", edit(center_vectors=np.full((1, 12), np.nan)), "center_vectors"),
     ]
+
+
+def test_zero_distances_of_duplicates_are_consistent():
+    """The pool's exact duplicates sit at distance 0 from their centers: such
+    a state loads (no false alarm), for probabilities and for logits."""
+    x = pool("float32")
+    for probs, kw in ((x, {}), (np.log(x + 1e-3).astype(np.float32), {"from_logits": True})):
+        sel = Selector(probs, [0, 1, 2, 3], **kw)
+        sel.next(30)
+        sd = sel.state_dict()
+        assert (sd["mind"] == 0).sum() >= 4  # rows 1460.. copy rows 0..
+        back = Selector.from_state_dict(probs, sd)
+        np.testing.assert_array_equal(back.next(5), sel.next(5))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
