@@ -218,3 +218,9 @@ class _Deferred(Backend):
 
     def state_unsupported(self, problem):
         return self.real().state_unsupported(problem)
+
+    def make_state(self, problem):
+        return self.real().make_state(problem)
+
+    def memory_parts(self, *args, **kwargs):
+        return self.real().memory_parts(*args, **kwargs)
