@@ -175,6 +175,18 @@ def _record_parity(fn):
 
 
 
+class _Failing:
+    """A state whose steps raise (a failure inside a distributed step)."""
+
+    def __init__(self, state, fail):
+        self._state, self._fail = state, fail
+
+    def __getattr__(self, name):
+        if name in ("push_row", "push_center"):
+            return self._fail
+        return getattr(self._state, name)
+
+
 def _cases_worker(rank, world, store, out_dir):
     _init(rank, world, store)
     from pcoreset import distributed as pd
@@ -254,6 +266,33 @@ def _cases_worker(rank, world, store, out_dir):
             res[f"parity_rows_differ_{name}"] = _record(lambda: sel.add_centers([rank]))
             res[f"parity_exclude_labeled_{name}"] = _record(
                 lambda: sel.exclude(labeled[:1]) if labeled.size else sel.exclude([-1]))
+    # interruption: a progress callback that raises at the same step on every
+    # rank keeps the finished picks; a failure inside a step breaks the Selector
+    case = CASES["f32_lab_candidates"]
+    sizes = case["sizes"][world]
+    x = _pool(case)
+    labeled = _labeled(case, sizes)
+    off = sum(sizes[:rank])
+    lab = labeled[(labeled >= off) & (labeled < off + sizes[rank])] - off
+    stop_at = [4]
+
+    def progress(done):
+        if done == stop_at[0]:
+            raise KeyboardInterrupt("stop")
+
+    def interrupted():
+        sel = pd.Selector(_shard(x, sizes, rank), lab, num_threads=1, timeout=60, progress=progress)
+        try:
+            sel.next(10)
+        except KeyboardInterrupt:
+            pass
+        kept = np.asarray(sel.picks).tolist()
+        stop_at[0] = -1
+        rest = sel.next(10 - len(kept))
+        return {"kept": kept, "picks": kept + np.asarray(rest).tolist(), "n_centers": sel.n_centers}
+
+    res["interrupted"] = _record_parity(interrupted)
+
     # the pool mean (first pick without labeled rows) must be bit-identical to
     # the kernel's single-process mean_vector, whatever the shard boundaries
     from pcoreset._problem import make_problem
@@ -293,6 +332,27 @@ def _cases_worker(rank, world, store, out_dir):
     dist.destroy_process_group()
 
 
+def _step_fails(pd, x, rank, world, out_dir):
+    """The last rank's kernel update raises inside a step: it reports that
+    error, the others time out, and every later call is refused."""
+    sel = pd.Selector(x, None, num_threads=1, timeout=5)
+    sel.next(3)
+    if rank == world - 1:
+        def fail(*args):
+            raise RuntimeError("the kernel failed")
+        sel._stepper.state = _Failing(sel._stepper.state, fail)
+    errors = []
+    for _ in range(2):
+        try:
+            sel.next(3)
+            errors.append(None)
+        except Exception as exc:  # noqa: BLE001  (recorded)
+            errors.append([type(exc).__name__, str(exc)])
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump({"errors": errors}, f)
+    os._exit(0)  # the group is broken; do not wait on it
+
+
 def _failure_worker(rank, world, store, out_dir, mode):
     _init(rank, world, store)
     from pcoreset import distributed as pd
@@ -306,6 +366,8 @@ def _failure_worker(rank, world, store, out_dir, mode):
                 os.kill(os.getpid(), signal.SIGKILL)
             time.sleep(120)  # hang
 
+    if mode == "step_fails":
+        _step_fails(pd, x, rank, world, out_dir)
     t0 = time.perf_counter()
     res = _record(lambda: pd.select(x, [], 50, timeout=3, num_threads=1, progress=progress))
     res["elapsed"] = time.perf_counter() - t0
@@ -496,3 +558,29 @@ def test_selector_methods_equal_single_process_selector(world_results, name):
         lab = results[rank][f"parity_exclude_labeled_{name}"]
         assert lab["error"] == "InvalidInputError"
         assert (f"labeled row: {labeled[0]}" if labeled.size else "out of range") in lab["message"]
+
+
+def test_interrupted_selector_keeps_the_finished_picks(world_results):
+    world, results, _ = world_results
+    case = CASES["f32_lab_candidates"]
+    x, labeled = _pool(case), _labeled(case, case["sizes"][world])
+    with _start_path(case):
+        want = np.asarray(pcoreset.select(x, labeled, 10, backend="cpu", num_threads=1)).tolist()
+    for rank in range(world):
+        got = results[rank]["interrupted"]
+        assert "error" not in got, f"rank {rank}: {got.get('trace')}"
+        assert len(got["kept"]) == 4 and got["picks"] == want, f"rank {rank} of {world}"
+        assert got["n_centers"] == labeled.size + 10
+
+
+def test_failure_inside_a_step_breaks_the_selector(tmp_path):
+    results = _launch(_failure_worker, 2, tmp_path, extra=("step_fails",), limit=60.0)
+    assert sorted(results) == [0, 1], f"ranks did not report: {sorted(results)}"
+    for rank in range(2):
+        first, second = results[rank]["errors"]
+        assert first is not None and second is not None, f"rank {rank}: {results[rank]}"
+        if rank == 1:
+            assert first[0] == "RuntimeError" and "the kernel failed" in first[1]
+        else:  # the failed rank never answers: the others time out
+            assert first[0] == "RankFailureError"
+        assert second[0] == "RankFailureError" and "interrupted" in second[1]

@@ -194,9 +194,11 @@ class FaissState(KCenterState):
         self.nearest = np.full(self.n, -1, dtype=np.int64)
         self._steps = 0
         self._computed = 0
+        self._undo = None
 
     @property
     def num_centers(self) -> int:
+        self._settle()
         return self.k
 
     @property
@@ -261,12 +263,15 @@ class FaissState(KCenterState):
         self._assign_candidates(first, cand)
 
     def take(self, row: int) -> None:
+        self._settle()
         self.mind[int(row)] = -1
 
     def exclude(self, rows) -> None:
+        self._settle()
         self.mind[np.asarray(rows, dtype=np.int64)] = -1
 
     def current_best(self):
+        self._settle()
         if self.n == 0:
             return -1, 0.0
         p = int(np.argmax(self.mind))
@@ -274,31 +279,64 @@ class FaissState(KCenterState):
             return -1, 0.0
         return p, float(self.mind[p])
 
-    def _push(self, v: np.ndarray) -> int:
-        k = self._append(v[None, :])
+    # A step is all-or-nothing, so that an exception inside it (Ctrl-C, out
+    # of memory) leaves the state of the steps before: the new distances are
+    # computed aside, the old values of the rows that change are kept in
+    # _undo while they are written, and _settle() (at every entry, and when
+    # the write raised) puts them back if the write did not finish. Putting
+    # back is idempotent.
+
+    def _settle(self) -> None:
+        undo = self.__dict__.get("_undo")
+        if undo is not None:
+            k, rows, old_mind, old_nearest = undo
+            self.mind[rows] = old_mind
+            self.nearest[rows] = old_nearest
+            self.k = k
+            self._undo = None
+
+    def _push(self, v: np.ndarray, row=None) -> int:
+        self._settle()
+        k = self.k
+        if k == self._centers.shape[0]:  # grow the buffer (rows < k unchanged)
+            grown = np.empty((2 * k + 16, self.c), dtype=self.dt)
+            grown[:k] = self._centers[:k]
+            self._centers = grown
+        self._centers[k] = v  # slot k is unused until self.k moves
         if k == 0:  # the first center: every eligible row moves
             d = self.dist.to_all(self._centers[0], self.x)
-            eligible = self.mind >= 0
-            self.mind[eligible] = d[eligible]
-            self.nearest[eligible] = 0
-            self._computed += self.n
+            moved = np.flatnonzero(self.mind >= 0)
+            new = d[moved]
+            computed = self.n
         else:
             dcc2 = self.dist.to_all(self._centers[k], self._centers[:k])
             rows = np.flatnonzero(dcc2[np.maximum(self.nearest, 0)] < self.slack * self.mind)
             d = self.dist.to_rows(self._centers[k], rows)
             closer = d < self.mind[rows]
             moved = rows[closer]
-            self.mind[moved] = d[closer]
+            new = d[closer]
+            computed = rows.size
+        changed = moved if row is None else np.append(moved, row)
+        undo = (k, changed, self.mind[changed], self.nearest[changed])
+        self._undo = undo
+        try:
+            self.mind[moved] = new
             self.nearest[moved] = k
-            self._computed += rows.size
+            if row is not None:
+                self.mind[row] = -1
+                self.nearest[row] = k
+            self.k = k + 1
+            self._undo = None
+        except BaseException:
+            self._settle()
+            raise
+        self._computed += computed
         self._steps += 1
         return k
 
     def push_row(self, row: int):
         row = int(row)
-        k = self._push(self.x[row].copy())
-        self.mind[row] = -1
-        self.nearest[row] = k
+        self._push(self.x[row].copy(), row)
         return self.current_best()
 
     def push_center(self, vector):
@@ -316,9 +354,11 @@ class FaissState(KCenterState):
         return int(np.argmax(d)), float("inf")
 
     def min_dist2(self) -> np.ndarray:
+        self._settle()
         return np.maximum(self.mind, 0).astype(np.float64)
 
     def export_state(self):
+        self._settle()
         return self.mind.astype(np.float64), self.nearest.copy(), self.centers.astype(np.float64)
 
     def load_state(self, mind, nearest, centers) -> None:

@@ -3,6 +3,7 @@ names the global winner (larger distance, then lower global index: the
 kernels' tie rule), and the rank that holds it broadcasts its exact values."""
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Optional
 
@@ -82,6 +83,7 @@ class Stepper:
         vec_dtype = torch.float64 if layout.dtype == "float64" else torch.float32  # exact center values
         self.center = torch.zeros(layout.c, dtype=vec_dtype, device=comm.device)
         self.pending: Optional[int] = None
+        self.broken: Optional[str] = None  # why the ranks may disagree now
         self.stats = stats
         for key in ("update_s", "reduce_s", "broadcast_s"):
             stats.setdefault(key, 0.0)
@@ -95,11 +97,11 @@ class Stepper:
         self.best = None  # (global row, dist2) of the next pick
         self.has_centers = has_centers
 
-    def push_pending(self) -> None:
+    def push_pending(self, phase: str = "the pending pick") -> None:
         if self.pending is not None:
-            self.comm.phase = "the pending pick"
-            g, self.pending = self.pending, None
-            self._push(g)
+            self.comm.phase = phase
+            self._push(self.pending)
+            self.pending = None
             self.has_centers = True
 
     def _first(self) -> None:
@@ -146,15 +148,25 @@ class Stepper:
         stats["reduce_s"] += time.perf_counter() - t3
         stats["steps"] += 1
 
-    def take(self, k: int, progress, stop_dist2: float = -1.0):
-        """At most k picks; with stop_dist2 >= 0, stops before the first pick
-        whose squared radius is <= stop_dist2."""
-        picks, radii2 = [], []
+    def take(self, k: int, progress, stop_dist2: float = -1.0, picks=None, radii2=None):
+        """At most k picks, appended to `picks` and `radii2` as they are made
+        (so an interrupted call keeps the finished ones); with stop_dist2 >=
+        0, stops before the first pick whose squared radius is <= stop_dist2.
+
+        Every pick is a center from the moment it is made: the last one of a
+        call, or one whose progress report raised, stays pending (pushed by
+        the next step or call). An exception inside a step's collectives or
+        kernel update leaves the ranks possibly a step apart: `broken` is set
+        and the caller refuses further calls."""
+        picks = [] if picks is None else picks
+        radii2 = [] if radii2 is None else radii2
+        first = len(picks)
         if k == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
-        self.push_pending()
-        if self.best is None:
-            self._first()
+        with self._guard():
+            self.push_pending()
+            if self.best is None:
+                self._first()
         report, close = progress_callback(progress, k, self.comm.rank)
         try:
             for t in range(k):
@@ -163,13 +175,21 @@ class Stepper:
                     break
                 picks.append(int(g))
                 radii2.append(float(d2))
+                self.pending = int(g)  # pushed by the next step, or the next call
                 report(t + 1)
                 if t + 1 == k:
-                    self.pending = int(g)  # pushed by the next call, if any
                     break
-                self.comm.phase = f"step {t + 1} of {k}"
-                self._push(int(g))
-                self.has_centers = True
+                with self._guard():
+                    self.push_pending(f"step {t + 1} of {k}")
         finally:
             close()
-        return np.asarray(picks, dtype=np.int64), np.asarray(radii2, dtype=np.float64)
+        return np.asarray(picks[first:], dtype=np.int64), np.asarray(radii2[first:], dtype=np.float64)
+
+    @contextlib.contextmanager
+    def _guard(self):
+        """Marks the loop broken when a step's collectives or update raise."""
+        try:
+            yield
+        except BaseException as exc:
+            self.broken = f"{type(exc).__name__} during {self.comm.phase}"
+            raise

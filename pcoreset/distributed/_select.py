@@ -14,7 +14,7 @@ import torch.distributed as dist
 
 from .._problem import check_count, check_labeled, to_kind
 from .._start import add_rows
-from ..errors import InvalidInputError, InvalidTypeError, PoolExhaustedError, RankMismatchError
+from ..errors import InvalidInputError, InvalidTypeError, PoolExhaustedError, RankFailureError, RankMismatchError
 from ..selector import _check_radius, _dist2_at_most
 from ._agree import agree, check_local, share_centers
 from ._comm import DEFAULT_TIMEOUT_S, Comm, as_timeout, ranks_by_value
@@ -71,6 +71,15 @@ class Selector:
     and every continuation equals one single-process `pcoreset.Selector` on
     the concatenated pool with the same calls. It keeps no `state_dict`:
     each rank's state belongs to its shard (see the distributed guide).
+
+    Interruption keeps every finished step, as for `pcoreset.Selector`, when
+    every rank stops at the same step (an exception raised by the same
+    `progress` callback on every rank): the picks made before it end
+    `picks` and are centers, and `next(k - t)` continues the sequence. An
+    exception inside a step (Ctrl-C, a rank that failed: RankFailureError)
+    may leave the ranks a step apart; the Selector then refuses every later
+    call with RankFailureError, and a new one is built with the picks so far
+    among the labeled rows.
 
     Arguments as for `pcoreset.distributed.select` (without a budget).
     """
@@ -130,9 +139,11 @@ class Selector:
             return float("inf")
         if self.n_available == 0:
             return 0.0
-        self._stepper.push_pending()
-        if self._stepper.best is None:
-            self._stepper._first()
+        self._check()
+        with self._stepper._guard():
+            self._stepper.push_pending()
+            if self._stepper.best is None:
+                self._stepper._first()
         return float(np.sqrt(max(self._stepper.best[1], 0.0)))
 
     # ---- agreement on the arguments of a call
@@ -144,7 +155,8 @@ class Selector:
         except (InvalidInputError, InvalidTypeError) as exc:
             bad = exc
         mine = torch.tensor([-1 if bad is not None else k], dtype=torch.int64)
-        table = self._comm.all_gather(mine).flatten().tolist()
+        with self._stepper._guard():
+            table = self._comm.all_gather(mine).flatten().tolist()
         if bad is not None:
             raise bad
         if -1 in table:
@@ -162,7 +174,8 @@ class Selector:
             key = [int(rows.size), int(np.frombuffer(digest, dtype="<i8")[0])]
         except (InvalidInputError, InvalidTypeError) as exc:
             bad = exc
-        table = self._comm.all_gather(torch.tensor(key, dtype=torch.int64)).tolist()
+        with self._stepper._guard():
+            table = self._comm.all_gather(torch.tensor(key, dtype=torch.int64)).tolist()
         if bad is not None:
             raise bad
         failed = [r for r, (count, _) in enumerate(table) if count < 0]
@@ -188,6 +201,7 @@ class Selector:
     def next(self, k: int):
         """The next k global picks (int64, in order; NumPy, or a torch tensor
         for torch input), the same on every rank."""
+        self._check()
         k = self._agree_count(k, "k")
         if k > self.n_available:
             raise PoolExhaustedError(self.n_available, k, what="k")
@@ -196,15 +210,22 @@ class Selector:
     def until(self, radius: float, max_picks: Optional[int] = None):
         """Pick while the coverage radius is above `radius` (at most
         `max_picks`), as `pcoreset.Selector.until`: (picks, radii) of this call."""
+        self._check()
         r = _check_radius(radius)
         m = self.n_available if max_picks is None else min(self._agree_count(max_picks, "max_picks"),
                                                              self.n_available)
         return self._take(m, _dist2_at_most(r))
 
+    def _check(self) -> None:
+        if self._stepper.broken:
+            raise RankFailureError(
+                f"this distributed Selector was interrupted ({self._stepper.broken}) and the ranks may "
+                "be a step apart; build a new one with its picks so far among the labeled rows",
+                self._stepper.broken)
+
     def _take(self, k: int, stop_dist2: float = -1.0):
-        picks, radii2 = self._stepper.take(k, self._progress, stop_dist2)
-        self._picks.extend(picks.tolist())
-        self._radii2.extend(radii2.tolist())
+        self._check()
+        picks, radii2 = self._stepper.take(k, self._progress, stop_dist2, self._picks, self._radii2)
         radii = to_kind(radii2, self._problem, np.float64)
         radii = radii.sqrt() if isinstance(radii, torch.Tensor) else np.sqrt(radii)
         return to_kind(picks, self._problem, np.int64), radii
@@ -215,7 +236,12 @@ class Selector:
         """Global rows become centers on every rank (rows labeled out of
         order), as `pcoreset.Selector.add_centers`: rows that are centers
         already are ignored; an excluded row may become a center."""
+        self._check()
         rows = self._agree_rows(rows, "rows")
+        with self._stepper._guard():
+            self._add_centers(rows)
+
+    def _add_centers(self, rows: np.ndarray) -> None:
         # which rows are centers already: each rank knows its labeled rows
         known = np.zeros(rows.size, dtype=np.int64)
         mine = (rows >= self._off) & (rows < self._off + self._n_local)
@@ -243,16 +269,22 @@ class Selector:
         """Global rows that may never be picked and are not centers, as
         `pcoreset.Selector.exclude`: picks among them stop being centers (every
         rank rebuilds its state). Labeled rows cannot be excluded."""
+        self._check()
         rows = self._agree_rows(rows, "rows")
         local = self._local(rows)
         hit = local[np.isin(local, self._problem.labeled)]
         first = torch.tensor([int(hit.min()) + self._off if hit.size else -1], dtype=torch.int64)
-        table = [v for v in self._comm.all_gather(first).flatten().tolist() if v >= 0]
+        with self._stepper._guard():
+            table = [v for v in self._comm.all_gather(first).flatten().tolist() if v >= 0]
         if table:
             raise InvalidInputError(f"rows has a labeled row: {min(table)} (labeled rows cannot be excluded)")
         rows = rows[~np.isin(rows, self._excluded)]
         if rows.size == 0:
             return
+        with self._stepper._guard():
+            self._exclude(rows)
+
+    def _exclude(self, rows: np.ndarray) -> None:
         leaving = rows[np.isin(rows, self._center_rows())]
         self._excluded = np.concatenate([self._excluded, rows])
         if leaving.size == 0:
