@@ -1,8 +1,34 @@
-"""CPU kernel benchmarks of issues 12, 13 and 18, side by side in one run.
+"""CPU kernel benchmarks (cell steps, threads under load, the exact start,
+Selector.next), side by side in one run.
 
-    python -m benchmarks.bench_cells                  # every row (about 40 minutes)
+    python -m benchmarks.bench_cells --targets        # every target below, met or not (about 10 minutes)
+    python -m benchmarks.bench_cells --targets --only degenerate,3d
+    python -m benchmarks.bench_cells                  # the long rows (about 40 minutes)
     python -m benchmarks.bench_cells --only 3d,threads
     python -m benchmarks.bench_cells --quick          # small sizes, minutes
+
+--targets measures each target of the CPU kernel (quiet and beside one
+busy-loop process that this script starts and kills by PID, except the
+memory and memmap rows), each figure with /proc/loadavg read just before it,
+and ends with one table: target, load, measured ratio, goal, met / not met.
+The torch running minimum at 1M x 100 is timed as its start plus
+--torch-steps steps and extrapolated to the budget (its step costs the same
+at every step); the table says so. Target rows (--only with --targets):
+
+  degenerate  pools with many rows at distance 0 (identical rows, a few rows
+              repeated, one-hot duplicates, copies of labeled rows; C below
+              and above 16): default select against prune=False, same picks
+  1m100       N=1M, C=100, L=10k, B=10k against the torch running minimum
+  memmap      1M x 1000 float16 .npy memmap (quiet only): seconds and RSS
+              beyond the imports at --mm-budget picks (goal: B=10k in 120 s)
+  200k100     N=200k, C=100, L=2k, B=1000 against the torch running minimum
+  100k1000    N=100k, C=1000 float16, L=1k, B=300 against it (float32)
+  gemm        the exact start at 200k x 100, L=2k against one float32 GEMM +
+              row minimum of its size (NumPy's BLAS)
+  startmem    select's extra peak memory at 1M x 100, L=10k (and 100k with
+              --full) against the pool's size (quiet only)
+  3d          200k 3-D points, B=20k against fpsample's QuickFPS (median of 3)
+  threads     default threads against one, beside 1, 2 and 4 busy processes
 
 Rows (each figure is measured in its own child process, so that its peak
 memory is its own and no allocator state carries over):
@@ -67,7 +93,7 @@ def softmax_pool(n: int, c: int, kind: str = "clustered", seed: int = 0, dtype=n
                  chunk: int = 65536) -> np.ndarray:
     """clustered: softmax of one of 10 centres (scale 4) plus N(0, 2) noise
     (pcoreset.bench.clustered_pool's recipe, built in chunks); confident:
-    softmax of 18 one-hot + N(0, 1) (issue 12's pool)."""
+    softmax of 18 one-hot + N(0, 1) (the confident pool of the start's tests)."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(0, 4.0, size=(10, c)).astype(np.float32)
     out = np.empty((n, c), dtype=dtype)
@@ -219,6 +245,8 @@ def child(spec: dict) -> dict:
                    same_picks=bool(np.array_equal(s.picks[1:], s2.picks[1:])))
         out["seconds"] = t_calls
         return out
+    if kind in TARGET_CHILDREN:
+        return TARGET_CHILDREN[kind](spec, out)
     raise ValueError(f"unknown kind {kind!r}")
 
 
@@ -415,6 +443,330 @@ def row_selector(t: Table, args):
             t.add(target, f"next(1) x {k}", load, res)
 
 
+# ------------------------------------------------------------------ targets
+
+def _loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:4])
+
+
+def degenerate_pool(kind: str, n: int, c: int, seed: int = 0):
+    """(rows float32, labeled) of the pools with many rows at distance 0."""
+    rng = np.random.default_rng(seed)
+    if kind == "identical":
+        return np.full((n, c), 1.0 / c, np.float32), np.arange(10)
+    if kind == "few-distinct":
+        base = rng.dirichlet(np.ones(c), size=5).astype(np.float32)
+        return base[rng.integers(0, 5, size=n)], np.arange(3)
+    if kind == "one-hot":
+        x = rng.dirichlet(np.ones(c), size=n).astype(np.float32)
+        hot = rng.random(n) < 0.9
+        x[hot] = np.eye(c, dtype=np.float32)[rng.integers(0, c, size=int(hot.sum()))]
+        return x, np.arange(10)
+    if kind == "copies-of-labeled":
+        x = rng.dirichlet(np.ones(c), size=n).astype(np.float32)
+        copy = np.flatnonzero(rng.random(n) < 0.7)
+        copy = copy[copy >= 10]
+        x[copy] = x[rng.integers(0, 10, size=copy.size)]
+        return x, np.arange(10)
+    raise ValueError(kind)
+
+
+DEGENERATE = [("identical", 10_000, 20, 5_000), ("identical", 12_000, 20, 7_000), ("identical", 8_000, 48, 6_000),
+              ("identical", 10_000, 8, 5_000), ("few-distinct", 20_000, 20, 3_000),
+              ("few-distinct", 20_000, 12, 3_000), ("one-hot", 40_000, 20, 2_000), ("one-hot", 40_000, 100, 1_000),
+              ("copies-of-labeled", 20_000, 40, 2_000), ("copies-of-labeled", 20_000, 10, 2_000)]
+
+
+def _child_degenerate(spec, out):
+    import pcoreset
+    x, lab = degenerate_pool(spec["pool"], spec["n"], spec["c"])
+    out["load"] = _loadavg()
+    tp, pp = _timed(pcoreset.select, x, lab, spec["budget"], backend="cpu")
+    td, pd = _timed(pcoreset.select, x, lab, spec["budget"], backend="cpu", prune=False)
+    out.update(seconds=tp, dense_seconds=td, ratio=tp / td, same_picks=bool(np.array_equal(pp, pd)))
+    return out
+
+
+def _child_median3(spec, out):
+    """3-D points, 3 runs of one method in this process (median)."""
+    import pcoreset
+    x = points_3d(spec["n"])
+    b = spec["budget"]
+    out["load"] = _loadavg()
+    runs = []
+    for _ in range(3):
+        if spec["method"] == "pcoreset":
+            t, _ = _timed(pcoreset.kcenter_greedy, x, [0], b - 1, num_threads=spec.get("threads", 0))
+        else:
+            import fpsample
+            t, _ = _timed(fpsample.bucket_fps_kdline_sampling, x, b, h=7, start_idx=0)
+        runs.append(t)
+    out.update(seconds=statistics.median(runs), all=runs)
+    return out
+
+
+def _child_threads(spec, out):
+    """num_threads=1 and the default, alternated 3 times (medians)."""
+    import pcoreset
+    x = points_3d(spec["n"])
+    out["load"] = _loadavg()
+    times = {1: [], 0: []}
+    for _ in range(3):
+        for nt in (1, 0):
+            times[nt].append(_timed(pcoreset.kcenter_greedy, x, [0], spec["budget"], num_threads=nt)[0])
+    one, dflt = statistics.median(times[1]), statistics.median(times[0])
+    out.update(seconds=dflt, one_thread=one, ratio=dflt / one, all=times)
+    return out
+
+
+def _pool_for(spec):
+    dtype = np.float16 if spec.get("dtype") == "float16" else np.float32
+    return softmax_pool(spec["n"], spec["c"], spec.get("pool", "clustered"), dtype=dtype)
+
+
+def _child_select(spec, out):
+    import pcoreset
+    from pcoreset import backends as registry
+    x = _pool_for(spec)
+    lab = labeled_rows(spec["n"], spec["labeled"])
+    rss0 = _rss_kib("VmRSS")
+    out["load"] = _loadavg()
+    t, _ = _timed(pcoreset.select, x, lab, spec["budget"], backend="cpu")
+    out.update(seconds=t, stats=registry.get("cpu").last_stats,
+               extra_peak_mib=(_rss_kib("VmHWM") - rss0) / 1024.0, pool_mib=x.nbytes / 2**20)
+    return out
+
+
+def _child_torch_split(spec, out):
+    """The torch running minimum (pcoreset.bench.torch_running_min's steps,
+    float32) timed as its start plus `steps` steps, extrapolated to the
+    budget when steps < budget."""
+    import torch
+    x = _pool_for(spec)
+    lab = labeled_rows(spec["n"], spec["labeled"])
+    out["load"] = _loadavg()
+    t0 = time.perf_counter()
+    xt = torch.as_tensor(x).float()
+    sq = (xt * xt).sum(1)
+    mind = torch.full((xt.shape[0],), float("inf"))
+    centers = xt[torch.as_tensor(lab)]
+    for s0 in range(0, xt.shape[0], 65536):
+        mind[s0:s0 + 65536] = torch.cdist(xt[s0:s0 + 65536], centers).min(1).values.square()
+    mind[torch.as_tensor(lab)] = -1.0
+    t_start = time.perf_counter() - t0
+    steps = min(spec["steps"], spec["budget"])
+    t1 = time.perf_counter()
+    for _ in range(steps):
+        p = int(torch.argmax(mind))
+        d = sq - 2.0 * (xt @ xt[p]) + sq[p]
+        mind = torch.minimum(mind, d)
+        mind[p] = -1.0
+    t_steps = time.perf_counter() - t1
+    out.update(start_seconds=t_start, steps_timed=steps, steps_seconds=t_steps,
+               seconds=t_start + t_steps * spec["budget"] / steps, extrapolated=steps < spec["budget"])
+    return out
+
+
+def _child_gemm(spec, out):
+    """The exact start (select with budget 1) and one float32 GEMM + row
+    minimum of the same size (NumPy's BLAS, 65536-row blocks)."""
+    import pcoreset
+    x = _pool_for(spec)
+    lab = labeled_rows(spec["n"], spec["labeled"])
+    out["load"] = _loadavg()
+    t_start, _ = _timed(pcoreset.select, x, lab, 1, backend="cpu")
+    centers = np.ascontiguousarray(x[lab])
+
+    def gemm_min():
+        m = np.empty(len(x), np.float32)
+        for s0 in range(0, len(x), 65536):
+            m[s0:s0 + 65536] = (x[s0:s0 + 65536] @ centers.T).min(1)
+        return m
+
+    t_gemm, _ = _timed(gemm_min)
+    out.update(seconds=t_start, gemm_seconds=t_gemm, ratio=t_start / t_gemm)
+    return out
+
+
+def _child_memmap(spec, out):
+    from pcoreset import backends as registry
+    import pcoreset
+    rss_imports = _rss_kib("VmRSS")
+    x = np.load(spec["path"], mmap_mode="r")
+    out["load"] = _loadavg()
+    t, _ = _timed(pcoreset.select, x, None, spec["budget"], backend="cpu")
+    out.update(seconds=t, stats=registry.get("cpu").last_stats,
+               beyond_imports_mib=_rss_kib("VmHWM") / 1024.0 - rss_imports / 1024.0)
+    return out
+
+
+TARGET_CHILDREN = {"degenerate": _child_degenerate, "median3": _child_median3, "threads3": _child_threads,
+                   "select": _child_select, "torch_split": _child_torch_split, "gemm": _child_gemm,
+                   "memmap_target": _child_memmap}
+
+
+class Goals:
+    """One line per (target, load): the measured ratio against the goal."""
+
+    def __init__(self):
+        self.lines = []
+
+    def add(self, target, load, value, goal, met, detail, loadavg):
+        self.lines.append((target, load, value, goal, met, detail, loadavg))
+        verdict = "met" if met else "NOT met"
+        print(f"| {target} | {load} | {value} | {goal} | {verdict} | {detail} | {loadavg} |", flush=True)
+
+    def table(self):
+        print("\n| target | load | measured | goal | verdict | detail | /proc/loadavg |\n|---|---|---|---|---|---|---|")
+        for target, load, value, goal, met, detail, loadavg in self.lines:
+            print(f"| {target} | {load} | {value} | {goal} | {'met' if met else 'NOT met'} | {detail} | {loadavg} |")
+
+
+def _err(res):
+    return res.get("error", "no result")
+
+
+def target_degenerate(g: Goals, args):
+    for k in loads(args):
+        load = "quiet" if k == 0 else f"{k} busy"
+        worst = None
+        with busy(k):
+            for pool, n, c, b in DEGENERATE:
+                res = run_child({"kind": "degenerate", "pool": pool, "n": n, "c": c, "budget": b})
+                name = f"{pool} {n // 1000}k x {c} B={b}"
+                if "ratio" not in res:
+                    g.add(f"degenerate {name}", load, _err(res), "", False, "", "")
+                    continue
+                print(f"  {load}: {name}: pruned {res['seconds']:.2f} s, dense {res['dense_seconds']:.2f} s, "
+                      f"ratio {res['ratio']:.2f}, same picks {res['same_picks']}  [{res['load']}]", flush=True)
+                if worst is None or res["ratio"] > worst[0]:
+                    worst = (res["ratio"], name, res)
+                if not res["same_picks"]:
+                    g.add(f"degenerate {name}", load, "picks differ", "same picks", False, "", res["load"])
+        if worst:
+            r, name, res = worst
+            g.add("worst pruned / dense, degenerate pools", load, f"{r:.2f}x", "<= 1.2x", r <= 1.2,
+                  f"{name}: {res['seconds']:.2f} s / {res['dense_seconds']:.2f} s", res["load"])
+
+
+def _vs_torch(g: Goals, args, target, spec, goal, steps):
+    for k in loads(args):
+        load = "quiet" if k == 0 else f"{k} busy"
+        with busy(k):
+            ours = run_child(dict(spec, kind="select"))
+            ref = run_child(dict(spec, kind="torch_split", steps=steps))
+        if "seconds" not in ours or "seconds" not in ref:
+            g.add(target, load, f"{_err(ours)} / {_err(ref)}", f">= {goal}x", False, "", "")
+            continue
+        ratio = ref["seconds"] / ours["seconds"]
+        how = (f"torch start {ref['start_seconds']:.1f} s + {ref['steps_timed']} steps in "
+               f"{ref['steps_seconds']:.2f} s, extrapolated to B={spec['budget']}" if ref["extrapolated"]
+               else "torch measured")
+        st = ours.get("stats") or {}
+        g.add(target, load, f"{ratio:.1f}x", f">= {goal}x", ratio >= goal,
+              f"pcoreset {ours['seconds']:.2f} s, torch {ref['seconds']:.1f} s ({how}); "
+              f"rows computed / visited {st.get('rows_computed', 0) / max(1, st.get('rows_visited', 1)):.3f}",
+              f"{ours['load']} / {ref['load']}")
+
+
+def target_1m100(g, args):
+    n, L, b = (100_000, 1_000, 1_000) if args.quick else (1_000_000, 10_000, 10_000)
+    _vs_torch(g, args, f"N={n:,} C=100 L={L:,} B={b:,} vs torch running min",
+              {"n": n, "c": 100, "labeled": L, "budget": b}, 30, args.torch_steps)
+
+
+def target_200k100(g, args):
+    n, L, b = (50_000, 500, 300) if args.quick else (200_000, 2_000, 1_000)
+    _vs_torch(g, args, f"N={n:,} C=100 L={L:,} B={b:,} vs torch running min",
+              {"n": n, "c": 100, "labeled": L, "budget": b}, 10, b)
+
+
+def target_100k1000(g, args):
+    n, L, b = (20_000, 200, 100) if args.quick else (100_000, 1_000, 300)
+    _vs_torch(g, args, f"N={n:,} C=1000 f16 L={L:,} B={b} vs torch running min (f32)",
+              {"n": n, "c": 1000, "labeled": L, "budget": b, "dtype": "float16"}, 6, b)
+
+
+def target_gemm(g, args):
+    n, L = (50_000, 500) if args.quick else (200_000, 2_000)
+    for k in loads(args):
+        load = "quiet" if k == 0 else f"{k} busy"
+        with busy(k):
+            res = run_child({"kind": "gemm", "n": n, "c": 100, "labeled": L})
+        if "ratio" not in res:
+            g.add(f"exact start {n:,} x 100 L={L:,} vs GEMM + min", load, _err(res), "<= 0.5x", False, "", "")
+            continue
+        g.add(f"exact start {n:,} x 100 L={L:,} vs GEMM + min", load, f"{res['ratio']:.2f}x", "<= 0.5x",
+              res["ratio"] <= 0.5, f"start {res['seconds']:.2f} s, GEMM + min {res['gemm_seconds']:.2f} s", res["load"])
+
+
+def target_startmem(g, args):
+    n = 100_000 if args.quick else 1_000_000
+    sizes = [n // 100] + ([n // 10] if args.full else [])
+    for L in sizes:
+        res = run_child({"kind": "select", "n": n, "c": 100, "labeled": L, "budget": 1})
+        if "extra_peak_mib" not in res:
+            g.add(f"select extra memory N={n:,} C=100 L={L:,}", "quiet", _err(res), "<= 0.25x pool", False, "", "")
+            continue
+        r = res["extra_peak_mib"] / res["pool_mib"]
+        g.add(f"select extra memory N={n:,} C=100 L={L:,}", "quiet", f"{r:.2f}x", "<= 0.25x pool", r <= 0.25,
+              f"{res['extra_peak_mib']:.0f} MiB over a {res['pool_mib']:.0f} MiB pool; {res['seconds']:.1f} s",
+              res["load"])
+
+
+def target_memmap(g, args):
+    n, c = (100_000, 1000) if args.quick else (1_000_000, 1000)
+    path = os.path.join(args.data_dir, f"clustered_{n}_{c}_f16.npy")
+    memmap_pool(path, n, c)
+    b = args.mm_budget
+    res = run_child({"kind": "memmap_target", "path": path, "budget": b})
+    if "seconds" not in res:
+        g.add(f"memmap {n:,} x {c} f16", "quiet", _err(res), "B=10k <= 120 s, RSS < 1 GB", False, "", "")
+        return
+    st = res.get("stats") or {}
+    per_step = res["seconds"] / b
+    met = b >= 10_000 and res["seconds"] <= 120 and res["beyond_imports_mib"] < 1024
+    g.add(f"memmap {n:,} x {c} f16", "quiet",
+          f"B={b}: {res['seconds']:.1f} s, {res['beyond_imports_mib']:.0f} MiB", "B=10k <= 120 s, RSS < 1 GB", met,
+          f"{per_step * 1000:.1f} ms a pick (B=10k at this rate: {per_step * 10_000:.0f} s, extrapolated); rows "
+          f"computed / visited {st.get('rows_computed', 0) / max(1, st.get('rows_visited', 1)):.3f}", res["load"])
+
+
+def target_3d(g, args):
+    n, b = (20_000, 2_000) if args.quick else (200_000, 20_000)
+    for k in loads(args):
+        load = "quiet" if k == 0 else f"{k} busy"
+        with busy(k):
+            ours = run_child({"kind": "median3", "method": "pcoreset", "n": n, "budget": b})
+            ref = run_child({"kind": "median3", "method": "quickfps", "n": n, "budget": b})
+        if "seconds" not in ours or "seconds" not in ref:
+            g.add(f"3-D {n:,} B={b:,} vs QuickFPS", load, f"{_err(ours)} / {_err(ref)}", "<= 1.2x", False, "", "")
+            continue
+        r = ours["seconds"] / ref["seconds"]
+        g.add(f"3-D {n:,} B={b:,} vs QuickFPS", load, f"{r:.2f}x", "<= 1.2x", r <= 1.2,
+              f"pcoreset {ours['seconds']:.3f} s, QuickFPS (h=7) {ref['seconds']:.3f} s, medians of 3",
+              f"{ours['load']} / {ref['load']}")
+
+
+def target_threads(g, args):
+    n, b = (50_000, 1_000) if args.quick else (200_000, 2_000)
+    for k in (1, 2, 4):
+        with busy(k):
+            res = run_child({"kind": "threads3", "n": n, "budget": b})
+        if "ratio" not in res:
+            g.add(f"threads 3-D {n:,} B={b:,}", f"{k} busy", _err(res), "<= 1.1x", False, "", "")
+            continue
+        g.add(f"default threads / 1 thread, 3-D {n:,} B={b:,}", f"{k} busy", f"{res['ratio']:.2f}x", "<= 1.1x",
+              res["ratio"] <= 1.1, f"default {res['seconds']:.3f} s, 1 thread {res['one_thread']:.3f} s (medians of 3)",
+              res["load"])
+
+
+TARGETS = {"degenerate": target_degenerate, "3d": target_3d, "threads": target_threads, "gemm": target_gemm,
+           "200k100": target_200k100, "100k1000": target_100k1000, "startmem": target_startmem,
+           "1m100": target_1m100, "memmap": target_memmap}
+
+
 ROWS = {"3d": row_3d, "1m100": lambda t, a: row_softmax(t, a, "1m100"), "memmap": row_memmap,
         "200k100": lambda t, a: row_softmax(t, a, "200k100"), "threads": row_threads,
         "start": row_start, "selector": row_selector}
@@ -422,7 +774,12 @@ ROWS = {"3d": row_3d, "1m100": lambda t, a: row_softmax(t, a, "1m100"), "memmap"
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default=",".join(ROWS), help=f"comma-separated rows: {','.join(ROWS)}")
+    p.add_argument("--only", default=None,
+                   help=f"comma-separated rows: {','.join(ROWS)}; with --targets: {','.join(TARGETS)}")
+    p.add_argument("--targets", action="store_true", help="measure the kernel's targets, print met / not met")
+    p.add_argument("--torch-steps", type=int, default=30,
+                   help="--targets: steps of the torch running minimum timed at 1M x 100 (then extrapolated)")
+    p.add_argument("--full", action="store_true", help="--targets: also the start's memory at L = N / 10")
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     p.add_argument("--quiet-only", action="store_true", help="skip the runs beside a busy process")
     p.add_argument("--mm-budget", type=int, default=1000, help="picks for the memmap row (default 1000)")
@@ -437,12 +794,27 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
-    unknown = set(args.only.split(",")) - set(ROWS)
+    table = TARGETS if args.targets else ROWS
+    args.only = args.only or ",".join(table)
+    unknown = set(args.only.split(",")) - set(table)
     if unknown:
-        p.error(f"--only: unknown rows {sorted(unknown)} (known: {','.join(ROWS)})")
+        p.error(f"--only: unknown rows {sorted(unknown)} (known: {','.join(table)})")
     from pcoreset.bench import git_commit, machine_line
     print(f"bench_cells  commit {git_commit()}  {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}")
     print(machine_line())
+    if args.targets:
+        g = Goals()
+        t0 = time.perf_counter()
+        print("| target | load | measured | goal | verdict | detail | /proc/loadavg |\n|---|---|---|---|---|---|---|",
+              flush=True)
+        for key in args.only.split(","):
+            TARGETS[key](g, args)
+        g.table()
+        print(f"({time.perf_counter() - t0:.0f} s)")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"commit": git_commit(), "machine": machine_line(), "targets": g.lines}, f, indent=1)
+        return 0
     print("| target | method | load | seconds | notes |\n|---|---|---|---:|---|", flush=True)
     t = Table()
     for key in args.only.split(","):

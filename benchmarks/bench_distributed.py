@@ -68,7 +68,7 @@ def _worker(rank, world, store, out, args):
             "reduce_ms": 1e3 * s["reduce_s"] / steps,
             "broadcast_ms": 1e3 * s["broadcast_s"] / steps,
             "step_ms": 1e3 * (s["update_s"] + s["reduce_s"] + s["broadcast_s"]) / steps,
-            "seed_s": s["seed_s"],
+            "start_s": s["start_s"],
         }
     key = torch.zeros(1, dtype=torch.int64)
     row = torch.zeros(args.c, dtype=torch.float32)

@@ -1,4 +1,4 @@
-"""FAISS and scale: the three targets of issue 4, side by side in one run.
+"""FAISS and scale: the three scale targets, side by side in one run.
 
     python -m benchmarks.bench_scale                 # the issue's sizes
     python -m benchmarks.bench_scale --quick         # minutes-sized smoke run

@@ -34,7 +34,7 @@ set_target_properties(pcs_cuda_kernels PROPERTIES
 target_include_directories(pcs_cuda_kernels PRIVATE csrc/include csrc/cuda)
 target_compile_definitions(pcs_cuda_kernels PRIVATE "PCS_CUDA_ARCHS=\"${_pcs_archs_str}\"")
 # ptxas warns on any register spill or local-memory use: the kernels are
-# tuned to have none (see the register bounds in csrc/cuda/kernels.cuh), so a
+# tuned to have none (see the register bounds in csrc/cuda/device_state.cuh), so a
 # change that brings one back shows up in every build log, CI included.
 target_compile_options(pcs_cuda_kernels PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:--fmad=false -O3 -lineinfo -Xcompiler=-fvisibility=hidden

@@ -218,10 +218,15 @@ class PyState {
 
   // The whole greedy loop without the GIL. Between steps (at most every
   // 100 ms) the GIL is taken to check for Ctrl-C and to call `progress`.
+  // The picks live on this object, so when the run raises (Ctrl-C, or the
+  // callback did) last_run() still has the steps that finished: pcoreset.Selector
+  // keeps them instead of losing centers the kernel already holds.
   py::tuple run(int64_t budget, py::object progress, double stop_dist2) {
     if (budget < 0) throw py::value_error("budget must be >= 0, got " + std::to_string(budget));
-    std::vector<int64_t> picks;
-    std::vector<double> radii2;
+    std::vector<int64_t>& picks = run_picks_;
+    std::vector<double>& radii2 = run_radii2_;
+    picks.clear();
+    radii2.clear();
     picks.reserve(static_cast<size_t>(budget));
     radii2.reserve(static_cast<size_t>(budget));
     bool interrupted = false;
@@ -247,11 +252,18 @@ class PyState {
       finished = state_->run(budget, &picks, &radii2, check, stop_dist2);
     }
     if (!finished) throw py::error_already_set();
-    I64Array p(static_cast<py::ssize_t>(picks.size()));
-    F64Array r(static_cast<py::ssize_t>(radii2.size()));
-    if (!picks.empty()) {
-      std::memcpy(p.mutable_data(), picks.data(), picks.size() * sizeof(int64_t));
-      std::memcpy(r.mutable_data(), radii2.data(), radii2.size() * sizeof(double));
+    return last_run();
+  }
+
+  // (picks, radii2) of the latest run(), also of one that raised: every pick
+  // but possibly the last is a center (the last is one unless the budget
+  // ended the run; num_centers tells).
+  py::tuple last_run() const {
+    I64Array p(static_cast<py::ssize_t>(run_picks_.size()));
+    F64Array r(static_cast<py::ssize_t>(run_radii2_.size()));
+    if (!run_picks_.empty()) {
+      std::memcpy(p.mutable_data(), run_picks_.data(), run_picks_.size() * sizeof(int64_t));
+      std::memcpy(r.mutable_data(), run_radii2_.data(), run_radii2_.size() * sizeof(double));
     }
     return py::make_tuple(p, r);
   }
@@ -281,6 +293,8 @@ class PyState {
  private:
   py::object owner_;
   std::unique_ptr<KCenterState> state_;
+  std::vector<int64_t> run_picks_;
+  std::vector<double> run_radii2_;
 };
 
 // The certified start's fused epilogue over one GEMM tile (see certify.h).
@@ -375,6 +389,7 @@ PYBIND11_MODULE(_C, m) {
       .def("push_row", &PyState::push_row, py::arg("row"))
       .def("run", &PyState::run, py::arg("budget"), py::arg("progress") = py::none(),
            py::arg("stop_dist2") = -1.0)
+      .def("last_run", &PyState::last_run)
       .def("min_dist2", &PyState::min_dist2)
       .def("stats", &PyState::stats);
   m.def("build_info", &build_info);

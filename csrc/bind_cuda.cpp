@@ -40,9 +40,9 @@ pc::StepMode step_mode_of(const std::string& s) {
 }
 
 pc::PassVariant pass_of(const std::string& s) {
-  if (s == "v2") return pc::PassVariant::kV2;
-  if (s == "v1") return pc::PassVariant::kV1;
-  throw py::value_error("pass_variant='" + s + "' is not one of v2, v1");
+  if (s == "prefetch") return pc::PassVariant::kPrefetch;
+  if (s == "plain") return pc::PassVariant::kPlain;
+  throw py::value_error("pass_variant='" + s + "' is not one of prefetch, plain");
 }
 
 class PyCudaState {
@@ -197,13 +197,14 @@ class PyCudaState {
   }
 
   // The whole greedy loop without the GIL. Between segments of steps the
-  // GIL is taken to check for Ctrl-C and to call `progress`.
+  // GIL is taken to check for Ctrl-C and to call `progress`. The picks live
+  // on this object, so when the run raises (Ctrl-C, the callback raised, the
+  // pool ran out of rows) last_run() still has the steps that finished.
   py::tuple run(int64_t budget, py::object progress, std::uintptr_t stream) {
     if (budget < 0) throw py::value_error("budget must be >= 0, got " + std::to_string(budget));
-    I64Array picks(static_cast<py::ssize_t>(budget));
-    F64Array radii(static_cast<py::ssize_t>(budget));
-    int64_t* p = picks.mutable_data();
-    double* r = radii.mutable_data();
+    run_picks_.assign(static_cast<size_t>(budget), 0);
+    run_radii2_.assign(static_cast<size_t>(budget), 0.0);
+    run_count_ = 0;
     auto check = [&](int64_t done) -> bool {
       py::gil_scoped_acquire gil;
       if (PyErr_CheckSignals() != 0) return false;
@@ -217,14 +218,31 @@ class PyCudaState {
       }
       return true;
     };
-    bool finished;
+    pc::RunEnd end;
     {
       py::gil_scoped_release nogil;
-      finished = state_->run(budget, p, r, check, as_stream(stream));
+      end = state_->run(budget, run_picks_.data(), run_radii2_.data(), &run_count_, check, as_stream(stream));
     }
-    if (!finished) throw py::error_already_set();
+    if (end == pc::RunEnd::kStopped) throw py::error_already_set();
+    if (end == pc::RunEnd::kExhausted)
+      throw std::runtime_error("pcoreset: pool exhausted inside the kernel (no eligible row after " +
+                               std::to_string(run_count_) + " of " + std::to_string(budget) + " picks)");
     if (!progress.is_none()) progress(budget);
-    return py::make_tuple(picks, radii);
+    return last_run();
+  }
+
+  // (picks, radii2) of the latest run(), also of one that raised: every pick
+  // but possibly the last is a center (the last is one unless the budget
+  // ended the run; num_centers tells).
+  py::tuple last_run() const {
+    const size_t k = static_cast<size_t>(run_count_);
+    I64Array p(static_cast<py::ssize_t>(k));
+    F64Array r(static_cast<py::ssize_t>(k));
+    if (k) {
+      std::memcpy(p.mutable_data(), run_picks_.data(), k * sizeof(int64_t));
+      std::memcpy(r.mutable_data(), run_radii2_.data(), k * sizeof(double));
+    }
+    return py::make_tuple(p, r);
   }
 
   py::tuple export_state(std::uintptr_t stream) {
@@ -282,6 +300,9 @@ class PyCudaState {
 
  private:
   std::unique_ptr<pc::State> state_;
+  std::vector<int64_t> run_picks_;
+  std::vector<double> run_radii2_;
+  int64_t run_count_ = 0;
 };
 
 py::dict build_info() {
@@ -293,7 +314,7 @@ py::dict build_info() {
   d["lanes"] = 32;
   d["state"] = true;
   d["step_modes"] = py::make_tuple("auto", "persistent", "graph", "launches");
-  d["pass_variants"] = py::make_tuple("v2", "v1");
+  d["pass_variants"] = py::make_tuple("prefetch", "plain");
   return d;
 }
 
@@ -310,7 +331,7 @@ PYBIND11_MODULE(_C_cuda, m) {
                     const std::string&, const std::string&>(),
            py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("c"), py::arg("from_logits") = false,
            py::arg("temperature") = 1.0, py::arg("prune") = true, py::arg("device") = 0, s,
-           py::arg("steps") = "auto", py::arg("pass_variant") = "v2",
+           py::arg("steps") = "auto", py::arg("pass_variant") = "prefetch",
            "x: device pointer of an (n, c) C-contiguous pool that stays alive and unchanged while the state exists")
       .def_property_readonly("n", &PyCudaState::n)
       .def_property_readonly("c", &PyCudaState::c)
@@ -332,6 +353,7 @@ PYBIND11_MODULE(_C_cuda, m) {
       .def("rows_values", &PyCudaState::rows_values, py::arg("rows"), py::arg("out"), s)
       .def("mean_vector", &PyCudaState::mean_vector, s)
       .def("run", &PyCudaState::run, py::arg("budget"), py::arg("progress") = py::none(), s)
+      .def("last_run", &PyCudaState::last_run)
       .def("export_state", &PyCudaState::export_state, s)
       .def("load_state", &PyCudaState::load_state, py::arg("mind"), py::arg("nearest"), py::arg("centers"), s)
       .def("min_dist2", &PyCudaState::min_dist2, s)

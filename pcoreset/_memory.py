@@ -31,6 +31,11 @@ from .errors import InvalidInputError, OutOfMemoryError
 _ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
 CHUNK_BYTES = 64 << 20  # the row chunk of the Python passes (the start, the torch backend)
 TILE_BYTES = 32 << 20  # the C++ kernel's tile on file-backed pools
+# Rows per partial sum of a state's mean_vector (the first pick's pool mean):
+# blocks summed in row order from 0.0, the block sums added in block order,
+# then divided by N. Distributed selection rebuilds that sum across ranks;
+# a test checks it against the kernel.
+MEAN_BLOCK_ROWS = 4096
 CANDIDATES = 4
 
 _libc = None
@@ -126,8 +131,8 @@ def memory_parts(n: int, c: int, dtype: str, backend_parts: Callable[..., Dict[s
     if n_centers:
         parts["center vectors (float64)"] = n_centers * c * 8
     if not in_memory:
-        # one tile of the kernel (at most 32 MiB; mean_vector reads 4096-row blocks)
-        parts["pool tile (file-backed)"] = min(n * c * item, max(TILE_BYTES, 4096 * c * item))
+        # one tile of the kernel (at most 32 MiB; mean_vector reads whole blocks)
+        parts["pool tile (file-backed)"] = min(n * c * item, max(TILE_BYTES, MEAN_BLOCK_ROWS * c * item))
     parts.update(backend_parts(n, c, dtype, centers, budget, from_logits))
     m = n_labeled + n_centers
     if m and start != "exact" and float(n) * m * c > 2e9:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from . import _memory
+from ._paths import load_npy
 from .errors import InvalidInputError, InvalidTypeError, PoolExhaustedError
 
 try:  # torch is optional (pcoreset[torch]): NumPy pools need only NumPy
@@ -113,7 +114,7 @@ def as_pool(x: Any, name: str = "probs"):
             raise InvalidInputError(f"{name}={path!r}: no such file")
         if not path.endswith(".npy"):
             raise InvalidInputError(f"{name}={path!r}: only .npy files can be read as a pool")
-        x = np.load(path, mmap_mode="r", allow_pickle=False)
+        x = load_npy(path, name, mmap=True)  # a truncated or damaged file: an InvalidInputError naming it
     if _is_torch(x):
         dt = _torch_dtype_name(x)
         if dt is None:
@@ -189,7 +190,8 @@ def check_values(x: Any, dtype: str, simplex: bool, name: str = "probs",
         else:
             chunk = np.asarray(x[start:stop])
             acc = chunk.astype(np.float64 if dtype == "float64" else np.float32, copy=False)
-            sums = acc.sum(axis=1)
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflowed sum is tested per value below
+                sums = acc.sum(axis=1)
             not_finite = None if np.isfinite(sums).all() else ~np.isfinite(acc).all(axis=1)
             mins = acc.min(axis=1) if simplex else None
         # A row sum is finite only if every value is: one fast reduction
@@ -233,11 +235,12 @@ def check_labeled(labeled_idx: Any, n: int, device: str, name: str = "labeled_id
         arr = np.asarray(labeled_idx)
         if arr.size == 0:
             return np.zeros(0, dtype=np.int64)
-        if arr.dtype == object and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+        if arr.dtype == object and all(isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
                                        for v in arr.ravel()):
-            # Python ints too large for int64
-            bad = max(arr.ravel(), key=lambda v: abs(int(v)))
-            raise InvalidInputError(f"{name} has an index out of range: {int(bad)} (pool has {n} rows)")
+            # Python ints too large for int64 (a list of them becomes an object array)
+            big = [v for v in arr.ravel() if not -2**63 <= int(v) < 2**63]
+            if big:
+                raise InvalidInputError(f"{name} has an index out of range: {int(big[0])} (pool has {n} rows)")
         if arr.dtype.kind not in "iu":
             raise InvalidTypeError(f"{name} must hold integers, got dtype {arr.dtype}")
     arr = arr.reshape(-1) if arr.ndim == 0 else arr
@@ -260,9 +263,11 @@ def check_labeled(labeled_idx: Any, n: int, device: str, name: str = "labeled_id
 
 
 def check_count(k: Any, name: str) -> int:
-    """A count >= 0: a Python/NumPy integer or an integer 0-d torch tensor."""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        if _is_torch(k) and k.ndim == 0 and not k.dtype.is_floating_point:
+    """A count >= 0: a Python/NumPy integer or an integer 0-d torch tensor
+    (never a boolean: True is not a count)."""
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
+        if (_is_torch(k) and k.ndim == 0 and not k.dtype.is_floating_point and not k.is_complex()
+                and k.dtype != torch.bool):
             k = int(k)
         else:
             raise InvalidTypeError(f"{name} must be an integer, got {k!r} ({type(k).__name__})")
@@ -325,18 +330,31 @@ def check_centers(centers: Any, c: int, device: str, *, simplex: bool, from_logi
         if arr.dtype == torch.bfloat16:
             arr = arr.float()
         arr = arr.detach().cpu().numpy()
-    t = np.array(arr, dtype=np.float64)
     if from_logits:
-        t /= temperature
-        t -= t.max(axis=1, keepdims=True)
-        np.exp(t, out=t)
-        t /= t.sum(axis=1, keepdims=True)
-    return np.ascontiguousarray(t)
+        return softmax(arr, temperature, dtype=np.float64)
+    return np.array(arr, dtype=np.float64)
+
+
+def check_simplex_atol(atol: Any) -> Optional[float]:
+    """None (the dtype's default) or a finite tolerance >= 0."""
+    if atol is None:
+        return None
+    if isinstance(atol, (bool, np.bool_)) or not isinstance(atol, numbers.Real):
+        if _is_torch(atol) and atol.ndim == 0 and atol.dtype.is_floating_point:
+            atol = float(atol)
+        else:
+            raise InvalidTypeError(f"simplex_atol must be a number >= 0 (or None for the dtype's default), "
+                                   f"got {atol!r} ({type(atol).__name__})")
+    value = float(atol)
+    if not np.isfinite(value) or value < 0:
+        raise InvalidInputError(f"simplex_atol must be a finite number >= 0, got {atol!r}")
+    return value
 
 
 def make_problem(probs, labeled_idx, budget, *, simplex: bool, from_logits: bool, temperature,
                  prune: bool, num_threads: int, progress, simplex_atol=None,
                  check_finite: bool = True, name: str = "probs", centers=None) -> Problem:
+    simplex_atol = check_simplex_atol(simplex_atol)
     x, kind, device, dtype = as_pool(probs, name)
     n, c = check_shape(x, name)
     if not isinstance(from_logits, (bool, np.bool_)):
@@ -425,13 +443,9 @@ def numpy_values(problem: Problem) -> Values:
         part = x[np.asarray(rows, dtype=np.int64)]
         if problem.dtype == "bfloat16":  # raw bits: the high half of a float32
             part = (part.astype(np.uint32) << 16).view(np.float32)
-        part = part.astype(acc)
         if problem.from_logits:
-            part = part / acc.type(problem.temperature)
-            part -= part.max(axis=1, keepdims=True)
-            np.exp(part, out=part)
-            part /= part.sum(axis=1, keepdims=True)
-        return part
+            return softmax(part, problem.temperature, dtype=acc)
+        return part.astype(acc)
 
     return values
 
@@ -452,6 +466,25 @@ def default_values(problem: Problem) -> Values:
 def acc_dtype(problem: Problem) -> np.dtype:
     """The NumPy accumulation dtype (float64 for float64 pools, else float32)."""
     return np.dtype(np.float64 if problem.dtype == "float64" else np.float32)
+
+
+def softmax(logits, temperature: float = 1.0, dtype=None) -> np.ndarray:
+    """softmax(row / temperature) of every row, in NumPy: in `dtype`
+    (default float32, float64 for float64 logits), in row chunks so that no
+    N x C float64 temporary is made."""
+    logits = np.asarray(logits)
+    dtype = np.dtype(dtype or (np.float64 if logits.dtype == np.float64 else np.float32))
+    out = np.empty(logits.shape, dtype=dtype)
+    step = max(1, (32 << 20) // (8 * max(1, logits.shape[1] if logits.ndim == 2 else 1)))
+    for start in range(0, logits.shape[0], step):
+        z = np.array(logits[start:start + step], dtype=dtype)
+        if temperature != 1.0:
+            z = z / temperature
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        out[start:start + step] = z
+    return out
 
 
 def to_kind(values, problem: Problem, dtype):

@@ -15,8 +15,9 @@ Why the GEMM needs care. ||x||^2 + ||y||^2 - 2 x.y in float32 has an error of
 about C * 6e-8 * (||x|| + ||y||)^2. Probability rows have norms near 1, while
 two confident rows of one class (softmax of a logit gap of 12-20) lie 1e-7
 to 1e-5 apart: the plain GEMM cannot order their distances, and its top few
-candidates miss the nearest center for most rows (issue 12 measured picks
-74% short of the farthest row). The certified search avoids that:
+candidates miss the nearest center for most rows (on 30,000 such rows with
+1,000 labeled, picks 74% short of the farthest row were measured). The
+certified search avoids that:
 
 1. Duplicate center vectors are merged (the lowest index represents them).
 2. P ~ 2 sqrt(M) pivots are chosen among the centers by farthest-first

@@ -339,7 +339,7 @@ PRESETS = {
     "default": [dict(n=1_000_000, c=100, budget=500, labeled_frac=0.001, paper_budget=2,
                      numpy_baseline=False)],
     "quick": [dict(n=50_000, c=100, budget=200, paper_budget=10)],
-    # the targets of issue 2, side by side
+    # the performance targets (200k and 1M rows, C = 100), side by side
     "targets": [
         dict(n=200_000, c=100, budget=1000, dtype="float32", paper_budget=None),
         dict(n=100_000, c=1000, budget=300, dtype="float16", paper_budget=None, numpy_baseline=False),

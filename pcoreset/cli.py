@@ -78,7 +78,7 @@ def _check_own_shard(args) -> None:
     else:
         raise InvalidInputError(f"--shards has {len(shards)} files for {world} ranks; pass one per "
                                 "rank or one pattern with {rank}")
-    _paths.read_npy_header(path, f"--shards (rank {rank})")
+    _paths.load_npy(path, f"--shards (rank {rank})", mmap=True)  # header and size: a truncated shard fails here
 
 
 def _writes_outputs(args) -> bool:
@@ -88,6 +88,56 @@ def _writes_outputs(args) -> bool:
     if not getattr(args, "shards", None) or not getattr(args, "out", None):
         raise InvalidInputError("select --distributed needs --shards and --out")
     return _rank_and_world()[0] == 0
+
+
+def main_select_distributed(args) -> int:
+    """`pcoreset select --distributed`: run under torchrun, one shard per rank.
+
+    Initialises the default process group from the torchrun environment if
+    it is not yet initialised, selects with global labeled indices, and has
+    rank 0 write the picks (and radii) atomically. Returns the exit code.
+    """
+    import datetime
+
+    import numpy as np
+    import torch.distributed as dist
+
+    from .distributed import last_stats, select
+
+    created = False
+    if not dist.is_initialized():
+        dist.init_process_group(args.dist_backend, timeout=datetime.timedelta(seconds=args.timeout))
+        created = True
+    try:
+        rank, world = dist.get_rank(), dist.get_world_size()
+        shards = list(args.shards)
+        if len(shards) == 1 and "{rank}" in shards[0]:
+            path = shards[0].format(rank=rank)
+        elif len(shards) == world:
+            path = shards[rank]
+        else:
+            raise InvalidInputError(f"--shards has {len(shards)} files for {world} ranks; pass one per "
+                                    "rank or one pattern with {rank}")
+        want_radii = args.radii_out is not None
+        centers = None
+        if getattr(args, "centers", None):
+            centers = _read_centers(args.centers)  # every rank reads it
+        if getattr(args, "stop_radius", None) is not None:
+            raise InvalidInputError("--stop-radius is not available with --distributed; pass --budget")
+        result = select(path, _paths.read_index_file(args.labeled), args.budget, labeled_is_global=True,
+                        centers=centers, from_logits=args.from_logits, temperature=args.temperature,
+                        timeout=args.timeout, return_radii=want_radii, num_threads=args.threads)
+        picks, radii = result if want_radii else (result, None)
+        if rank == 0:
+            _paths.save_npy_atomic(args.out, np.asarray(picks))
+            if want_radii:
+                _paths.save_npy_atomic(args.radii_out, np.asarray(radii))
+            print(f"picked {len(picks)} rows of {last_stats.get('n')} on {world} ranks "
+                  f"in {last_stats.get('total_s', 0.0):.2f}s -> {args.out}")
+        return 0
+    finally:
+        if created:
+            dist.destroy_process_group()
 
 
 def _cmd_select(args) -> int:
@@ -117,8 +167,6 @@ def _select(args) -> int:
             raise InvalidInputError(f"select --distributed reads --shards, not a pool file ({args.probs})")
         _check_own_shard(args)
         _paths.read_index_file(args.labeled)  # a bad file fails here, before the process group starts
-        from .distributed import main_select_distributed
-
         try:
             return main_select_distributed(args)
         except InvalidInputError as exc:
@@ -127,7 +175,7 @@ def _select(args) -> int:
         raise InvalidInputError("select needs a .npy pool file (or --distributed with --shards)")
     if args.shards:
         raise InvalidInputError("--shards needs --distributed")
-    _paths.read_npy_header(args.probs, "probs")
+    _paths.load_npy(args.probs, "probs", mmap=True)  # a damaged or truncated file fails here, in one line
     labeled = _paths.read_index_file(args.labeled, "--labeled")
     centers = _read_centers(args.centers)
     try:
@@ -151,10 +199,7 @@ def _read_centers(path):
     """--centers: an (M, C) .npy of center vectors (memory-mapped, never unpickled)."""
     if not path:
         return None
-    import numpy as np
-
-    _paths.read_npy_header(path, "--centers")
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+    return _paths.load_npy(path, "--centers", mmap=True)
 
 
 def _check_budget_options(args) -> None:
@@ -179,7 +224,7 @@ def _cmd_coverage(args) -> int:
     from . import _problem
     from .selector import Selector
 
-    _paths.read_npy_header(args.probs, "probs")
+    _paths.load_npy(args.probs, "probs", mmap=True)  # a damaged or truncated file fails here, in one line
     labeled = _paths.read_index_file(args.labeled, "--labeled")
     centers = _read_centers(args.centers)
     if args.max_budget is None and args.stop_radius is None:

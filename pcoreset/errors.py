@@ -49,3 +49,20 @@ class OutOfMemoryError(PcoresetError, MemoryError):
 class MissingDependencyError(PcoresetError, ImportError):
     """A feature needs an optional package that is not installed; the message
     names the feature and the extra to install (pip install "pcoreset[torch]")."""
+
+
+class RankFailureError(PcoresetError, RuntimeError):
+    """Distributed selection: another rank died, hung or lost its connection;
+    a collective did not complete within the timeout or failed. `phase` says
+    where."""
+
+    def __init__(self, message: str, phase: str) -> None:
+        self.phase = phase
+        super().__init__(message)
+
+
+class RankMismatchError(InvalidInputError):
+    """Distributed selection: ranks passed arguments that must agree but do
+    not (budget, C, dtype, from_logits, temperature, labeled_is_global, the
+    global labeled list, the rows of a Selector call); the message names the
+    ranks and their values."""

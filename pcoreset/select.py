@@ -125,7 +125,108 @@ def kcenter_greedy(x: Array, labeled_idx: Any = None, budget: int = 0, *,
     problem = make_problem(x, labeled_idx, budget, simplex=False, from_logits=False,
                            temperature=1.0, prune=prune, num_threads=num_threads,
                            progress=progress, name="x", centers=centers)
-    return _run(problem, backend, return_radii)
+    problem, shift = _safe_magnitudes(problem)
+    out = _run(problem, backend, return_radii)
+    if return_radii and shift:
+        radii = out[1]
+        if torch is not None and isinstance(radii, torch.Tensor):
+            return out[0], _torch_ldexp(radii, -shift)
+        return out[0], np.ldexp(radii, -shift)  # a power of two: exact
+    return out
+
+
+# Magnitudes whose squared distances stay normal numbers in the accumulation
+# dtype: a squared distance is at most 4 C max|x|^2 (kept under max / 8 for
+# the pruning test's 4 (1 + eps) d2), and a nonzero difference of two values
+# is at least |v| 2^-(mantissa+1) for the smaller nonzero |v|, whose square
+# must stay above the smallest normal number.
+def _largest_safe(acc, c: int) -> float:
+    return float(np.sqrt(np.finfo(acc).max / (32.0 * c)))
+
+
+def _smallest_safe(acc) -> float:
+    info = np.finfo(acc)
+    return float(np.sqrt(info.tiny)) * 2.0 ** (info.nmant + 2)
+
+
+def _value_range(problem: Problem):
+    """(largest |value|, smallest nonzero |value|) of the pool and the
+    center vectors, in one chunked pass."""
+    from . import _start
+
+    hi, lo = 0.0, np.inf
+    x = problem.x
+    step = _start.chunk_rows(problem.n, problem.c)
+    for s in range(0, problem.n, step):
+        e = min(problem.n, s + step)
+        if hasattr(x, "detach"):  # a torch tensor (any device, bfloat16 included)
+            a = x[s:e].detach().abs()
+            hi = max(hi, float(a.amax())) if a.numel() else hi
+            nz = a[a > 0]
+            lo = min(lo, float(nz.amin())) if nz.numel() else lo
+        else:
+            a = np.abs(np.asarray(x[s:e]))
+            if a.size:
+                hi = max(hi, float(a.max()))
+                lo = min(lo, float(np.min(a, where=a > 0, initial=np.inf)))
+            _memory.release_rows(x, s, e)
+    if problem.centers is not None:
+        a = np.abs(problem.centers)
+        hi = max(hi, float(a.max()))
+        nz = a[a > 0]
+        lo = min(lo, float(nz.min())) if nz.size else lo
+    return hi, lo
+
+
+def _torch_ldexp(t, shift: int):
+    """t * 2**shift, exact: in factors that are finite float64 powers of two."""
+    t = t.clone()
+    while shift:
+        step = max(-1000, min(1000, shift))
+        t.mul_(2.0 ** step)
+        shift -= step
+    return t
+
+
+def _safe_magnitudes(problem: Problem):
+    """(problem, shift): a problem whose squared distances neither overflow
+    nor underflow in its accumulation dtype, so the picks are the float64
+    greedy answer. float16/bfloat16/float32 data outside the safe range run
+    on a float64 copy (only such data: others pay one pass over the values);
+    float64 data is scaled by 2**shift (exact; the radii are scaled back), or
+    refused when its magnitudes span more than float64 can square."""
+    from dataclasses import replace
+
+    hi, lo = _value_range(problem)
+    if hi == 0.0:
+        return problem, 0
+    c = problem.c
+    acc = np.float64 if problem.dtype == "float64" else np.float32
+    if _smallest_safe(acc) <= lo and hi <= _largest_safe(acc, c):
+        return problem, 0
+    big, small = _largest_safe(np.float64, c), _smallest_safe(np.float64)
+    x = problem.x
+    is_torch = hasattr(x, "detach")
+    if acc is np.float32 and small <= lo and hi <= big:
+        x64 = x.double() if is_torch else np.asarray(x, dtype=np.float64)
+        return replace(problem, x=x64, dtype="float64"), 0
+    # float64 arithmetic: scale by 2**shift into [small, big] when the span fits
+    shift = int(np.floor(np.log2(big) - np.log2(hi)))
+    if np.log2(lo) + shift < np.log2(small):
+        shift = int(np.ceil(np.log2(small) - np.log2(lo)))
+    with np.errstate(over="ignore", under="ignore"):
+        fits = small <= np.ldexp(lo, shift) and np.ldexp(hi, shift) <= big
+    if not fits:
+        raise InvalidInputError(
+            f"x has values from {lo:.3g} to {hi:.3g} in magnitude: their squared distances cannot all be "
+            f"computed in float64 (the largest safe magnitude is {big:.3g} when the smallest nonzero one is "
+            f"{small:.3g}; the safe span is a factor {big / small:.3g}); rescale x")
+    if is_torch:
+        x64 = _torch_ldexp(x.double(), shift)
+    else:
+        x64 = np.ldexp(np.asarray(x, dtype=np.float64), shift)
+    ctr = None if problem.centers is None else np.ldexp(problem.centers, shift)
+    return replace(problem, x=x64, dtype="float64", centers=ctr), shift
 
 
 def _run(problem: Problem, backend: str, return_radii: bool):

@@ -115,3 +115,78 @@ def test_unregistered_backend_is_gone(numpy_backend):
     with pytest.raises(pcoreset.InvalidInputError, match="numpy-test"):
         pcoreset.select(clustered_pool(20, 3), None, 2, backend="numpy-test")
     backends.register(numpy_backend)
+
+
+# ---- labeled rows and the same rows as centers= vectors agree bit for bit
+
+
+def _confident(n, c, seed):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0.0, 1.0, (n, c))
+    z[np.arange(n), rng.integers(0, c, n)] += rng.uniform(12.0, 20.0, n)  # near one-hot rows
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _duplicated(n, c, seed):
+    base = clustered_pool(n // 4, c, seed=seed).astype(np.float64)
+    pool = np.repeat(base, 4, axis=0)  # every row four times: exact ties everywhere
+    return pool[np.random.default_rng(seed).permutation(pool.shape[0])]
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch", "faiss"])
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("pool", ["confident", "duplicated"])
+@pytest.mark.parametrize("method", ["exact", "certified"])
+def test_labeled_rows_equal_the_same_rows_as_center_vectors(backend, dtype, pool, method, monkeypatch):
+    if backends.get(backend).unavailable():
+        pytest.skip(backends.get(backend).unavailable())
+    x = (_confident(800, 12, 1) if pool == "confident" else _duplicated(800, 12, 2)).astype(dtype)
+    labeled = np.sort(np.random.default_rng(3).choice(x.shape[0], 40, replace=False))
+    rest = np.setdiff1d(np.arange(x.shape[0]), labeled)
+    monkeypatch.setattr(_start, "_forced", method)
+    picks, radii = pcoreset.select(x, labeled, 30, backend=backend, return_radii=True)
+    picks_v, radii_v = pcoreset.select(x[rest], None, 30, centers=x[labeled], backend=backend, return_radii=True)
+    np.testing.assert_array_equal(picks, rest[picks_v])
+    assert radii.tobytes() == radii_v.tobytes()
+    # and a Selector continuing from either start
+    a = pcoreset.Selector(x, labeled, backend=backend)
+    b = pcoreset.Selector(x[rest], None, centers=x[labeled], backend=backend)
+    np.testing.assert_array_equal(a.next(10), rest[b.next(10)])
+    assert a.radius == b.radius
+
+
+def test_pack_key_orders_as_the_kernels_tie_rule():
+    from pcoreset.backends.base import KEY_INDEX_LIMIT, pack_key, unpack_key
+
+    assert pack_key(2.0, 5) > pack_key(1.0, 0)   # larger distance wins
+    assert pack_key(1.0, 3) > pack_key(1.0, 4)   # equal distances: the lower row wins
+    assert pack_key(0.0, 0) > 0                  # a zero distance is still a key
+    for d2, row in ((0.0, 0), (1e-30, 7), (3.5, KEY_INDEX_LIMIT - 1)):
+        g, back = unpack_key(pack_key(d2, row))
+        assert g == row and back == np.float32(d2)
+
+
+def test_mean_block_rows_is_the_kernels_block():
+    """The first pick's pool mean: MEAN_BLOCK_ROWS-row blocks, each summed in
+    row order from 0.0, block sums added in order. The cpu kernel's
+    mean_vector must give exactly that (distributed selection rebuilds it),
+    and this pool is one where another block size gives other bits."""
+    from pcoreset.backends.base import MEAN_BLOCK_ROWS
+
+    rng = np.random.default_rng(0)
+    # float64 values over 16 decades: every partial sum rounds
+    x = rng.random((3 * MEAN_BLOCK_ROWS + 123, 5)) * 10.0 ** rng.uniform(-8, 8, (3 * MEAN_BLOCK_ROWS + 123, 5))
+
+    def blocked_mean(block):
+        total = np.zeros(5)
+        for s in range(0, x.shape[0], block):
+            total = total + np.add.accumulate(np.vstack([np.zeros((1, 5)), x[s:s + block]]))[-1]
+        return total / x.shape[0]
+
+    problem = make_problem(x, None, 0, simplex=False, from_logits=False, temperature=1.0, prune=True,
+                           num_threads=0, progress=None)
+    kernel = backends.get("cpu").make_state(problem).mean_vector()
+    assert np.asarray(kernel).tobytes() == blocked_mean(MEAN_BLOCK_ROWS).tobytes()
+    assert any(blocked_mean(b).tobytes() != blocked_mean(MEAN_BLOCK_ROWS).tobytes() for b in (1024, 2048, 8192))

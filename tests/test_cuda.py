@@ -45,6 +45,8 @@ def cuda_device():
 
     reason = cuda_backend.CudaBackend().unavailable()
     if reason:
+        if os.environ.get("PCORESET_REQUIRE_CUDA") == "1":  # the device check: a skip would hide the failure
+            pytest.fail(f"PCORESET_REQUIRE_CUDA=1 but the cuda backend is unavailable: {reason}")
         pytest.skip(reason)
     return torch.device("cuda", torch.cuda.current_device())
 
@@ -83,10 +85,9 @@ def cpu_problem(x, labeled=(), budget=0, **kw):
 
 @pytest.fixture
 def steps_env(monkeypatch):
-    """Sets PCORESET_CUDA_STEPS / PCORESET_CUDA_PASS for the test."""
-    def use(steps="auto", variant="v2"):
+    """Sets PCORESET_CUDA_STEPS for the test."""
+    def use(steps="auto"):
         monkeypatch.setenv("PCORESET_CUDA_STEPS", steps)
-        monkeypatch.setenv("PCORESET_CUDA_PASS", variant)
     return use
 
 
@@ -123,20 +124,19 @@ def test_identical_to_cpu_kernel(cuda_device, dtype, c, prune, n_labeled):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("steps,variant", [("persistent", "v2"), ("graph", "v2"), ("launches", "v2"),
-                                           ("graph", "v1"), ("launches", "v1")])
+@pytest.mark.parametrize("steps", ["persistent", "graph", "launches"])
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
-def test_step_modes_and_passes_identical_and_reported(cuda_device, steps_env, steps, variant, dtype):
+def test_step_modes_identical_and_reported(cuda_device, steps_env, steps, dtype):
     from pcoreset.backends import get
 
     x = simplex_pool(3001, 20, seed=9, dtype=dtype, clustered=True)
     labeled = np.arange(0, 3001, 97)
-    steps_env(steps, variant)
+    steps_env(steps)
     pc, rc, pp, rp = select_both(x, labeled, 200)
     np.testing.assert_array_equal(pc, pp)
     np.testing.assert_array_equal(rc, rp)
     st = get("cuda").last_stats
-    assert st["pass"] == variant
+    assert st["pass"] == "prefetch"
     assert st["step_mode"] == steps, st
     assert st["cuda_graph"] == (steps == "graph"), st  # budget 200 >= 2 x 32 steps: a graph when asked
     assert st["steps"] == 199 and st["rows_visited"] == 199 * 3001
@@ -145,7 +145,8 @@ def test_step_modes_and_passes_identical_and_reported(cuda_device, steps_env, st
 @pytest.mark.cuda
 @pytest.mark.parametrize("c", [1024, 4096, 9000])
 def test_wide_rows(cuda_device, c):
-    # 9000 float32 values do not fit the v2 pass's shared-memory center: v1 runs, and says so
+    # 9000 float32 values do not fit the shared-memory center: graph steps
+    # with the center in global memory, and the stats say so
     from pcoreset.backends import get
 
     x = simplex_pool(300, c, seed=5, dtype="float32", clustered=True)
@@ -153,7 +154,9 @@ def test_wide_rows(cuda_device, c):
     np.testing.assert_array_equal(pc, pp)
     np.testing.assert_array_equal(rc, rp)
     st = get("cuda").last_stats
-    assert st["pass"] == ("v1" if c * 4 > 32 * 1024 else "v2"), st
+    wide = c * 4 > 32 * 1024
+    assert st["step_mode"] == ("graph" if wide else "persistent"), st
+    assert ("shared memory" in st["note"]) == wide, st
 
 
 @pytest.mark.cuda
@@ -272,10 +275,11 @@ def test_pool_where_each_warp_loops_over_several_groups(cuda_device, c):
 
 @pytest.mark.cuda
 def test_more_centers_than_warps_in_the_dcc_loop(cuda_device):
-    # 5,000 labeled rows + 150 picks > 4,224 warps (132 SMs x 4 x 8): each
-    # warp of the center-to-center stage handles several centers.
-    x = simplex_pool(20_000, 12, seed=22, dtype="float32", clustered=True)
-    labeled = np.arange(0, 20_000, 4)
+    # c = 40 > 32: four centers per warp in the center-to-center stage, so a
+    # sweep of 132 SMs x 4 blocks x 8 warps covers 16,896 centers; 25,000
+    # labeled rows make every warp loop.
+    x = simplex_pool(50_000, 40, seed=22, dtype="float32", clustered=True)
+    labeled = np.arange(0, 50_000, 2)
     pc, rc, pp, rp = select_both(x, labeled, 150)
     np.testing.assert_array_equal(pc, pp)
     np.testing.assert_array_equal(rc, rp)
@@ -344,12 +348,42 @@ def test_auto_picks_cuda_for_cuda_tensors(cuda_device):
     assert out.is_cuda
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("stop_call", [1, 3])
+def test_selector_interrupted_on_the_device_keeps_the_finished_steps(cuda_device, stop_call):
+    """A progress callback that raises inside Selector.next on the device:
+    the Selector reports the steps that finished (the device state holds
+    exactly those), its state_dict loads, and continuing gives the sequence
+    of one uninterrupted call."""
+    x = simplex_pool(100_000, 24, seed=34, dtype="float32", clustered=True).to(cuda_device)
+    want = pcoreset.select(x, [3, 5], 2000, backend="cuda").cpu()
+    calls = []
+
+    def progress(done):
+        calls.append(done)
+        if len(calls) == stop_call:
+            raise KeyboardInterrupt
+
+    sel = pcoreset.Selector(x, [3, 5], backend="cuda", progress=progress)
+    with pytest.raises(KeyboardInterrupt):
+        sel.next(2000)
+    t = len(sel.picks)
+    assert 0 < t < 2000, t
+    assert torch.equal(torch.as_tensor(sel.picks).cpu(), want[:t])
+    back = pcoreset.Selector.from_state_dict(x, sel.state_dict(), backend="cuda")
+    calls.clear()
+    stop_call = -1  # no more stops
+    rest = torch.as_tensor(sel.next(2000 - t)).cpu()
+    assert torch.equal(torch.cat([want[:t], rest]), want)
+    assert torch.equal(torch.as_tensor(back.next(2000 - t)).cpu(), rest)
+
+
 # --------------------------------------------------------------------------- a scenario for both
 
 
 def compare_state_scenario(dev, host, n, c, seed, labeled_every=37):
     """Drives a device state and the CPU state through the same calls and
-    asserts every result equal, bit for bit: seeding (rows, vectors,
+    asserts every result equal, bit for bit: the start (rows, vectors,
     candidates), runs that continue each other, push_row / push_center,
     exclusions, queries, export/load."""
     rng = np.random.default_rng(seed)
@@ -476,7 +510,7 @@ class EmuState:
     """The emulated module's state over a NumPy pool (host memory stands in
     for device memory), with the CPU state's method signatures."""
 
-    def __init__(self, emu, x, dtype, steps="auto", variant="v2", from_logits=False, temperature=1.0, prune=True):
+    def __init__(self, emu, x, dtype, steps="auto", variant="prefetch", from_logits=False, temperature=1.0, prune=True):
         self.x = np.ascontiguousarray(x)
         self.s = emu.KCenterState(self.x.ctypes.data, dtype, x.shape[0], x.shape[1], from_logits, temperature,
                                   prune, 0, 0, steps, variant)
@@ -519,11 +553,11 @@ def test_emulated_kernel_identical_to_cpu(emu, dtype, c):
         np.testing.assert_array_equal(p, q)
         np.testing.assert_array_equal(r, s)
         st = dev.stats()
-        assert st["step_mode"] == "persistent" and st["pass"] == "v2" and not st["cuda_graph"], st
+        assert st["step_mode"] == "persistent" and st["pass"] == "prefetch" and not st["cuda_graph"], st
 
 
-@pytest.mark.parametrize("steps,variant", [("graph", "v2"), ("launches", "v2"), ("graph", "v1"),
-                                           ("persistent", "v2")])
+@pytest.mark.parametrize("steps,variant", [("graph", "prefetch"), ("launches", "prefetch"), ("graph", "plain"),
+                                           ("persistent", "plain"), ("persistent", "prefetch")])
 def test_emulated_step_modes_identical_to_cpu(emu, steps, variant):
     """The three-kernel step (replayed from a captured graph, or launched one
     by one, with either pass) and the persistent kernel, from the pool mean
@@ -602,7 +636,7 @@ def test_emulated_run_to_the_last_row_and_bad_indices(emu):
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 def test_selector_continues_on_the_device(cuda_device, dtype):
-    x = torch.from_numpy(simplex_pool(20_000, 24, seed=31, clustered=True)).to(TORCH_DTYPES[dtype]).to(cuda_device)
+    x = simplex_pool(20_000, 24, seed=31, dtype=dtype, clustered=True).to(cuda_device)
     sel = pcoreset.Selector(x, [3, 5], backend="cuda")
     got = torch.cat([sel.next(30), sel.next(20)])
     want, radii = pcoreset.select(x, [3, 5], 50, backend="cuda", return_radii=True)
@@ -618,3 +652,279 @@ def test_selector_continues_on_the_device(cuda_device, dtype):
     sd = sel2.state_dict()
     back = pcoreset.Selector.from_state_dict(x, sd, backend="cuda")
     assert torch.equal(back.next(10), sel2.next(10))
+
+
+# --------------------------------------------------------------------------- emulation: accidents and edges
+
+
+def _cpu_after(x, dt, seeds, picks, push_last=True):
+    """The CPU state after starting from `seeds` and an uninterrupted run of
+    len(picks) steps whose last pick is pushed too (as an interrupted run
+    leaves it), asserting the same picks."""
+    host = cpu_state(x, dt)
+    if len(seeds):
+        host.seed_rows(np.asarray(seeds))
+    if len(picks):
+        q, _ = host.run(len(picks))
+        np.testing.assert_array_equal(picks, q)
+        if push_last:
+            host.push_row(int(q[-1]))
+    return host
+
+
+def _same_state(dev, host):
+    assert dev.num_centers == host.num_centers
+    for a, b in zip(dev.export_state(), host.export_state()):
+        np.testing.assert_array_equal(a, b)
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("steps", ["persistent", "graph", "launches"])
+@pytest.mark.parametrize("stop_at", [1, 2, 4])
+def test_emulated_interrupted_run_keeps_the_finished_steps(emu, steps, stop_at):
+    """A progress callback that raises at its stop_at-th call: the exception
+    propagates, last_run() has every pick the device made (each a center),
+    the state equals the CPU state after an uninterrupted run of those steps,
+    and continuing gives the uninterrupted sequence."""
+    x, dt = host_pool(800, 24, "float32", seed=50)
+    seeds = np.array([1, 400])
+    dev = EmuState(emu, x, dt, steps=steps)
+    dev.seed_rows(seeds)
+    calls = []
+
+    def progress(done):
+        calls.append(done)
+        if len(calls) == stop_at:
+            raise _Stop()
+
+    budget = 300
+    with pytest.raises(_Stop):
+        dev.run(budget, progress)
+    p, r = dev.last_run()
+    assert calls[-1] <= len(p) < budget, (calls, len(p))
+    want, want_r = cpu_state_run(x, dt, seeds, budget)
+    np.testing.assert_array_equal(p, want[:len(p)])
+    np.testing.assert_array_equal(r, want_r[:len(p)])
+    assert dev.num_centers == seeds.size + len(p)  # every recorded pick is a center
+    _same_state(dev, _cpu_after(x, dt, seeds, p))
+    q, s = dev.run(budget - len(p))
+    np.testing.assert_array_equal(np.concatenate([p, q]), want)
+    np.testing.assert_array_equal(np.concatenate([r, s]), want_r)
+
+
+def cpu_state_run(x, dt, seeds, budget):
+    host = cpu_state(x, dt)
+    if len(seeds):
+        host.seed_rows(np.asarray(seeds))
+    return host.run(budget)
+
+
+def test_emulated_keyboard_interrupt_and_a_real_sigint(emu):
+    """KeyboardInterrupt from the callback, then a real SIGINT sent while the
+    run is inside the kernel (no callback): both keep the finished steps."""
+    import signal
+    import threading
+
+    x, dt = host_pool(900, 24, "float32", seed=51)
+    want, want_r = cpu_state_run(x, dt, [], 800)
+    dev = EmuState(emu, x, dt)
+
+    def interrupt(done):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        dev.run(800, interrupt)
+    p1, _ = dev.last_run()
+    assert 0 < len(p1) < 800
+    np.testing.assert_array_equal(p1, want[:len(p1)])
+    _same_state(dev, _cpu_after(x, dt, [], p1))
+    # The run takes seconds in the emulation; the signal comes after 0.3 s.
+    # Only while the run is on does SIGINT raise: a signal that came late
+    # cannot interrupt the test session.
+    armed = [True]
+
+    def on_sigint(signum, frame):
+        if armed[0]:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            dev.run(800 - len(p1))
+    finally:
+        armed[0] = False
+        timer.cancel()
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
+    p2, _ = dev.last_run()
+    assert 0 < len(p2) < 800 - len(p1)
+    got = np.concatenate([p1, p2])
+    np.testing.assert_array_equal(got, want[:len(got)])
+    _same_state(dev, _cpu_after(x, dt, [], got))
+    q, _ = dev.run(800 - len(got))
+    np.testing.assert_array_equal(np.concatenate([got, q]), want)
+
+
+@pytest.mark.parametrize("steps", ["persistent", "graph", "launches"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_emulated_budget_above_the_eligible_rows(emu, steps, dtype):
+    """A step that finds no eligible row (the binding's callers check the
+    budget; the kernel must still be safe): an error naming the picks made,
+    last_run() has exactly those picks, no pick or center is invented, and
+    the state equals the CPU state after those steps."""
+    x, dt = host_pool(90, 6, dtype, seed=8, clustered=False)
+    seeds = np.array([4, 7])
+    dev = EmuState(emu, x, dt, steps=steps)
+    dev.seed_rows(seeds)
+    with pytest.raises(RuntimeError, match=r"pool exhausted inside the kernel \(no eligible row after 88 of 120"):
+        dev.run(120)
+    p, r = dev.last_run()
+    want, want_r = cpu_state_run(x, dt, seeds, 88)
+    np.testing.assert_array_equal(p, want)
+    np.testing.assert_array_equal(r, want_r)
+    assert dev.num_centers == 90
+    _same_state(dev, _cpu_after(x, dt, seeds, p))
+    assert dev.current_best() == (-1, 0.0)
+
+
+def test_emulated_fallback_mid_run_stops_at_the_segment_end(emu, monkeypatch):
+    """The persistent kernel refused after its first segment (16 steps): the
+    graph steps that follow start at step 16, not a multiple of 32, and must
+    not replay a whole graph past the segment's end. A stop asked at the
+    first report (16 picks) ends the run at the end of the segment queued
+    then (32 picks), not 48."""
+    x, dt = host_pool(600, 24, "float32", seed=12)
+    dev = EmuState(emu, x, dt)
+    dev.seed_rows(np.array([2, 300]))
+    monkeypatch.setenv("PCS_EMU_COOPERATIVE_LIMIT", "1")
+    seen = []
+
+    def progress(done):
+        seen.append(done)
+        raise _Stop()
+
+    with pytest.raises(_Stop):
+        dev.run(200, progress)
+    p, _ = dev.last_run()
+    assert seen == [16] and len(p) == 32, (seen, len(p))
+    st = dev.stats()
+    assert st["step_mode"] == "graph" and "cooperative launch refused" in st["note"], st
+    _same_state(dev, _cpu_after(x, dt, [2, 300], p))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_emulated_negative_zero_in_a_loaded_state(emu, dtype):
+    """mind = -0.0 in a loaded state is an eligible row at distance 0 on
+    both kernels: the GPU must not rank its sign bit above every row."""
+    x, dt = host_pool(300, 8, dtype, seed=60)
+    dev, host = EmuState(emu, x, dt), cpu_state(x, dt)
+    dev.seed_rows(np.array([0, 100, 200]))
+    host.seed_rows(np.array([0, 100, 200]))
+    mind, nearest, centers = host.export_state()
+    mind = mind.copy()
+    mind[[5, 250]] = -0.0  # two rows "on" their centers, stored with a sign
+    mind[7] = 0.0
+    assert np.signbit(mind[5]) and not np.signbit(mind[7])
+    dev.load_state(mind, nearest, centers)
+    host.load_state(mind, nearest, centers)
+    assert dev.current_best() == host.current_best()
+    p, r = dev.run(297)  # down to the rows at distance 0, in row order
+    q, s = host.run(297)
+    np.testing.assert_array_equal(p, q)
+    np.testing.assert_array_equal(r, s)
+    assert list(p[-3:]) == [5, 7, 250]
+
+
+def test_emulated_dcc_launch_error_is_named(emu, monkeypatch):
+    """push_row launches prep, dcc, pass: a failed dcc launch is reported as
+    dcc_kernel's (not as the pass's that follows)."""
+    x, dt = host_pool(200, 40, "float32", seed=61)
+    dev = EmuState(emu, x, dt)
+    dev.seed_rows(np.array([3]))
+    monkeypatch.setenv("PCS_EMU_FAIL_LAUNCH", "2")
+    with pytest.raises(RuntimeError, match="dcc_kernel failed: cudaErrorLaunchOutOfResources"):
+        dev.push_row(10)
+
+
+def test_emulated_failed_launch_inside_a_run(emu, monkeypatch):
+    """Plain launches: the run's first unit is prep (2nd launch after the
+    slot-0 scan), dcc (3rd), pass. A failed dcc launch is named, the pick
+    that prep recorded is reported, and the state, whose step is half done,
+    refuses every later call instead of continuing from it."""
+    x, dt = host_pool(300, 40, "float32", seed=63)
+    dev = EmuState(emu, x, dt, steps="launches")
+    dev.seed_rows(np.array([3, 150]))
+    monkeypatch.setenv("PCS_EMU_FAIL_LAUNCH", "3")
+    with pytest.raises(RuntimeError, match="dcc_kernel failed: cudaErrorLaunchOutOfResources"):
+        dev.run(20)
+    monkeypatch.delenv("PCS_EMU_FAIL_LAUNCH")
+    p, _ = dev.last_run()
+    want, _ = cpu_state_run(x, dt, [3, 150], 20)
+    np.testing.assert_array_equal(p, want[:len(p)])
+    assert len(p) == 1
+    for call in (dev.current_best, dev.export_state, lambda: dev.run(5), lambda: dev.push_row(7)):
+        with pytest.raises(RuntimeError, match="cannot be used after an error inside run"):
+            call()
+
+
+@pytest.mark.parametrize("variant", ["prefetch", "plain"])
+def test_emulated_more_centers_than_one_dcc_sweep(emu, variant):
+    """c = 40 > 32: four centers per warp in the center-to-center stage. The
+    emulated device's dcc grid is 8 blocks = 64 warps = 256 centers per
+    sweep; 400 labeled rows make every warp loop."""
+    x, dt = host_pool(1200, 40, "float32", seed=62)
+    labeled = np.arange(0, 1200, 3)
+    dev, host = EmuState(emu, x, dt, variant=variant), cpu_state(x, dt)
+    dev.seed_rows(labeled)
+    host.seed_rows(labeled)
+    p, r = dev.run(25)
+    q, s = host.run(25)
+    np.testing.assert_array_equal(p, q)
+    np.testing.assert_array_equal(r, s)
+    assert dev.stats()["center_dists"] > 0
+
+
+@pytest.mark.parametrize("variant", ["prefetch", "plain"])
+@pytest.mark.parametrize("dtype,c", [("float16", 128), ("float16", 129), ("float16", 700), ("float32", 513),
+                                     ("bfloat16", 260)])
+def test_emulated_chunk_edges_identical_to_cpu(emu, variant, dtype, c):
+    """Rows of exactly one chunk (128 columns for 2-byte values), one more
+    column, several chunks with early-exit checks and a partial last chunk:
+    both pass variants, bit for bit with the CPU kernel."""
+    x, dt = host_pool(260, c, dtype, seed=c)
+    labeled = np.arange(0, 260, 19)
+    dev, host = EmuState(emu, x, dt, variant=variant), cpu_state(x, dt)
+    dev.seed_rows(labeled)
+    host.seed_rows(labeled)
+    p, r = dev.run(20)
+    q, s = host.run(20)
+    np.testing.assert_array_equal(p, q)
+    np.testing.assert_array_equal(r, s)
+    assert dev.stats()["pass"] == variant
+
+
+# --------------------------------------------------------------------------- the device check script
+
+
+def test_gpu_check_stops_at_once_without_a_device(tmp_path):
+    """benchmarks/gpu_check.sh on a machine without a CUDA device: exit 2
+    with one line naming the reason, before any build, and a summary that
+    says FAIL for the preflight and SKIP for every later stage."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device: the script would run for real")
+    out = tmp_path / "out"
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(out)], capture_output=True,
+                       text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpu_check: FAIL preflight: no CUDA device"), r.stderr
+    summary = (out / "summary.txt").read_text()
+    assert "FAIL preflight no CUDA device" in summary and summary.rstrip().endswith("RESULT FAIL"), summary
+    for stage in ("build", "import", "smoke", "tests", "sanitizer", "bench"):
+        assert f"SKIP {stage}" in summary, summary
+    assert sorted(p.name for p in out.iterdir()) == ["stages.log", "summary.txt"]

@@ -129,6 +129,64 @@ def _record(fn):
         return {"error": type(exc).__name__, "message": str(exc), "trace": traceback.format_exc()}
 
 
+# Selector cases run with the same calls on one process and on the ranks
+PARITY_CASES = ["f32_nolab", "f32_lab_candidates", "f64_lab_global"]
+
+
+def _parity_calls(make, case, labeled):
+    """next, add_centers (over 32 rows: the start's pass; some already
+    centers), next, exclude (two picks: every state is rebuilt), next,
+    exclude (rows that are not centers), until a radius, next: every pick,
+    radius and count, in order."""
+    sel = make()
+    out = {"picks": [], "radii": [], "counts": []}
+
+    def note(picks, radii=None):
+        out["picks"].extend(np.asarray(picks).tolist())
+        out["counts"].append([sel.n_available, sel.n_centers])
+
+    a = sel.next(5)
+    note(a)
+    n = case["n"]
+    add = np.unique(np.r_[np.arange(3, n, max(1, n // 40)), labeled[:2], a[:2]])
+    sel.add_centers(add)
+    note(sel.next(5))
+    sel.exclude([int(a[0]), int(a[1]), int(np.setdiff1d(add, labeled)[-1])])
+    note(sel.next(5))
+    left = np.setdiff1d(np.arange(n), np.r_[labeled, sel.picks, add])
+    sel.exclude(left[:7])
+    note(sel.next(4))
+    radius = float(np.asarray(sel.radii)[-1]) * 0.95
+    picks, radii = sel.until(radius, 40)
+    note(picks)
+    out["until_radii"] = np.asarray(radii).tolist()
+    out["radius"] = sel.radius
+    note(sel.next(3))
+    out["radii"] = np.asarray(sel.radii).tolist()
+    out["excluded"] = np.sort(sel.excluded).tolist()
+    return out
+
+
+def _record_parity(fn):
+    try:
+        return fn()
+    except Exception as exc:  # recorded for the parent to check
+        return {"error": type(exc).__name__, "message": str(exc), "trace": traceback.format_exc()}
+
+
+
+class _Failing:
+    """A state whose steps raise (a failure inside a distributed step)."""
+
+    def __init__(self, state, fail):
+        self._state, self._fail = state, fail
+
+    def __getattr__(self, name):
+        if name in ("push_row", "push_center"):
+            return self._fail
+        return getattr(self._state, name)
+
+
 def _cases_worker(rank, world, store, out_dir):
     _init(rank, world, store)
     from pcoreset import distributed as pd
@@ -193,21 +251,65 @@ def _cases_worker(rank, world, store, out_dir):
         res[f"selector_k_differs_{name}"] = _record(
             lambda: pd.Selector(_shard(x, sizes, rank), lab, centers=ctr, centers_from=src, num_threads=1,
                                 timeout=60).next(3 + rank))
+    # Selector parity with pcoreset.Selector: add_centers, exclude, until
+    for name in PARITY_CASES:
+        case = CASES[name]
+        sizes = case["sizes"][world]
+        x = _pool(case)
+        labeled = _labeled(case, sizes)
+        off = sum(sizes[:rank])
+        lab = labeled[(labeled >= off) & (labeled < off + sizes[rank])] - off
+        with _start_path(case):
+            res[f"parity_{name}"] = _record_parity(lambda: _parity_calls(
+                lambda: pd.Selector(_shard(x, sizes, rank), lab, num_threads=1, timeout=60), case, labeled))
+            sel = pd.Selector(_shard(x, sizes, rank), lab, num_threads=1, timeout=60)
+            res[f"parity_rows_differ_{name}"] = _record(lambda: sel.add_centers([rank]))
+            res[f"parity_exclude_labeled_{name}"] = _record(
+                lambda: sel.exclude(labeled[:1]) if labeled.size else sel.exclude([-1]))
+    # interruption: a progress callback that raises at the same step on every
+    # rank keeps the finished picks; a failure inside a step breaks the Selector
+    case = CASES["f32_lab_candidates"]
+    sizes = case["sizes"][world]
+    x = _pool(case)
+    labeled = _labeled(case, sizes)
+    off = sum(sizes[:rank])
+    lab = labeled[(labeled >= off) & (labeled < off + sizes[rank])] - off
+    stop_at = [4]
+
+    def progress(done):
+        if done == stop_at[0]:
+            raise KeyboardInterrupt("stop")
+
+    def interrupted():
+        sel = pd.Selector(_shard(x, sizes, rank), lab, num_threads=1, timeout=60, progress=progress)
+        try:
+            sel.next(10)
+        except KeyboardInterrupt:
+            pass
+        kept = np.asarray(sel.picks).tolist()
+        stop_at[0] = -1
+        rest = sel.next(10 - len(kept))
+        return {"kept": kept, "picks": kept + np.asarray(rest).tolist(), "n_centers": sel.n_centers}
+
+    res["interrupted"] = _record_parity(interrupted)
+
     # the pool mean (first pick without labeled rows) must be bit-identical to
     # the kernel's single-process mean_vector, whatever the shard boundaries
     from pcoreset._problem import make_problem
 
-    comm = pd._Comm(None, datetime.timedelta(seconds=60))
+    from pcoreset.distributed import _agree, _comm, _local
+
+    comm = _comm.Comm(None, datetime.timedelta(seconds=60))
     for name in MEAN_CASES:
         case = CASES[name]
         sizes = case["sizes"][world]
         problem = make_problem(_shard(_pool(case), sizes, rank), None, 0, simplex=True,
                                from_logits=bool(case.get("from_logits")), temperature=case.get("temperature", 1.0),
                                prune=True, num_threads=1, progress=None)
-        layout = pd._Layout(np.array(sizes), np.concatenate([[0], np.cumsum(sizes)[:-1]]), case["n"], case["c"],
+        layout = _agree.Layout(np.array(sizes), np.concatenate([[0], np.cumsum(sizes)[:-1]]), case["n"], case["c"],
                             case["dtype"], 1, np.zeros(world, np.int64), 0)
-        state = pd._local_state(problem) if sizes[rank] else None
-        res[f"mean_{name}"] = pd._global_mean(comm, state, problem, layout).tobytes().hex()
+        state = _local.local_state(problem) if sizes[rank] else None
+        res[f"mean_{name}"] = _local.global_mean(comm, state, problem, layout).tobytes().hex()
     if world == 2:
         # the CLI entry point on .npy shards, global labeled indices in a text file
         case = CASES["f16_lab_local"]
@@ -222,10 +324,33 @@ def _cases_worker(rank, world, store, out_dir):
             shards=[os.path.join(out_dir, "shard{rank}.npy")], labeled=os.path.join(out_dir, "labeled.txt"),
             budget=case["budget"], from_logits=False, temperature=1.0, out=os.path.join(out_dir, "cli_picks.npy"),
             radii_out=None, dist_backend="gloo", timeout=60.0, threads=1)
-        res["cli"] = _record(lambda: pd.main_select_distributed(args))
+        from pcoreset.cli import main_select_distributed
+
+        res["cli"] = _record(lambda: main_select_distributed(args))
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(res, f)
     dist.destroy_process_group()
+
+
+def _step_fails(pd, x, rank, world, out_dir):
+    """The last rank's kernel update raises inside a step: it reports that
+    error, the others time out, and every later call is refused."""
+    sel = pd.Selector(x, None, num_threads=1, timeout=5)
+    sel.next(3)
+    if rank == world - 1:
+        def fail(*args):
+            raise RuntimeError("the kernel failed")
+        sel._stepper.state = _Failing(sel._stepper.state, fail)
+    errors = []
+    for _ in range(2):
+        try:
+            sel.next(3)
+            errors.append(None)
+        except Exception as exc:  # noqa: BLE001  (recorded)
+            errors.append([type(exc).__name__, str(exc)])
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump({"errors": errors}, f)
+    os._exit(0)  # the group is broken; do not wait on it
 
 
 def _failure_worker(rank, world, store, out_dir, mode):
@@ -241,6 +366,8 @@ def _failure_worker(rank, world, store, out_dir, mode):
                 os.kill(os.getpid(), signal.SIGKILL)
             time.sleep(120)  # hang
 
+    if mode == "step_fails":
+        _step_fails(pd, x, rank, world, out_dir)
     t0 = time.perf_counter()
     res = _record(lambda: pd.select(x, [], 50, timeout=3, num_threads=1, progress=progress))
     res["elapsed"] = time.perf_counter() - t0
@@ -411,3 +538,49 @@ def test_failed_rank_surfaces_as_error(tmp_path, mode):
     if mode == "hang":
         assert "timeout=3s" in got["message"]
     assert got["elapsed"] < 30.0  # bounded by the 3 s timeout, never a hang
+
+
+@pytest.mark.parametrize("name", PARITY_CASES)
+def test_selector_methods_equal_single_process_selector(world_results, name):
+    world, results, _ = world_results
+    case = CASES[name]
+    sizes = case["sizes"][world]
+    x, labeled = _pool(case), _labeled(case, sizes)
+    with _start_path(case):
+        want = _parity_calls(lambda: pcoreset.Selector(x, labeled, backend="cpu", num_threads=1), case, labeled)
+    assert len(want["until_radii"]) < 40  # the radius ended the call, not max_picks
+    for rank in range(world):
+        got = results[rank][f"parity_{name}"]
+        assert "error" not in got, f"rank {rank}: {got.get('trace')}"
+        assert got == want, f"rank {rank} of {world}"
+        bad = results[rank][f"parity_rows_differ_{name}"]
+        assert bad["error"] == "RankMismatchError" and "rows differs across ranks" in bad["message"]
+        lab = results[rank][f"parity_exclude_labeled_{name}"]
+        assert lab["error"] == "InvalidInputError"
+        assert (f"labeled row: {labeled[0]}" if labeled.size else "out of range") in lab["message"]
+
+
+def test_interrupted_selector_keeps_the_finished_picks(world_results):
+    world, results, _ = world_results
+    case = CASES["f32_lab_candidates"]
+    x, labeled = _pool(case), _labeled(case, case["sizes"][world])
+    with _start_path(case):
+        want = np.asarray(pcoreset.select(x, labeled, 10, backend="cpu", num_threads=1)).tolist()
+    for rank in range(world):
+        got = results[rank]["interrupted"]
+        assert "error" not in got, f"rank {rank}: {got.get('trace')}"
+        assert len(got["kept"]) == 4 and got["picks"] == want, f"rank {rank} of {world}"
+        assert got["n_centers"] == labeled.size + 10
+
+
+def test_failure_inside_a_step_breaks_the_selector(tmp_path):
+    results = _launch(_failure_worker, 2, tmp_path, extra=("step_fails",), limit=60.0)
+    assert sorted(results) == [0, 1], f"ranks did not report: {sorted(results)}"
+    for rank in range(2):
+        first, second = results[rank]["errors"]
+        assert first is not None and second is not None, f"rank {rank}: {results[rank]}"
+        if rank == 1:
+            assert first[0] == "RuntimeError" and "the kernel failed" in first[1]
+        else:  # the failed rank never answers: the others time out
+            assert first[0] == "RankFailureError"
+        assert second[0] == "RankFailureError" and "interrupted" in second[1]

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent / "pcoreset"
 # Lowest first. A module may import from its own layer and the layers below.
 LAYERS: List[Tuple[str, List[str]]] = [
     ("errors", ["pcoreset.errors", "pcoreset._version"]),
-    ("utilities", ["pcoreset._memory", "pcoreset._threads", "pcoreset._paths", "pcoreset._deps"]),
+    ("utilities", ["pcoreset._memory", "pcoreset._threads", "pcoreset._atomic", "pcoreset._paths", "pcoreset._deps"]),
     ("validation and conversion", ["pcoreset._problem"]),
     ("state protocol and step loop", ["pcoreset.backends.base"]),
     ("backends", ["pcoreset.backends.cpu", "pcoreset.backends.cuda", "pcoreset.backends.faiss_backend",
@@ -151,6 +151,20 @@ def test_imports_point_down_the_layers():
                 up.append(f"{mods[mod].relative_to(ROOT.parent)}:{line}: {mod} ({LAYERS[layer_of(mod)][0]}) "
                           f"imports {target} ({LAYERS[layer_of(target)][0]})")
     assert not up, "imports pointing up the layers:\n" + "\n".join(up)
+
+
+def test_backends_do_not_import_each_other():
+    graph = import_graph()
+    backends = [m for m in modules() if LAYERS[layer_of(m)][0] == "backends"]
+    assert len(backends) >= 4
+    for m in backends:
+        assert not set(graph[m]) & set(backends), f"{m} imports another backend: {set(graph[m]) & set(backends)}"
+
+
+def test_registry_lists_each_backend_module_once():
+    listed = _registry_modules(modules()["pcoreset.backends"])
+    backends = sorted(m for m in modules() if LAYERS[layer_of(m)][0] == "backends")
+    assert sorted(listed) == backends
 
 
 # ---- the checker itself: it must see what it is meant to find

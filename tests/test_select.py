@@ -1,4 +1,4 @@
-"""The selection contract (DESIGN.md §2) on the CPU backends."""
+"""The selection contract (the docstring of pcoreset.select) on the CPU backends."""
 import numpy as np
 import pytest
 import torch
@@ -232,6 +232,18 @@ GOOD = dirichlet(20, 3, seed=1, dtype=np.float32)
         (dict(labeled_idx=[2**70]), ValueError, "index out of range: 1180591620717411303424"),
         (dict(labeled_idx=[3, 3]), ValueError, "duplicated index: 3"),
         (dict(labeled_idx=[1.0]), TypeError, "must hold integers, got dtype float64"),
+        (dict(labeled_idx=np.array([1, 7], dtype=object)), TypeError, "labeled_idx must hold integers, got dtype object"),
+        (dict(labeled_idx=np.array([7], dtype=object)), TypeError, "labeled_idx must hold integers, got dtype object"),
+        (dict(labeled_idx=np.array([1.0, 7.0])), TypeError, "labeled_idx must hold integers, got dtype float64"),
+        (dict(labeled_idx=np.array([1, "7"], dtype=object)), TypeError, "labeled_idx must hold integers, got dtype object"),
+        (dict(labeled_idx=torch.tensor([1.0, 7.0])), TypeError, "labeled_idx must hold integers, got dtype torch.float32"),
+        (dict(budget=np.True_), TypeError, "budget must be an integer"),
+        (dict(budget=torch.tensor(True)), TypeError, "budget must be an integer"),
+        (dict(simplex_atol=float("nan")), ValueError, "simplex_atol must be a finite number >= 0, got nan"),
+        (dict(simplex_atol=float("inf")), ValueError, "simplex_atol must be a finite number >= 0, got inf"),
+        (dict(simplex_atol=-1e-3), ValueError, "simplex_atol must be a finite number >= 0, got -0.001"),
+        (dict(simplex_atol="x"), TypeError, "simplex_atol must be a number >= 0 .*got 'x'"),
+        (dict(simplex_atol=True), TypeError, "simplex_atol must be a number >= 0 .*got True"),
         (dict(labeled_idx=np.zeros((2, 2), dtype=int)), ValueError, "must be 1-D"),
         (dict(budget=-1), ValueError, "budget must be >= 0, got -1"),
         (dict(budget=2.0), TypeError, r"budget must be an integer, got 2.0"),
@@ -283,3 +295,129 @@ def test_extension_rejects_bad_buffers_without_crashing():
         s.seed_rows(np.array([7]))
     with pytest.raises(ValueError, match="vector must have shape"):
         s.push_center(np.zeros(5))
+
+
+def test_simplex_atol_nan_does_not_turn_the_check_off():
+    bad = np.array([[0.5, 0.5], [0.9, 0.9]])
+    for atol in (float("nan"), float("inf")):
+        with pytest.raises(pcoreset.InvalidInputError, match="simplex_atol"):
+            pcoreset.select(bad, [], 1, simplex_atol=atol)
+        with pytest.raises(pcoreset.InvalidInputError, match="simplex_atol"):
+            pcoreset.Selector(bad, None, simplex_atol=atol)
+
+
+# ---------------------------------------------------------------- magnitudes
+# kcenter_greedy takes any finite vectors: squared distances of float32 data
+# beyond ~1e18 overflow float32 and those of data below ~1e-12 go subnormal or
+# zero. The answer must be the float64 greedy one (or a clear refusal).
+
+
+def greedy64(x, labeled, budget, centers=None):
+    """k-center greedy in float64 with centers= vectors (x already float64,
+    magnitudes float64 can square)."""
+    n = x.shape[0]
+    mind = np.full(n, np.inf)
+    taken = np.zeros(n, dtype=bool)
+    for v in ([] if centers is None else list(centers)) + [x[i] for i in labeled]:
+        mind = np.minimum(mind, ((x - v) ** 2).sum(1))
+    taken[list(labeled)] = True
+    picks, radii = [], []
+    for _ in range(budget):
+        if not np.isfinite(mind[~taken]).all():  # no center yet: from the mean
+            d = ((x - x.mean(0)) ** 2).sum(1)
+            d[taken] = -1
+            p, r = int(np.argmax(d)), np.inf
+        else:
+            score = np.where(taken, -1.0, mind)
+            p = int(np.argmax(score))
+            r = float(np.sqrt(mind[p]))
+        picks.append(p)
+        radii.append(r)
+        taken[p] = True
+        mind = np.minimum(mind, ((x - x[p]) ** 2).sum(1))
+    return np.array(picks), np.array(radii)
+
+
+MAG_BACKENDS = ["cpu", "torch"] + (["faiss"] if pcoreset.backends.get("faiss").unavailable() is None else [])
+
+
+@pytest.mark.parametrize("backend", MAG_BACKENDS)
+def test_issue_examples_of_large_float32_values(backend):
+    x = np.array([[0, 0], [1.5e19, 1.5e19], [1.2e19, 0], [5, 5]], np.float32)
+    picks, radii = pcoreset.kcenter_greedy(x, [0], 2, backend=backend, return_radii=True)
+    np.testing.assert_array_equal(picks, [1, 2])
+    np.testing.assert_array_equal(picks, pcoreset.kcenter_greedy(x.astype(np.float64), [0], 2, backend=backend))
+    np.testing.assert_allclose(radii, greedy64(x.astype(np.float64), [0], 2)[1], rtol=1e-12)
+    y = np.array([[0, 0], [1e20, 0]], np.float32)
+    picks, radii = pcoreset.kcenter_greedy(y, None, 2, backend=backend, return_radii=True)
+    np.testing.assert_array_equal(picks, greedy64(y.astype(np.float64), [], 2)[0])
+    assert radii[1] == pytest.approx(float(np.float32(1e20)), rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", MAG_BACKENDS)
+@pytest.mark.parametrize("scale", [1e19, 1e25, 3e38 / 4, 1e-13, 1e-20, 1e-30, 1e-40])
+@pytest.mark.parametrize("with_centers", [False, True])
+def test_float32_extreme_magnitudes_give_the_float64_answer(backend, scale, with_centers):
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((150, 4))
+    base[140:] = base[:10]  # exact duplicates: ties
+    x = (base * scale).astype(np.float32)
+    x64 = x.astype(np.float64)
+    ctr = (rng.standard_normal((3, 4)) * scale).astype(np.float32) if with_centers else None
+    lab = [] if with_centers else [5]
+    picks, radii = pcoreset.kcenter_greedy(x, lab, 40, centers=ctr, backend=backend, return_radii=True)
+    want, want_r = greedy64(x64, lab, 40, None if ctr is None else ctr.astype(np.float64))
+    np.testing.assert_array_equal(picks, want)
+    np.testing.assert_allclose(radii, want_r, rtol=1e-12)
+    if backend == "torch":  # torch tensors (the result comes back as one) and bfloat16
+        got = pcoreset.kcenter_greedy(torch.from_numpy(x), lab, 40, centers=ctr, backend=backend)
+        np.testing.assert_array_equal(got.numpy(), want)
+        if not with_centers and 1e-30 < scale < 1e30:
+            xb = torch.from_numpy(x).to(torch.bfloat16)
+            wantb = greedy64(xb.double().numpy(), lab, 40)[0]
+            np.testing.assert_array_equal(pcoreset.kcenter_greedy(xb, lab, 40, backend=backend).numpy(), wantb)
+
+
+@pytest.mark.parametrize("backend", MAG_BACKENDS)
+@pytest.mark.parametrize("scale", [1e160, 1e300, 1e-150, 1e-300])
+def test_float64_extreme_magnitudes_are_scaled_exactly(backend, scale):
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((120, 3))
+    x = base * scale
+    k = -int(np.round(np.log2(scale)))
+    picks, radii = pcoreset.kcenter_greedy(x, [2], 30, backend=backend, return_radii=True)
+    want, want_r = greedy64(np.ldexp(x, k), [2], 30)  # exact power-of-two scaling
+    np.testing.assert_array_equal(picks, want)
+    np.testing.assert_allclose(radii, np.ldexp(want_r, -k), rtol=1e-12)
+    if backend == "torch":
+        got, got_r = pcoreset.kcenter_greedy(torch.from_numpy(x), [2], 30, backend=backend, return_radii=True)
+        np.testing.assert_array_equal(got.numpy(), want)
+        np.testing.assert_allclose(got_r.numpy(), np.ldexp(want_r, -k), rtol=1e-12)
+
+
+def test_magnitudes_float64_cannot_square_are_refused_naming_the_safe_one():
+    x = np.array([[0.0, 0.0], [1e300, 0.0], [1e-300, 1.0]])
+    with pytest.raises(pcoreset.InvalidInputError, match=r"largest safe magnitude is 1\.\d+e\+153"):
+        pcoreset.kcenter_greedy(x, [0], 2)
+    with pytest.raises(pcoreset.InvalidInputError, match="largest safe magnitude"):
+        pcoreset.kcenter_greedy(np.zeros((3, 2), np.float32), [0], 2, centers=np.array([[1e300, 0], [1e-300, 0]]))
+
+
+def test_ordinary_magnitudes_keep_their_dtype(monkeypatch):
+    """Only data that needs it pays for the float64 copy."""
+    import sys
+
+    select_mod = sys.modules["pcoreset.select"]
+
+    seen = []
+    real = select_mod._run
+
+    def spy(problem, backend, return_radii):
+        seen.append(problem.dtype)
+        return real(problem, backend, return_radii)
+    monkeypatch.setattr(select_mod, "_run", spy)
+    x = np.random.default_rng(0).standard_normal((50, 3)).astype(np.float32)
+    pcoreset.kcenter_greedy(x, [0], 5)
+    pcoreset.kcenter_greedy(x * 1e15, [0], 5)
+    pcoreset.kcenter_greedy(x * 1e19, [0], 5)
+    assert seen == ["float32", "float32", "float64"]

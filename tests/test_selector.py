@@ -230,3 +230,200 @@ def test_next_one_at_a_time_equals_one_select():
     sel = Selector(x, [0, 1])
     got = [int(sel.next(1)[0]) for _ in range(40)]
     np.testing.assert_array_equal(got, pcoreset.select(x, [0, 1], 40))
+
+
+# ---- a damaged or edited state is refused, naming the field -----------------------
+
+def _resign(sd):
+    """The state with its array checksum recomputed: what a buggy writer (or
+    someone editing on purpose) would produce; the field checks must catch it."""
+    from pcoreset.selector import state_checksum
+
+    sd = dict(sd)
+    sd["state_checksum"] = np.array(state_checksum(sd), dtype=np.int64)
+    return sd
+
+
+def _damaged_states(sd):
+    n = int(sd["shape"][0])
+    free = np.flatnonzero(sd["mind"] >= 0)
+    lab = sd["labeled"]
+
+    def edit(**fields):
+        return dict(sd, **fields)
+
+    mind0 = sd["mind"].copy()
+    mind0[:] = 0
+    mind_inf = sd["mind"].copy()
+    mind_inf[free[3]] = np.inf
+    mind_nan = sd["mind"].copy()
+    mind_nan[free[4]] = np.nan
+    centers_nan = sd["centers"].copy()
+    centers_nan[2, 1] = np.nan
+    radii_nan = sd["radii2"].copy()
+    radii_nan[1] = np.nan
+    near = sd["nearest"].copy()
+    near[free[0]] = 10 ** 6
+    picks_m1 = sd["picks"].copy()
+    picks_m1[0] = -1
+    # a row far from every center set to distance 0
+    mind_far0 = sd["mind"].copy()
+    far = free[np.argmax(sd["mind"][free])]
+    mind_far0[far] = 0
+    return [
+        ("mind set to 0", edit(mind=mind0), "mind"),
+        ("mind 0 on a row that is no center's copy", edit(mind=mind_far0), "mind"),
+        ("mind = inf", edit(mind=mind_inf), "mind"),
+        ("mind NaN", edit(mind=mind_nan), "mind"),
+        ("a pick of -1", edit(picks=picks_m1), "picks"),
+        ("an excluded row of -1", edit(excluded=np.array([-1], dtype=np.int64)), "excluded"),
+        ("an excluded row past the end", edit(excluded=np.array([n], dtype=np.int64)), "excluded"),
+        ("a labeled row excluded", edit(excluded=lab[:1].copy()), "excluded"),
+        ("NaN centers", edit(centers=centers_nan), "centers"),
+        ("a center missing", edit(centers=sd["centers"][:-1].copy()), "centers"),
+        ("NaN radii", edit(radii2=radii_nan), "radii2"),
+        ("radii of another length", edit(radii2=sd["radii2"][:-1].copy()), "radii2"),
+        ("zero-length shape", edit(shape=np.zeros(0, dtype=np.int64)), "shape"),
+        ("three-value shape", edit(shape=np.array([n, 12, 1], dtype=np.int64)), "shape"),
+        ("nearest out of range", edit(nearest=near), "nearest"),
+        ("a labeled row twice", edit(labeled=np.array([lab[0], lab[0]], dtype=np.int64)), "labeled"),
+        ("NaN temperature", edit(temperature=np.array(np.nan)), "temperature"),
+        ("an unknown dtype code", edit(dtype=np.array(9, dtype=np.int64)), "dtype"),
+        ("NaN center vectors", edit(center_vectors=np.full((1, 12), np.nan)), "center_vectors"),
+    ]
+
+
+def test_zero_distances_of_duplicates_are_consistent():
+    """The pool's exact duplicates sit at distance 0 from their centers: such
+    a state loads (no false alarm), for probabilities and for logits."""
+    x = pool("float32")
+    for probs, kw in ((x, {}), (np.log(x + 1e-3).astype(np.float32), {"from_logits": True})):
+        sel = Selector(probs, [0, 1, 2, 3], **kw)
+        sel.next(30)
+        sd = sel.state_dict()
+        assert (sd["mind"] == 0).sum() >= 4  # rows 1460.. copy rows 0..
+        back = Selector.from_state_dict(probs, sd)
+        np.testing.assert_array_equal(back.next(5), sel.next(5))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_damaged_state_is_refused_naming_the_field(backend):
+    x = pool("float32")
+    sel = Selector(x, [1, 2, 3], backend=backend)
+    sel.next(20)
+    sel.exclude(sel.picks[5:7])
+    sel.next(4)
+    sd = sel.state_dict()
+    Selector.from_state_dict(x, sd, backend=backend)  # the undamaged state loads
+    for what, bad, field in _damaged_states(sd):
+        # resigned: the field check names the field
+        with pytest.raises(pcoreset.PcoresetError, match=rf"state\['{field}'\]") as err:
+            Selector.from_state_dict(x, _resign(bad), backend=backend)
+        assert isinstance(err.value, InvalidInputError), what
+        # as edited (checksum not updated): refused too, naming a field
+        with pytest.raises(InvalidInputError, match=r"state\['"):
+            Selector.from_state_dict(x, bad, backend=backend)
+
+
+def test_edited_or_mixed_state_fails_its_checksum():
+    x = pool("float32")
+    a = Selector(x, [1])
+    a.next(10)
+    first = a.state_dict()
+    a.next(10)
+    second = a.state_dict()
+    mind = second["mind"].copy()
+    i = int(np.flatnonzero(mind > 0)[0])
+    mind[i] *= 0.5
+    for bad in (dict(second, mind=mind),
+                dict(second, radii2=second["radii2"] * 0.5),
+                dict(second, nearest=first["nearest"])):
+        with pytest.raises(InvalidInputError, match=r"state\['state_checksum'\] does not match"):
+            Selector.from_state_dict(x, bad)
+    mixed = dict(second, picks=first["picks"], radii2=first["radii2"])
+    with pytest.raises(InvalidInputError, match=r"state\['"):
+        Selector.from_state_dict(x, mixed)
+    # round trip through a file keeps it valid
+    buf = io.BytesIO()
+    np.savez(buf, **second)
+    buf.seek(0)
+    back = Selector.from_state_dict(x, dict(np.load(buf, allow_pickle=False)))
+    np.testing.assert_array_equal(back.next(3), a.next(3))
+
+
+def test_state_of_an_older_format_is_refused_clearly():
+    x = pool("float32")
+    sd = Selector(x, [1]).state_dict()
+    old = {k: v for k, v in sd.items() if k != "state_checksum"}
+    old["format"] = np.array(1, dtype=np.int64)
+    with pytest.raises(InvalidInputError, match="format 1 \\(saved by an older pcoreset\\).*reads format 2"):
+        Selector.from_state_dict(x, old)
+
+
+def test_state_after_a_pick_is_excluded_and_added_back_loads():
+    x = pool("float32")
+    sel = Selector(x, [1])
+    picks = sel.next(8)
+    sel.exclude(picks[2:3])
+    sel.add_centers(picks[2:3])
+    back = Selector.from_state_dict(x, sel.state_dict())
+    np.testing.assert_array_equal(back.next(5), sel.next(5))
+    assert back.n_centers == sel.n_centers == 1 + 8 + 5
+
+
+# ---- until says whether the radius was reached ---------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_until_says_whether_the_radius_was_reached(backend):
+    x = pool("float32")
+    ref = Selector(x, [0], backend=backend)
+    whole, _ = ref.until(0.3)
+    n = len(whole)
+    assert n > 10
+    # reached: unpacks as before, and says so
+    sel = Selector(x, [0], backend=backend)
+    res = sel.until(0.3)
+    picks, radii = res
+    assert res.reached is True and sel.radius <= 0.3
+    np.testing.assert_array_equal(picks, whole)
+    np.testing.assert_array_equal(res.picks, whole)
+    np.testing.assert_array_equal(res.radii, radii)
+    assert len(res) == 2
+    # the cap ends it first: not reached
+    sel = Selector(x, [0], backend=backend)
+    res = sel.until(0.3, max_picks=n - 1)
+    assert res.reached is False and sel.radius > 0.3
+    np.testing.assert_array_equal(res[0], whole[:n - 1])
+    # the cap lands exactly where the radius is reached: reached
+    sel = Selector(x, [0], backend=backend)
+    res = sel.until(0.3, max_picks=n)
+    assert res.reached is True
+    # continuing after a capped call reaches it, and a call with nothing to
+    # do says it is reached
+    sel = Selector(x, [0], backend=backend)
+    sel.until(0.3, max_picks=3)
+    res = sel.until(0.3)
+    assert res.reached is True and len(res[0]) == n - 3
+    assert sel.until(0.3).reached is True and len(sel.until(0.3)[0]) == 0
+    # no row left: radius 0, reached
+    tiny = np.random.default_rng(0).dirichlet(np.ones(4), size=30).astype(np.float32)  # no duplicates
+    sel = Selector(tiny, [0], backend=backend)
+    assert sel.until(0.0).reached is True and sel.n_available == 0
+    assert "reached=True" in repr(sel.until(0.0))
+
+
+# ---- booleans are not counts ------------------------------------------------------------
+
+@pytest.mark.parametrize("flag", [True, np.True_, torch.tensor(True), False, np.bool_(False)])
+def test_booleans_are_not_counts(flag):
+    x = pool("float32")
+    sel = Selector(x, [1])
+    with pytest.raises(InvalidTypeError, match="k must be an integer"):
+        sel.next(flag)
+    with pytest.raises(InvalidTypeError, match="max_picks must be an integer"):
+        sel.until(0.1, max_picks=flag)
+    with pytest.raises(InvalidTypeError, match="budget must be an integer"):
+        pcoreset.select(x, [1], flag)
+    with pytest.raises(InvalidTypeError, match="budget must be an integer"):
+        pcoreset.kcenter_greedy(x, [1], flag)
+    assert len(sel.picks) == 0

@@ -121,7 +121,7 @@ def test_plain_gemm_candidates_would_fail_here():
 
 
 def test_the_issue_pool_in_the_default_path():
-    # issue 12: 30,000 confident rows, C = 100, 1,000 labeled; N * L * C = 3e9
+    # 30,000 confident rows, C = 100, 1,000 labeled; N * L * C = 3e9
     # takes the certified path without forcing.
     x = confident_pool(30000, 100, 18.0, seed=0).astype(np.float32)
     lab = np.random.default_rng(1).choice(30000, 1000, replace=False)

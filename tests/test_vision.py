@@ -1,4 +1,4 @@
-"""The vision path (issue 7): IDX reader, image datasets, CLIP teachers through
+"""The vision path: IDX reader, image datasets, CLIP teachers through
 open_clip (a tiny random architecture, pretrained=None, so every path runs
 offline), the few-shot CLAP teacher, image students, and an end-to-end run."""
 from __future__ import annotations

@@ -4,15 +4,18 @@
 // CPU kernel's (nvcc --fmad=false, g++ -ffp-contract=off).
 //
 // Three shapes, one order:
-//   warp_dist    (v1): one row per warp, 8 columns per lane per chunk; the
-//                center read through a functor (global memory).
-//   dist_batch   (v2): 4 rows per warp at once, U columns per lane per chunk;
-//                the 4*U loads of a chunk are issued before any of them is
-//                used (16 loads in flight per lane for 2- and 4-byte values,
-//                8 for float64 or logits), the center read from shared memory.
-//   thread_dist  (v2, c <= 32): one row per thread; with at most one column
-//                per lane, the thread's 32 "lanes" are its 32 columns and the
-//                same halving fold gives the same bits.
+//   warp_dist    (the start): one row per warp, 8 columns per lane per
+//                chunk; the center read through a functor (global memory).
+//   dist_batch   (the steps' pass and dcc): up to 4 rows per warp at once, U
+//                columns per lane per chunk; the R*U loads of a chunk are
+//                issued before any of them is used (16 loads in flight per
+//                lane for 2- and 4-byte values, 8 for float64 or logits), and
+//                with kPrefetch the next chunk's loads are issued before this
+//                chunk's math. The center is read from shared memory (or from
+//                global memory when it does not fit).
+//   thread_dist  (the steps' pass, c <= 32): one row per thread; with at most
+//                one column per lane, the thread's 32 "lanes" are its 32
+//                columns and the same halving fold gives the same bits.
 #pragma once
 
 #include <type_traits>
@@ -72,9 +75,9 @@ template <typename T, typename A> __device__ __forceinline__ A raw_value(typenam
 template <typename A> struct LoadsInFlight { static constexpr int value = 16; };
 template <> struct LoadsInFlight<double> { static constexpr int value = 8; };
 
-// ---- v1 --------------------------------------------------------------------
+// ---- one row per warp (the start) ----------------------------------------------
 
-constexpr int kUnroll = 8;  // v1: columns per lane per chunk; also its early-exit period
+constexpr int kUnroll = 8;  // warp_dist: columns per lane per chunk; also its early-exit period
 
 template <typename A> struct VecCenter {
   const A* v;
@@ -116,15 +119,22 @@ __device__ A warp_dist(const S* __restrict__ row, SoftmaxRow<A> sm, A inv_t, con
   return warp_fold(acc);
 }
 
-// ---- v2 --------------------------------------------------------------------
+// ---- several rows per warp, one row per thread (the steps) ----------------------
 
 // Squared distances of R rows (null = no row; rows[0] must be set) to the
 // center `ctr`, U columns per lane per chunk: the R * U loads of a chunk are
-// issued before any is used, and each center value (shared memory) is read
-// once for the R rows. Each lane walks its own pointer per row, advanced
-// once per chunk, so the loads of a chunk use immediate offsets. Rows are
-// of type T (the pool's storage, or the accumulation type for center
-// vectors); kConst: T is the read-only pool.
+// issued before any is used, and each center value is read once for the R
+// rows. Each lane walks its own pointer per row, advanced once per chunk, so
+// the loads of a chunk use immediate offsets. Rows are of type T (the pool's
+// storage, or the accumulation type for center vectors); kConst: T is the
+// read-only pool.
+//
+// kPrefetch: the loads of the next chunk (the last, partial one included) go
+// out before this chunk's math, so a warp never waits for memory between two
+// chunks of a row; without it a warp loads a chunk, computes, then loads the
+// next (kept to compare the two on a device, benchmarks/gpu_bench.py). Only
+// the time of the loads differs: every lane adds the same values in the same
+// order, so both give the same bits.
 //
 // With early, row r may stop at a chunk boundary (every 256 columns or more)
 // once its partial sum exceeds stop[r] by the slack: out[r] is then that
@@ -132,7 +142,7 @@ __device__ A warp_dist(const S* __restrict__ row, SoftmaxRow<A> sm, A inv_t, con
 // pointer of a row still running (the same addresses: L1 hits, no memory
 // traffic), so that no load needs a predicate; its sums are never read.
 // Every lane returns the same values; out[r] of a null row is not written.
-template <int R, int U, typename T, typename A, bool kLogits, bool kConst>
+template <int R, int U, typename T, typename A, bool kLogits, bool kConst, bool kPrefetch = false>
 __device__ __forceinline__ void dist_batch(const T* const (&rows)[R], const SoftmaxRow<A> (&sm)[R], A inv_t,
                                            const A* ctr, int64_t c, const A (&stop)[R], bool early, A (&out)[R],
                                            int lane) {
@@ -150,25 +160,52 @@ __device__ __forceinline__ void dist_batch(const T* const (&rows)[R], const Soft
   A acc[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) acc[r] = A(0);
-  int64_t j0 = 0;
-  for (; j0 + kChunk <= c; j0 += kChunk) {
-    RawT raw[R][U];
+  // The values of the chunk at column j0 (offset `ahead` from p): a lane's
+  // columns past c load nothing and read as 0 (never added, see below).
+  auto load = [&](RawT(&dst)[R][U], int64_t j0, int64_t ahead, bool full) {
 #pragma unroll
     for (int r = 0; r < R; ++r) {
 #pragma unroll
-      for (int u = 0; u < U; ++u) raw[r][u] = Raw<T>::template load<kConst>(p[r] + u * kLanes);
+      for (int u = 0; u < U; ++u)
+        dst[r][u] = (full || j0 + u * kLanes + lane < c) ? Raw<T>::template load<kConst>(p[r] + ahead + u * kLanes)
+                                                         : RawT(0);
     }
+  };
+  // Adds the chunk at column j0; full: no column of it is past c.
+  auto add = [&](const RawT(&raw)[R][U], int64_t j0, bool full) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const A w = w_lane[u * kLanes];
+      if (full || j0 + u * kLanes + lane < c) {
+        const A w = w_lane[u * kLanes];
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        A v = raw_value<T, A>(raw[r][u]);
-        if constexpr (kLogits) v = logit_to_prob(v, sm[r], inv_t);
-        const A d = v - w;
-        acc[r] = acc[r] + d * d;
+        for (int r = 0; r < R; ++r) {
+          A v = raw_value<T, A>(raw[r][u]);
+          if constexpr (kLogits) v = logit_to_prob(v, sm[r], inv_t);
+          const A d = v - w;
+          acc[r] = acc[r] + d * d;
+        }
       }
     }
+  };
+  RawT next[R][U];
+  if constexpr (kPrefetch) {
+    if (kChunk <= c) load(next, 0, 0, true);
+  }
+  int64_t j0 = 0;
+  for (; j0 + kChunk <= c; j0 += kChunk) {
+    RawT raw[R][U];
+    if constexpr (kPrefetch) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) raw[r][u] = next[r][u];
+      }
+      if (j0 + 2 * kChunk <= c) load(next, j0 + kChunk, kChunk, true);
+      else if (j0 + kChunk < c) load(next, j0 + kChunk, kChunk, false);
+    } else {
+      load(raw, j0, 0, true);
+    }
+    add(raw, j0, true);
 #pragma unroll
     for (int r = 0; r < R; ++r) p[r] += kChunk;
     w_lane += kChunk;
@@ -184,6 +221,8 @@ __device__ __forceinline__ void dist_batch(const T* const (&rows)[R], const Soft
         }
       }
       if (!live) return;
+      // A stopped row's prefetched values came from its own row (addresses
+      // inside it); its sums are never read again.
       const T* any_live = p[0];  // constant indices only: p stays in registers
 #pragma unroll
       for (int r = R - 1; r >= 0; --r)
@@ -194,25 +233,13 @@ __device__ __forceinline__ void dist_batch(const T* const (&rows)[R], const Soft
     }
   }
   if (j0 < c) {  // the last, partial chunk: a lane's columns past c add nothing
-    RawT raw[R][U];
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-#pragma unroll
-      for (int u = 0; u < U; ++u)
-        raw[r][u] = (j0 + u * kLanes + lane < c) ? Raw<T>::template load<kConst>(p[r] + u * kLanes) : RawT(0);
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      if (j0 + u * kLanes + lane < c) {
-        const A w = w_lane[u * kLanes];
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          A v = raw_value<T, A>(raw[r][u]);
-          if constexpr (kLogits) v = logit_to_prob(v, sm[r], inv_t);
-          const A d = v - w;
-          acc[r] = acc[r] + d * d;
-        }
-      }
+    if constexpr (kPrefetch) {
+      if (j0 == 0) load(next, 0, 0, false);  // no full chunk came before it
+      add(next, j0, false);
+    } else {
+      RawT raw[R][U];
+      load(raw, j0, 0, false);
+      add(raw, j0, false);
     }
   }
 #pragma unroll

@@ -31,10 +31,18 @@ enum class StepMode {
   kLaunches,    // the same three kernels launched one by one (debugging, profiling)
 };
 
-// Which fused pass the steps use.
+// Which fused pass the steps use (the same picks and bits either way).
 enum class PassVariant {
-  kV2,  // rows in flight per warp, center in shared memory, loads ahead of their uses
-  kV1,  // the first pass (one row per warp, center read from global memory): kept to compare
+  kPrefetch,  // the next chunk of a row loaded before this chunk's math
+  kPlain,     // a chunk loaded, then its math, then the next chunk: kept for the
+              // side-by-side comparison in benchmarks/gpu_bench.py only
+};
+
+// How run() ended.
+enum class RunEnd {
+  kFinished,   // every pick of the budget made
+  kStopped,    // progress asked to stop
+  kExhausted,  // a step found no eligible row (a budget above the eligible rows)
 };
 
 struct StateOptions {
@@ -42,7 +50,7 @@ struct StateOptions {
   KCenterParams params;  // n, c, from_logits, temperature, prune
   int device = 0;        // CUDA device ordinal of the pool
   StepMode steps = StepMode::kAuto;
-  PassVariant pass = PassVariant::kV2;
+  PassVariant pass = PassVariant::kPrefetch;
 };
 
 // Counters and how the last run() went.
@@ -50,7 +58,7 @@ struct CudaStats {
   KCenterStats counts;             // as the CPU state counts them
   std::string step_mode = "none";  // persistent, graph, launches, or none (no run with steps yet)
   bool cuda_graph = false;         // the last run's steps ran as replays of a captured graph
-  std::string pass;                // v2 or v1
+  std::string pass;                // prefetch or plain
   int64_t segments = 0;            // launches of the persistent kernel / segments of the last run
   int grid_blocks = 0;             // blocks of the step kernels
   std::string note;                // why a requested mode was not used, if it was not
@@ -103,10 +111,15 @@ class State {
   virtual void mean_vector(double* out, void* stream) = 0;
   // `budget` greedy picks continuing from the current state (as the CPU
   // state's run: with no center at all the first pick is the row farthest
-  // from the pool mean, radius +inf; the last pick is not pushed). Returns
-  // false when progress asked to stop (the state then holds the picks made
-  // so far as centers).
-  virtual bool run(int64_t budget, int64_t* picks, double* radii2, const ProgressFn& progress, void* stream) = 0;
+  // from the pool mean, radius +inf; the last pick is not pushed).
+  // *recorded: the picks written to picks/radii2, also when the run stops
+  // early (progress asked to stop, a step found no row): each of them is a
+  // center, except the last pick of a run that made all `budget`, and the
+  // state is the one an uninterrupted run of those steps leaves. When the
+  // run throws (an error inside the steps), *recorded still counts the picks
+  // made, and every later call of the state throws.
+  virtual RunEnd run(int64_t budget, int64_t* picks, double* radii2, int64_t* recorded, const ProgressFn& progress,
+                     void* stream) = 0;
   // The state as arrays, as the CPU state exports it: running minimum (n,
   // float64; taken rows -1), nearest center (n, int64; -1 = none), center
   // values (num_centers x c, float64). load_state restores it (radii
@@ -128,7 +141,7 @@ class State {
 // std::runtime_error naming a failed CUDA call.
 std::unique_ptr<State> make_state(const void* x, const StateOptions& options, void* stream);
 
-// Device bytes a state of this size holds after seeding `n_centers` centers
+// Device bytes a state of this size holds after starting with `n_centers` centers
 // and running `budget` steps (for error messages and estimates).
 size_t state_bytes(const std::string& dtype, int64_t n, int64_t c, bool from_logits, int64_t n_centers,
                    int64_t budget);

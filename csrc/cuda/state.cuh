@@ -17,70 +17,34 @@
 #include <string>
 #include <vector>
 
+#include "device_memory.cuh"
 #include "kcenter_cuda.h"
 #include "kernels.cuh"
+#include "runtime.cuh"
 
 namespace pcoreset {
 namespace cuda {
 
-inline void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("pcoreset CUDA: ") + what + " failed: " + cudaGetErrorName(err) + " (" +
-                             cudaGetErrorString(err) + ")");
-}
-
-inline int grid_for(int64_t per_block, int64_t work, int64_t cap) {
-  const int64_t g = (work + per_block - 1) / per_block;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(g, cap)));
-}
-
-// Sets the device for the duration of a call and restores the caller's.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    check(cudaGetDevice(&prev_), "cudaGetDevice");
-    if (prev_ != device) check(cudaSetDevice(device), "cudaSetDevice");
-    device_ = device;
-  }
-  ~DeviceGuard() {
-    if (prev_ >= 0 && prev_ != device_) cudaSetDevice(prev_);
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int prev_ = -1, device_ = -1;
-};
-
-// Every kernel launch goes through these two: with nvcc the <<<>>> launch
-// and the cooperative launch; in the host emulation (csrc/cuda/emu, a test)
-// fibers on the CPU.
-template <typename... P, typename... Args>
-inline void launch(void (*kernel)(P...), unsigned grid, unsigned block, size_t smem, cudaStream_t stream,
-                   Args&&... args) {
-#if defined(PCS_CUDA_EMULATION)
-  pcs_emu::launch(kernel, grid, block, smem, stream, false, std::forward<Args>(args)...);
-#else
-  kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
-#endif
-}
-
-template <typename... P>
-inline cudaError_t launch_cooperative(void (*kernel)(P...), unsigned grid, unsigned block, size_t smem,
-                                      cudaStream_t stream, P... args) {
-#if defined(PCS_CUDA_EMULATION)
-  return pcs_emu::launch(kernel, grid, block, smem, stream, true, args...);
-#else
-  void* ptrs[] = {static_cast<void*>(&args)...};
-  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(grid), dim3(block), ptrs, smem,
-                                     stream);
-#endif
-}
-
 template <typename S, typename A, bool kLogits>
-class TypedState final : public State {
+class TypedState final : public State, private DeviceMemory<S, A> {
+  using Base = DeviceMemory<S, A>;
+  using typename Base::Call;
+  using Base::p_;
+  using Base::device_;
+  using Base::async_alloc_;
+  using Base::stream_;
+  using Base::ev_in_;
+  using Base::ev_out_;
+  using Base::s_;
+  using Base::k_;
+  using Base::kcap_;
+  using Base::generation_;
+  using Base::bytes_;
+  using Base::ensure_centers;
+  using Base::ensure_run;
+
  public:
-  TypedState(const void* x, const StateOptions& o, void* caller) : p_(o.params), device_(o.device) {
+  TypedState(const void* x, const StateOptions& o, void* caller) : Base(o.params, o.device) {
     try {
       construct(x, o, caller);
     } catch (...) {
@@ -113,15 +77,15 @@ class TypedState final : public State {
     s_.prune = p_.prune;
     Call call(*this, caller);
     const size_t n = static_cast<size_t>(p_.n);
-    s_.ctl = alloc<Ctl>(1, "the control block");
-    s_.mind = alloc<A>(n, "the running minimum");
-    s_.nearest = alloc<int32_t>(n, "the nearest centers");
-    s_.cvec = alloc<A>(static_cast<size_t>(p_.c), "the center vector");
+    s_.ctl = this->template alloc<Ctl>(1, "the control block");
+    s_.mind = this->template alloc<A>(n, "the running minimum");
+    s_.nearest = this->template alloc<int32_t>(n, "the nearest centers");
+    s_.cvec = this->template alloc<A>(static_cast<size_t>(p_.c), "the center vector");
     if (std::is_same<A, double>::value) {
-      s_.bb_d = alloc<double>(kMaxGridBlocks, "the argmax slots");
-      s_.bb_r = alloc<long long>(kMaxGridBlocks, "the argmax slots");
+      s_.bb_d = this->template alloc<double>(kMaxGridBlocks, "the argmax slots");
+      s_.bb_r = this->template alloc<long long>(kMaxGridBlocks, "the argmax slots");
     }
-    if (kLogits) s_.sm = alloc<SoftmaxRow<A>>(n, "the softmax constants");
+    if (kLogits) s_.sm = this->template alloc<SoftmaxRow<A>>(n, "the softmax constants");
     ensure_run(1);  // slot 0 of the single steps: they never allocate after changing the state
     check(cudaMemsetAsync(s_.ctl, 0, sizeof(Ctl), stream_), "cudaMemsetAsync(ctl)");
     launch(init_kernel<S, A>, flat_grid(p_.n), kThreads, 0, stream_, s_);
@@ -143,20 +107,13 @@ class TypedState final : public State {
     if (graph_) cudaGraphDestroy(graph_);
     exec_ = nullptr;
     graph_ = nullptr;
-    for (void* p : owned_) release(p);
-    owned_.clear();
-    if (stream_) cudaStreamSynchronize(stream_);
-    if (ev_in_) cudaEventDestroy(ev_in_);
-    if (ev_out_) cudaEventDestroy(ev_out_);
-    if (stream_) cudaStreamDestroy(stream_);
-    stream_ = nullptr;
-    ev_in_ = ev_out_ = nullptr;
+    this->release_memory();
     if (prev >= 0) cudaSetDevice(prev);
     cudaGetLastError();
   }
 
  public:
-  // ---- seeding -------------------------------------------------------------
+  // ---- the start (initial centers) ---------------------------------------------
 
   void seed_rows(const int64_t* rows, int64_t count, void* caller) override {
     if (count <= 0) return;
@@ -345,7 +302,7 @@ class TypedState final : public State {
     CudaStats out = stats_;
     out.counts.rows_computed = static_cast<int64_t>(h.rows_computed);
     out.counts.center_dists = static_cast<int64_t>(h.center_dists);
-    out.pass = pass_v2_ ? "v2" : "v1";
+    out.pass = prefetch_ ? "prefetch" : "plain";
     out.grid_blocks = steps_ == StepMode::kPersistent ? persistent_grid_ : pass_grid_;
     return out;
   }
@@ -356,8 +313,10 @@ class TypedState final : public State {
 
   // ---- the greedy loop -----------------------------------------------------------
 
-  bool run(int64_t budget, int64_t* picks, double* radii2, const ProgressFn& progress, void* caller) override {
-    if (budget <= 0) return true;
+  RunEnd run(int64_t budget, int64_t* picks, double* radii2, int64_t* recorded, const ProgressFn& progress,
+             void* caller) override {
+    *recorded = 0;
+    if (budget <= 0) return RunEnd::kFinished;
     Call call(*this, caller);
     ensure_centers(k_ + budget - 1);
     ensure_run(budget);
@@ -368,6 +327,7 @@ class TypedState final : public State {
     h.budget = budget;
     h.base = k_;
     h.mean_start = mean_start ? 1 : 0;
+    h.error = 0;
     check(cudaMemcpyAsync(s_.ctl, &h, offsetof(Ctl, done), cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync(ctl)");
     if (std::is_same<A, float>::value)
       check(cudaMemsetAsync(s_.keys, 0, static_cast<size_t>(budget + 1) * sizeof(unsigned long long), stream_),
@@ -383,195 +343,38 @@ class TypedState final : public State {
     } else {
       launch_pass(kScan, 0, -1);
     }
-    const bool finished = run_steps(budget, progress);
-    Ctl done{};
-    check(cudaMemcpyAsync(&done, s_.ctl, sizeof done, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync(ctl)");
-    check(cudaStreamSynchronize(stream_), "k-center run (cudaStreamSynchronize)");
-    const int64_t recorded = std::min<int64_t>(budget, std::max<long long>(0, done.t));
-    if (recorded > 0) {
-      check(cudaMemcpyAsync(picks, s_.picks, static_cast<size_t>(recorded) * sizeof(int64_t), cudaMemcpyDeviceToHost,
-                            stream_),
-            "cudaMemcpyAsync(picks)");
-      check(cudaMemcpyAsync(radii2, s_.radii2, static_cast<size_t>(recorded) * sizeof(double),
-                            cudaMemcpyDeviceToHost, stream_),
-            "cudaMemcpyAsync(radii)");
+    // From here on the device state changes step by step: whatever ends the
+    // run (a stop, an exception), the host learns how many picks the device
+    // recorded and counts them as centers, so that the state stays the one
+    // an uninterrupted run of those steps leaves.
+    //
+    // An error inside the steps (a failed launch, a fault) may leave the
+    // step in progress half done (its center pushed, its pass not run): the
+    // picks recorded are still reported, but the state refuses every later
+    // call rather than continue from a state no uninterrupted run leaves.
+    bool finished = false;
+    try {
+      finished = run_steps(budget, progress);
+    } catch (const std::exception& e) {
+      this->broken_ = e.what();
+      try {
+        settle_run(budget, picks, radii2, recorded);
+      } catch (...) {  // the device is gone: the first error is the one to report
+      }
+      throw;
     }
+    const bool exhausted = settle_run(budget, picks, radii2, recorded);
     call.finish();
-    // Every recorded pick is a center, except the last pick of a finished run.
-    const int64_t pushed = recorded >= budget ? budget - 1 : recorded;
-    k_ += pushed;
-    stats_.counts.steps += pushed;
-    stats_.counts.rows_visited += pushed * p_.n;
-    if (done.error != 0) throw std::logic_error("pcoreset CUDA: the pool ran out of eligible rows inside the kernel");
-    return finished;
+    if (exhausted) return RunEnd::kExhausted;
+    return finished ? RunEnd::kFinished : RunEnd::kStopped;
   }
 
  private:
-  // One method call: the device set, the private stream joined to the
-  // caller's, temporaries freed in stream order, and at the end the caller's
-  // stream made to wait for this call's work and the host synchronised.
-  class Call {
-   public:
-    Call(TypedState& st, void* caller) : st_(st), guard_(st.device_), caller_(static_cast<cudaStream_t>(caller)) {
-      check(cudaEventRecord(st_.ev_in_, caller_), "cudaEventRecord(caller stream)");
-      check(cudaStreamWaitEvent(st_.stream_, st_.ev_in_, 0), "cudaStreamWaitEvent");
-    }
-    ~Call() {
-      if (!finished_) {  // an exception: still order the caller after what was queued
-        cudaEventRecord(st_.ev_out_, st_.stream_);
-        cudaStreamWaitEvent(caller_, st_.ev_out_, 0);
-        cudaStreamSynchronize(st_.stream_);
-        for (void* p : temps_) st_.release(p);
-        cudaGetLastError();
-      }
-    }
-    template <typename T> T* temp(size_t count) {
-      T* p = st_.template raw_alloc<T>(count, "a temporary buffer");
-      temps_.push_back(p);
-      return p;
-    }
-    template <typename T> const T* upload(const T* host, size_t count) {
-      T* p = temp<T>(count);
-      if (count) check(cudaMemcpyAsync(p, host, count * sizeof(T), cudaMemcpyHostToDevice, st_.stream_), "cudaMemcpyAsync(upload)");
-      return p;
-    }
-    void finish() {
-      for (void* p : temps_) st_.release(p);
-      temps_.clear();
-      check(cudaEventRecord(st_.ev_out_, st_.stream_), "cudaEventRecord");
-      check(cudaStreamWaitEvent(caller_, st_.ev_out_, 0), "cudaStreamWaitEvent(caller stream)");
-      // Surfaces any fault of the call here, with its name, rather than in an unrelated later call.
-      check(cudaStreamSynchronize(st_.stream_), "k-center call (cudaStreamSynchronize)");
-      finished_ = true;
-    }
-
-   private:
-    TypedState& st_;
-    DeviceGuard guard_;
-    cudaStream_t caller_;
-    std::vector<void*> temps_;
-    bool finished_ = false;
-  };
-
-  // ---- memory --------------------------------------------------------------------
-
-  template <typename T> T* raw_alloc(size_t count, const char* what) {
-    const size_t bytes = std::max<size_t>(1, count * sizeof(T));
-    void* p = nullptr;
-    const cudaError_t err = async_alloc_ ? cudaMallocAsync(&p, bytes, stream_) : cudaMalloc(&p, bytes);
-    if (err == cudaErrorMemoryAllocation) {
-      cudaGetLastError();
-      throw DeviceOutOfMemory(bytes, what);
-    }
-    check(err, "cudaMallocAsync");
-    return static_cast<T*>(p);
-  }
-  template <typename T> T* alloc(size_t count, const char* what) {
-    T* p = raw_alloc<T>(count, what);
-    owned_.push_back(p);
-    bytes_ += std::max<size_t>(1, count * sizeof(T));
-    return p;
-  }
-  void release(void* p) {
-    if (!p) return;
-    if (async_alloc_) cudaFreeAsync(p, stream_);
-    else cudaFree(p);
-  }
-  // Room for `needed` centers. All new buffers are allocated before any old
-  // one is replaced, so a failure leaves the state as it was.
-  void ensure_centers(int64_t needed) {
-    if (needed <= kcap_) return;
-    if (needed >= int64_t(std::numeric_limits<int32_t>::max()))
-      throw std::length_error("pcoreset CUDA: more than 2^31 - 1 centers");
-    const int64_t cap = std::max<int64_t>({needed, 2 * kcap_, 64});
-    const size_t c = static_cast<size_t>(p_.c), k = static_cast<size_t>(k_), uc = static_cast<size_t>(cap);
-    A* cm = raw_alloc<A>(uc * c, "the center values");
-    A* r2 = nullptr;
-    A* dcc = nullptr;
-    try {
-      r2 = raw_alloc<A>(uc, "the center radii");
-      dcc = raw_alloc<A>(uc, "the center distances");
-    } catch (...) {
-      release(cm);
-      release(r2);
-      throw;
-    }
-    auto swap_in = [&](A*& p, A* q, size_t old_count, size_t new_count, size_t keep) {
-      if (p && keep)
-        check(cudaMemcpyAsync(q, p, keep * sizeof(A), cudaMemcpyDeviceToDevice, stream_), "cudaMemcpyAsync(grow)");
-      if (p) {
-        owned_.erase(std::find(owned_.begin(), owned_.end(), static_cast<void*>(p)));
-        release(p);
-        bytes_ -= std::max<size_t>(1, old_count * sizeof(A));
-      }
-      owned_.push_back(q);
-      bytes_ += std::max<size_t>(1, new_count * sizeof(A));
-      p = q;
-    };
-    const size_t old = static_cast<size_t>(kcap_);
-    swap_in(s_.cm, cm, old * c, uc * c, k * c);
-    swap_in(s_.radius2, r2, old, uc, k);
-    swap_in(s_.dcc2, dcc, old, uc, 0);
-    kcap_ = cap;
-    ++generation_;
-  }
-
-  // Room for a run of `budget` picks: slots 0..budget, picks and radii.
-  void ensure_run(int64_t budget) {
-    if (budget + 1 <= slot_cap_) return;
-    const int64_t cap = std::max<int64_t>({budget + 1, 2 * slot_cap_, 64});
-    const size_t uc = static_cast<size_t>(cap), old = static_cast<size_t>(slot_cap_);
-    // allocate first, then swap (see ensure_centers)
-    int64_t* picks = raw_alloc<int64_t>(uc, "the picks");
-    double* radii = nullptr;
-    unsigned long long* keys = nullptr;
-    double* res_d = nullptr;
-    long long* res_r = nullptr;
-    try {
-      radii = raw_alloc<double>(uc, "the radii");
-      if (std::is_same<A, float>::value) {
-        keys = raw_alloc<unsigned long long>(uc, "the argmax slots");
-      } else {
-        res_d = raw_alloc<double>(uc, "the argmax slots");
-        res_r = raw_alloc<long long>(uc, "the argmax slots");
-      }
-    } catch (...) {
-      release(picks);
-      release(radii);
-      release(keys);
-      release(res_d);
-      throw;
-    }
-    auto swap_in = [&](auto*& p, auto* q) {
-      using T = std::remove_pointer_t<std::remove_reference_t<decltype(p)>>;
-      if (p) {
-        owned_.erase(std::find(owned_.begin(), owned_.end(), static_cast<void*>(p)));
-        release(p);
-        bytes_ -= std::max<size_t>(1, old * sizeof(T));
-      }
-      if (q) {
-        owned_.push_back(q);
-        bytes_ += std::max<size_t>(1, uc * sizeof(T));
-      }
-      p = q;
-    };
-    swap_in(s_.picks, picks);
-    swap_in(s_.radii2, radii);
-    if (std::is_same<A, float>::value) {
-      swap_in(s_.keys, keys);
-    } else {
-      swap_in(s_.res_d, res_d);
-      swap_in(s_.res_r, res_r);
-    }
-    slot_cap_ = cap;
-    ++generation_;
-  }
-
   // ---- pieces of the methods ---------------------------------------------------
 
   int flat_grid(int64_t work) const { return grid_for(kThreads, work, int64_t(sms_) * 8); }
   int warp_grid(int64_t rows) const { return grid_for(kWarpsPerBlock, rows, int64_t(sms_) * 16); }
-  size_t center_smem() const { return pass_v2_ ? static_cast<size_t>(p_.c) * sizeof(A) : 0; }
+  size_t center_smem() const { return smem_center_ ? static_cast<size_t>(p_.c) * sizeof(A) : 0; }
 
   int64_t add_row_centers(const int64_t* d_rows, int64_t count) {
     const int64_t first = k_;
@@ -655,7 +458,7 @@ class TypedState final : public State {
   // dcc + pass for the center `id` already in cvec (and stored), result in slot 0.
   StepResult update_step(int64_t id, Call& call) {
     clear_slot0();
-    if (p_.prune) launch_dcc(id);
+    if (p_.prune) check(launch_dcc(id), "dcc_kernel");
     launch_pass(kUpdate, 0, id);
     k_ = std::max<int64_t>(k_, id + 1);
     stats_.counts.steps += 1;
@@ -663,16 +466,23 @@ class TypedState final : public State {
     return read_slot0(call);
   }
 
-  void launch_dcc(long long fixed_id) {
+  cudaError_t launch_dcc(long long fixed_id) {
     const int grid = grid_for(kWarpsPerBlock, std::max<int64_t>(kcap_, 1), int64_t(sms_) * kBlocksPerSm);
-    const size_t smem = static_cast<size_t>(p_.c) * sizeof(A);
-    if (smem <= kSmemCenterMax) launch(dcc_kernel<S, A, kLogits, true>, grid, kThreads, smem, stream_, s_, fixed_id);
-    else launch(dcc_kernel<S, A, kLogits, false>, grid, kThreads, 0, stream_, s_, fixed_id);
+    if (smem_center_)
+      launch(dcc_kernel<S, A, kLogits, true>, grid, kThreads, center_smem(), stream_, s_, fixed_id);
+    else
+      launch(dcc_kernel<S, A, kLogits, false>, grid, kThreads, 0, stream_, s_, fixed_id);
+    return cudaGetLastError();
   }
 
   cudaError_t launch_pass_nocheck(int mode, long long slot, long long id) {
-    if (pass_v2_) launch(pass_kernel<S, A, kLogits, true>, pass_grid_, kThreads, center_smem(), stream_, s_, mode, slot, id);
-    else launch(pass_kernel<S, A, kLogits, false>, v1_grid_, kThreads, 0, stream_, s_, mode, slot, id);
+    if (!smem_center_)
+      launch(pass_kernel<S, A, kLogits, false, true>, pass_grid_, kThreads, 0, stream_, s_, mode, slot, id);
+    else if (prefetch_)
+      launch(pass_kernel<S, A, kLogits, true, true>, pass_grid_, kThreads, center_smem(), stream_, s_, mode, slot, id);
+    else
+      launch(pass_kernel<S, A, kLogits, true, false>, pass_grid_, kThreads, center_smem(), stream_, s_, mode, slot,
+             id);
     return cudaGetLastError();
   }
   void launch_pass(int mode, long long slot, long long id) {
@@ -681,15 +491,18 @@ class TypedState final : public State {
 
   // One step of a run as three launches (prep, dcc, pass), all reading the
   // step number from ctl.
+  // unit_failed_ names the kernel whose launch failed.
   cudaError_t launch_unit() {
     launch(prep_kernel<S, A, kLogits>, 1, kThreads, 0, stream_, s_, -1, -1);
     cudaError_t e = cudaGetLastError();
+    unit_failed_ = "prep_kernel";
     if (e != cudaSuccess) return e;
     if (p_.prune) {
-      launch_dcc(-1);
-      e = cudaGetLastError();
+      e = launch_dcc(-1);
+      unit_failed_ = "dcc_kernel";
       if (e != cudaSuccess) return e;
     }
+    unit_failed_ = "pass_kernel";
     return launch_pass_nocheck(kUpdate, -1, -1);
   }
 
@@ -729,8 +542,11 @@ class TypedState final : public State {
     if (steps_ == StepMode::kPersistent) {
       Dev<S, A> dev = s_;
       long long a0 = t0, a1 = t1;
-      const cudaError_t e = launch_cooperative(step_kernel<S, A, kLogits>, persistent_grid_, kThreads, center_smem(),
-                                               stream_, dev, a0, a1);
+      const cudaError_t e =
+          prefetch_ ? launch_cooperative(step_kernel<S, A, kLogits, true>, persistent_grid_, kThreads, center_smem(),
+                                         stream_, dev, a0, a1)
+                    : launch_cooperative(step_kernel<S, A, kLogits, false>, persistent_grid_, kThreads, center_smem(),
+                                         stream_, dev, a0, a1);
       if (e == cudaSuccess) return;
       if (e != cudaErrorCooperativeLaunchTooLarge && e != cudaErrorNotSupported)
         check(e, "cudaLaunchCooperativeKernel(step_kernel)");
@@ -741,10 +557,16 @@ class TypedState final : public State {
       stats_.step_mode = graphed ? "graph" : "launches";
       stats_.cuda_graph = graphed;
     }
-    if (graphed) {
-      for (int64_t u = t0; u < t1; u += kGraphSteps) check(cudaGraphLaunch(exec_, stream_), "cudaGraphLaunch");
-    } else {
-      for (int64_t u = t0; u < t1; ++u) check(launch_unit(), "greedy step launch");
+    // Whole graphs only inside the segment, the rest step by step: a graph
+    // replayed past t1 would record picks beyond the segment's end (the
+    // segment may start anywhere after a fallback), and progress reports and
+    // stop requests would lag behind the device.
+    int64_t u = t0;
+    if (graphed)
+      for (; u + kGraphSteps <= t1; u += kGraphSteps) check(cudaGraphLaunch(exec_, stream_), "cudaGraphLaunch");
+    for (; u < t1; ++u) {
+      const cudaError_t e = launch_unit();
+      check(e, unit_failed_);
     }
   }
 
@@ -808,40 +630,73 @@ class TypedState final : public State {
     return !stop;
   }
 
+  // After the steps of a run: the picks the device recorded (ctl->t) copied
+  // to the host and counted. Every recorded pick is a center except the last
+  // pick of a run that made all `budget` (it is left pending, as on the CPU).
+  // Returns whether a step found no eligible row (ctl->error: the picks
+  // before it are recorded, all of them centers).
+  bool settle_run(int64_t budget, int64_t* picks, double* radii2, int64_t* recorded) {
+    Ctl done{};
+    check(cudaMemcpyAsync(&done, s_.ctl, sizeof done, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync(ctl)");
+    check(cudaStreamSynchronize(stream_), "k-center run (cudaStreamSynchronize)");
+    const int64_t got = std::min<int64_t>(budget, std::max<long long>(0, done.t));
+    if (got > 0) {
+      check(cudaMemcpyAsync(picks, s_.picks, static_cast<size_t>(got) * sizeof(int64_t), cudaMemcpyDeviceToHost,
+                            stream_),
+            "cudaMemcpyAsync(picks)");
+      check(cudaMemcpyAsync(radii2, s_.radii2, static_cast<size_t>(got) * sizeof(double), cudaMemcpyDeviceToHost,
+                            stream_),
+            "cudaMemcpyAsync(radii)");
+      check(cudaStreamSynchronize(stream_), "k-center run (cudaStreamSynchronize)");
+    }
+    const int64_t pushed = got >= budget ? budget - 1 : got;
+    k_ += pushed;
+    stats_.counts.steps += pushed;
+    stats_.counts.rows_visited += pushed * p_.n;
+    *recorded = got;
+    return done.error != 0;
+  }
+
   // ---- modes -----------------------------------------------------------------
 
   void choose_modes(const StateOptions& o, bool coop) {
-    const bool fits = static_cast<size_t>(p_.c) * sizeof(A) <= kSmemCenterMax;
-    pass_v2_ = o.pass == PassVariant::kV2 && fits;
-    if (o.pass == PassVariant::kV2 && !fits)
-      stats_.note = "pass v2 keeps the center in shared memory (c * " + std::to_string(sizeof(A)) +
-                    " bytes <= 32 KiB): v1 runs instead";
+    smem_center_ = static_cast<size_t>(p_.c) * sizeof(A) <= kSmemCenterMax;
+    prefetch_ = o.pass == PassVariant::kPrefetch || !smem_center_;
     steps_ = o.steps == StepMode::kAuto ? StepMode::kPersistent : o.steps;
     const int64_t groups = (p_.n + kLanes - 1) / kLanes;
     const int64_t work_blocks = (groups + kWarpsPerBlock - 1) / kWarpsPerBlock;
     const size_t smem = center_smem();
     int occ = 0;
-    if (pass_v2_) {
-      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, pass_kernel<S, A, kLogits, true>, kThreads, smem),
+    if (!smem_center_)
+      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, pass_kernel<S, A, kLogits, false, true>, kThreads, 0),
             "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-      pass_grid_ = static_cast<int>(std::max<int64_t>(
-          1, std::min<int64_t>({work_blocks, int64_t(std::max(1, std::min(occ, kBlocksPerSm))) * sms_,
-                                kMaxGridBlocks})));
-    }
-    v1_grid_ = grid_for(kThreads, p_.n, std::min<int64_t>(int64_t(sms_) * 8, kMaxGridBlocks));
-    if (!pass_v2_) pass_grid_ = v1_grid_;
+    else if (prefetch_)
+      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, pass_kernel<S, A, kLogits, true, true>, kThreads, smem),
+            "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+    else
+      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, pass_kernel<S, A, kLogits, true, false>, kThreads, smem),
+            "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+    pass_grid_ = static_cast<int>(std::max<int64_t>(
+        1, std::min<int64_t>({work_blocks, int64_t(std::max(1, std::min(occ, kBlocksPerSm))) * sms_, kMaxGridBlocks})));
     if (steps_ == StepMode::kPersistent) {
       std::string why;
       int occ_step = 0;
-      if (!pass_v2_) why = "the persistent kernel runs pass v2 only";
+      if (!smem_center_)
+        why = "the persistent kernel keeps the center in shared memory (c * " + std::to_string(sizeof(A)) +
+              " bytes <= 32 KiB)";
       else if (!coop) why = "the device does not support cooperative launches";
       else {
-        check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ_step, step_kernel<S, A, kLogits>, kThreads, smem),
-              "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+        if (prefetch_)
+          check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ_step, step_kernel<S, A, kLogits, true>, kThreads, smem),
+                "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+        else
+          check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ_step, step_kernel<S, A, kLogits, false>, kThreads,
+                                                              smem),
+                "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
         if (occ_step < 1) why = "the step kernel does not fit on an SM";
       }
       if (!why.empty()) {
-        if (o.steps == StepMode::kPersistent) stats_.note = why + ": graph steps instead";
+        stats_.note = why + ": graph steps instead";
         steps_ = StepMode::kGraph;
       } else {
         // All blocks resident (a cooperative launch requires it), at most
@@ -852,22 +707,15 @@ class TypedState final : public State {
     }
   }
 
-  KCenterParams p_;
-  int device_;
   int sms_ = 1;
-  bool async_alloc_ = false;
-  bool pass_v2_ = true;
+  bool smem_center_ = true;  // the center fits in shared memory
+  bool prefetch_ = true;     // the pass variant (see dist_batch)
   StepMode steps_ = StepMode::kGraph;
-  int pass_grid_ = 1, v1_grid_ = 1, persistent_grid_ = 0;
-  cudaStream_t stream_ = nullptr;
-  cudaEvent_t ev_in_ = nullptr, ev_out_ = nullptr;
+  int pass_grid_ = 1, persistent_grid_ = 0;
   cudaGraph_t graph_ = nullptr;
   cudaGraphExec_t exec_ = nullptr;
-  int64_t generation_ = 0, graph_generation_ = -1;
-  Dev<S, A> s_{};
-  int64_t k_ = 0, kcap_ = 0, slot_cap_ = 0;
-  std::vector<void*> owned_;
-  size_t bytes_ = 0;
+  int64_t graph_generation_ = -1;
+  const char* unit_failed_ = "greedy step";
   CudaStats stats_;
 };
 

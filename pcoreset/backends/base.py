@@ -15,7 +15,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from .._problem import Problem, Values, torch_values
+from .._memory import MEAN_BLOCK_ROWS  # noqa: F401  (part of the kernels' contract)
+from .._problem import Problem, Values, default_values
 
 # Largest N * M * C (rows x initial centers x columns) whose start runs as the
 # kernel's exact direct pass; larger starts take the certified candidates of
@@ -24,6 +25,26 @@ EXACT_MAX_WORK = 2e9
 
 Progress = Optional[Callable[[int], None]]
 Picks = Tuple[np.ndarray, np.ndarray]
+
+# What code outside the kernels must compute exactly as they do: distributed
+# selection rebuilds their pool mean (blocks of MEAN_BLOCK_ROWS) and their
+# argmax key across ranks; tests check both against the kernel.
+#: a packed key holds global row indices below this
+KEY_INDEX_LIMIT = 0xFFFFFFFF
+
+
+def pack_key(dist2: float, row: int) -> int:
+    """The kernels' argmax key: the float32 bits of dist2 (order-preserving
+    for dist2 >= 0) above the inverted row index, so that the larger key is
+    the larger distance and, on equal distances, the lower row."""
+    bits = int(np.float32(dist2).view(np.uint32))
+    return (bits << 32) | (KEY_INDEX_LIMIT - int(row))
+
+
+def unpack_key(key: int) -> Tuple[int, float]:
+    """(row, dist2) of a key made by pack_key."""
+    key = int(key)
+    return KEY_INDEX_LIMIT - (key & KEY_INDEX_LIMIT), float(np.uint32(key >> 32).view(np.float32))
 
 
 class KCenterState(abc.ABC):
@@ -47,6 +68,10 @@ class KCenterState(abc.ABC):
         rows become ineligible without becoming centers.
       run(budget, progress, stop_dist2): `budget` picks; the last one is left
         pending (not pushed) when the budget ends the run.
+      last_run() -> (picks, radii2) of the latest run, also of one that raised
+        (Ctrl-C, a progress callback): every pick but possibly the last is a
+        center (num_centers tells), since a step is all-or-nothing. Without
+        it, pcoreset.Selector rolls an interrupted run back.
     Arrays:
       export_state() -> (mind with -1 for taken rows, nearest, centers);
       load_state(mind, nearest, centers); min_dist2(); stats().
@@ -107,8 +132,13 @@ class KCenterState(abc.ABC):
         """The step loop: `budget` picks from the current state, the last one
         not pushed; stops before a pick whose squared radius is <= stop_dist2
         when that is >= 0. States written in Python use it as it is; the C++
-        and CUDA states run the same loop in their kernels."""
+        and CUDA states run the same loop in their kernels.
+
+        The picks are logged on the state as they are made (last_run()), so
+        those of a run that raised can be recovered; push_row must be
+        all-or-nothing, so every logged pick but possibly the last is a center."""
         picks, radii2 = [], []
+        self._run_log = (picks, radii2)
         best = self.first_pick() if self.num_centers == 0 else self.current_best()
         for t in range(int(budget)):
             p, r2 = best
@@ -116,8 +146,8 @@ class KCenterState(abc.ABC):
                 raise RuntimeError(f"pcoreset: pool exhausted inside the {type(self).__name__}")
             if stop_dist2 >= 0 and r2 <= stop_dist2:
                 break
+            radii2.append(r2)  # radius first: a pick is logged once both are
             picks.append(p)
-            radii2.append(r2)
             if t + 1 == budget:
                 break
             best = self.push_row(p)
@@ -127,24 +157,60 @@ class KCenterState(abc.ABC):
             progress(len(picks))
         return np.asarray(picks, dtype=np.int64), np.asarray(radii2, dtype=np.float64)
 
+    def last_run(self) -> Picks:
+        """(picks, radii2) that run() logged for the latest run, also for one
+        that raised."""
+        picks, radii2 = self.__dict__.get("_run_log", ([], []))
+        m = len(picks)
+        return np.asarray(picks, dtype=np.int64), np.asarray(radii2[:m], dtype=np.float64)
 
-def run_state(state: KCenterState, budget: int, progress: Progress = None, stop_dist2: float = -1.0) -> Picks:
+
+class RunLog:
+    """What a run_state call picked, kept as it goes so that the caller can
+    recover the picks of a run that raised (Ctrl-C, a progress callback):
+    `result()` is (picks, radii2), or None when the state cannot tell (a
+    state without last_run(); the caller then rolls the run back)."""
+
+    def __init__(self) -> None:
+        self.picks: list = []
+        self.radii2: list = []
+        self.state = None  # set when the state's own run() made the picks
+
+    def result(self):
+        if self.state is not None:
+            last_run = getattr(self.state, "last_run", None)
+            if last_run is None:
+                return None
+            picks, radii2 = last_run()
+            return np.asarray(picks, dtype=np.int64), np.asarray(radii2, dtype=np.float64)
+        m = len(self.picks)
+        return np.asarray(self.picks, dtype=np.int64), np.asarray(self.radii2[:m], dtype=np.float64)
+
+
+def run_state(state: KCenterState, budget: int, progress: Progress = None, stop_dist2: float = -1.0,
+              log: Optional["RunLog"] = None) -> Picks:
     """state.run(budget) with an optional stop radius: stop before the first
     pick whose squared radius is <= stop_dist2 (when >= 0). States without a
-    native stop (the CUDA state) run one step per call then.
+    native stop (the CUDA state) run one step per call then. `log` (a RunLog)
+    lets the caller recover the picks made before an exception.
 
     As the kernels do, the last pick is left pending (not yet a center) when
     the budget ends the run, and is already a center when the radius does."""
+    native = stop_dist2 < 0 or getattr(state, "supports_stop", False)
+    if native and log is not None:
+        log.state = state
     if stop_dist2 < 0:
         return state.run(budget, progress)
-    if getattr(state, "supports_stop", False):
+    if native:
         return state.run(budget, progress, stop_dist2)
-    picks, radii2 = [], []
+    if log is None:
+        log = RunLog()
+    picks, radii2 = log.picks, log.radii2
     pending = None
     if budget > 0 and state.num_centers == 0:  # the first pick from the pool mean (radius +inf)
         p, r2 = state.run(1)
-        picks.append(int(p[0]))
         radii2.append(float(r2[0]))
+        picks.append(int(p[0]))
         pending = picks[-1]
     while len(picks) < budget:
         row, r2 = state.push_row(pending) if pending is not None else state.current_best()
@@ -153,8 +219,8 @@ def run_state(state: KCenterState, budget: int, progress: Progress = None, stop_
             raise RuntimeError("pcoreset: pool exhausted inside the state")
         if r2 <= stop_dist2:
             break
-        picks.append(int(row))
         radii2.append(float(r2))
+        picks.append(int(row))
         pending = picks[-1]
         if progress is not None:
             progress(len(picks))
@@ -230,9 +296,10 @@ class Backend(abc.ABC):
         counted by pcoreset.backends.memory_parts."""
 
     def start_values(self, state: KCenterState, problem: Problem) -> Values:
-        """values(rows) -> pool rows as `state` sees them (a torch tensor in the
-        accumulation dtype), which the start's certified search compares."""
-        return torch_values(problem)
+        """values(rows) -> pool rows as `state` sees them, in the accumulation
+        dtype (NumPy or torch), which the start's certified search compares;
+        by default the torch backend's rounding (NumPy's without torch)."""
+        return default_values(problem)
 
     def build_info(self) -> Optional[dict]:
         return None

@@ -13,8 +13,6 @@ Environment (debugging and benchmarks; none changes a pick):
       where the device allows it, else a captured CUDA graph of the three
       kernels of a step)
   PCORESET_CUDA_GRAPHS=0      graph steps launched one by one (as steps=launches)
-  PCORESET_CUDA_PASS=v2|v1    the fused pass (v1: the first kernel's pass, kept
-      to compare; it implies graph steps)
 """
 from __future__ import annotations
 
@@ -38,7 +36,7 @@ except ImportError as exc:  # built without CUDA, or the module failed to load
     _C_cuda = None
     _IMPORT_ERROR = str(exc)
 
-# Largest N * M * C (rows x initial centers x columns) seeded by the kernel's
+# Largest N * M * C (rows x initial centers x columns) whose start is the kernel's
 # exact pass (a warp per row, every center in turn, early exit); larger
 # starts take certified candidates (pcoreset._start) whose distances the
 # kernel recomputes exactly. The GPU's exact pass is far cheaper than the
@@ -46,22 +44,16 @@ except ImportError as exc:  # built without CUDA, or the module failed to load
 EXACT_MAX_WORK = 1e11
 
 _STEPS = ("auto", "persistent", "graph", "launches")
-_PASSES = ("v2", "v1")
 
 
 def _options():
-    """(steps, pass_variant) from the environment, checked."""
+    """The step mode from the environment, checked."""
     steps = os.environ.get("PCORESET_CUDA_STEPS", "auto")
     if steps not in _STEPS:
         raise InvalidInputError(f"PCORESET_CUDA_STEPS={steps!r}: choose one of {_STEPS}")
-    variant = os.environ.get("PCORESET_CUDA_PASS", "v2")
-    if variant not in _PASSES:
-        raise InvalidInputError(f"PCORESET_CUDA_PASS={variant!r}: choose one of {_PASSES}")
     if os.environ.get("PCORESET_CUDA_GRAPHS", "1") == "0" and steps in ("auto", "graph"):
         steps = "launches"
-    if variant == "v1" and steps == "auto":
-        steps = "graph"
-    return steps, variant
+    return steps
 
 
 class CudaState(KCenterState):
@@ -71,8 +63,10 @@ class CudaState(KCenterState):
     problem: a validated Problem whose `x` is a contiguous torch CUDA tensor
         (borrowed: it must stay unchanged while the state exists; the state
         keeps a reference).
-    steps, pass_variant: as PCORESET_CUDA_STEPS / PCORESET_CUDA_PASS (the
-        environment by default).
+    steps: as PCORESET_CUDA_STEPS (the environment by default).
+    pass_variant: "prefetch" (the default); "plain" (no loads issued ahead
+        across chunks) exists for benchmarks/gpu_bench.py's side-by-side
+        comparison only. Both give the same picks and radii, bit for bit.
 
     Row indices are int64; vectors are float64 (C,) or (M, C) NumPy arrays.
     Methods return NumPy arrays and Python numbers, after one host
@@ -94,7 +88,7 @@ class CudaState(KCenterState):
         x = problem.x
         if not (isinstance(x, torch.Tensor) and x.is_cuda and x.is_contiguous()):
             raise InvalidInputError("the cuda backend's state needs a contiguous torch CUDA tensor as the pool")
-        env_steps, env_pass = _options()
+        env_steps = _options()
         self._x = x  # keeps the pool alive
         self._device = x.device
         self._index = x.device.index if x.device.index is not None else torch.cuda.current_device()
@@ -106,7 +100,7 @@ class CudaState(KCenterState):
             lambda stream: _C_cuda.KCenterState(
                 x.data_ptr(), problem.dtype, problem.n, problem.c, bool(problem.from_logits),
                 float(problem.temperature), bool(problem.prune), self._index, stream,
-                steps or env_steps, pass_variant or env_pass),
+                steps or env_steps, pass_variant or "prefetch"),
             extra_centers=0)
 
     # ---- plumbing ----------------------------------------------------------
@@ -231,10 +225,20 @@ class CudaState(KCenterState):
         radii2 float64) NumPy arrays. With no center at all the first pick is
         the row farthest from the pool mean (radius +inf). The last pick is not
         pushed: call push_row(picks[-1]) before continuing. progress(done) is
-        called between segments of steps; Ctrl-C stops at the next segment."""
+        called between segments of steps; Ctrl-C stops at the next segment.
+
+        A run that raises (Ctrl-C, progress raised, the pool ran out of
+        eligible rows) keeps the steps that finished: last_run() gives their
+        picks, and the state is the one an uninterrupted run of them leaves."""
         budget = int(budget)
         return self._call(lambda s: self._state.run(budget, progress, s), extra_centers=max(budget - 1, 0),
                           budget=budget)
+
+    def last_run(self):
+        """(picks, radii2) of the latest run(), also of one that raised: every
+        pick but possibly the last is a center (the last is one unless the
+        budget ended the run; num_centers tells)."""
+        return self._state.last_run()
 
     def export_state(self):
         """(mind (N,) float64 with -1 for taken rows, nearest (N,) int64 with -1
@@ -257,7 +261,7 @@ class CudaState(KCenterState):
         """Counters (steps, rows_computed, rows_visited, center_dists, as the CPU
         state's) and how the last run went: step_mode ("persistent", "graph",
         "launches"; "none" before a run with steps), cuda_graph (its steps
-        ran as replays of a captured CUDA graph), pass ("v2"/"v1"), segments,
+        ran as replays of a captured CUDA graph), pass ("prefetch"/"plain"), segments,
         grid_blocks, note (why a requested mode was not used)."""
         return self._call(lambda s: self._state.stats(s))
 

@@ -155,20 +155,24 @@ class _Distances:
             out[s:s + step] = np.einsum("ij,ij->i", d, d)
         return out
 
-    def pairs(self, rows: np.ndarray, centers: np.ndarray, cand: np.ndarray) -> np.ndarray:
-        """(N, k): d^2(x[rows[i]], centers[cand[i, t]]), all ids valid."""
-        n, k = cand.shape
-        if self.f32 and rows.size == self.x.shape[0]:
-            out = np.empty((n, k), dtype=np.float32)
-            faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(out), faiss.swig_ptr(self.x), faiss.swig_ptr(centers),
-                                    faiss.swig_ptr(np.ascontiguousarray(cand)), self.c, n, k)
+    def pairs(self, centers: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """(N,): d^2(x[i], centers[ids[i]]) for every row (all ids valid):
+        one routine for every caller, so a distance never depends on which
+        other rows were computed with it (labeled rows or centers= vectors
+        give the same bits)."""
+        n = self.x.shape[0]
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if self.f32:
+            out = np.empty(n, dtype=np.float32)
+            if n:
+                faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(out), faiss.swig_ptr(self.x), faiss.swig_ptr(centers),
+                                        faiss.swig_ptr(ids), self.c, n, 1)
             return out
-        out = np.empty((n, k), dtype=self.x.dtype)
+        out = np.empty(n, dtype=self.x.dtype)
         step = chunk_rows(n, self.c)
-        for t in range(k):
-            for s in range(0, n, step):
-                d = self.x[rows[s:s + step]] - centers[cand[s:s + step, t]]
-                out[s:s + step, t] = np.einsum("ij,ij->i", d, d)
+        for s in range(0, n, step):
+            d = self.x[s:s + step] - centers[ids[s:s + step]]
+            out[s:s + step] = np.einsum("ij,ij->i", d, d)
         return out
 
 
@@ -190,9 +194,11 @@ class FaissState(KCenterState):
         self.nearest = np.full(self.n, -1, dtype=np.int64)
         self._steps = 0
         self._computed = 0
+        self._undo = None
 
     @property
     def num_centers(self) -> int:
+        self._settle()
         return self.k
 
     @property
@@ -225,8 +231,8 @@ class FaissState(KCenterState):
             rows = np.flatnonzero(ok)
             if rows.size == 0:
                 continue
+            d = self.dist.pairs(self._centers, first + np.clip(cand[:, t], 0, count - 1))[rows]
             ids = first + cand[rows, t]
-            d = self.dist.pairs(rows, self._centers, ids[:, None])[:, 0]
             cur, cur_id = self.mind[rows], self.nearest[rows]
             closer = (d < cur) | ((d == cur) & (ids < cur_id))
             self.mind[rows[closer]] = d[closer]
@@ -257,12 +263,15 @@ class FaissState(KCenterState):
         self._assign_candidates(first, cand)
 
     def take(self, row: int) -> None:
+        self._settle()
         self.mind[int(row)] = -1
 
     def exclude(self, rows) -> None:
+        self._settle()
         self.mind[np.asarray(rows, dtype=np.int64)] = -1
 
     def current_best(self):
+        self._settle()
         if self.n == 0:
             return -1, 0.0
         p = int(np.argmax(self.mind))
@@ -270,31 +279,64 @@ class FaissState(KCenterState):
             return -1, 0.0
         return p, float(self.mind[p])
 
-    def _push(self, v: np.ndarray) -> int:
-        k = self._append(v[None, :])
+    # A step is all-or-nothing, so that an exception inside it (Ctrl-C, out
+    # of memory) leaves the state of the steps before: the new distances are
+    # computed aside, the old values of the rows that change are kept in
+    # _undo while they are written, and _settle() (at every entry, and when
+    # the write raised) puts them back if the write did not finish. Putting
+    # back is idempotent.
+
+    def _settle(self) -> None:
+        undo = self.__dict__.get("_undo")
+        if undo is not None:
+            k, rows, old_mind, old_nearest = undo
+            self.mind[rows] = old_mind
+            self.nearest[rows] = old_nearest
+            self.k = k
+            self._undo = None
+
+    def _push(self, v: np.ndarray, row=None) -> int:
+        self._settle()
+        k = self.k
+        if k == self._centers.shape[0]:  # grow the buffer (rows < k unchanged)
+            grown = np.empty((2 * k + 16, self.c), dtype=self.dt)
+            grown[:k] = self._centers[:k]
+            self._centers = grown
+        self._centers[k] = v  # slot k is unused until self.k moves
         if k == 0:  # the first center: every eligible row moves
             d = self.dist.to_all(self._centers[0], self.x)
-            eligible = self.mind >= 0
-            self.mind[eligible] = d[eligible]
-            self.nearest[eligible] = 0
-            self._computed += self.n
+            moved = np.flatnonzero(self.mind >= 0)
+            new = d[moved]
+            computed = self.n
         else:
             dcc2 = self.dist.to_all(self._centers[k], self._centers[:k])
             rows = np.flatnonzero(dcc2[np.maximum(self.nearest, 0)] < self.slack * self.mind)
             d = self.dist.to_rows(self._centers[k], rows)
             closer = d < self.mind[rows]
             moved = rows[closer]
-            self.mind[moved] = d[closer]
+            new = d[closer]
+            computed = rows.size
+        changed = moved if row is None else np.append(moved, row)
+        undo = (k, changed, self.mind[changed], self.nearest[changed])
+        self._undo = undo
+        try:
+            self.mind[moved] = new
             self.nearest[moved] = k
-            self._computed += rows.size
+            if row is not None:
+                self.mind[row] = -1
+                self.nearest[row] = k
+            self.k = k + 1
+            self._undo = None
+        except BaseException:
+            self._settle()
+            raise
+        self._computed += computed
         self._steps += 1
         return k
 
     def push_row(self, row: int):
         row = int(row)
-        k = self._push(self.x[row].copy())
-        self.mind[row] = -1
-        self.nearest[row] = k
+        self._push(self.x[row].copy(), row)
         return self.current_best()
 
     def push_center(self, vector):
@@ -312,9 +354,11 @@ class FaissState(KCenterState):
         return int(np.argmax(d)), float("inf")
 
     def min_dist2(self) -> np.ndarray:
+        self._settle()
         return np.maximum(self.mind, 0).astype(np.float64)
 
     def export_state(self):
+        self._settle()
         return self.mind.astype(np.float64), self.nearest.copy(), self.centers.astype(np.float64)
 
     def load_state(self, mind, nearest, centers) -> None:

@@ -48,11 +48,13 @@ class TorchState(KCenterState):
         self.nearest = torch.full((n,), -1, dtype=torch.int64, device=self.dev)
         self.centers = torch.zeros((0, problem.c), dtype=self.acc, device=self.dev)
         self._steps = 0
+        self._undo = None
 
     # ---- centers -------------------------------------------------------------
 
     @property
     def num_centers(self) -> int:
+        self._settle()
         return int(self.centers.shape[0])
 
     def _values(self, rows) -> torch.Tensor:
@@ -110,14 +112,17 @@ class TorchState(KCenterState):
         self._assign_candidates(first, cand)
 
     def take(self, row: int) -> None:
+        self._settle()
         self.taken[int(row)] = True
 
     def exclude(self, rows) -> None:
+        self._settle()
         self.taken[torch.as_tensor(np.asarray(rows, dtype=np.int64)).to(self.dev)] = True
 
     # ---- steps ---------------------------------------------------------------
 
     def current_best(self):
+        self._settle()
         score = torch.where(self.taken, torch.tensor(-1.0, dtype=self.acc, device=self.dev), self.mind)
         if score.numel() == 0:
             return -1, 0.0
@@ -126,21 +131,46 @@ class TorchState(KCenterState):
             return -1, 0.0
         return p, float(self.mind[p])
 
-    def _push(self, vec: torch.Tensor):
-        k = self._append(vec[None, :])
-        d = _sq_dist(self.problem, self.x, self.centers[k], self.step)
+    # A step is all-or-nothing, so that an exception inside it (Ctrl-C, out
+    # of memory) leaves the state of the steps before: the new tensors are
+    # computed aside, the old ones are kept in _undo while they are swapped
+    # in, and _settle() (at every entry, and when the swap raised) puts them
+    # back if the swap did not finish. Putting back is idempotent.
+
+    def _settle(self) -> None:
+        undo = self.__dict__.get("_undo")
+        if undo is not None:
+            self.centers, self.mind, self.nearest, row, was_taken = undo
+            if row is not None:
+                self.taken[row] = was_taken
+            self._undo = None
+
+    def _push(self, vec: torch.Tensor, row=None):
+        self._settle()
+        k = self.num_centers
+        centers = torch.cat([self.centers, vec[None, :].to(device=self.dev, dtype=self.acc)])
+        d = _sq_dist(self.problem, self.x, centers[k], self.step)
         closer = d < self.mind
-        self.mind = torch.where(closer, d, self.mind)
-        self.nearest = torch.where(closer, torch.full_like(self.nearest, k), self.nearest)
+        mind = torch.where(closer, d, self.mind)
+        nearest = torch.where(closer, torch.full_like(self.nearest, k), self.nearest)
+        if row is not None:
+            mind[row] = 0
+            nearest[row] = k
+        undo = (self.centers, self.mind, self.nearest, row, None if row is None else bool(self.taken[row]))
+        self._undo = undo
+        try:
+            self.centers, self.mind, self.nearest = centers, mind, nearest
+            if row is not None:
+                self.taken[row] = True
+            self._undo = None
+        except BaseException:
+            self._settle()
+            raise
         self._steps += 1
         return k
 
     def push_row(self, row: int):
-        row = int(row)
-        k = self._push(self._values([row])[0])
-        self.taken[row] = True
-        self.mind[row] = 0
-        self.nearest[row] = k
+        self._push(self._values([int(row)])[0], int(row))
         return self.current_best()
 
     def push_center(self, vector):
@@ -160,9 +190,11 @@ class TorchState(KCenterState):
     # ---- arrays --------------------------------------------------------------
 
     def min_dist2(self) -> np.ndarray:
+        self._settle()
         return torch.where(self.taken, torch.zeros_like(self.mind), self.mind).double().cpu().numpy()
 
     def export_state(self):
+        self._settle()
         mind = torch.where(self.taken, torch.full_like(self.mind, -1), self.mind).double().cpu().numpy()
         return mind, self.nearest.cpu().numpy().copy(), self.centers.double().cpu().numpy()
 

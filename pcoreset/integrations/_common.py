@@ -7,6 +7,8 @@ from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
+from .. import _start, backends
+from .._problem import make_problem, softmax
 from ..errors import InvalidInputError, InvalidTypeError
 from ..select import select
 
@@ -146,27 +148,26 @@ def as_probability_rows(scores, *, from_logits: bool, temperature: float) -> np.
             scores = scores.detach().cpu().double().numpy()
     except ImportError:  # pragma: no cover
         pass
-    rows = np.asarray(scores, dtype=np.float64)
     if from_logits:
-        z = rows / float(temperature)
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        rows = e / e.sum(axis=1, keepdims=True)
-    return rows
+        return softmax(scores, float(temperature), dtype=np.float64)
+    return np.asarray(scores, dtype=np.float64)
 
 
-def nearest_distances(rows: np.ndarray, centers: np.ndarray, chunk_elems: int = 1 << 22) -> np.ndarray:
-    """For each row, the Euclidean distance to its nearest center (float64,
-    from the differences themselves: no ||x||^2 + ||y||^2 - 2xy shortcut,
-    which loses the small distances between confident rows). Works in
-    chunks of at most `chunk_elems` values; +inf where there is no center."""
-    out = np.full(rows.shape[0], np.inf)
-    if centers.shape[0] == 0:
-        return out
-    per_row = centers.shape[0] * max(1, rows.shape[1])
-    step = max(1, chunk_elems // per_row)
-    for start in range(0, rows.shape[0], step):
-        block = rows[start:start + step]
-        diff = block[:, None, :] - centers[None, :, :]
-        out[start:start + step] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff).min(axis=1))
+def distances_before_picks(pool: np.ndarray, centers: Optional[np.ndarray], picks: np.ndarray,
+                           backend: str = "auto") -> np.ndarray:
+    """(len(picks), N) float64: before each pick, every pool row's distance
+    to its nearest center (the `centers` vectors, none for None, and the
+    earlier picks), read from a kernel state that replays the picks: the
+    same arithmetic as the selection itself. Before any center the row is
+    +inf; picked rows read 0."""
+    problem = make_problem(pool, None, 0, simplex=False, from_logits=False, temperature=1.0, prune=True,
+                           num_threads=0, progress=None, centers=centers)
+    chosen = backends.choose_stateful(problem, backend)
+    state = chosen.make_state(problem)
+    _start.start_state(chosen, state, problem)
+    out = np.empty((len(picks), problem.n), dtype=np.float64)
+    for i, p in enumerate(np.asarray(picks, dtype=np.int64).tolist()):
+        out[i] = np.sqrt(np.maximum(np.asarray(state.min_dist2(), dtype=np.float64), 0.0)) \
+            if state.num_centers else np.inf
+        state.push_row(p)
     return out

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._common import (ScoresFn, as_probability_rows, check_options, classifier_scores, nearest_distances,
+from ._common import (ScoresFn, as_probability_rows, check_options, classifier_scores, distances_before_picks,
                       require, select_with_center_vectors)
 
 _base = require("skactiveml.base", "scikit-activeml", "1.0.x")
@@ -144,20 +144,16 @@ class PCoreSet(_base.SingleAnnotatorPoolQueryStrategy):
     def _fill_utilities(self, utilities: np.ndarray, pool_scores, center_scores, columns: np.ndarray,
                         picks_local: np.ndarray) -> None:
         pool = as_probability_rows(pool_scores, from_logits=self.from_logits, temperature=self.temperature)
-        if center_scores is None:
+        centers = None
+        if center_scores is not None:
+            centers = as_probability_rows(center_scores, from_logits=self.from_logits, temperature=self.temperature)
+        shown = distances_before_picks(pool, centers, picks_local, backend=self.backend)
+        if centers is None:
             # no center yet: the first pick is the candidate farthest from the mean
-            shown = np.sqrt(((pool - pool.mean(axis=0)) ** 2).sum(axis=1))
-            dist = np.full(len(columns), np.inf)
-        else:
-            centers = as_probability_rows(center_scores, from_logits=self.from_logits,
-                                          temperature=self.temperature)
-            dist = nearest_distances(pool, centers)
-            shown = dist
+            shown[0] = np.sqrt(((pool - pool.mean(axis=0)) ** 2).sum(axis=1))
         taken = np.zeros(len(columns), dtype=bool)
         for i, p in enumerate(picks_local):
-            row = shown.copy()
+            row = shown[i]
             row[taken] = np.nan
             utilities[i, columns] = row
             taken[p] = True
-            dist = np.minimum(dist, np.sqrt(((pool - pool[p]) ** 2).sum(axis=1)))
-            shown = dist

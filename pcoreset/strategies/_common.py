@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from .._problem import check_budget, check_values
+from .._problem import check_budget, check_values, softmax
 from ..errors import InvalidInputError, InvalidTypeError
 from .base import PoolState, RngLike
 
@@ -101,19 +101,6 @@ def check_matrix(x, name: str, n: Optional[int], cols: Optional[int] = None) -> 
         a = a.astype(np.float32)
     check_values(a, str(a.dtype), simplex=False, name=name)
     return a
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row softmax in float32 (float64 for float64 logits), chunked."""
-    dtype = np.float64 if logits.dtype == np.float64 else np.float32
-    out = np.empty(logits.shape, dtype=dtype)
-    for start, stop in _chunks(logits.shape[0], logits.shape[1]):
-        z = np.asarray(logits[start:stop], dtype=dtype)
-        z = z - z.max(axis=1, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
-        out[start:stop] = z
-    return out
 
 
 def mixed_probs(ce_logits, kd_logits, *, alpha: float = 0.5) -> np.ndarray:

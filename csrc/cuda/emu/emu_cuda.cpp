@@ -171,6 +171,20 @@ bool cooperative_allowed() {
   ++launched;
   return true;
 }
+// PCS_EMU_FAIL_LAUNCH=n: the n-th launch counted from when the variable
+// took this value fails (1: the next one); the others run.
+bool launch_allowed() {
+  static unsigned launched = 0;
+  static std::string seen;
+  const char* env = std::getenv("PCS_EMU_FAIL_LAUNCH");
+  const std::string which = env ? env : "";
+  if (which != seen) {
+    seen = which;
+    launched = 0;
+  }
+  if (which.empty()) return true;
+  return ++launched != static_cast<unsigned>(std::atoi(which.c_str()));
+}
 unsigned char* dynamic_smem() { return blk->smem.data(); }
 
 int warp_parity() { return static_cast<int>(blk->warp_gen[cur->tid / 32] & 1u); }
@@ -260,6 +274,8 @@ thread_local int g_device = 0;
 cudaError_t g_last = cudaSuccess;
 }  // namespace
 
+void pcs_emu::set_last_error(cudaError_t e) { g_last = e; }
+
 cudaError_t cudaGetDevice(int* d) {
   *d = g_device;
   return cudaSuccess;
@@ -328,6 +344,7 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaSuccess: return "cudaSuccess";
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorCooperativeLaunchTooLarge: return "cudaErrorCooperativeLaunchTooLarge";
+    case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
     default: return "cudaErrorEmulated";
   }

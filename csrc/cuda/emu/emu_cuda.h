@@ -54,6 +54,7 @@ enum cudaError_t {
   cudaSuccess = 0,
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
+  cudaErrorLaunchOutOfResources = 701,
   cudaErrorCooperativeLaunchTooLarge = 720,
   cudaErrorNotSupported = 801,
   cudaErrorStreamCaptureInvalidated = 901,
@@ -132,11 +133,20 @@ int warp_parity();
 // False when the emulated device refuses this cooperative launch (see
 // PCS_EMU_COOPERATIVE_LIMIT in emu_cuda.cpp; tests of the fallback).
 bool cooperative_allowed();
+// False for the launch that PCS_EMU_FAIL_LAUNCH names (see emu_cuda.cpp;
+// tests of the error paths): it does not run and reports
+// cudaErrorLaunchOutOfResources, through cudaGetLastError too.
+bool launch_allowed();
+void set_last_error(cudaError_t e);
 
 template <typename... P, typename... Args>
 cudaError_t launch(void (*kernel)(P...), unsigned grid, unsigned block, size_t smem, cudaStream_t stream,
                    bool cooperative, Args&&... args) {
   if (cooperative && !cooperative_allowed()) return cudaErrorCooperativeLaunchTooLarge;
+  if (!launch_allowed()) {
+    set_last_error(cudaErrorLaunchOutOfResources);
+    return cudaErrorLaunchOutOfResources;
+  }
   std::tuple<std::decay_t<P>...> params(static_cast<P>(std::forward<Args>(args))...);
   auto body = [kernel, params]() { std::apply(kernel, params); };
   auto run = [body, grid, block, smem, cooperative]() { run_grid(body, grid, block, smem, cooperative); };

@@ -1,4 +1,4 @@
-"""Dual-head students (DESIGN.md §5): a shared backbone with a CE head and a KD head.
+"""Dual-head students (docs/guide/activekd.rst): a shared backbone with a CE head and a KD head.
 
 Loss (distill=True):  0.5 * CE(ce_head, labeled)
                     + 0.5 * (KD(kd_head, labeled) + KD(kd_head, unlabeled)),

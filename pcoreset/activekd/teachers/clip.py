@@ -1,4 +1,4 @@
-"""``clip``: zero-shot CLIP through open_clip (DESIGN.md §5).
+"""``clip``: zero-shot CLIP through open_clip (docs/guide/activekd.rst).
 
 logits = 100 * cos(image, class text embedding), the class embedding being the
 normalised mean of the normalised embeddings of every prompt template (CLIP's
