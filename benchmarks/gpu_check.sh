@@ -4,7 +4,8 @@
 # says whether the CUDA kernel is correct and how fast it is.
 #
 #   bash benchmarks/gpu_check.sh OUT       (GPU_CHECK_SECONDS=500: the whole run's budget;
-#                                           give the command about a minute more)
+#                                           give the command about a minute more, e.g. a
+#                                           590 s limit on a lent device machine)
 #
 # Stages, each bounded by the time left, each recorded in OUT even when an
 # earlier one failed:

@@ -27,11 +27,12 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import _atomic
 from .errors import InvalidInputError
 
 __all__ = [
     "check_input_file", "check_output_path", "check_input_dir", "check_output_dir",
-    "read_index_file", "read_npy_header", "save_npy_atomic",
+    "read_index_file", "read_npy_header", "load_npy", "save_npy_atomic", "save_text_atomic",
     "add_input", "add_output", "add_input_dir", "add_output_dir", "check_path_args",
 ]
 
@@ -172,10 +173,7 @@ def read_index_file(path, arg: str = "--labeled") -> np.ndarray:
     with open(path, "rb") as f:
         head = f.read(len(_NPY_MAGIC))
     if head == _NPY_MAGIC:
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise _fail(arg, path, f"not a readable .npy file ({exc})") from None
+        arr = load_npy(path, arg)
         if arr.dtype.kind not in "iu":
             raise _fail(arg, path, f"holds {arr.dtype} values; expected integer row indices")
         arr = arr.reshape(-1) if arr.ndim == 0 else arr
@@ -230,34 +228,40 @@ def read_npy_header(path, arg: str) -> Tuple[tuple, np.dtype]:
     return shape, dtype
 
 
-def _write_atomic(path: str, mode: str, write, **open_kwargs) -> None:
-    """write(f) into a temporary file beside `path`, then rename it onto
-    `path` (a crash never leaves half a file); removed on any failure. The
-    file is created with open(), so its mode follows the umask."""
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp{os.getpid()}")
+def load_npy(path, arg: str, mmap: bool = False) -> np.ndarray:
+    """Read a numeric .npy file (never unpickled), memory-mapped when `mmap`.
+    A file that is not .npy, holds objects, or is shorter than its header says
+    (a truncated copy, a disk that filled up) raises InvalidInputError naming
+    `arg` and the path; NumPy's own errors never reach the caller."""
+    shape, dtype = read_npy_header(path, arg)
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(f)
+        offset = f.tell()
+    need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    have = os.path.getsize(path) - offset
+    if have < need:
+        raise _fail(arg, path, f"truncated .npy file: its header says {shape} {dtype} ({need} bytes of data) "
+                               f"but it holds {have} bytes")
     try:
-        with open(tmp, mode, **open_kwargs) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise _fail(arg, path, f"not a readable .npy file ({str(exc).splitlines()[0] if str(exc) else exc!r})") \
+            from None
 
 
 def save_npy_atomic(path: str, array) -> None:
     """Write `array` as .npy to exactly `path` (no ".npy" appended), through a
-    temporary file in the same directory renamed into place, so a crash never
-    leaves half a file. The file's mode follows the umask."""
-    _write_atomic(path, "wb", lambda f: np.save(f, np.asarray(array), allow_pickle=False))
+    temporary file in the same directory, synced and renamed into place, so
+    a crash never leaves half a file. The file's mode follows the umask."""
+    array = np.asarray(array)
+    _atomic.write_atomic(path, lambda f: np.save(f, array, allow_pickle=False))
 
 
 def save_text_atomic(path: str, text: str) -> None:
-    """Write `text` to exactly `path` through a temporary file renamed into
-    place (the mode follows the umask)."""
-    _write_atomic(path, "w", lambda f: f.write(text), encoding="utf-8")
+    """Write `text` (UTF-8) to exactly `path`, atomically (as save_npy_atomic)."""
+    _atomic.write_text(path, text)
 
 
 # ------------------------------------------------------------------ declaring file options

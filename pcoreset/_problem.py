@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from . import _memory
+from ._paths import load_npy
 from .errors import InvalidInputError, InvalidTypeError, PoolExhaustedError
 
 try:  # torch is optional (pcoreset[torch]): NumPy pools need only NumPy
@@ -113,7 +114,7 @@ def as_pool(x: Any, name: str = "probs"):
             raise InvalidInputError(f"{name}={path!r}: no such file")
         if not path.endswith(".npy"):
             raise InvalidInputError(f"{name}={path!r}: only .npy files can be read as a pool")
-        x = np.load(path, mmap_mode="r", allow_pickle=False)
+        x = load_npy(path, name, mmap=True)  # a truncated or damaged file: an InvalidInputError naming it
     if _is_torch(x):
         dt = _torch_dtype_name(x)
         if dt is None:

@@ -78,7 +78,7 @@ def _check_own_shard(args) -> None:
     else:
         raise InvalidInputError(f"--shards has {len(shards)} files for {world} ranks; pass one per "
                                 "rank or one pattern with {rank}")
-    _paths.read_npy_header(path, f"--shards (rank {rank})")
+    _paths.load_npy(path, f"--shards (rank {rank})", mmap=True)  # header and size: a truncated shard fails here
 
 
 def _writes_outputs(args) -> bool:
@@ -121,7 +121,7 @@ def main_select_distributed(args) -> int:
         want_radii = args.radii_out is not None
         centers = None
         if getattr(args, "centers", None):
-            centers = np.load(args.centers, mmap_mode="r", allow_pickle=False)  # every rank reads it
+            centers = _read_centers(args.centers)  # every rank reads it
         if getattr(args, "stop_radius", None) is not None:
             raise InvalidInputError("--stop-radius is not available with --distributed; pass --budget")
         result = select(path, _paths.read_index_file(args.labeled), args.budget, labeled_is_global=True,
@@ -175,7 +175,7 @@ def _select(args) -> int:
         raise InvalidInputError("select needs a .npy pool file (or --distributed with --shards)")
     if args.shards:
         raise InvalidInputError("--shards needs --distributed")
-    _paths.read_npy_header(args.probs, "probs")
+    _paths.load_npy(args.probs, "probs", mmap=True)  # a damaged or truncated file fails here, in one line
     labeled = _paths.read_index_file(args.labeled, "--labeled")
     centers = _read_centers(args.centers)
     try:
@@ -199,10 +199,7 @@ def _read_centers(path):
     """--centers: an (M, C) .npy of center vectors (memory-mapped, never unpickled)."""
     if not path:
         return None
-    import numpy as np
-
-    _paths.read_npy_header(path, "--centers")
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+    return _paths.load_npy(path, "--centers", mmap=True)
 
 
 def _check_budget_options(args) -> None:
@@ -227,7 +224,7 @@ def _cmd_coverage(args) -> int:
     from . import _problem
     from .selector import Selector
 
-    _paths.read_npy_header(args.probs, "probs")
+    _paths.load_npy(args.probs, "probs", mmap=True)  # a damaged or truncated file fails here, in one line
     labeled = _paths.read_index_file(args.labeled, "--labeled")
     centers = _read_centers(args.centers)
     if args.max_budget is None and args.stop_radius is None:

@@ -38,7 +38,6 @@ SHARED = "a the of with used for small large kind any".split()
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PCORESET_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("PCORESET_TEST_KILL_AT", raising=False)
 
 
 def make_dataset(root: Path, n_pool=90, n_test=30, pool_labels=True, seed=0):
@@ -124,19 +123,23 @@ def test_distillation_learns_from_teacher(tmp_path):
 def test_resume_after_kill_loses_and_repeats_no_label(tmp_path):
     data, logits, _ = make_dataset(tmp_path)
     out = tmp_path / "run"
-    env = dict(os.environ, PCORESET_TEST_KILL_AT="round2:after_picks", PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "pcoreset", *run_args(out, data, logits)]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    faults = str(REPO / "tests" / "_write_faults.py")
+    # SIGKILLed in the middle of round 2, as it writes the round's labels
+    cmd = [sys.executable, faults, "rounds/2/labels.npy", "-", "--", *run_args(out, data, logits)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -9, proc.stderr  # SIGKILLed in the middle of round 2
+    assert proc.returncode == -9, proc.stderr
     assert (out / "rounds" / "1" / "metrics.json").is_file()
     assert not (out / "rounds" / "2" / "metrics.json").exists()
+    assert len(list((out / "rounds" / "2").glob(".labels.npy.*.tmp"))) == 1  # the write cut short
     before = read_picks(out, 2)
-    env.pop("PCORESET_TEST_KILL_AT")
+    cmd = [sys.executable, "-m", "pcoreset", *run_args(out, data, logits)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     after = read_picks(out, 2)
     for a, b in zip(before, after):  # nothing re-selected, nothing lost
         np.testing.assert_array_equal(a, b)
+    assert not list(out.rglob("*.tmp"))  # the resume removed it
     allp = np.concatenate(after)
     assert len(allp) == 3 + 2 * 6 and len(np.unique(allp)) == len(allp)
     metrics = [json.loads((out / "rounds" / str(k) / "metrics.json").read_text()) for k in range(3)]
@@ -231,7 +234,7 @@ def test_teacher_files_are_read_without_unpickling(tmp_path):
     res = run(base_cfg(data, tmp_path / "t.pt", rounds=0), tmp_path / "pt", progress=False, echo=lambda s: None)
     assert res.status == "finished"
     np.save(tmp_path / "obj.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(InvalidInputError, match="without unpickling"):
+    with pytest.raises(InvalidInputError, match="never unpickled"):
         run(base_cfg(data, tmp_path / "obj.npy"), tmp_path / "obj", progress=False, echo=lambda s: None)
     np.save(tmp_path / "bad.npy", arr[:, :2])
     with pytest.raises(InvalidInputError, match=r"shape \(120, 2\)"):
@@ -508,9 +511,9 @@ def test_oracle_skipped_rows_are_excluded_and_replaced(tmp_path, strategy):
         from pcoreset import Selector
 
         probs = np.load(out / "rounds" / "1" / "pool_probs.npy")
-        with np.load(out / "rounds" / "1" / "selector.npz") as f:
+        with np.load(out / "rounds" / "1" / "round.npz") as f:
             pool_rows = f["pool_rows"]
-            labeled = f["labeled"]
+            labeled = f["selector_labeled"]
         ref = Selector(probs, labeled)
         ref.next(len(first))
         ref.exclude(np.flatnonzero(np.isin(pool_rows, skipped)))

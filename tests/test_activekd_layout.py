@@ -163,3 +163,9 @@ def _image_dataset():
     return Dataset(name="img", ids=["a", "b"], labels=np.array([0, 1]), is_test=np.array([False, True]),
                    class_names=["cat", "dog"], items=["a.png", "b.png"],
                    meta={"templates": ["a photo of a {}.", "an image of a {}."]})
+
+
+def test_no_module_of_the_driver_is_over_600_lines():
+    sizes = {str(p.relative_to(REPO)): len(p.read_text(encoding="utf-8").splitlines())
+             for p in (REPO / "pcoreset" / "activekd").rglob("*.py")}
+    assert sizes and {p: n for p, n in sizes.items() if n > 600} == {}

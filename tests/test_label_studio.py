@@ -108,7 +108,6 @@ def label_studio(tmp_path_factory):
 def key_env(label_studio, monkeypatch, tmp_path):
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.key)
     monkeypatch.setenv("PCORESET_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("PCORESET_TEST_KILL_AT", raising=False)
     return label_studio
 
 
@@ -138,10 +137,12 @@ def _pending(out: Path):
     return k, np.load(out / "rounds" / str(k) / "picks.npy")
 
 
-def _cli(args, env_extra=None):
-    env = dict(os.environ, PYTHONPATH=str(REPO), **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "pcoreset", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+def _cli(args, kill_at=None):
+    """`pcoreset ARGS` in a subprocess; with `kill_at`, SIGKILLed just before
+    the first write of a file whose path ends with it (tests/_write_faults.py)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmd = [str(REPO / "tests" / "_write_faults.py"), kill_at, "-", "--"] if kill_at else ["-m", "pcoreset"]
+    return subprocess.run([sys.executable, *cmd, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_label_studio_run_equals_csv_run_with_skips_out_of_order_labels_and_a_kill(key_env, tmp_path):
@@ -162,7 +163,7 @@ def test_label_studio_run_equals_csv_run_with_skips_out_of_order_labels_and_a_ki
             assert main(csv_args) == 0
             return
         for args in (ls_args, csv_args):
-            proc = _cli(args, {"PCORESET_TEST_KILL_AT": kill_at})
+            proc = _cli(args, kill_at)
             assert proc.returncode == -9, proc.stderr  # SIGKILLed, like a power cut
 
     def give(round_k, decide):
@@ -213,7 +214,9 @@ def test_label_studio_run_equals_csv_run_with_skips_out_of_order_labels_and_a_ki
     k, picks = _pending(ls_out)
     assert k == 1 and not {f"s{int(r):03d}" for r in picks} & set(skipped_ids)
     give(1, truth.get)  # the replacements
-    both("round2:after_picks")  # round 1 finishes, round 2 is picked, then the power goes
+    # round 1 finishes, round 2 is picked, then the power goes (at the write
+    # that follows the saved picks: summary.csv)
+    both("/summary.csv")
     assert _state(ls_out) == _state(csv_out)
     both()  # resumes: the same round-2 picks, asked in Label Studio now
     give(2, truth.get)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent / "pcoreset"
 # Lowest first. A module may import from its own layer and the layers below.
 LAYERS: List[Tuple[str, List[str]]] = [
     ("errors", ["pcoreset.errors", "pcoreset._version"]),
-    ("utilities", ["pcoreset._memory", "pcoreset._threads", "pcoreset._paths", "pcoreset._deps"]),
+    ("utilities", ["pcoreset._memory", "pcoreset._threads", "pcoreset._atomic", "pcoreset._paths", "pcoreset._deps"]),
     ("validation and conversion", ["pcoreset._problem"]),
     ("state protocol and step loop", ["pcoreset.backends.base"]),
     ("backends", ["pcoreset.backends.cpu", "pcoreset.backends.cuda", "pcoreset.backends.faiss_backend",

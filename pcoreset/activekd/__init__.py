@@ -9,7 +9,9 @@ Where each part lives (every registry lists its built-in entries in one table):
     datasets/     DATASETS: text CSV, embedded WordNet, Fashion-MNIST, ImageFolder, torchvision
     teachers/     TEACHERS: zeroshot-text, precomputed, clip, fewshot (CLAP); the output cache
     students/     STUDENTS: bow (text), smallcnn / resnet18 / mobilenet_v2 (images)
-    loop.py       the round loop and the resumable run directory
+    loop.py       the round loop and the resumable run directory (rounds.py: an open round's state)
+    oracles/      where people's labels come from: a CSV file, a Label Studio project
+    _io.py        atomic writes, pickle-free reads, the run folder's lock
     report.py     tables and paired comparisons across runs (stats.py, plot.py)
     demo.py, cli.py   ``pcoreset demo`` and the run/demo/report/export-picks subcommands
 

@@ -1,64 +1,27 @@
-"""Atomic writes (modes follow the umask) and pickle-free reads of user files."""
+"""Atomic writes (modes follow the umask), pickle-free reads of user files, and
+the lock that keeps one run per run folder."""
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
-import stat
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError
-
-
-def _umask() -> int:
-    """The process umask (read without changing it where /proc allows)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _new_file_mode(path: Path) -> int:
-    """The mode a plain open() would give: an existing file keeps its mode, a new
-    one gets 0666 less the umask (mkstemp alone would make it 0600)."""
-    try:
-        return stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        return 0o666 & ~_umask()
-
-
-def _atomic(path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = _new_file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from .. import _atomic, _paths
+from ..errors import InvalidInputError, PcoresetError
 
 
 def write_bytes(path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and os.replace: readers see
-    the old file or the new one, never half of it."""
-    _atomic(path, lambda fh: fh.write(data))
+    """Write `data` to `path` atomically and durably (pcoreset._atomic): readers
+    see the old file or the new one, never half of it. Creates the directory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic.write_bytes(path, data)
 
 
 def write_text(path, text: str) -> None:
@@ -70,7 +33,10 @@ def write_json(path, obj) -> None:
 
 
 def write_npy(path, arr: np.ndarray) -> None:
-    _atomic(path, lambda fh: np.save(fh, np.asarray(arr), allow_pickle=False))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.asarray(arr)
+    _atomic.write_atomic(path, lambda fh: np.save(fh, arr, allow_pickle=False))
 
 
 def write_csv(path, rows, fields) -> None:
@@ -93,27 +59,37 @@ def _jsonable(x):
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
-def read_json(path):
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+def read_json(path, what: str = ""):
+    """The JSON in `path`. A file that is not UTF-8 JSON (cut short by a full
+    disk, edited by hand) raises PcoresetError in one line naming it."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except UnicodeDecodeError:
+        raise PcoresetError(f"{what or path.name}: {str(path)!r} is damaged (not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:
+        raise PcoresetError(f"{what or path.name}: {str(path)!r} is damaged (not JSON: {exc.msg} at line "
+                            f"{exc.lineno}, column {exc.colno})") from None
 
 
 def load_array(path, what: str) -> np.ndarray:
     """Load a .npy/.npz (allow_pickle=False) or .pt/.pth (torch.load weights_only=True)
-    file holding one numeric array."""
+    file holding one numeric array. A missing, truncated or damaged file raises
+    InvalidInputError naming `what` and the path."""
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"{what}: file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return np.asarray(_paths.load_npy(path, what))
     try:
-        if suffix in (".npy", ".npz"):
-            obj = np.load(path, allow_pickle=False)
-            if isinstance(obj, np.lib.npyio.NpzFile):
+        if suffix == ".npz":
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as obj:
                 keys = list(obj.keys())
                 if len(keys) != 1:
                     raise InvalidInputError(f"{what}: {str(path)!r} holds arrays {keys}; expected exactly one")
-                obj = obj[keys[0]]
-            return np.asarray(obj)
+                return np.asarray(obj[keys[0]])
         if suffix in (".pt", ".pth"):
             import torch
 
@@ -125,7 +101,73 @@ def load_array(path, what: str) -> np.ndarray:
             return obj.detach().cpu().float().numpy()
     except InvalidInputError:
         raise
-    except Exception as exc:  # corrupt file, pickled object refused, ...
-        raise InvalidInputError(f"{what}: cannot read {str(path)!r} without unpickling: {exc}") from exc
+    except Exception as exc:  # truncated zip, pickled object refused, ...
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidInputError(f"{what}: cannot read {str(path)!r} (damaged, or holds pickled objects: "
+                                f"{first})") from exc
     raise InvalidInputError(f"{what}: {str(path)!r} has suffix {suffix!r}; expected .npy, .npz, .pt or .pth")
 
+
+def load_arrays(path, what: str) -> dict:
+    """Every array of a .npz file (never unpickled), read whole; a damaged file
+    raises PcoresetError naming `what`."""
+    try:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
+            return {k: np.asarray(f[k]) for k in f.files}
+    except FileNotFoundError:
+        raise InvalidInputError(f"{what}: file {str(path)!r} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged zip raises many kinds
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PcoresetError(f"{what}: {str(path)!r} is damaged ({first})") from None
+
+
+# ------------------------------------------------------------------ one run per run folder
+
+LOCK_NAME = ".pcoreset.lock"
+_held: dict = {}  # realpath of a run folder -> [fd, depth]: this process's locks
+
+
+@contextlib.contextmanager
+def run_lock(out):
+    """Hold the run folder `out` for this process: an exclusive ``flock`` on
+    ``out/.pcoreset.lock`` (the folder is created if needed). A second process
+    asking for the same folder fails at once with PcoresetError naming the
+    folder and the holder's PID. The kernel drops the lock when its holder
+    exits, however it exits, so a lock left by a killed run never blocks. A
+    process may take the lock again while it holds it (nested calls)."""
+    out = Path(out).expanduser()
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    key = os.path.realpath(out)
+    if key in _held:
+        _held[key][1] += 1
+        try:
+            yield out
+        finally:
+            _held[key][1] -= 1
+        return
+    path = out / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise PcoresetError(f"run folder {str(out)!r} is in use by another pcoreset process (PID {holder}); "
+                            "wait for it to finish, or use another --out") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    _held[key] = [fd, 1]
+    try:
+        yield out
+    finally:
+        del _held[key]
+        if created and [p.name for p in out.iterdir()] == [LOCK_NAME]:
+            os.unlink(path)  # nothing was written: leave no folder behind
+            os.rmdir(out)
+        else:
+            os.ftruncate(fd, 0)
+        os.close(fd)  # releases the flock

@@ -11,7 +11,7 @@ from pathlib import Path
 from .. import _paths
 from ..errors import InvalidInputError, PcoresetError
 from . import _io
-from .config import RunConfig, read_config_file, upgrade_saved
+from .config import RunConfig, read_config_file, read_saved_config
 
 # flag -> (RunConfig field, type, help). Defaults are None so that only flags the
 # user typed override the config file / the saved run.
@@ -74,13 +74,13 @@ def _explicit(args) -> dict:
 def config_from_args(args) -> RunConfig:
     """defaults <- saved run config (when resuming) or --config file <- typed flags."""
     base = {}
-    saved = Path(args.out) / "config.json"
     if args.config:
         base.update(read_config_file(args.config))
-    elif saved.is_file():
-        base.update(upgrade_saved(_io.read_json(saved)))
+    elif (Path(args.out) / "config.json").is_file():
+        base.update(read_saved_config(args.out).to_dict())
     base.update(_explicit(args))
-    return RunConfig.from_dict(base, source=args.config or "flags").validate()
+    source = f"--config {args.config!r}" if args.config else "settings"
+    return RunConfig.from_dict(base, source=source).validate(source)
 
 
 def _one_line(func):
@@ -103,8 +103,10 @@ def _one_line(func):
 def _cmd_run(args) -> int:
     from .loop import run
 
-    cfg = config_from_args(args)
-    res = run(cfg, args.out, progress=not args.quiet, echo=(lambda s: None) if args.quiet else print)
+    _paths.check_output_dir(Path(args.out).expanduser(), "--out")
+    with _io.run_lock(args.out):  # held from the first read of the run folder
+        cfg = config_from_args(args)
+        res = run(cfg, args.out, progress=not args.quiet, echo=(lambda s: None) if args.quiet else print)
     if res.status == "finished":
         print(f"finished: {len(res.metrics)} rounds in {res.run_dir} (summary.csv, curves.png)")
     elif args.quiet:
@@ -131,7 +133,11 @@ def _cmd_report(args) -> int:
     find_runs(args.run_dirs)
     out = args.out if args.out is not None else (args.run_dirs[0] if len(args.run_dirs) == 1 else ".")
     _paths.check_output_dir(Path(out).expanduser(), "--out")
-    report(args.run_dirs, out_dir=out, reference=args.against)
+    if (Path(out) / "config.json").is_file():  # writing into a run folder: only while no run works there
+        with _io.run_lock(out):
+            report(args.run_dirs, out_dir=out, reference=args.against)
+    else:
+        report(args.run_dirs, out_dir=out, reference=args.against)
     return 0
 
 
@@ -155,7 +161,7 @@ def export_picks(run_dir, round_k=None) -> str:
 
     run_dir = Path(run_dir)
     find_runs([run_dir])
-    cfg = RunConfig.from_dict(upgrade_saved(_io.read_json(run_dir / "config.json")))
+    cfg = read_saved_config(run_dir)
     rounds = sorted(int(p.name) for p in (run_dir / "rounds").iterdir()
                     if p.name.isdigit() and (p / "picks.npy").is_file())
     if not rounds:
@@ -164,8 +170,13 @@ def export_picks(run_dir, round_k=None) -> str:
     if k not in rounds:
         raise InvalidInputError(f"--round={k}: run {str(run_dir)!r} has picks for rounds {rounds}")
     rd = run_dir / "rounds" / str(k)
-    picks = _io.load_array(rd / "picks.npy", "picks.npy").astype(int)
+    # labels.npy first: a run writes picks.npy before it, so labels read here
+    # always belong to the picks read next (export-picks takes no lock: it
+    # may run while a run waits for labels)
     labels = _io.load_array(rd / "labels.npy", "labels.npy").astype(int) if (rd / "labels.npy").is_file() else None
+    picks = _io.load_array(rd / "picks.npy", "picks.npy").astype(int)
+    if labels is not None and len(labels) != len(picks):
+        raise PcoresetError(f"{rd}: picks.npy and labels.npy do not match; the run directory is damaged")
     ds = load_dataset(cfg)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

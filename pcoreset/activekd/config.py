@@ -88,7 +88,25 @@ class RunConfig:
     # Fields that may differ between the first run and a resume of it.
     RESUMABLE_CHANGES = ("rounds", "oracle", "oracle_wait", "cache_dir")
 
-    def validate(self) -> "RunConfig":
+    def check_types(self, source: str = "config") -> "RunConfig":
+        """Every field holds a value of its declared type: text for str fields,
+        whole numbers (not booleans) for int fields, numbers for float fields,
+        true/false (not a word such as "no") for booleans. Raises
+        InvalidInputError in one line naming `source`, the key and the value."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            want = _FIELD_TYPES.get(f.name)
+            if want is None or (v is None and f.name in _OPTIONAL):
+                continue
+            ok, words = _TYPE_CHECKS[want]
+            if not ok(v):
+                raise InvalidInputError(f"{source}: {f.name} = {v!r} must be {words}"
+                                        + (" (or left out)" if f.name in _OPTIONAL else ""))
+        return self
+
+    def validate(self, source: str = "config") -> "RunConfig":
+        self.check_types(source)
+
         def positive(name, allow_zero=False):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (v == 0 and not allow_zero):
@@ -114,10 +132,34 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: Dict[str, Any], *, source: str = "config") -> "RunConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(d, dict):
+            raise InvalidInputError(f"{source}: expected a table of settings, found {type(d).__name__}")
         unknown = sorted(set(d) - known)
         if unknown:
             raise InvalidInputError(f"{source}: unknown setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return cls(**d).check_types(source)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_TYPE_CHECKS = {
+    "str": (lambda v: isinstance(v, str), "text (a quoted string)"),
+    "int": (_is_int, "a whole number"),
+    "float": (_is_number, "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false (a boolean, not a word)"),
+    "list": (lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v), "a list of names"),
+    "dict": (lambda v: isinstance(v, dict), "a table (mapping) of options"),
+}
+_ANNOTATION_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool", "Optional[str]": "str",
+                     "Optional[float]": "float", "Optional[list]": "list", "Dict[str, Any]": "dict"}
+_FIELD_TYPES = {f.name: _ANNOTATION_TYPES[str(f.type)] for f in dataclasses.fields(RunConfig)}
+_OPTIONAL = {f.name for f in dataclasses.fields(RunConfig) if str(f.type).startswith("Optional[")}
 
 
 def upgrade_saved(d: Dict[str, Any]) -> Dict[str, Any]:
@@ -137,23 +179,54 @@ def read_config_file(path) -> Dict[str, Any]:
     if not path.is_file():
         raise InvalidInputError(f"--config: file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
+    where = f"--config {str(path)!r}"
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise InvalidInputError(f"{where}: expected a .toml, .yaml or .yml file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise InvalidInputError(f"{where}: line {line} is not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file "
+                                "as UTF-8") from None
     if suffix == ".toml":
         try:
             import tomllib
         except ImportError:  # Python < 3.11
             import tomli as tomllib
 
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    elif suffix in (".yaml", ".yml"):
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInputError(f"{where}: not valid TOML: {exc}") from None
+    else:
         try:
             import yaml
         except ImportError as exc:
-            raise InvalidInputError(f"--config {str(path)!r}: YAML needs PyYAML (pip install pyyaml), or use TOML") from exc
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-    else:
-        raise InvalidInputError(f"--config {str(path)!r}: expected a .toml, .yaml or .yml file")
+            raise InvalidInputError(f"{where}: YAML needs PyYAML (pip install pyyaml), or use TOML") from exc
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise InvalidInputError(f"{where}: not valid YAML{at}: {what}") from None
+        data = {} if data is None else data
     if not isinstance(data, dict):
         raise InvalidInputError(f"--config {str(path)!r}: top level must be a table of settings")
-    return {k.replace("-", "_"): v for k, v in data.items()}
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def read_saved_config(run_dir) -> "RunConfig":
+    """The RunConfig saved in ``run_dir/config.json``. A damaged file (not
+    JSON, not UTF-8, a value of the wrong type) raises a one-line
+    PcoresetError naming it: such a folder cannot be resumed or reported."""
+    from . import _io
+
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise InvalidInputError(f"run directory {str(run_dir)!r} has no config.json")
+    data = _io.read_json(path, "config.json")
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"config.json: {str(path)!r} is damaged (expected a table of settings)")
+    return RunConfig.from_dict(upgrade_saved(data), source=str(path))

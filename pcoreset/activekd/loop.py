@@ -1,25 +1,36 @@
-"""The ActiveKD round loop (DESIGN.md §5) and its resumable run directory.
+"""The ActiveKD round loop and its resumable run directory.
 
+    RUN_DIR/.pcoreset.lock              held (flock) by the one process working on the run
     RUN_DIR/config.json                 the RunConfig (a resume must match it)
     RUN_DIR/teacher_logits.npy          (N, C) frozen teacher outputs for the dataset
-    RUN_DIR/rounds/<k>/picks.npy        rows labeled in round k (round 0: initial set)
-    RUN_DIR/rounds/<k>/labels.npy       their revealed labels
-    RUN_DIR/rounds/<k>/skipped.npy      picks a person could not label (--oracle, label
-                                        "skip"): excluded for good, replaced in the round
-    RUN_DIR/rounds/<k>/selector.npz     the pcoreset strategy's Selector state and the
-    RUN_DIR/rounds/<k>/pool_probs.npy   prediction it selects on, so replacements for
-                                        skipped picks continue the same selection
+    RUN_DIR/rounds/<k>/round.npz        the open round's state, one file replaced at each
+                                        change (see rounds.py): picks, skipped rows, rows
+                                        labeled out of order, the continued selection
+    RUN_DIR/rounds/<k>/pool_probs.npy   the prediction a continued selection runs on
+    RUN_DIR/rounds/<k>/picks.npy        rows labeled in round k (round 0: initial set): the
+                                        strategy's picks in order, then the rows labeled
+                                        out of order; while the round is open, its picks
+    RUN_DIR/rounds/<k>/skipped.npy      rows a person could not label ("skip"): excluded for
+                                        good, replaced in the round
+    RUN_DIR/rounds/<k>/labels.npy       labels of picks.npy (written once the round's labels
+                                        are all in)
     RUN_DIR/rounds/<k>/metrics.json     written last: a round is finished iff it exists
     RUN_DIR/summary.csv, curves.png
 
-Every file is written to a temporary name and renamed. Re-running on the same
-directory skips finished rounds (their picks and labels are reused, never asked
-again), reuses pending picks, and retrains the last student deterministically."""
+Every file is written atomically and durably (pcoreset._atomic), in an order
+such that a run killed at any moment resumes to the run an uninterrupted one
+would have made: finished rounds are reused (their picks and labels are never
+asked again), an open round continues from its last saved state, and the
+last student is retrained deterministically. A resume first removes the
+temporary files of writes that a kill cut short.
+
+A round runs in four steps, each a method of :class:`_Run`: ``train`` the
+student on the labeled rows, ``select`` the round's picks, ``settle`` their
+labels with the oracle (replacing skipped picks, adding rows labeled out of
+order), and ``record`` the round's labels and metrics."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +38,13 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from .. import _paths
+from .. import _atomic, _paths
 from ..errors import InvalidInputError, PcoresetError, PoolExhaustedError
 from . import _io
-from .config import RunConfig, upgrade_saved
+from .config import RunConfig, read_saved_config
 from .datasets import Dataset, load_dataset
 from .oracles import SKIPPED, UNKNOWN, Oracle, label_code, make_oracle
+from .rounds import OpenRound
 from .students import build_student
 from .teachers import build_teacher, check_logits, default_cache_dir, teacher_defaults, teacher_logits
 
@@ -92,13 +104,6 @@ def check_run_paths(cfg: RunConfig, out) -> None:
         make_oracle(cfg.oracle).check()
 
 
-def _crash_point(name: str) -> None:
-    """Fault injection for the resume tests: PCORESET_TEST_KILL_AT=<name> SIGKILLs
-    this process at that point (no cleanup, like a power cut)."""
-    if os.environ.get("PCORESET_TEST_KILL_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def resolve_config(cfg: RunConfig, ds: Dataset) -> RunConfig:
     """`cfg` with the fields left at None filled in: ``prompt`` and
     ``teacher_scale`` by the teacher, ``student`` by the dataset's modality."""
@@ -117,8 +122,7 @@ def prepare_run_dir(out: Path, cfg: RunConfig, ds: Dataset) -> RunConfig:
     path = out / "config.json"
     cfg = resolve_config(cfg, ds)
     if path.is_file():
-        saved = RunConfig.from_dict(upgrade_saved(_io.read_json(path)), source=str(path))
-        saved = resolve_config(saved, ds)
+        saved = resolve_config(read_saved_config(out), ds)
         new, old = cfg.to_dict(), saved.to_dict()
         diff = {k: (old[k], new[k]) for k in new if new[k] != old[k] and k not in RunConfig.RESUMABLE_CHANGES}
         if diff:
@@ -186,153 +190,320 @@ def _accuracy(probs: np.ndarray, y: np.ndarray) -> float:
 def run(cfg: RunConfig, out, *, progress: bool = True, echo: Callable[[str], None] = print,
         plot: bool = True) -> RunResult:
     """Run (or resume) an ActiveKD run in directory `out`. Raises InvalidInputError /
-    PoolExhaustedError for bad settings before any expensive work."""
+    PoolExhaustedError for bad settings before any expensive work, and
+    PcoresetError when another process is working on `out`."""
     cfg.validate()
     out = Path(out)
     check_run_paths(cfg, out)
-    ds = load_dataset(cfg)
-    strategy = get_strategy(cfg)
-    pool = ds.pool_idx
-    if cfg.budget > len(pool):
-        raise PoolExhaustedError(len(pool), cfg.budget, "budget")
-    rng0 = np.random.default_rng([cfg.seed, 0])
-    initial = _initial_set(cfg, ds, rng0)
-    need = len(initial) + cfg.rounds * cfg.budget
-    if need > len(pool):
-        raise PoolExhaustedError(len(pool) - len(initial), cfg.rounds * cfg.budget,
-                                 f"rounds*budget={cfg.rounds}*{cfg.budget}")
-    cfg = prepare_run_dir(out, cfg, ds)
+    with _io.run_lock(out):
+        return _Run.start(cfg, out, progress=progress, echo=echo).go(plot)
 
-    teacher = build_teacher(cfg)  # cheap: model teachers load their model on first use
-    if hasattr(teacher, "show_progress"):
-        teacher.show_progress = progress
-    t_path = out / "teacher_logits.npy"
-    if t_path.is_file():  # computed by an earlier (stopped) invocation of this run
-        t_logits = _io.load_array(t_path, "teacher_logits.npy").astype(np.float32)
-        check_logits(t_logits, ds, str(t_path))
-    else:
-        t0 = time.perf_counter()
-        t_logits, cached = teacher_logits(teacher, ds, cfg.cache_dir or None)
-        echo(f"teacher {cfg.teacher}: {'cached' if cached else 'computed'} logits for {len(ds)} rows "
-             f"({time.perf_counter() - t0:.1f}s)")
-        _io.write_npy(t_path, t_logits)
-    test = ds.test_idx
-    y_test = ds.labels[test]
-    teacher_acc = _accuracy(t_logits[test], y_test)
 
-    oracle = make_oracle(cfg.oracle, echo=echo)
-    if oracle is not None:
-        oracle.prepare(ds, out)
-    student = build_student(cfg, ds)
-    # rows a person could not label (any round): never offered again
-    excluded = set()
-    for rd_k in sorted((out / "rounds").glob("*/skipped.npy")):
-        excluded.update(_io.load_array(rd_k, "skipped.npy").astype(np.int64).tolist())
-    labeled_rows: List[int] = []
-    labeled_y: List[int] = []
-    metrics: List[dict] = []
-    trained_round = None
+class _Run:
+    """One invocation of a run: the settings, the data, and what is labeled so
+    far. The steps of a round are its methods; every state change is
+    written before the next step starts."""
 
-    def train(k):
-        lab = np.array(labeled_rows, dtype=np.int64)
+    def __init__(self, cfg, out, ds, strategy, oracle, progress, echo) -> None:
+        self.cfg, self.out, self.ds, self.strategy, self.oracle = cfg, out, ds, strategy, oracle
+        self.progress, self.echo = progress, echo
+        self.pool = ds.pool_idx
+        self.labeled_rows: List[int] = []
+        self.labeled_y: List[int] = []
+        self.excluded: set = set()  # rows a person could not label (any round): never offered again
+        self.metrics: List[dict] = []
+        self.trained_round: Optional[int] = None
+
+    @classmethod
+    def start(cls, cfg: RunConfig, out: Path, *, progress: bool, echo) -> "_Run":
+        """Everything checked and prepared before the first round (the caller
+        holds the run folder's lock)."""
+        ds = load_dataset(cfg)
+        strategy = get_strategy(cfg)
+        pool = ds.pool_idx
+        if cfg.budget > len(pool):
+            raise PoolExhaustedError(len(pool), cfg.budget, "budget")
+        initial = _initial_set(cfg, ds, np.random.default_rng([cfg.seed, 0]))
+        if len(initial) == 0:
+            raise InvalidInputError(f"initial_per_class={cfg.initial_per_class} and no initial_labeled file: round 0 "
+                                    "would have no labeled row to train on")
+        if len(initial) + cfg.rounds * cfg.budget > len(pool):
+            raise PoolExhaustedError(len(pool) - len(initial), cfg.rounds * cfg.budget,
+                                     f"rounds*budget={cfg.rounds}*{cfg.budget}")
+        oracle = make_oracle(cfg.oracle, echo=echo)
+        _atomic.remove_orphans(out)  # writes a kill cut short
+        cfg = prepare_run_dir(out, cfg, ds)
+        self = cls(cfg, out, ds, strategy, oracle, progress, echo)
+        self.initial = initial
+        self._teacher()
+        if oracle is not None:
+            oracle.prepare(ds, out)
+        return self
+
+    def _teacher(self) -> None:
+        cfg, ds, out = self.cfg, self.ds, self.out
+        self.teacher = build_teacher(cfg)  # cheap: model teachers load their model on first use
+        if hasattr(self.teacher, "show_progress"):
+            self.teacher.show_progress = self.progress
+        t_path = out / "teacher_logits.npy"
+        if t_path.is_file():  # computed by an earlier (stopped) invocation of this run
+            self.t_logits = _io.load_array(t_path, "teacher_logits.npy").astype(np.float32)
+            check_logits(self.t_logits, ds, str(t_path))
+        else:
+            t0 = time.perf_counter()
+            self.t_logits, cached = teacher_logits(self.teacher, ds, cfg.cache_dir or None)
+            self.echo(f"teacher {cfg.teacher}: {'cached' if cached else 'computed'} logits for {len(ds)} rows "
+                      f"({time.perf_counter() - t0:.1f}s)")
+            _io.write_npy(t_path, self.t_logits)
+        self.y_test = ds.labels[ds.test_idx]
+        self.teacher_acc = _accuracy(self.t_logits[ds.test_idx], self.y_test)
+        self.student = build_student(cfg, ds)
+
+    # ------------------------------------------------------------ the rounds
+
+    def go(self, plot: bool) -> RunResult:
+        out = self.out
+        for k in range(self.cfg.rounds + 1):  # skipped rows of every round, open ones included
+            st = OpenRound.load(out / "rounds" / str(k), k)
+            if st is not None:
+                self.excluded.update(st.check(len(self.ds), self.ds.is_test).skipped.tolist())
+        for k in range(self.cfg.rounds + 1):
+            rd = out / "rounds" / str(k)
+            if (rd / "metrics.json").is_file():  # finished earlier: reuse, never re-ask
+                self._reuse(k, rd)
+                continue
+            t_select = 0.0
+            if (rd / "labels.npy").is_file():  # labels all in before a stop
+                rows, y = self._labeled_of(k, rd)
+                st = OpenRound.load(rd, k)
+                num_given = 0 if st is None else len(st.given_rows)
+            else:
+                st = OpenRound.load(rd, k)
+                if st is None:
+                    t0 = time.perf_counter()
+                    st = self.select(k, rd)
+                    t_select = time.perf_counter() - t0
+                else:  # chosen before a stop: keep them
+                    st.check(len(self.ds), self.ds.is_test).write_copies(rd)
+                labels = self.settle(k, rd, st)
+                if labels is None:
+                    _write_outputs(out, self.metrics, plot)
+                    return RunResult(out, "awaiting_labels", self.metrics, pending_round=k)
+                rows, y = self.reveal(rd, st, labels)
+                num_given = len(st.given_rows)
+            self.record(k, rd, rows, y, num_given, t_select)
+        _write_outputs(out, self.metrics, plot)
+        return RunResult(out, "finished", self.metrics)
+
+    def _labeled_of(self, k: int, rd: Path):
+        picks = _io.load_array(rd / "picks.npy", f"rounds/{k}/picks.npy").astype(np.int64)
+        labels = _io.load_array(rd / "labels.npy", f"rounds/{k}/labels.npy").astype(np.int64)
+        if (len(picks) != len(labels) or len(set(picks.tolist()) & set(self.labeled_rows))
+                or (labels.size and (labels.min() < 0 or labels.max() >= self.ds.num_classes))):
+            raise PcoresetError(f"{rd}: picks overlap earlier rounds or do not match their labels; the run "
+                                "directory is damaged")
+        return picks, labels
+
+    def _reuse(self, k: int, rd: Path) -> None:
+        picks, labels = self._labeled_of(k, rd)
+        self.labeled_rows.extend(picks.tolist())
+        self.labeled_y.extend(labels.tolist())
+        m = _io.read_json(rd / "metrics.json", f"rounds/{k}/metrics.json")
+        if not isinstance(m, dict) or m.get("round") != k:
+            raise PcoresetError(f"rounds/{k}/metrics.json: {str(rd / 'metrics.json')!r} is damaged")
+        self.metrics.append(m)
+
+    def train(self, k: int) -> float:
+        """Fit the student on the labeled rows (seeded by round `k`); seconds taken."""
+        ds, cfg = self.ds, self.cfg
+        lab = np.array(self.labeled_rows, dtype=np.int64)
         mask = np.zeros(len(ds), dtype=bool)
         mask[lab] = True
-        unl = pool[~mask[pool]]
-        lab_y = np.array(labeled_y, dtype=np.int64)
-        targets = t_logits
-        if teacher.adaptive:  # few-shot teachers are refit on each round's labeled set
-            refit = teacher.adapt(ds, lab, lab_y, t_logits)
+        unl = self.pool[~mask[self.pool]]
+        lab_y = np.array(self.labeled_y, dtype=np.int64)
+        targets = self.t_logits
+        if self.teacher.adaptive:  # few-shot teachers are refit on each round's labeled set
+            refit = self.teacher.adapt(ds, lab, lab_y, self.t_logits)
             if refit is not None:
                 check_logits(refit, ds, f"teacher {cfg.teacher!r} (adapted)")
                 targets = refit
         t0 = time.perf_counter()
-        student.fit(lab, lab_y, targets, unl, distill=cfg.distill,
-                    seed=cfg.seed * 1000 + k, progress=progress)
+        self.student.fit(lab, lab_y, targets, unl, distill=cfg.distill, seed=cfg.seed * 1000 + k,
+                         progress=self.progress)
+        self.trained_round = k
         return time.perf_counter() - t0
 
-    for k in range(cfg.rounds + 1):
-        rd = out / "rounds" / str(k)
-        if (rd / "metrics.json").is_file():  # finished earlier: reuse, never re-ask
-            picks = _io.load_array(rd / "picks.npy", "picks.npy").astype(np.int64)
-            labels = _io.load_array(rd / "labels.npy", "labels.npy").astype(np.int64)
-            if len(set(picks.tolist()) & set(labeled_rows)) or len(picks) != len(labels):
-                raise PcoresetError(f"{rd}: picks overlap earlier rounds or lack labels; the run directory is damaged")
-            labeled_rows.extend(picks.tolist())
-            labeled_y.extend(labels.tolist())
-            metrics.append(_io.read_json(rd / "metrics.json"))
-            continue
-        t_select = 0.0
-        if (rd / "picks.npy").is_file():  # chosen before a stop: keep them
-            picks = _io.load_array(rd / "picks.npy", "picks.npy").astype(np.int64)
-        elif k == 0:
-            picks = initial
-            _io.write_npy(rd / "picks.npy", picks)
+    def _trained(self, k: int) -> None:
+        if self.trained_round != k:
+            self.train(k)
+
+    def _open_pool(self) -> np.ndarray:
+        return _open_pool(self.pool, self.excluded)
+
+    def select(self, k: int, rd: Path) -> OpenRound:
+        """Round k's picks (round 0: the initial set), saved. Rows labeled out of
+        order before the picks are made join the round first (as centers of a
+        continued selection)."""
+        if k == 0:
+            st = OpenRound(0, self.initial)
+            st.save(rd)
+            return st
+        st = OpenRound(k, np.zeros(0, dtype=np.int64))
+        self._add_given(st, self._unrequested(st))
+        self._trained(k - 1)
+        cfg, pool = self.cfg, self._open_pool()
+        given = st.given_rows.tolist()
+        taken = np.isin(pool, self.labeled_rows + given)
+        count = min(cfg.budget, len(pool) - int(taken.sum()))
+        if self.oracle is not None and self.strategy.can_continue:
+            # the same picks as strategy.select; the selection is kept so that a
+            # person's skipped rows are replaced by continuing it
+            state, _ = _pool_state(self.student, self.ds, pool, self.labeled_rows, self.labeled_y)
+            space, selector = self.strategy.selector(state)
+            selector.add_centers(np.flatnonzero(np.isin(pool, st.given_rows)))
+            picks = pool[np.asarray(selector.next(count), dtype=np.int64)]
+            _io.write_npy(rd / "pool_probs.npy", space)
+            st.pool_rows, st.selector = pool, selector.state_dict()
         else:
-            if trained_round != k - 1:
-                train(k - 1)
-            t0 = time.perf_counter()
-            picks = _select(strategy, student, ds, _open_pool(pool, excluded), labeled_rows, labeled_y, cfg, k,
-                            rd if oracle is not None else None)
-            t_select = time.perf_counter() - t0
-            _io.write_npy(rd / "picks.npy", picks)
-            _crash_point(f"round{k}:after_picks")
-        if (rd / "labels.npy").is_file():
-            labels = _io.load_array(rd / "labels.npy", "labels.npy").astype(np.int64)
-        else:
-            while True:
-                if oracle is not None:
-                    oracle.request(k, picks, ds)
-                    oracle.wait(ds, picks, cfg.oracle_wait)
-                labels = _reveal(ds, picks, oracle)
-                skipped = picks[labels == SKIPPED]
-                if skipped.size == 0 and (labels == UNKNOWN).any():
-                    echo(f"round {k}: {int((labels == UNKNOWN).sum())} picks await labels. Run `pcoreset export-picks {out}`, fill "
-                         "in the 'label' column ('skip' for a row that cannot be labeled), and run again "
-                         "with --oracle FILE.")
-                    _write_outputs(out, metrics, plot)
-                    return RunResult(out, "awaiting_labels", metrics, pending_round=k)
-                if skipped.size == 0:
-                    break
-                # rows a person could not label: excluded for good, replaced
-                # by the strategy's next picks (round 0 keeps fewer rows)
-                excluded.update(skipped.tolist())
-                _io.write_npy(rd / "skipped.npy", np.array(sorted(set(skipped.tolist()) | _round_skipped(rd)),
-                                                           dtype=np.int64))
-                kept = picks[labels != SKIPPED]
-                extra = np.zeros(0, dtype=np.int64)
-                if k > 0:
-                    if not (rd / "selector.npz").is_file() and trained_round != k - 1:
-                        train(k - 1)  # the strategy selects on the previous round's student
-                        trained_round = k - 1
-                    room = len(_open_pool(pool, excluded)) - len(labeled_rows) - len(kept)
-                    extra = _replace(strategy, student, ds, _open_pool(pool, excluded), labeled_rows + kept.tolist(),
-                                     cfg, k, rd, skipped, min(len(skipped), room))
-                    echo(f"round {k}: {len(skipped)} picks skipped, {len(extra)} replacements")
-                picks = np.concatenate([kept, extra])
-                _io.write_npy(rd / "picks.npy", picks)
-            _io.write_npy(rd / "labels.npy", labels)
-        labeled_rows.extend(picks.tolist())
-        labeled_y.extend(labels.tolist())
-        train_s = train(k)
-        trained_round = k
-        ce, kd, _, probs = student.predict(test)
+            state, _ = _pool_state(self.student, self.ds, pool, self.labeled_rows + given,
+                                   self.labeled_y + st.given_labels.tolist())
+            rng = np.random.default_rng([cfg.seed, k])
+            picks = np.asarray(self.strategy.select(state, count, rng=rng), dtype=np.int64).ravel()
+        if (len(picks) != count or len(np.unique(picks)) != len(picks) or not np.isin(picks, pool[~taken]).all()):
+            raise PcoresetError(f"strategy {cfg.strategy!r} returned {len(picks)} picks that are not {count} "
+                                "distinct unlabeled pool rows")
+        if count < cfg.budget:
+            self.echo(f"round {k}: only {count} unlabeled rows left for a budget of {cfg.budget}")
+        st.picks = picks
+        st.save(rd)
+        return st
+
+    def _asked(self, st: OpenRound) -> set:
+        return (set(self.labeled_rows) | self.excluded | set(st.picks.tolist()) | set(st.given_rows.tolist())
+                | set(st.skipped.tolist()))
+
+    def _unrequested(self, st: OpenRound) -> Dict[int, int]:
+        """Rows the oracle labeled without being asked: row -> class."""
+        if self.oracle is None:
+            return {}
+        out = {}
+        for r, text in sorted(self.oracle.unrequested(self.ds, self._asked(st)).items()):
+            code = label_code(text, self.ds, f"oracle={self.oracle.spec!r}: id {self.ds.ids[r]!r}")
+            if code >= 0 and not self.ds.is_test[r]:
+                out[int(r)] = code
+        return out
+
+    def _add_given(self, st: OpenRound, new: Dict[int, int]) -> None:
+        if not new:
+            return
+        rows = np.array(sorted(new), dtype=np.int64)
+        st.given_rows = np.concatenate([st.given_rows, rows])
+        st.given_labels = np.concatenate([st.given_labels, np.array([new[r] for r in rows.tolist()], dtype=np.int64)])
+        self.echo(f"round {st.k}: {len(rows)} row(s) labeled without being asked join the labeled set")
+
+    def settle(self, k: int, rd: Path, st: OpenRound) -> Optional[np.ndarray]:
+        """The labels of the round's picks, once all are in; None when some are
+        still awaited. Skipped picks are excluded and replaced at once; rows
+        labeled out of order join the round. Every change is saved."""
+        oracle = self.oracle
+        while True:
+            if oracle is not None:
+                oracle.request(k, st.picks, self.ds)
+                oracle.wait(self.ds, st.picks, self.cfg.oracle_wait)
+                new = self._unrequested(st)
+                if new:
+                    self._add_given(st, new)
+                    if st.selector is not None:
+                        selector = self._restore(rd, st)
+                        selector.add_centers(np.flatnonzero(np.isin(st.pool_rows, list(new))))
+                        st.selector = selector.state_dict()
+                    st.save(rd)
+            labels = _reveal(self.ds, st.picks, oracle)
+            skipped = st.picks[labels == SKIPPED]
+            if skipped.size:
+                self.replace(k, rd, st, skipped)
+                continue
+            waiting = int((labels == UNKNOWN).sum())
+            if waiting:
+                hint = oracle.waiting_hint(self.out) if oracle is not None else ""
+                self.echo(f"round {k}: waiting for {waiting} labels. " + (hint or (
+                    f"Run `pcoreset export-picks {self.out}`, fill in the 'label' column ('skip' for a row that "
+                    "cannot be labeled), and run again with --oracle FILE.")))
+                return None
+            if len(st.picks) + len(st.given_rows) == 0:
+                if k == 0:
+                    self.echo("round 0: every pick was skipped, so no row is labeled and the student cannot be "
+                              "trained. Label other pool rows in the oracle (any id) and run again.")
+                    return None
+                self.echo(f"round {k}: every pick was skipped and the pool has no rows left to replace them")
+            return labels
+
+    def _restore(self, rd: Path, st: OpenRound):
+        space = _io.load_array(rd / "pool_probs.npy", f"rounds/{st.k}/pool_probs.npy")
+        return self.strategy.restore_selector(space, st.selector)
+
+    def replace(self, k: int, rd: Path, st: OpenRound, skipped: np.ndarray) -> None:
+        """Exclude the skipped picks for good and replace them by the strategy's
+        next picks: a continued selection goes on without them; other
+        strategies select again with the kept picks as labeled. Round 0 keeps
+        fewer rows. Saves the round."""
+        self.excluded.update(skipped.tolist())
+        kept = st.picks[~np.isin(st.picks, skipped)]
+        extra = np.zeros(0, dtype=np.int64)
+        if k > 0:
+            pool = self._open_pool()
+            taken = set(self.labeled_rows) | set(kept.tolist()) | set(st.given_rows.tolist())
+            count = min(len(skipped), len(pool) - int(np.isin(pool, list(taken)).sum()))
+            if count > 0 and st.selector is not None:
+                selector = self._restore(rd, st)
+                selector.exclude(np.flatnonzero(np.isin(st.pool_rows, skipped)))
+                extra = st.pool_rows[np.asarray(selector.next(count), dtype=np.int64)]
+                st.selector = selector.state_dict()
+            elif count > 0:
+                self._trained(k - 1)  # the strategy selects on the previous round's student
+                labeled = self.labeled_rows + kept.tolist() + st.given_rows.tolist()
+                state, _ = _pool_state(self.student, self.ds, pool, labeled, [0] * len(labeled))
+                rng = np.random.default_rng([self.cfg.seed, k, len(labeled)])
+                extra = np.asarray(self.strategy.select(state, count, rng=rng), dtype=np.int64).ravel()
+            self.echo(f"round {k}: {len(skipped)} picks skipped, {len(extra)} replacements")
+        st.picks = np.concatenate([kept, extra])
+        st.skipped = np.union1d(st.skipped, skipped)
+        st.save(rd)
+
+    def reveal(self, rd: Path, st: OpenRound, labels: np.ndarray):
+        """Write the round's labeled rows (its picks, then the rows labeled out
+        of order) and their labels; picks.npy first, so that a labels.npy on
+        disk always matches it."""
+        rows = np.concatenate([st.picks, st.given_rows])
+        y = np.concatenate([labels, st.given_labels]).astype(np.int64)
+        if st.given_rows.size:
+            _io.write_npy(rd / "picks.npy", rows)
+        _io.write_npy(rd / "labels.npy", y)
+        return rows, y
+
+    def record(self, k: int, rd: Path, rows: np.ndarray, y: np.ndarray, num_given: int, t_select: float) -> None:
+        """Train on the labeled rows with round k's labels and write its metrics."""
+        self.labeled_rows.extend(rows.tolist())
+        self.labeled_y.extend(y.tolist())
+        train_s = self.train(k)
+        ce, kd, _, probs = self.student.predict(self.ds.test_idx)
+        y_test = self.y_test
         m = {
-            "round": k, "strategy": cfg.strategy, "distill": cfg.distill, "seed": cfg.seed,
-            "num_labeled": len(labeled_rows), "num_picked": int(len(picks)),
+            "round": k, "strategy": self.cfg.strategy, "distill": self.cfg.distill, "seed": self.cfg.seed,
+            "num_labeled": len(self.labeled_rows), "num_picked": int(len(rows) - num_given),
+            "num_given": int(num_given),
             "test_acc": _accuracy(probs, y_test),
             "test_acc_ce": _accuracy(ce, y_test),
             "test_acc_kd": _accuracy(kd, y_test) if kd is not None else None,
-            "teacher_test_acc": teacher_acc,
-            "labeled_per_class": np.bincount(np.array(labeled_y), minlength=ds.num_classes).tolist(),
+            "teacher_test_acc": self.teacher_acc,
+            "labeled_per_class": np.bincount(np.array(self.labeled_y, dtype=np.int64),
+                                             minlength=self.ds.num_classes).tolist(),
             "select_s": round(t_select, 3), "train_s": round(train_s, 3),
         }
         _io.write_json(rd / "metrics.json", m)
-        metrics.append(m)
-        echo(f"round {k}: {m['num_labeled']} labels, test acc {m['test_acc']:.4f}"
-             + (f" (teacher {teacher_acc:.4f})" if teacher_acc is not None else ""))
-        _crash_point(f"round{k}:after_metrics")
-    _write_outputs(out, metrics, plot)
-    return RunResult(out, "finished", metrics)
+        self.metrics.append(m)
+        self.echo(f"round {k}: {m['num_labeled']} labels, test acc {m['test_acc']:.4f}"
+                  + (f" (teacher {self.teacher_acc:.4f})" if self.teacher_acc is not None else ""))
 
 
 def _open_pool(pool: np.ndarray, excluded) -> np.ndarray:
@@ -340,11 +511,6 @@ def _open_pool(pool: np.ndarray, excluded) -> np.ndarray:
     if not excluded:
         return pool
     return pool[~np.isin(pool, np.fromiter(excluded, dtype=np.int64))]
-
-
-def _round_skipped(rd: Path) -> set:
-    path = rd / "skipped.npy"
-    return set(_io.load_array(path, "skipped.npy").astype(np.int64).tolist()) if path.is_file() else set()
 
 
 def _pool_state(student, ds, pool, labeled_rows, labeled_y):
@@ -357,86 +523,6 @@ def _pool_state(student, ds, pool, labeled_rows, labeled_y):
     known[np.array(labeled_rows, dtype=np.int64)] = np.array(labeled_y, dtype=np.int64)
     return PoolState(indices=pool.copy(), labeled_mask=mask[pool], ce_logits=ce, kd_logits=kd, probs=probs,
                      features=feats, labels=known[pool], num_classes=ds.num_classes), mask
-
-
-def _selector_of(strategy, state) -> Optional[tuple]:
-    """(probs, Selector) for the pcoreset strategy (the prediction it selects
-    on and an incremental selection over it), else None."""
-    from ..selector import Selector
-    from ..strategies._common import check_pool, pool_probs
-    from ..strategies.pcoreset_strategy import PCoreSetStrategy
-
-    if not isinstance(strategy, PCoreSetStrategy):
-        return None
-    checked = check_pool(state, 0, strategy.name)
-    probs = np.ascontiguousarray(pool_probs(state, strategy.name, checked.n))
-    centers = state.center_probs
-    return probs, Selector(probs, checked.labeled_rows, centers=centers, backend=strategy.backend,
-                           num_threads=strategy.num_threads)
-
-
-def _select(strategy, student, ds, pool, labeled_rows, labeled_y, cfg, k, rd: Optional[Path] = None) -> np.ndarray:
-    state, mask = _pool_state(student, ds, pool, labeled_rows, labeled_y)
-    rng = np.random.default_rng([cfg.seed, k])
-    sel = _selector_of(strategy, state) if rd is not None else None
-    if sel is not None:
-        # the same picks as strategy.select; the Selector state is kept so that
-        # a person's skipped rows can be replaced by continuing the selection
-        probs, selector = sel
-        picks = pool[np.asarray(selector.next(cfg.budget), dtype=np.int64)]
-        _io.write_npy(rd / "pool_probs.npy", probs)
-        _save_selector(rd, selector, pool)
-    else:
-        picks = np.asarray(strategy.select(state, cfg.budget, rng=rng), dtype=np.int64).ravel()
-    bad = (len(picks) != cfg.budget or len(np.unique(picks)) != len(picks)
-           or not np.isin(picks, pool).all() or mask[picks].any())
-    if bad:
-        raise PcoresetError(f"strategy {cfg.strategy!r} returned {len(picks)} picks that are not {cfg.budget} "
-                            "distinct unlabeled pool rows")
-    return picks
-
-
-def _save_selector(rd: Path, selector, pool_rows: np.ndarray) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, pool_rows=np.asarray(pool_rows, dtype=np.int64), **selector.state_dict())
-    _io.write_bytes(rd / "selector.npz", buf.getvalue())
-
-
-def _replace(strategy, student, ds, pool, labeled_rows, cfg, k, rd: Path, skipped, count: int) -> np.ndarray:
-    """`count` replacements for skipped picks of round k. The pcoreset
-    strategy continues its saved Selector (skipped picks excluded: they stop
-    being centers); other strategies select again on the pool without the
-    excluded rows, with the labeled rows and the kept picks as labeled."""
-    if count <= 0:
-        return np.zeros(0, dtype=np.int64)
-    if (rd / "selector.npz").is_file() and (rd / "pool_probs.npy").is_file():
-        from ..selector import Selector
-
-        probs = _io.load_array(rd / "pool_probs.npy", "pool_probs.npy")
-        with np.load(rd / "selector.npz", allow_pickle=False) as f:
-            saved = {key: f[key] for key in f.files}
-        selector = Selector.from_state_dict(probs, saved)
-        full_pool = _selector_pool(ds, saved, probs)
-        pos = np.flatnonzero(np.isin(full_pool, skipped))
-        selector.exclude(pos)
-        extra = full_pool[np.asarray(selector.next(count), dtype=np.int64)]
-        _save_selector(rd, selector, full_pool)
-        return extra
-    known_y = [0] * len(labeled_rows)  # labels are not used to choose replacements here
-    state, _ = _pool_state(student, ds, pool, labeled_rows, known_y)
-    rng = np.random.default_rng([cfg.seed, k, len(labeled_rows)])
-    return np.asarray(strategy.select(state, count, rng=rng), dtype=np.int64).ravel()
-
-
-def _selector_pool(ds, saved, probs) -> np.ndarray:  # noqa: ARG001
-    """The pool rows the saved Selector's positions refer to."""
-    rows = saved.get("pool_rows")
-    if rows is None:
-        raise PcoresetError("selector.npz lacks its pool rows; the run directory is damaged")
-    return np.asarray(rows, dtype=np.int64)
-
 
 def summary_rows(metrics: List[dict]) -> List[dict]:
     return [{f: m.get(f) for f in SUMMARY_FIELDS} for m in metrics]

@@ -19,8 +19,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, PcoresetError
 from . import _io
+from .config import read_saved_config
 from .plot import plot_curves
 from .stats import curve_area, format_p, mean_ci, paired
 
@@ -63,11 +64,15 @@ def collect(paths) -> List[dict]:
     """One record per run: its config, its experiment and its finished rounds' metrics."""
     records = []
     for run_dir in find_runs(paths):
-        cfg = _io.read_json(run_dir / "config.json")
+        cfg = read_saved_config(run_dir).to_dict()
         rounds = []
         for rd in (run_dir / "rounds").iterdir():
             if rd.name.isdigit() and (rd / "metrics.json").is_file():
-                rounds.append(_io.read_json(rd / "metrics.json"))
+                m = _io.read_json(rd / "metrics.json", "metrics.json")
+                if not isinstance(m, dict) or not all(k in m for k in ("round", "num_labeled", "test_acc")):
+                    raise PcoresetError(f"metrics.json: {str(rd / 'metrics.json')!r} is damaged (it lacks round, "
+                                        "num_labeled or test_acc)")
+                rounds.append(m)
         rounds.sort(key=lambda m: m["round"])
         records.append({"run_dir": str(run_dir), "strategy": setting_name(cfg), "distill": bool(cfg["distill"]),
                         "seed": cfg["seed"], "experiment": _experiment(cfg), "dataset": cfg.get("dataset"),

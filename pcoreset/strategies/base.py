@@ -46,9 +46,29 @@ RngLike = Union[np.random.Generator, int, None]
 class Strategy:
     """select(pool, budget, rng=...) -> (budget,) int64 dataset-absolute ids of
     unlabeled samples, unique, in the strategy's order of preference. Raises
-    PoolExhaustedError when budget exceeds the unlabeled count."""
+    PoolExhaustedError when budget exceeds the unlabeled count.
+
+    A strategy that can *continue* a selection (``can_continue = True``) also
+    offers it as an incremental :class:`pcoreset.Selector`: a driver asks
+    :meth:`selector` for the selection, takes its first picks, and when a
+    person cannot label some of them it excludes those rows and takes the
+    next picks of the same selection. Other strategies select again."""
 
     name = "?"
+    #: Whether :meth:`selector` and :meth:`restore_selector` are available.
+    can_continue = False
 
     def select(self, pool: PoolState, budget: int, *, rng: RngLike = None) -> np.ndarray:
         raise NotImplementedError
+
+    def selector(self, pool: PoolState):
+        """``(space, selector)`` for a strategy that can continue: `space` is the
+        (N, C) array the selection runs on (row k = ``pool.indices[k]``; save it
+        to restore the selector later) and `selector` a pcoreset.Selector
+        over it with the labeled rows as centers, whose ``next(budget)``
+        returns the row positions of ``select(pool, budget)``."""
+        raise NotImplementedError(f"strategy {self.name!r} cannot continue a selection")
+
+    def restore_selector(self, space: np.ndarray, state: dict):
+        """The selector that `state` (its ``state_dict()``) describes, over `space`."""
+        raise NotImplementedError(f"strategy {self.name!r} cannot continue a selection")

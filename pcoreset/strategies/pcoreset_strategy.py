@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..select import select
+from ..selector import Selector
 from ._common import check_matrix, check_pool, pool_probs
 from .base import PoolState, RngLike, Strategy
 
@@ -22,6 +23,7 @@ class PCoreSetStrategy(Strategy):
     """
 
     name = "pcoreset"
+    can_continue = True
 
     def __init__(self, backend: str = "auto", num_threads: int = 0) -> None:
         self.backend = backend
@@ -38,3 +40,15 @@ class PCoreSetStrategy(Strategy):
         rows = select(probs, checked.labeled_rows, checked.budget, centers=centers, backend=self.backend,
                       num_threads=self.num_threads)
         return checked.ids(rows)
+
+    def selector(self, pool: PoolState):
+        checked = check_pool(pool, 0, self.name)
+        probs = np.ascontiguousarray(pool_probs(pool, self.name, checked.n))
+        centers = None
+        if pool.center_probs is not None:
+            centers = check_matrix(pool.center_probs, "pool.center_probs", None)
+        return probs, Selector(probs, checked.labeled_rows, centers=centers, backend=self.backend,
+                               num_threads=self.num_threads)
+
+    def restore_selector(self, space: np.ndarray, state: dict):
+        return Selector.from_state_dict(space, state, backend=self.backend, num_threads=self.num_threads)

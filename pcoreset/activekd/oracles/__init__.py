@@ -2,11 +2,11 @@
 
 An oracle is named by its spec, the ``--oracle`` value:
 
-======================================  ==============================================
-``labels.csv``                          a CSV file ``id,label`` a person fills in
-                                        (:class:`~pcoreset.activekd.oracles.csv.CsvOracle`)
-``label-studio://HOST:PORT/PROJECT_ID``  a Label Studio project (``oracles.label_studio``)
-======================================  ==============================================
+=========================================  ==============================================
+``labels.csv``                             a CSV file ``id,label`` a person fills in
+                                           (:class:`~pcoreset.activekd.oracles.csv.CsvOracle`)
+``label-studio://HOST:PORT/PROJECT_ID``    a Label Studio project (``oracles.label_studio``)
+=========================================  ==============================================
 
 The run loop talks to every oracle through :class:`Oracle`:
 

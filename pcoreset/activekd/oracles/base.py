@@ -63,6 +63,11 @@ class Oracle:
         people label what they like. Default: none."""
         return {}
 
+    def waiting_hint(self, run_dir: Path) -> str:
+        """What a person should do when the run stops for labels (one line);
+        "" for the driver's default (fill in the CSV of export-picks)."""
+        return ""
+
     def wait(self, ds, rows: np.ndarray, seconds: float) -> None:
         """Block until every one of `rows` has an answer or `seconds` have
         passed (``--oracle-wait``; 0 = return at once). The default returns

@@ -108,7 +108,10 @@ def teacher_logits(teacher: Teacher, ds: Dataset, cache_dir=None) -> Tuple[np.nd
     key, key_src = cache_key(teacher, ds)
     path = Path(cache_dir or default_cache_dir()) / "teachers" / f"{teacher.name}-{key}.npy"
     if path.is_file():
-        logits = _io.load_array(path, "teacher cache")
+        try:
+            logits = _io.load_array(path, "teacher cache")
+        except InvalidInputError:  # a damaged cache entry (cut short by a full disk): computed again
+            logits = np.zeros((0, 0), dtype=np.float32)
         if logits.shape == (len(ds), ds.num_classes):
             return logits.astype(np.float32, copy=False), True
     logits = np.ascontiguousarray(teacher.predict(ds), dtype=np.float32)
