@@ -627,6 +627,16 @@ def _err(res):
     return res.get("error", "no result")
 
 
+def _bounds(st: dict) -> str:
+    """What each bound rejected, from the kernel's counters."""
+    elig, reach, comp = st.get("rows_eligible"), st.get("rows_in_reach"), st.get("rows_computed", 0)
+    if not elig:
+        return "no bound counters"
+    return (f"cells/centers ruled out {1 - reach / elig:.3f} of eligible rows, the row bound "
+            f"{(reach - comp) / max(1, reach):.3f} of the rest, {comp / elig:.4f} computed; "
+            f"cell steps {st.get('cell_steps')}, dense {st.get('dense_steps')}")
+
+
 def target_degenerate(g: Goals, args):
     for k in loads(args):
         load = "quiet" if k == 0 else f"{k} busy"
@@ -665,8 +675,7 @@ def _vs_torch(g: Goals, args, target, spec, goal, steps):
                else "torch measured")
         st = ours.get("stats") or {}
         g.add(target, load, f"{ratio:.1f}x", f">= {goal}x", ratio >= goal,
-              f"pcoreset {ours['seconds']:.2f} s, torch {ref['seconds']:.1f} s ({how}); "
-              f"rows computed / visited {st.get('rows_computed', 0) / max(1, st.get('rows_visited', 1)):.3f}",
+              f"pcoreset {ours['seconds']:.2f} s, torch {ref['seconds']:.1f} s ({how}); {_bounds(st)}",
               f"{ours['load']} / {ref['load']}")
 
 
@@ -729,8 +738,8 @@ def target_memmap(g, args):
     met = b >= 10_000 and res["seconds"] <= 120 and res["beyond_imports_mib"] < 1024
     g.add(f"memmap {n:,} x {c} f16", "quiet",
           f"B={b}: {res['seconds']:.1f} s, {res['beyond_imports_mib']:.0f} MiB", "B=10k <= 120 s, RSS < 1 GB", met,
-          f"{per_step * 1000:.1f} ms a pick (B=10k at this rate: {per_step * 10_000:.0f} s, extrapolated); rows "
-          f"computed / visited {st.get('rows_computed', 0) / max(1, st.get('rows_visited', 1)):.3f}", res["load"])
+          f"{per_step * 1000:.1f} ms a pick (B=10k at this rate: {per_step * 10_000:.0f} s, extrapolated); "
+          f"{_bounds(st)}", res["load"])
 
 
 def target_3d(g, args):

@@ -287,6 +287,8 @@ class PyState {
     d["parallel_steps"] = s.parallel_steps;
     d["cell_builds"] = s.cell_builds;
     d["cell_switches"] = s.cell_switches;
+    d["rows_eligible"] = s.rows_eligible;
+    d["rows_in_reach"] = s.rows_in_reach;
     return d;
   }
 

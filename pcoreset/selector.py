@@ -273,6 +273,10 @@ class Selector:
         if got is not None:
             picks = np.asarray(got[0], dtype=np.int64)
             radii2 = np.asarray(got[1], dtype=np.float64)
+            if done is None and picks.size and self._picks[-picks.size:] == picks.tolist():
+                # interrupted before the state's run began: its log is still
+                # the run before's (a new pick is never an earlier one)
+                picks, radii2 = picks[:0], radii2[:0]
             grew = int(self._state.num_centers) - before
             if picks.size != radii2.size or grew not in (picks.size, picks.size - 1) or grew < 0:
                 got = None  # the state and its log disagree: roll back

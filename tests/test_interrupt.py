@@ -327,3 +327,27 @@ def test_real_sigint_in_the_middle_of_next(backend, n, c, k, tmp_path):
     assert res["interrupted"], res  # the signal landed inside next(k)
     assert 20 < res["t"] < 20 + k, res
     assert res["prefix"] and res["radii"] and res["continued"] and res["from_state"], res
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_interrupt_before_the_run_begins_records_nothing(backend, monkeypatch):
+    """Ctrl-C after the call started but before the state's run began: the
+    state's log still holds the run before, which must not be recorded twice."""
+    x, k, kw = case(backend, seed=8)
+    whole = Selector(x, [3], backend=backend, **kw).next(2 * k)
+    for first in (1, k):
+        sel = Selector(x, [3], backend=backend, **kw)
+        sel.next(first)
+        real = backend_base.run_state
+
+        def interrupted(state, *a, **kw_):
+            log = a[-1] if a else kw_.get("log")
+            if log is not None:
+                log.state = state  # as run_state does, then Ctrl-C
+            raise KeyboardInterrupt
+        monkeypatch.setattr(sys.modules["pcoreset.selector"], "run_state", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            sel.next(k)
+        monkeypatch.setattr(sys.modules["pcoreset.selector"], "run_state", real)
+        assert len(sel.picks) == first and sel.n_centers == 1 + first
+        np.testing.assert_array_equal(np.concatenate([sel.picks, sel.next(2 * k - first)]), whole)

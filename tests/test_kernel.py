@@ -459,3 +459,25 @@ def test_load_state_on_a_pool_of_copies_rebuilds_the_index():
     b.run(5)  # cells built over the loaded centers
     b.load_state(*a.export_state())  # centers replaced: the anchor index starts over
     np.testing.assert_array_equal(b.run(100)[0], a.run(100)[0])
+
+
+@pytest.mark.parametrize("limit", ["1", "0", None])
+@pytest.mark.parametrize("c", [3, 40])
+def test_bound_counters(c, limit, monkeypatch):
+    # rows_eligible counts the rows that could still be picked at each step;
+    # rows_in_reach those no cell or center bound ruled out whole; the row
+    # bound rules out rows_in_reach - rows_computed (the picked row aside)
+    if limit is not None:
+        monkeypatch.setenv("PCORESET_CELL_VISIT", limit)
+    x = np.random.default_rng(c).random((700, c))
+    s = _C.KCenterState(x, "float64", False, 1.0, True, 1)
+    s.seed_rows(np.array([3, 99, 500]))
+    s.run(150)
+    st = s.stats()
+    assert st["rows_eligible"] == sum(700 - 4 - t for t in range(149))
+    # a cell step's reach includes the picked row (it leaves its cell)
+    assert st["rows_computed"] <= st["rows_in_reach"] <= st["rows_eligible"] + 149
+    d = _C.KCenterState(x, "float64", False, 1.0, False, 1)
+    d.seed_rows(np.array([3, 99, 500]))
+    d.run(150)
+    assert d.stats()["rows_in_reach"] == 149 * 700  # no pruning: every row in reach

@@ -195,7 +195,7 @@ def test_label_studio_run_equals_csv_run_with_skips_out_of_order_labels_and_a_ki
     config = ls.call("GET", f"/api/projects/{project}")["label_config"]
     assert all(f'<Choice value="{c}"/>' in config for c in CLASSES)
     give(0, truth.get)
-    # a label nobody asked for (people label what they like): s050, before round 1
+    # a label nobody asked for (people label what they like): s050, while round 0 is open
     ls.label(ls.task_of(project, "s050")["id"], truth["s050"])
     with open(csv_file, "a") as fh:
         fh.write(f"s050,{truth['s050']}\n")
@@ -209,6 +209,12 @@ def test_label_studio_run_equals_csv_run_with_skips_out_of_order_labels_and_a_ki
             return "skip"
         return truth[sid]
 
+    # round 1 is open: someone labels a row nobody asked for, then works through the tab
+    unasked = min(set(range(90)) - set(np.load(ls_out / "rounds" / "0" / "picks.npy").tolist())
+                  - set(_pending(ls_out)[1].tolist()))
+    ls.label(ls.task_of(project, f"s{unasked:03d}")["id"], truth[f"s{unasked:03d}"])
+    with open(csv_file, "a") as fh:
+        fh.write(f"s{unasked:03d},{truth[f's{unasked:03d}']}\n")
     give(1, skip_two)  # the first two picks skipped, the rest labeled
     both()  # replaces the two skipped picks
     k, picks = _pending(ls_out)
@@ -225,6 +231,12 @@ def test_label_studio_run_equals_csv_run_with_skips_out_of_order_labels_and_a_ki
     assert ls_state == csv_state
     assert sorted(ls_state) == [0, 1, 2] and all("metrics" in r for r in ls_state.values())
     assert sorted(f"s{r:03d}" for r in ls_state[1]["skipped"]) == sorted(skipped_ids)
+    # the labels nobody asked for joined the round open at the time (in round
+    # 1, as a center of its continued selection), and nobody was asked for them
+    assert ls_state[0]["picks"][-1] == 50 and ls_state[0]["metrics"]["num_given"] == 1
+    assert ls_state[1]["picks"][-1] == unasked and ls_state[1]["metrics"]["num_given"] == 1
+    asked = [t["data"]["pcoreset_id"] for k in (0, 1, 2) for t in ls.tab(project, k)[1]]
+    assert "s050" not in asked and f"s{unasked:03d}" not in asked
     all_labeled = [r for st in ls_state.values() for r in st["picks"]]
     for st in ls_state.values():
         assert st["labels"] == [int(y[r]) for r in st["picks"]]

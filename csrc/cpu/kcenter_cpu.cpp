@@ -100,6 +100,7 @@ class CpuState final : public KCenterState {
     if (!is_eligible(pool_.mind[i])) return;
     if (cells_ready_) cells_.remove(i);
     pool_.mind[i] = Pool<S>::kTaken;
+    ++pool_.taken;
   }
 
   void exclude(const int64_t* rows, int64_t count) override {
@@ -118,6 +119,7 @@ class CpuState final : public KCenterState {
     const bool cells = use_cells();
     if (cells) ensure_cells();
     const int64_t from = is_eligible(pool_.mind[i]) ? pool_.nearest[i] : -1;
+    if (is_eligible(pool_.mind[i])) ++pool_.taken;
     const int64_t id = pool_.append_row_center(i);
     pool_.mind[i] = Pool<S>::kTaken;
     if (!cells) {
@@ -147,6 +149,8 @@ class CpuState final : public KCenterState {
       pool_.nearest[i] = static_cast<int32_t>(nearest[i]);
     }
     pool_.centers.assign(centers, centers + n_centers * pool_.p.c);
+    pool_.taken = 0;
+    for (int64_t i = 0; i < pool_.p.n; ++i) pool_.taken += is_eligible(pool_.mind[i]) ? 0 : 1;
     pool_.radius2.assign(static_cast<size_t>(n_centers), A(0));
     cells_ready_ = false;
     cells_.forget_centers();
@@ -202,6 +206,7 @@ class CpuState final : public KCenterState {
     for (int64_t a = 0; a < count; ++a) {
       const int64_t i = rows[a];
       const int64_t id = pool_.append_row_center(i);
+      if (is_eligible(pool_.mind[i])) ++pool_.taken;
       pool_.mind[i] = Pool<S>::kTaken;
       pool_.nearest[i] = static_cast<int32_t>(id);
     }
@@ -272,6 +277,8 @@ class CpuState final : public KCenterState {
       return dense_step(id);
     }
     ++cell_run_;
+    pool_.stats.rows_eligible += pool_.p.n - pool_.taken;
+    pool_.stats.rows_in_reach += rows;
     return cells_.finish_step(id, picked, rows);
   }
 
@@ -279,6 +286,8 @@ class CpuState final : public KCenterState {
     const int64_t k = num_centers(), n = pool_.p.n;
     int64_t reach = 0;
     const StepResult r = dense_.step(id, &reach);
+    pool_.stats.rows_eligible += n - pool_.taken;
+    pool_.stats.rows_in_reach += reach;
     // back to cell steps once they would visit few rows (rows of centers not
     // skipped whole; the first center reaches them all)
     if (pool_.p.prune) {

@@ -66,6 +66,7 @@ struct Pool {
   // minimum of its cell (-1 when the cell has no eligible row).
   std::vector<A> radius2;
   KCenterStats stats;
+  int64_t taken = 0;  // rows labeled, picked or excluded (counters only)
 
   // Threads for the next parallel region (adaptive, see ThreadPolicy).
   int team() const { return policy.now(); }

@@ -36,6 +36,14 @@ struct KCenterStats {
   int64_t parallel_steps = 0; // steps that ran on more than one thread
   int64_t cell_builds = 0;    // times the cell structure was (re)built from the running minimum
   int64_t cell_switches = 0;  // switches between cell and dense steps (the cost model)
+  // What each bound rejects, summed over the steps: rows_eligible (rows that
+  // could still be picked), rows_in_reach (those whose cell or center the
+  // step could not rule out whole: the members of the cells visited, or in a
+  // dense step the rows of centers not skipped whole); rows_in_reach -
+  // rows_computed were ruled out by their own triangle test (and the picked
+  // row, which leaves its cell).
+  int64_t rows_eligible = 0;
+  int64_t rows_in_reach = 0;
 };
 
 struct StepResult {
