@@ -22,7 +22,6 @@ from pcoreset.cli import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
-FAULTS = str(TESTS / "_write_faults.py")
 TIMING = ("select_s", "train_s")
 
 

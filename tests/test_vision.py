@@ -48,7 +48,6 @@ def tiny_clip(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PCORESET_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("PCORESET_TEST_KILL_AT", raising=False)
 
 
 def write_idx(path: Path, arr: np.ndarray, compress: bool = True) -> Path:
