@@ -225,3 +225,19 @@ def test_numpy_selection_does_not_load_torch_where_it_is_installed(tmp_path):
     assert got["after_import"] is False and got["after_select"] is False
     assert got["picks"] == got["selector"] == got["torch_backend"] == got["tensor"]
     assert {"cpu", "torch"} <= set(got["info_keys"])
+
+
+def test_a_built_cuda_module_without_torch_is_only_unavailable(tmp_path):
+    # nvcc was present at build time (the module is there) but torch is not
+    # installed: the cuda backend says so; info() and a NumPy select still work
+    got = run_child(tmp_path, """
+        import json, numpy as np, pcoreset
+        from pcoreset.backends import cuda
+        import types
+        cuda._C_cuda = types.SimpleNamespace(build_info=lambda: {"archs": "80,90"})  # a built module
+        info = pcoreset.info()
+        x = np.random.default_rng(0).dirichlet(np.ones(4), size=50)
+        print(json.dumps({"cuda": info["backends"]["cuda"], "picks": pcoreset.select(x, [0], 3).tolist()}))
+    """)
+    assert got["cuda"].startswith("unavailable: torch is not installed") and INSTALL_HINT in got["cuda"]
+    assert len(got["picks"]) == 3

@@ -278,8 +278,12 @@ class CudaBackend(Backend):
     def unavailable(self) -> Optional[str]:
         if _C_cuda is None:
             return f"pcoreset was not compiled with CUDA (pcoreset._C_cuda: {_IMPORT_ERROR})"
-        import torch
+        try:  # the module is built but the install has no torch (NumPy-only, nvcc present)
+            import torch
+        except ImportError:
+            from .._deps import install_hint
 
+            return f"torch is not installed: {install_hint('torch')}"
         if not torch.cuda.is_available():
             return "no CUDA device is visible to torch (torch.cuda.is_available() is False)"
         return None
