@@ -253,7 +253,14 @@ def certified_candidates(problem: Problem, centers, values: Optional[Values] = N
     if y.shape[0] <= k:
         out[:] = _pad(rep[None, :], k)
         return out
-    with _threads.blas_threads(problem.num_threads) as threads:
+    # The BLAS runs on one thread here: its GEMMs alternate with the package's
+    # own OpenMP regions (row values, the fused epilogue), and OpenBLAS's
+    # threads spin-wait after each GEMM, so on a machine with few cores a
+    # multi-threaded BLAS starves those regions (measured on 2 cores: the
+    # start at 200k x 100, L = 2k took 3.2-3.5 s with two BLAS threads and
+    # 1.8-2.2 s with one). The OpenMP regions keep the start's threads.
+    threads = _threads.available(problem.num_threads)
+    with _threads.blas_threads(1):
         _search(problem, values, y, rep, k, out, threads)
     return out
 
