@@ -73,8 +73,11 @@ def kmeanspp_factored(a: np.ndarray, h: np.ndarray, sq: np.ndarray, budget: int,
         return picks
     min_d2 = np.full(n, np.inf)
     nearest = np.zeros(n, dtype=np.int64)  # which center (position in picks)
-    center_a = np.empty((budget, a.shape[1]), dtype=a.dtype)
-    center_h = np.empty((budget, h.shape[1]), dtype=h.dtype)
+    # zeros, not empty: only rows [:k] are ever used, but an OpenBLAS gemv
+    # kernel (seen on an AVX-512 CPU) can read past them, and NaN bit patterns
+    # left in uninitialised memory then raise a spurious "invalid value" flag
+    center_a = np.zeros((budget, a.shape[1]), dtype=a.dtype)
+    center_h = np.zeros((budget, h.shape[1]), dtype=h.dtype)
     taken = np.zeros(n, dtype=bool)
     norm = np.sqrt(sq)
     h_norm = np.sqrt(np.einsum("ij,ij->i", h, h).astype(np.float64))
