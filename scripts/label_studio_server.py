@@ -7,7 +7,7 @@ and API key taken from the environment. Used by the tests
 Label Studio pins its own versions of Django and friends: install it in a
 virtual environment of its own (it is a separate service, as in real use)::
 
-    python3 -m venv _build/ls-venv && _build/ls-venv/bin/pip install label-studio
+    python3 -m venv _build/ls-venv && _build/ls-venv/bin/pip install "label-studio==1.23.2" "sentry-sdk<3"
 
 Then::
 
@@ -91,7 +91,7 @@ def start(data_dir, *, port: int = 0, host: str = "127.0.0.1", exe: Optional[str
     exe = find_label_studio(exe)
     if exe is None:
         raise FileNotFoundError("no label-studio executable: python3 -m venv _build/ls-venv && "
-                                "_build/ls-venv/bin/pip install label-studio")
+                                "_build/ls-venv/bin/pip install \"label-studio==1.23.2\" \"sentry-sdk<3\"")
     username = username or os.environ.get("LABEL_STUDIO_USERNAME")
     password = password or os.environ.get("LABEL_STUDIO_PASSWORD")
     api_key = api_key or os.environ.get("LABEL_STUDIO_API_KEY")
