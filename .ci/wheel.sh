@@ -22,7 +22,8 @@ if ! PCORESET_CUDA=OFF python3 -m build --no-isolation --outdir "$out/dist" . > 
   tail -60 "$out/build.log"; echo "python -m build failed"; exit 1
 fi
 ls -l "$out/dist"
-python3 -m auditwheel show "$out"/dist/*.whl | head -5
+python3 -m auditwheel show "$out"/dist/*.whl > "$out/auditwheel-show.txt"   # to a file: `| head` can close the pipe first (BrokenPipeError)
+head -5 "$out/auditwheel-show.txt"
 python3 -m auditwheel repair --wheel-dir "$out/wheelhouse" "$out"/dist/*.whl > "$out/repair.log" 2>&1 \
   || { cat "$out/repair.log"; exit 1; }
 whl=$(ls "$out"/wheelhouse/*.whl)
