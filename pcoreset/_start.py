@@ -305,7 +305,8 @@ def _search(problem: Problem, values: Values, y: np.ndarray, rep: np.ndarray, k:
     pivot_of = np.empty(n, dtype=np.int32)
     a = np.empty(n, dtype=acc)
     step = max(1, min(n, _ROW_CHUNK_BYTES // (acc.itemsize * max(c, p))))
-    for s in range(0, n, step):
+
+    def assign(s: int) -> None:
         e = min(n, s + step)
         v = values(np.arange(s, e))
         d = v @ r_acc.T
@@ -320,6 +321,8 @@ def _search(problem: Problem, values: Values, y: np.ndarray, rep: np.ndarray, k:
         # (C + 2) u relative (squared), widened twice
         a[s:e] = _round_up(np.sqrt(a2 * (1.0 + 2.0 * (c + 2) * u)) + b.tiny, acc)
         _release(problem, s, e)
+
+    _each(assign, range(0, n, step), threads)
 
     # 3-4. pivot by pivot
     order = np.argsort(pivot_of, kind="stable").astype(np.int32 if n < 2**31 else np.int64)
@@ -336,15 +339,35 @@ def _search(problem: Problem, values: Values, y: np.ndarray, rep: np.ndarray, k:
         if sum(counts[g0:g1]) == 0:
             continue
         lb2 = _center_pivot_lb2(y, r_acc[g0:g1], kappa64)
-        for g in range(g0, g1):
-            if counts[g] == 0:
-                continue
+
+        def search(g: int) -> None:
             rows = order[first[g]:first[g + 1]].astype(np.int64)
             ra = a[rows].astype(np.float64)
             lg = lb2[:, g - g0]
             near = np.flatnonzero(lg <= b.reach2(float(ra.max())))
             near = near[np.argsort(lg[near], kind="stable")]
             _group(values, rows, ra, near, lg[near], y[near], r_acc[g], rep, b, out)
+
+        # the largest groups first, so that the workers finish together
+        todo = [g for g in range(g0, g1) if counts[g]]
+        todo.sort(key=lambda g: -counts[g])
+        _each(search, todo, threads)
+
+
+def _each(fn, items, threads: int) -> None:
+    """fn(item) for every item, on `threads` Python threads: the work of
+    each item is GEMMs, NumPy passes and the fused epilogue, which release
+    the GIL, on one BLAS thread each (items write disjoint rows of the
+    output, so the result does not depend on the order)."""
+    items = list(items)
+    if threads <= 1 or len(items) <= 1:
+        for it in items:
+            fn(it)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
+        for f in [pool.submit(fn, it) for it in items]:
+            f.result()
 
 
 def _round_up(x64: np.ndarray, dtype) -> np.ndarray:
@@ -399,8 +422,7 @@ class _Bounds:
 
 def _sq_norms(a: np.ndarray):
     """(float64 norms, squared norms in a's dtype) of the rows of a."""
-    a64 = a.astype(np.float64)
-    return np.sqrt((a64 * a64).sum(1)), (a * a).sum(1)
+    return np.sqrt(np.einsum("ij,ij->i", a, a, dtype=np.float64)), np.einsum("ij,ij->i", a, a)
 
 
 def _group(values, rows, ra, near, near_lb2, y_near, pivot, rep, b: _Bounds, out) -> None:
@@ -424,7 +446,9 @@ def _group(values, rows, ra, near, near_lb2, y_near, pivot, rep, b: _Bounds, out
             m0 = _PROBE
             g0 = _gemm_part(xs, shifted[:m0], ny2_acc[:m0])
             g0 += nx2_acc[:, None]
-            ub = (g0.astype(np.float64) + b.kappa * (nx[:, None] + ny[None, :m0]) ** 2 + b.tiny).min(1)
+            # the nearest probe center's bound, taken with the probe's
+            # largest norm: still an upper bound of D^2
+            ub = g0.min(1).astype(np.float64) + b.kappa * (nx + ny[:m0].max()) ** 2 + b.tiny
             del g0
             reach = (ra_c + np.sqrt(np.maximum(ub, 0.0))) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny
             reach = np.minimum(reach, (2.0 * ra_c) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny)
@@ -467,7 +491,7 @@ def _certify_fused(g, nx2, nx, ny, v, y_near, b: _Bounds) -> np.ndarray:
     """_certify through the C++ epilogue (one pass over the tile in cache):
     g holds ||y'||^2 - 2 x'.y', the kernel adds ||x'||^2 as _certify does."""
     cand, counts, over_r, over_c = _C.certify_tile(g, nx2, nx, ny, b.kappa, b.tiny, b.kernel_rel, b.k,
-                                                   num_threads=b.threads)
+                                                   num_threads=1)
     if over_r.size:
         over = np.unique(over_r)
         cand[over] = _rank_exact(np.asarray(over_r, dtype=np.int64), np.asarray(over_c, dtype=np.int64),
