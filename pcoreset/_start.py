@@ -84,8 +84,15 @@ K_OUT = _memory.CANDIDATES
 # amortise the per-tile work (gathers, norms, the bounding GEMM).
 _TILE = 1 << 21
 _METHODS = ("exact", "certified")
-# Centers nearest the pivot in the certified search's first, bounding GEMM.
-_PROBE = 64
+# Centers nearest the pivot in the certified search's first, bounding GEMM
+# (on clustered pools 32 bound each row's nearest distance within a few per
+# cent of the truth; more cost more than they save).
+_PROBE = 32
+# Row chunks of the start's passes over the pool and over the centers:
+# bytes of one chunk's largest block (its values or its distances).
+_ROW_CHUNK_BYTES = 8 << 20
+# Bytes of one block of center-to-pivot lower bounds (float64).
+_PAIR_BYTES = 16 << 20
 _forced: Optional[str] = None
 
 
@@ -290,58 +297,108 @@ def _search(problem: Problem, values: Values, y: np.ndarray, rep: np.ndarray, k:
     m = int(y.shape[0])
     p = n_pivots(m)
     piv = _pivots(y, p)
-    y64 = y.astype(np.float64)
-    r64 = y64[piv]
     r_acc = y[piv]
     r_norm2 = (r_acc * r_acc).sum(1)
 
-    # 2. each row's pivot (approximate argmin) and its exact distance to it
-    pivot_of = np.empty(n, dtype=np.int64)
-    a2 = np.empty(n, dtype=np.float64)
-    step = chunk_rows(n, c, p)
-    for s in range(0, n, step):
+    # 2. each row's pivot (approximate argmin) and an upper bound of its
+    # distance to it, kept compact (int32, the accumulation dtype rounded up)
+    pivot_of = np.empty(n, dtype=np.int32)
+    a = np.empty(n, dtype=acc)
+    step = max(1, min(n, _ROW_CHUNK_BYTES // (acc.itemsize * max(c, p))))
+
+    def assign(s: int) -> None:
         e = min(n, s + step)
         v = values(np.arange(s, e))
         d = v @ r_acc.T
         d *= -2.0
         d += r_norm2[None, :]
         j = np.argmin(d, axis=1)
+        del d
         pivot_of[s:e] = j
-        diff = v - r_acc[j]
-        a2[s:e] = (diff * diff).sum(1)
+        v -= r_acc[j]
+        a2 = np.einsum("ij,ij->i", v, v, dtype=np.float64)
+        # direct differences in the accumulation dtype err by at most
+        # (C + 2) u relative (squared), widened twice
+        a[s:e] = _round_up(np.sqrt(a2 * (1.0 + 2.0 * (c + 2) * u)) + b.tiny, acc)
         _release(problem, s, e)
-    # an upper bound of d(x, pivot): direct differences in the accumulation
-    # dtype err by at most (C + 2) u relative (squared), widened twice
-    a = np.sqrt(a2 * (1.0 + 2.0 * (c + 2) * u)) + b.tiny
 
-    # 3-4. pivot by pivot, rows sorted by their distance to the pivot
-    order = np.lexsort((a, pivot_of))
-    counts = np.bincount(pivot_of, minlength=p).tolist()
-    y_norm2 = (y64 * y64).sum(1)
-    y_norm = np.sqrt(y_norm2)
+    _each(assign, range(0, n, step), threads)
+
+    # 3-4. pivot by pivot
+    order = np.argsort(pivot_of, kind="stable").astype(np.int32 if n < 2**31 else np.int64)
+    counts = np.bincount(pivot_of, minlength=p)
+    del pivot_of
+    first = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    counts = counts.tolist()
+    # center-to-pivot distances: float64 GEMMs over blocks of centers and
+    # pivots with their rounding bound, no float64 copy of all centers
     kappa64 = 2.0 * (c + 10) * _unit_roundoff(np.float64)
-    first = [0]
-    for cnt in counts:
-        first.append(first[-1] + cnt)
-    block = max(1, min(p, _memory.CHUNK_BYTES // (8 * max(1, m))))
-    for g0 in range(0, p, block):
-        g1 = min(p, g0 + block)
+    pblock = max(1, min(p, _PAIR_BYTES // (8 * max(1, m))))
+    for g0 in range(0, p, pblock):
+        g1 = min(p, g0 + pblock)
         if sum(counts[g0:g1]) == 0:
             continue
-        # lower bounds of d^2(center, pivot) for this block of pivots (float64
-        # GEMM with its rounding bound)
-        dots = y64 @ r64[g0:g1].T
-        for g in range(g0, g1):
-            if counts[g] == 0:
-                continue
-            rows = order[first[g]:first[g + 1]]
-            ra = a[rows]
-            pn2 = y_norm2[piv[g]]
-            dg = y_norm2 + pn2 - 2.0 * dots[:, g - g0]
-            lb2 = np.maximum(dg - kappa64 * (y_norm + math.sqrt(pn2)) ** 2, 0.0)
-            near = np.flatnonzero(lb2 <= b.reach2(float(ra[-1])))
-            near = near[np.argsort(lb2[near], kind="stable")]
-            _group(values, rows, ra, near, lb2[near], y[near], r_acc[g], rep, b, out)
+        lb2 = _center_pivot_lb2(y, r_acc[g0:g1], kappa64)
+
+        def search(g: int) -> None:
+            rows = order[first[g]:first[g + 1]].astype(np.int64)
+            ra = a[rows].astype(np.float64)
+            lg = lb2[:, g - g0]
+            near = np.flatnonzero(lg <= b.reach2(float(ra.max())))
+            near = near[np.argsort(lg[near], kind="stable")]
+            _group(values, rows, ra, near, lg[near], y[near], r_acc[g], rep, b, out)
+
+        # the largest groups first, so that the workers finish together
+        todo = [g for g in range(g0, g1) if counts[g]]
+        todo.sort(key=lambda g: -counts[g])
+        _each(search, todo, threads)
+
+
+def _each(fn, items, threads: int) -> None:
+    """fn(item) for every item, on `threads` Python threads: the work of
+    each item is GEMMs, NumPy passes and the fused epilogue, which release
+    the GIL, on one BLAS thread each (items write disjoint rows of the
+    output, so the result does not depend on the order)."""
+    items = list(items)
+    if threads <= 1 or len(items) <= 1:
+        for it in items:
+            fn(it)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
+        for f in [pool.submit(fn, it) for it in items]:
+            f.result()
+
+
+def _round_up(x64: np.ndarray, dtype) -> np.ndarray:
+    """x64 (float64) in `dtype`, rounded up (an upper bound stays one)."""
+    x = x64.astype(dtype)
+    if x.dtype != np.float64:
+        low = x.astype(np.float64) < x64
+        x[low] = np.nextafter(x[low], np.asarray(np.inf, dtype=x.dtype))
+    return x
+
+
+def _center_pivot_lb2(y: np.ndarray, r: np.ndarray, kappa64: float) -> np.ndarray:
+    """(M, P) float64 lower bounds of the squared distances of the centers y
+    to the pivots r: a float64 GEMM in chunks of centers, less its rounding
+    bound (the float64 values of y and r are exact)."""
+    r64 = r.astype(np.float64)
+    rn2 = (r64 * r64).sum(1)
+    rn = np.sqrt(rn2)
+    out = np.empty((y.shape[0], r.shape[0]), dtype=np.float64)
+    step = max(1, _ROW_CHUNK_BYTES // (8 * max(y.shape[1], r.shape[0])))
+    for s in range(0, y.shape[0], step):
+        y64 = y[s:s + step].astype(np.float64)
+        yn2 = (y64 * y64).sum(1)
+        o = out[s:s + step]
+        np.matmul(y64, r64.T, out=o)
+        o *= -2.0
+        o += yn2[:, None]
+        o += rn2[None, :]
+        o -= kappa64 * (np.sqrt(yn2)[:, None] + rn[None, :]) ** 2
+        np.maximum(o, 0.0, out=o)
+    return out
 
 
 def n_pivots(m: int) -> int:
@@ -365,49 +422,60 @@ class _Bounds:
 
 def _sq_norms(a: np.ndarray):
     """(float64 norms, squared norms in a's dtype) of the rows of a."""
-    a64 = a.astype(np.float64)
-    return np.sqrt((a64 * a64).sum(1)), (a * a).sum(1)
+    return np.sqrt(np.einsum("ij,ij->i", a, a, dtype=np.float64)), np.einsum("ij,ij->i", a, a)
 
 
 def _group(values, rows, ra, near, near_lb2, y_near, pivot, rep, b: _Bounds, out) -> None:
-    """Candidates for the rows of one pivot (sorted by distance to it), in
+    """Candidates for the rows of one pivot: in chunks of rows, a first GEMM
+    with the centers nearest the pivot bounds each row's nearest distance D
+    from above, so its nearest center lies within a + D of the pivot; rows
+    are then sorted by how many centers that reach holds and searched in
     tiles of about _TILE row x center pairs."""
     shifted = y_near - pivot
     ny, ny2_acc = _sq_norms(shifted)
-    cnt = int(rows.size)
-
-    def reach_count(a: float) -> int:
-        return max(1, int(np.searchsorted(near_lb2, b.reach2(a), side="right")))
-
-    s = 0
-    while s < cnt:
-        e = min(cnt, s + max(1, _TILE // reach_count(float(ra[s]))))
-        m_here = reach_count(float(ra[e - 1]))
-        while e - s > 1 and (e - s) * m_here > 4 * _TILE:
-            e = s + max(1, (e - s) // 2)
-            m_here = reach_count(float(ra[e - 1]))
-        tile_rows = rows[s:e]
-        v = values(tile_rows)
+    mn = int(near.size)
+    c = int(y_near.shape[1])
+    chunk = max(1, _TILE // max(c, _PROBE))
+    for s in range(0, int(rows.size), chunk):
+        rows_c = rows[s:s + chunk]
+        ra_c = ra[s:s + chunk]
+        v = values(rows_c)
         xs = v - pivot
         nx, nx2_acc = _sq_norms(xs)
-        if m_here > 2 * _PROBE:
-            # a first GEMM with the centers nearest the pivot bounds each
-            # row's nearest distance D from above; its nearest center is then
-            # within a + D of the pivot (not only 2 a)
+        if mn > 2 * _PROBE:
             m0 = _PROBE
             g0 = _gemm_part(xs, shifted[:m0], ny2_acc[:m0])
             g0 += nx2_acc[:, None]
-            ub = (g0.astype(np.float64) + b.kappa * (nx[:, None] + ny[None, :m0]) ** 2 + b.tiny).min(1)
-            reach = (ra[s:e] + np.sqrt(np.maximum(ub, 0.0))) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny
-            m_here = max(1, int(np.searchsorted(near_lb2, float(reach.max()), side="right")))
-        g = _gemm_part(xs, shifted[:m_here], ny2_acc[:m_here])
-        if _C is not None:
-            ids = _certify_fused(g, nx2_acc, nx, ny[:m_here], v, y_near[:m_here], b)
+            # the nearest probe center's bound, taken with the probe's
+            # largest norm: still an upper bound of D^2
+            ub = g0.min(1).astype(np.float64) + b.kappa * (nx + ny[:m0].max()) ** 2 + b.tiny
+            del g0
+            reach = (ra_c + np.sqrt(np.maximum(ub, 0.0))) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny
+            reach = np.minimum(reach, (2.0 * ra_c) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny)
+            need = np.maximum(np.searchsorted(near_lb2, reach, side="right"), 1)
+            o = np.argsort(need, kind="stable")
+            need = need[o]
         else:
-            g += nx2_acc[:, None]
-            ids = _certify(g, nx, ny[:m_here], v, y_near[:m_here], b)
-        out[tile_rows] = rep[near[ids]]
-        s = e
+            o = None
+            need = np.full(rows_c.size, mn, dtype=np.int64)
+        cnt = int(rows_c.size)
+        t = 0
+        while t < cnt:
+            # a tile: rows whose reach holds at most about 1.5x the centers
+            # of its first row's (little GEMM wasted, few tiles)
+            lim = int(need[t]) * 3 // 2 + 32
+            e = int(np.searchsorted(need, lim, side="right"))
+            e = max(t + 1, min(e, t + max(1, _TILE // int(need[max(t, e - 1)]))))
+            m_here = int(need[e - 1])
+            idx = slice(t, e) if o is None else o[t:e]
+            g = _gemm_part(xs[idx], shifted[:m_here], ny2_acc[:m_here])
+            if _C is not None:
+                ids = _certify_fused(g, nx2_acc[idx], nx[idx], ny[:m_here], v[idx], y_near[:m_here], b)
+            else:
+                g += nx2_acc[idx][:, None]
+                ids = _certify(g, nx[idx], ny[:m_here], v[idx], y_near[:m_here], b)
+            out[rows_c[idx]] = rep[near[ids]]
+            t = e
 
 
 def _gemm_part(xs: np.ndarray, ys: np.ndarray, ny2: np.ndarray) -> np.ndarray:
@@ -423,7 +491,7 @@ def _certify_fused(g, nx2, nx, ny, v, y_near, b: _Bounds) -> np.ndarray:
     """_certify through the C++ epilogue (one pass over the tile in cache):
     g holds ||y'||^2 - 2 x'.y', the kernel adds ||x'||^2 as _certify does."""
     cand, counts, over_r, over_c = _C.certify_tile(g, nx2, nx, ny, b.kappa, b.tiny, b.kernel_rel, b.k,
-                                                   num_threads=b.threads)
+                                                   num_threads=1)
     if over_r.size:
         over = np.unique(over_r)
         cand[over] = _rank_exact(np.asarray(over_r, dtype=np.int64), np.asarray(over_c, dtype=np.int64),

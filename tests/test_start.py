@@ -309,3 +309,27 @@ def test_fused_epilogue_does_not_depend_on_the_thread_count(dtype):
     # every row's first candidate is its argmin (lowest column among equals)
     d = g + nx2[:, None]
     np.testing.assert_array_equal(one[0][:, 0][one[1] <= 4], d.argmin(1)[one[1] <= 4])
+
+
+@pytest.mark.parametrize("pool", sorted(POOLS))
+@pytest.mark.parametrize("threads", [1, 2])
+def test_certified_search_in_small_pieces(pool, threads, monkeypatch):
+    # Tiny probes, tiles and row chunks force every branch of the search
+    # (the probe's per-row reach, rows sorted into several tiles, groups cut
+    # into row chunks, center-to-pivot bounds in blocks, groups on worker
+    # threads): the running minimum stays the exact pass's, bit for bit.
+    x = POOLS[pool]().astype(np.float32)
+    lab = labeled_for(pool, x.shape[0])
+    problem = make_problem(x, lab, 0, simplex=True, from_logits=False, temperature=1.0, prune=True,
+                           num_threads=threads, progress=None)
+    exact = cpu_backend.make_state(problem)
+    exact.seed_rows(lab)
+    monkeypatch.setattr(_start, "_PROBE", 4)
+    monkeypatch.setattr(_start, "_TILE", 600)
+    monkeypatch.setattr(_start, "_ROW_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(_start, "_PAIR_BYTES", 8 * 150 * 3)
+    monkeypatch.setattr(_start, "n_pivots", lambda m: min(m, 12))
+    cand = _start.nearest_candidates(problem)
+    cert = cpu_backend.make_state(problem)
+    cert.seed_rows_with_candidates(lab, cand)
+    np.testing.assert_array_equal(cert.min_dist2(), exact.min_dist2())

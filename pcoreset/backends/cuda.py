@@ -16,6 +16,7 @@ Environment (debugging and benchmarks; none changes a pick):
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Dict, Optional
 
@@ -34,7 +35,10 @@ try:
         _C_cuda = None
 except ImportError as exc:  # built without CUDA, or the module failed to load
     _C_cuda = None
-    _IMPORT_ERROR = str(exc)
+    if importlib.util.find_spec(f"{__package__.rpartition('.')[0]}._C_cuda") is None:
+        _IMPORT_ERROR = "this install was built without CUDA (no nvcc, or PCORESET_CUDA=OFF)"
+    else:  # the file is there but does not load: its own error says why (e.g. a missing libcudart)
+        _IMPORT_ERROR = str(exc)
 
 # Largest N * M * C (rows x initial centers x columns) whose start is the kernel's
 # exact pass (a warp per row, every center in turn, early exit); larger
@@ -84,7 +88,7 @@ class CudaState(KCenterState):
         import torch
 
         if _C_cuda is None:
-            raise RuntimeError(f"pcoreset was not compiled with CUDA ({_IMPORT_ERROR})")
+            raise RuntimeError(f"no usable CUDA module: {_IMPORT_ERROR}")
         x = problem.x
         if not (isinstance(x, torch.Tensor) and x.is_cuda and x.is_contiguous()):
             raise InvalidInputError("the cuda backend's state needs a contiguous torch CUDA tensor as the pool")
@@ -277,7 +281,7 @@ class CudaBackend(Backend):
 
     def unavailable(self) -> Optional[str]:
         if _C_cuda is None:
-            return f"pcoreset was not compiled with CUDA (pcoreset._C_cuda: {_IMPORT_ERROR})"
+            return f"no usable CUDA module: {_IMPORT_ERROR}"
         try:  # the module is built but the install has no torch (NumPy-only, nvcc present)
             import torch
         except ImportError:

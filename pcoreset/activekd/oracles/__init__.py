@@ -49,8 +49,8 @@ def make_oracle(spec: str, *, echo: Callable[[str], None] = print) -> Optional[O
             module = importlib.import_module(f"{__name__}.label_studio")
         except ModuleNotFoundError as exc:
             if exc.name != f"{__name__}.label_studio":
-                raise InvalidInputError(f"oracle={spec!r}: the Label Studio oracle needs {exc.name!r} "
-                                        f"(pip install label-studio-sdk)") from None
+                raise InvalidInputError(f"oracle={spec!r}: the Label Studio oracle cannot import "
+                                        f"{exc.name!r}; this pcoreset install is incomplete (reinstall it)") from None
             raise InvalidInputError(f"oracle={spec!r}: this pcoreset has no Label Studio oracle") from None
         return module.LabelStudioOracle(spec, echo=echo)
     return CsvOracle(spec, echo=echo)
