@@ -30,6 +30,11 @@ at every step); the table says so. Target rows (--only with --targets):
   3d          200k 3-D points, B=20k against fpsample's QuickFPS (median of 3)
   threads     default threads against one, beside 1, 2 and 4 busy processes
 
+--projection 0 / 1 turns the kernel's projection bound off / on for every
+step (default: its cost model); the bound counters in each target's detail
+say what each bound ruled out (cells and centers whole, the row's own
+triangle test, the projection bound) and what was computed.
+
 Rows (each figure is measured in its own child process, so that its peak
 memory is its own and no allocator state carries over):
 
@@ -632,8 +637,11 @@ def _bounds(st: dict) -> str:
     elig, reach, comp = st.get("rows_eligible"), st.get("rows_in_reach"), st.get("rows_computed", 0)
     if not elig:
         return "no bound counters"
+    checked, rejected = st.get("proj_checked", 0), st.get("proj_rejected", 0)
+    proj = (f"the projection bound {rejected / checked:.3f} of the {checked / elig:.3f} it was asked about"
+            if checked else "projection bound not used")
     return (f"cells/centers ruled out {1 - reach / elig:.3f} of eligible rows, the row bound "
-            f"{(reach - comp) / max(1, reach):.3f} of the rest, {comp / elig:.4f} computed; "
+            f"{(reach - comp - rejected) / max(1, reach):.3f} of the rest, {proj}, {comp / elig:.4f} computed; "
             f"cell steps {st.get('cell_steps')}, dense {st.get('dense_steps')}")
 
 
@@ -797,12 +805,16 @@ def main(argv=None) -> int:
                    help="where the memmap pool file is written once")
     p.add_argument("--baseline-path", default=None,
                    help="another checkout (with its extension built) to run the start rows on too")
+    p.add_argument("--projection", choices=["auto", "0", "1"], default="auto",
+                   help="the kernel's projection bound: its cost model (auto), never (0) or always (1)")
     p.add_argument("--json", default=None, help="write every figure here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
+    if args.projection != "auto":  # read by the kernel in the child processes
+        os.environ["PCORESET_PROJECTION"] = args.projection
     table = TARGETS if args.targets else ROWS
     args.only = args.only or ",".join(table)
     unknown = set(args.only.split(",")) - set(table)
