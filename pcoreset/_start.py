@@ -250,10 +250,7 @@ def _dedupe(get, m: int, c: int, acc) -> np.ndarray:
     step = max(1, _ROW_CHUNK_BYTES // (8 * max(1, c)))
     for s in range(0, m, step):
         e = min(m, s + step)
-        bits = get(np.arange(s, e)).view(ints).astype(np.uint64)
-        bits ^= bits >> np.uint64(29)
-        bits *= mult
-        h[s:e] = bits.sum(1, dtype=np.uint64)
+        h[s:e] = _row_hash(get(np.arange(s, e)).view(ints), mult)
     o = np.argsort(h, kind="stable")
     hs = h[o]
     del h
@@ -266,13 +263,31 @@ def _dedupe(get, m: int, c: int, acc) -> np.ndarray:
     head = o[np.maximum.accumulate(np.where(start, np.arange(m), 0))]
     dup = np.flatnonzero(~start)
     members, heads = o[dup], head[dup]
-    del o, head, start
+    del start
     keep = np.ones(m, dtype=bool)
+    odd = []
     for s in range(0, int(members.size), step):
         mem, hd = members[s:s + step], heads[s:s + step]
         same = (get(mem).view(ints) == get(hd).view(ints)).all(1)
         keep[mem[same]] = False
+        odd.append(hd[~same])
+    # runs whose rows are not all one row (a hash collision): sorted out in
+    # full, the lowest index of each distinct row kept
+    for hd in np.unique(np.concatenate(odd)) if odd else ():
+        ids = np.sort(o[head == hd])
+        _, firsts = np.unique(get(ids).view(ints), axis=0, return_index=True)
+        keep[ids] = False
+        keep[ids[firsts]] = True
     return np.flatnonzero(keep)
+
+
+def _row_hash(bits: np.ndarray, mult: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row of bits (unsigned integers): each value
+    mixed, weighted by its column's odd multiplier, summed modulo 2^64."""
+    z = bits.astype(np.uint64)
+    z ^= z >> np.uint64(29)
+    z *= mult
+    return z.sum(1, dtype=np.uint64)
 
 
 def _pivots(y: np.ndarray, p: int) -> np.ndarray:
@@ -551,8 +566,8 @@ class _Near:
     whose reach covers every center would otherwise hold a copy of them
     all on each worker)."""
 
-    def __init__(self, yget, near: np.ndarray, pivot: np.ndarray) -> None:
-        self.yget, self.near, self.pivot = yget, near, pivot
+    def __init__(self, yget, near: np.ndarray, pivot: np.ndarray, limit: int) -> None:
+        self.yget, self.near, self.pivot, self.limit = yget, near, pivot, limit
         c = pivot.shape[0]
         self.have = 0
         self.sh = np.empty((0, c), dtype=pivot.dtype)
@@ -563,7 +578,7 @@ class _Near:
         """Fetch at least the first m centers (growing geometrically)."""
         if m <= self.have:
             return
-        cap = min(int(self.near.size), max(m, 2 * self.have))
+        cap = min(int(self.near.size), max(m, min(2 * self.have, self.limit)))
         sh = np.empty((cap, self.pivot.shape[0]), dtype=self.pivot.dtype)
         sh[:self.have] = self.sh[:self.have]
         new = self.yget(self.near[self.have:cap])
@@ -573,6 +588,16 @@ class _Near:
         self.ny = np.concatenate([self.ny[:self.have], ny])
         self.ny2 = np.concatenate([self.ny2[:self.have], ny2])
         self.have = cap
+
+    def block(self, c0: int, c1: int):
+        """(shifted centers, float64 norms, squared norms in the accumulation
+        dtype) of centers [c0, c1): from the cache, or read afresh (not kept)."""
+        if c1 <= self.have:
+            return self.sh[c0:c1], self.ny[c0:c1], self.ny2[c0:c1]
+        sh = self.yget(self.near[c0:c1])
+        sh -= self.pivot
+        ny, ny2 = _sq_norms(sh)
+        return sh, ny, ny2
 
     def __getitem__(self, ids) -> np.ndarray:
         """The unshifted centers ids (for the exact ranking of over-full rows)."""
@@ -586,9 +611,11 @@ def _group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: _Bounds, o
     are then sorted by how many centers that reach holds and searched in
     tiles of about _TILE row x center pairs. s2: the squared norms of the
     shifted rows fl(x - pivot), rounded up into the accumulation dtype."""
-    cs = _Near(yget, near, pivot)
     mn = int(near.size)
     c = int(pivot.shape[0])
+    # the most centers one worker holds at once
+    wide = max(2 * _PROBE, (2 * _ROW_CHUNK_BYTES) // (pivot.itemsize * max(1, c)))
+    cs = _Near(yget, near, pivot, wide)
     chunk = max(1, _TILE // max(c, _PROBE))
     for s in range(0, int(rows.size), chunk):
         rows_c = rows[s:s + chunk]
@@ -626,8 +653,14 @@ def _group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: _Bounds, o
             e = int(np.searchsorted(need, lim, side="right"))
             e = max(t + 1, min(e, t + max(1, _TILE // int(need[max(t, e - 1)]))))
             m_here = int(need[e - 1])
-            cs.upto(m_here)
             idx = slice(t, e) if o is None else o[t:e]
+            if m_here > wide:
+                # more centers than a worker keeps: searched block by block
+                ids = _wide(xs[idx], nx2_acc[idx], nx[idx], ra_c[idx], v[idx], cs, near_lb2, m_here, wide, b)
+                out[rows_c[idx]] = rep[near[ids]]
+                t = e
+                continue
+            cs.upto(m_here)
             g = _gemm_part(xs[idx], cs.sh[:m_here], cs.ny2[:m_here])
             if _C is not None:
                 ids = _certify_fused(g, nx2_acc[idx], nx[idx], cs.ny[:m_here], v[idx], cs, b)
@@ -636,6 +669,51 @@ def _group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: _Bounds, o
                 ids = _certify(g, nx[idx], cs.ny[:m_here], v[idx], cs, b)
             out[rows_c[idx]] = rep[near[ids]]
             t = e
+
+
+def _wide(xs, nx2, nx, ra, v, cs: _Near, near_lb2, m_here: int, wide: int, b: _Bounds) -> np.ndarray:
+    """_certify over more centers than one block holds: a first pass over the
+    blocks finds each row's smallest GEMM distance (and the bound ub of
+    _certify from it), which also narrows the reach; a second pass collects
+    the centers whose lower bound is within ub; rows with more than k are
+    ranked by exact float64 distances. The same candidates as one tile."""
+    r = xs.shape[0]
+    ar = np.arange(r)
+    dmin = np.full(r, np.inf, dtype=xs.dtype)
+    ny_at = np.zeros(r)
+    for c0 in range(0, m_here, wide):
+        sh, ny, ny2 = cs.block(c0, min(m_here, c0 + wide))
+        g = _gemm_part(xs, sh, ny2)
+        g += nx2[:, None]
+        j = np.argmin(g, axis=1)
+        d = g[ar, j]
+        better = d < dmin  # strict: the lowest column keeps ties
+        dmin[better] = d[better]
+        ny_at[better] = ny[j[better]]
+    d0 = dmin.astype(np.float64) + b.kappa * (nx + ny_at) ** 2 + b.tiny
+    ub = d0 * (1.0 + b.kernel_rel) + b.tiny
+    reach = (ra + np.sqrt(np.maximum(d0, 0.0))) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny
+    m_here = min(m_here, max(1, int(np.searchsorted(near_lb2, float(reach.max()), side="right"))))
+    hr, hc, hk = [], [], []
+    for c0 in range(0, m_here, wide):
+        sh, ny, ny2 = cs.block(c0, min(m_here, c0 + wide))
+        g = _gemm_part(xs, sh, ny2)
+        g += nx2[:, None]
+        thr = np.nextafter((ub + b.kappa * (nx + ny.max()) ** 2 + b.tiny).astype(g.dtype), np.inf)
+        rr, cc = np.nonzero(g <= thr[:, None])
+        key = g[rr, cc].astype(np.float64)
+        keep = key - b.kappa * (nx[rr] + ny[cc]) ** 2 - b.tiny <= ub[rr]
+        hr.append(rr[keep])
+        hc.append(cc[keep] + c0)
+        hk.append(key[keep])
+    hit_r, hit_c, key = np.concatenate(hr), np.concatenate(hc), np.concatenate(hk)
+    per_row = np.bincount(hit_r, minlength=r)
+    few = per_row[hit_r] <= b.k
+    ids = _rank_by(hit_r[few], hit_c[few], key[few], r, b.k)
+    many = np.flatnonzero(per_row > b.k)
+    if many.size:
+        ids[many] = _rank_exact(hit_r[~few], hit_c[~few], v, cs, r, b.k)[many]
+    return ids
 
 
 def _gemm_part(xs: np.ndarray, ys: np.ndarray, ny2: np.ndarray) -> np.ndarray:
