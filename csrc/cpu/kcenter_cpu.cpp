@@ -7,7 +7,9 @@
 //   dense_pass.h   passes over every row (seeding, mean, the fused dense step);
 //   cells.h        steps that visit only the Voronoi cells near the new center,
 //                  with cell_heap.h (the next pick without a scan) and anchors.h
-//                  (the cells near a center without measuring every center).
+//                  (the cells near a center without measuring every center);
+//   cost_model.h   the per-row costs of both kinds of step, fitted from their
+//                  timings.
 // This file chooses between the dense step and the cell step (the cost model
 // below) and implements the KCenterState interface of kcenter.h. It is
 // compiled once per instruction set (baseline x86-64, and AVX2 + F16C where
@@ -23,6 +25,7 @@
 #include <stdexcept>
 
 #include "cells.h"
+#include "cost_model.h"
 #include "dense_pass.h"
 #include "pool.h"
 
@@ -44,6 +47,7 @@ class CpuState final : public KCenterState {
       const double v = std::strtod(f, &end);
       if (end != f && v >= 0.0) cell_visit_limit_ = v;
     }
+    cost_.init(pool_.p.n, pool_.p.c, pool_.threads);
   }
 
   void seed_rows(const int64_t* rows, int64_t count) override {
@@ -219,19 +223,15 @@ class CpuState final : public KCenterState {
   // is a dense pass: every row moves).
   bool use_cells() const { return pool_.p.prune && num_centers() > 0 && !dense_mode_; }
 
-  // The cost model between the two kinds of step. Per row it visits, a cell
-  // step reads a member (8 bytes) as the dense pass reads mind/nearest, but
-  // its rows are scattered and it compacts its cells and gathers the new one
-  // on one thread, while the dense pass reads every row forward on the whole
-  // team. Measured on the benchmark pools (2-core machine, C = 3 and 100,
-  // benchmarks/RESULTS.md "cost model"): a cell step that visits a fraction f
-  // of the rows costs about what a dense step costs when f is near 0.5 on
-  // one thread and 0.2 to 0.25 on two. So a cell step that would visit more
-  // than 0.5 / team of the rows runs as a dense step instead and the cells are
-  // dropped. Dense steps count the rows a cell step would have visited (those
-  // of the centers not skipped whole) in a running mean over about 8 steps;
-  // once it falls under half the limit the cells are built again (O(N),
-  // about one dense step). The gap and the mean keep the switch rare.
+  // The cost model between the two kinds of step (cost_model.h): each
+  // kind's per-row costs are fitted from its own recent steps' timings, and
+  // a step runs as the kind predicted cheaper for the rows a cell step would
+  // visit (a running mean over about 8 steps, so one wide step does not
+  // drop the cells). Dense steps count those rows too (the rows of centers
+  // not skipped whole). Leaving the cells costs a rebuild, O(N), when they
+  // pay again: cell steps are entered only when they win by more than the
+  // rebuild spread over kAmortise steps, and each kind must win by a margin
+  // (kHysteresis) before the switch, so the switch stays rare.
   // Short rows (C <= kInlineValues) are the exception: their cells hold the
   // values too, so a cell step reads one contiguous block per cell and runs
   // unrolled distances, and on 3-D pools it was as fast as or faster than the
@@ -243,33 +243,64 @@ class CpuState final : public KCenterState {
   // than kShortCellRun steps, the dense steps required before the next build
   // double (from 8, up to kMaxHold); a stretch of kLongCellRun steps resets
   // the wait.
+  //
+  // PCORESET_CELL_VISIT=f replaces the model by a fixed rule: a cell step may
+  // visit at most the fraction f of the rows (0 = dense steps only, >= 1 =
+  // cell steps only), and dense steps go back to cells under f / 2.
   static constexpr int64_t kShortCellRun = 16;
   static constexpr int64_t kLongCellRun = 64;
   static constexpr int64_t kMaxHold = 4096;
-  double leave_cells() const {
-    if (cell_visit_limit_ >= 0) return cell_visit_limit_;
-    if (cells_.inline_values()) return 2.0;
-    return 0.5 / static_cast<double>(std::max(1, pool_.team()));
+  static constexpr double kHysteresis = 1.15;
+  static constexpr double kAmortise = 32.0;
+  using Clock = std::chrono::steady_clock;
+  static double seconds_since(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
   }
-  double enter_cells() const {
-    if (leave_cells() >= 1.0) return 2.0;  // cell steps only
-    return leave_cells() / 2;
+
+  bool cells_always() const {
+    return cell_visit_limit_ >= 1.0 || (cell_visit_limit_ < 0 && cells_.inline_values());
+  }
+
+  // After a cell step's first half reached `rows`: leave the cells?
+  bool leave_cells(int64_t rows) const {
+    const double n = static_cast<double>(pool_.p.n);
+    if (cells_always()) return false;
+    if (cell_visit_limit_ >= 0) return static_cast<double>(rows) > cell_visit_limit_ * n;
+    const int team = pool_.team();
+    const double r = reach_mean_ * n;
+    return cost_.cell_cost(team, r) > kHysteresis * cost_.dense_cost(team, r);
+  }
+
+  // After a dense step: go back to cell steps?
+  bool enter_cells() const {
+    if (cells_always()) return true;
+    if (cell_visit_limit_ >= 0) return reach_mean_ < cell_visit_limit_ / 2;
+    const int team = pool_.team();
+    const double r = reach_mean_ * static_cast<double>(pool_.p.n);
+    return kHysteresis * (cost_.cell_cost(team, r) + cost_.build_cost(team) / kAmortise) <
+           cost_.dense_cost(team, r);
   }
 
   void ensure_cells() {
     if (cells_ready_) return;
+    const auto t0 = Clock::now();
     cells_.build();
+    cost_.build_done(seconds_since(t0));
     cells_ready_ = true;
     cell_run_ = 0;
   }
 
   StepResult cell_step(int64_t id, int64_t from, int64_t picked) {
+    const auto t0 = Clock::now();
+    const int team = pool_.team();
+    const int64_t computed0 = pool_.stats.rows_computed;
     const int64_t rows = cells_.begin_step(id, from, picked);
-    if (static_cast<double>(rows) > leave_cells() * static_cast<double>(pool_.p.n)) {
+    const double f = static_cast<double>(rows) / static_cast<double>(pool_.p.n);
+    reach_mean_ = cell_run_ == 0 ? f : reach_mean_ + (f - reach_mean_) / 8.0;
+    if (leave_cells(rows)) {
       // the cells do not pay here: a dense step, and dense steps until they do
       cells_ready_ = false;
       dense_mode_ = true;
-      reach_mean_ = static_cast<double>(rows) / static_cast<double>(pool_.p.n);
       pool_.stats.cell_switches += 1;
       if (cell_run_ < kShortCellRun) hold_ = std::min(kMaxHold, std::max<int64_t>(8, 2 * hold_));
       else if (cell_run_ >= kLongCellRun) hold_ = 0;
@@ -279,21 +310,27 @@ class CpuState final : public KCenterState {
     ++cell_run_;
     pool_.stats.rows_eligible += pool_.p.n - pool_.taken;
     pool_.stats.rows_in_reach += rows;
-    return cells_.finish_step(id, picked, rows);
+    const StepResult r = cells_.finish_step(id, picked, rows);
+    cost_.cell_done(team, rows, pool_.stats.rows_computed - computed0, seconds_since(t0));
+    return r;
   }
 
   StepResult dense_step(int64_t id) {
+    const auto t0 = Clock::now();
+    const int team = pool_.team();
+    const int64_t computed0 = pool_.stats.rows_computed;
     const int64_t k = num_centers(), n = pool_.p.n;
     int64_t reach = 0;
     const StepResult r = dense_.step(id, &reach);
     pool_.stats.rows_eligible += n - pool_.taken;
     pool_.stats.rows_in_reach += reach;
-    // back to cell steps once they would visit few rows (rows of centers not
-    // skipped whole; the first center reaches them all)
+    // back to cell steps once they would pay (rows of centers not skipped
+    // whole; the first center reaches them all)
     if (pool_.p.prune) {
+      cost_.dense_done(team, reach, pool_.stats.rows_computed - computed0, seconds_since(t0));
       const double f = k == 1 ? 1.0 : static_cast<double>(reach) / static_cast<double>(n);
       reach_mean_ = k == 1 ? 1.0 : reach_mean_ + (f - reach_mean_) / 8.0;
-      const bool dense = reach_mean_ >= enter_cells() || ++dense_run_ <= hold_;
+      const bool dense = !enter_cells() || ++dense_run_ <= hold_;
       if (dense_mode_ && !dense) pool_.stats.cell_switches += 1;
       dense_mode_ = dense;
     }
@@ -303,6 +340,7 @@ class CpuState final : public KCenterState {
   Pool<S> pool_;
   DensePass<S> dense_;
   CellIndex<S> cells_;
+  StepCostModel cost_;
   bool cells_ready_ = false;
   bool dense_mode_ = false;      // dense steps chosen by the cost model (see use_cells)
   double reach_mean_ = 1.0;      // running mean of the rows a cell step would visit (fraction)
