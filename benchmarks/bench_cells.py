@@ -29,6 +29,10 @@ at every step); the table says so. Target rows (--only with --targets):
               --full) against the pool's size (quiet only)
   3d          200k 3-D points, B=20k against fpsample's QuickFPS (median of 3)
   threads     default threads against one, beside 1, 2 and 4 busy processes
+  real        a pool a real model produced (written by benchmarks/real_pool.py:
+              an ActiveKD text student's probabilities over all WordNet noun
+              glosses, N = 74k, C = 25), B = 1000 against the torch running
+              minimum (goal 10x, as at 200k x 100)
 
 --projection 0 / 1 turns the kernel's projection bound off / on for every
 step (default: its cost model); the bound counters in each target's detail
@@ -82,6 +86,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -526,15 +531,23 @@ def _child_threads(spec, out):
 
 
 def _pool_for(spec):
+    if spec.get("pool_file"):  # a saved real pool (benchmarks/real_pool.py)
+        return np.load(spec["pool_file"])
     dtype = np.float16 if spec.get("dtype") == "float16" else np.float32
     return softmax_pool(spec["n"], spec["c"], spec.get("pool", "clustered"), dtype=dtype)
+
+
+def _labeled_for(spec):
+    if spec.get("labeled_file"):
+        return np.load(spec["labeled_file"])
+    return labeled_rows(spec["n"], spec["labeled"])
 
 
 def _child_select(spec, out):
     import pcoreset
     from pcoreset import backends as registry
     x = _pool_for(spec)
-    lab = labeled_rows(spec["n"], spec["labeled"])
+    lab = _labeled_for(spec)
     rss0 = _rss_kib("VmRSS")
     out["load"] = _loadavg()
     t, _ = _timed(pcoreset.select, x, lab, spec["budget"], backend="cpu")
@@ -549,7 +562,7 @@ def _child_torch_split(spec, out):
     budget when steps < budget."""
     import torch
     x = _pool_for(spec)
-    lab = labeled_rows(spec["n"], spec["labeled"])
+    lab = _labeled_for(spec)
     out["load"] = _loadavg()
     t0 = time.perf_counter()
     xt = torch.as_tensor(x).float()
@@ -705,6 +718,23 @@ def target_100k1000(g, args):
               {"n": n, "c": 1000, "labeled": L, "budget": b, "dtype": "float16"}, 6, b)
 
 
+def target_real(g, args):
+    """A pool a real model produced (benchmarks/real_pool.py writes it)."""
+    d = Path(args.real_pool)
+    if not (d / "pool_probs.npy").is_file():
+        g.add("real pool", "-", f"no pool in {d}", "", False,
+              "build it first: python -m benchmarks.real_pool --out " + str(d), "")
+        return
+    x = np.load(d / "pool_probs.npy", mmap_mode="r")
+    lab = np.load(d / "labeled.npy")
+    n, c = x.shape
+    b = 1000
+    _vs_torch(g, args, f"real pool (ActiveKD text student, WordNet nouns) N={n:,} C={c} L={lab.size:,} B={b:,} "
+              "vs torch running min",
+              {"n": n, "c": c, "labeled": int(lab.size), "budget": b, "pool_file": str(d / "pool_probs.npy"),
+               "labeled_file": str(d / "labeled.npy")}, 10, b)
+
+
 def target_gemm(g, args):
     n, L = (50_000, 500) if args.quick else (200_000, 2_000)
     for k in loads(args):
@@ -781,7 +811,7 @@ def target_threads(g, args):
 
 TARGETS = {"degenerate": target_degenerate, "3d": target_3d, "threads": target_threads, "gemm": target_gemm,
            "200k100": target_200k100, "100k1000": target_100k1000, "startmem": target_startmem,
-           "1m100": target_1m100, "memmap": target_memmap}
+           "1m100": target_1m100, "memmap": target_memmap, "real": target_real}
 
 
 ROWS = {"3d": row_3d, "1m100": lambda t, a: row_softmax(t, a, "1m100"), "memmap": row_memmap,
@@ -807,6 +837,8 @@ def main(argv=None) -> int:
                    help="another checkout (with its extension built) to run the start rows on too")
     p.add_argument("--projection", choices=["auto", "0", "1"], default="auto",
                    help="the kernel's projection bound: its cost model (auto), never (0) or always (1)")
+    p.add_argument("--real-pool", default=str(Path(__file__).resolve().parents[1] / "_build" / "real_pool"),
+                   help="--targets real: the folder benchmarks/real_pool.py wrote")
     p.add_argument("--json", default=None, help="write every figure here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)

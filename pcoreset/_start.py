@@ -79,10 +79,10 @@ except ImportError:
 # Candidate centers per row handed to the kernel (rows with fewer repeat
 # their first one; rows with more keep the K_OUT nearest in float64).
 K_OUT = _memory.CANDIDATES
-# Elements of one tile (rows x centers): 8 MiB of float32, read twice by the
-# fused epilogue while it is still in the last-level cache; larger tiles
-# amortise the per-tile work (gathers, norms, the bounding GEMM).
-_TILE = 1 << 21
+# Elements of one tile (rows x centers): 2 MiB of float32, read twice by the
+# fused epilogue while it is still in cache; a worker thread holds a few
+# such blocks (the start's memory stays small beside the pool's).
+_TILE = 1 << 19
 _METHODS = ("exact", "certified")
 # Centers nearest the pivot in the certified search's first, bounding GEMM
 # (on clustered pools 32 bound each row's nearest distance within a few per
@@ -90,9 +90,11 @@ _METHODS = ("exact", "certified")
 _PROBE = 32
 # Row chunks of the start's passes over the pool and over the centers:
 # bytes of one chunk's largest block (its values or its distances).
-_ROW_CHUNK_BYTES = 8 << 20
-# Bytes of one block of center-to-pivot lower bounds (float64).
-_PAIR_BYTES = 16 << 20
+_ROW_CHUNK_BYTES = 2 << 20
+# Bytes of one block of center-to-pivot lower bounds (float32).
+_PAIR_BYTES = 8 << 20
+# Pivots are chosen among at most this many centers (a strided sample).
+_PIVOT_SAMPLE = 8192
 _forced: Optional[str] = None
 
 
@@ -150,11 +152,15 @@ def start_state(backend: Backend, state: KCenterState, problem: Problem) -> None
             state.seed_vectors(vecs)
         return
     values = backend.start_values(state, problem)
-    cand_rows, cand_vecs = split_candidates(nearest_candidates(problem, values=values), labeled.size)
+    cand = _kernel_candidates(problem, None, values)
+    # one array for both calls: every state skips candidates outside
+    # [0, count), so the labeled rows' call ignores the vectors' indices and,
+    # shifted down by L, the vectors' call ignores the rows'
     if labeled.size:
-        state.seed_rows_with_candidates(labeled, cand_rows)
+        state.seed_rows_with_candidates(labeled, cand)
     if vecs is not None:
-        state.seed_vectors_with_candidates(vecs, cand_vecs)
+        cand -= labeled.size
+        state.seed_vectors_with_candidates(vecs, cand)
 
 
 def add_rows(backend: Backend, state: KCenterState, problem: Problem, rows: np.ndarray) -> None:
@@ -164,8 +170,7 @@ def add_rows(backend: Backend, state: KCenterState, problem: Problem, rows: np.n
         state.seed_rows(rows)
         return
     values = backend.start_values(state, problem)
-    cand = nearest_candidates(problem, centers=values(rows), values=values)
-    state.seed_rows_with_candidates(rows, cand)
+    state.seed_rows_with_candidates(rows, _kernel_candidates(problem, _Centers.rows(values, rows), values))
 
 
 def add_vectors(backend: Backend, state: KCenterState, problem: Problem, vecs: np.ndarray) -> None:
@@ -175,7 +180,7 @@ def add_vectors(backend: Backend, state: KCenterState, problem: Problem, vecs: n
         state.seed_vectors(vecs)
         return
     values = backend.start_values(state, problem)
-    state.seed_vectors_with_candidates(vecs, nearest_candidates(problem, centers=vecs, values=values))
+    state.seed_vectors_with_candidates(vecs, _kernel_candidates(problem, vecs, values))
 
 
 def _host(a, dtype) -> np.ndarray:
@@ -190,44 +195,99 @@ def _host_values(values: Values, dtype) -> Values:
     return lambda rows: _host(values(np.asarray(rows, dtype=np.int64)), dtype)
 
 
-def initial_centers(problem: Problem, values: Values) -> np.ndarray:
-    """(L + M, C) in the accumulation dtype: the labeled rows (as `values`
-    gives them) followed by the center vectors."""
-    acc = acc_dtype(problem)
-    parts = []
-    if problem.labeled.size:
-        parts.append(_host(values(problem.labeled), acc))
-    if problem.centers is not None:
-        parts.append(_host(problem.centers, acc))
-    if not parts:
-        return np.zeros((0, problem.c), dtype=acc)
-    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+class _Centers:
+    """The initial centers of a search, read on demand so that no copy of
+    all of them is ever held: m rows, get(ids) gives rows ids (int64) as the
+    kernel sees them (NumPy or torch, any float dtype)."""
 
+    def __init__(self, m: int, get) -> None:
+        self.m, self.get = int(m), get
 
-def split_candidates(cand: np.ndarray, n_rows: int):
-    """Certified candidates over [labeled rows; center vectors] as two arrays
-    for the states' two calls of the start (seed_rows_with_candidates and
-seed_vectors_with_candidates): indices into the labeled rows and into
-    the vectors, -1 where a candidate belongs to the other set."""
-    rows = np.where(cand < n_rows, cand, -1)
-    vecs = np.where(cand >= n_rows, cand - n_rows, -1)
-    return rows, vecs
+    @staticmethod
+    def of_problem(problem: Problem, values: Values) -> "_Centers":
+        """The labeled rows (as `values` gives them), then the center vectors."""
+        lab, vecs = problem.labeled, problem.centers
+        n_lab = int(lab.size)
+        n_vec = 0 if vecs is None else int(vecs.shape[0])
+        acc = acc_dtype(problem)
 
+        def get(ids):
+            if n_vec == 0:
+                return values(lab[ids])
+            if n_lab == 0:
+                return _host(vecs[ids], acc)
+            out = np.empty((ids.size, problem.c), dtype=acc)
+            low = ids < n_lab
+            out[low] = _host(values(lab[ids[low]]), acc)
+            out[~low] = _host(vecs[ids[~low] - n_lab], acc)
+            return out
 
-# --------------------------------------------------------------------------- certified search
+        return _Centers(n_lab + n_vec, get)
+
+    @staticmethod
+    def rows(values: Values, rows) -> "_Centers":
+        """Pool rows `rows` as centers."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return _Centers(rows.size, lambda ids: values(rows[ids]))
+
+    @staticmethod
+    def array(a) -> "_Centers":
+        return _Centers(a.shape[0], lambda ids: a[ids])
 
 
 def _unit_roundoff(dtype) -> float:
     return float(np.finfo(dtype).eps) / 2.0
 
 
-def _dedupe(y: np.ndarray):
-    """(unique rows, representative) with representative[j] the lowest index
-    of the j-th unique row in y, in the order of the representatives."""
-    _, first = np.unique(y, axis=0, return_index=True)
-    # keep the centers in their original order (deterministic pivots)
-    rep = np.sort(first).astype(np.int64)
-    return y[rep], rep
+def _dedupe(get, m: int, c: int, acc) -> np.ndarray:
+    """Sorted indices of the distinct rows among the m centers, each the
+    lowest index of its copies: rows are hashed (a 64-bit hash of their bits,
+    in chunks), and rows with equal hashes are compared bit for bit (a rare
+    collision keeps both rows, which costs time, never exactness)."""
+    ints = np.uint32 if np.dtype(acc).itemsize == 4 else np.uint64
+    mult = np.random.default_rng(0x5EED).integers(1, 2**63, size=c, dtype=np.uint64) | np.uint64(1)
+    h = np.empty(m, dtype=np.uint64)
+    step = max(1, _ROW_CHUNK_BYTES // (8 * max(1, c)))
+    for s in range(0, m, step):
+        e = min(m, s + step)
+        h[s:e] = _row_hash(get(np.arange(s, e)).view(ints), mult)
+    o = np.argsort(h, kind="stable")
+    hs = h[o]
+    del h
+    start = np.ones(m, dtype=bool)
+    start[1:] = hs[1:] != hs[:-1]
+    del hs
+    if start.all():
+        return np.arange(m, dtype=np.int64)
+    # each sorted position's run head (the run's lowest index: stable sort)
+    head = o[np.maximum.accumulate(np.where(start, np.arange(m), 0))]
+    dup = np.flatnonzero(~start)
+    members, heads = o[dup], head[dup]
+    del start
+    keep = np.ones(m, dtype=bool)
+    odd = []
+    for s in range(0, int(members.size), step):
+        mem, hd = members[s:s + step], heads[s:s + step]
+        same = (get(mem).view(ints) == get(hd).view(ints)).all(1)
+        keep[mem[same]] = False
+        odd.append(hd[~same])
+    # runs whose rows are not all one row (a hash collision): sorted out in
+    # full, the lowest index of each distinct row kept
+    for hd in np.unique(np.concatenate(odd)) if odd else ():
+        ids = np.sort(o[head == hd])
+        _, firsts = np.unique(get(ids).view(ints), axis=0, return_index=True)
+        keep[ids] = False
+        keep[ids[firsts]] = True
+    return np.flatnonzero(keep)
+
+
+def _row_hash(bits: np.ndarray, mult: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row of bits (unsigned integers): each value
+    mixed, weighted by its column's odd multiplier, summed modulo 2^64."""
+    z = bits.astype(np.uint64)
+    z ^= z >> np.uint64(29)
+    z *= mult
+    return z.sum(1, dtype=np.uint64)
 
 
 def _pivots(y: np.ndarray, p: int) -> np.ndarray:
@@ -242,33 +302,60 @@ def _pivots(y: np.ndarray, p: int) -> np.ndarray:
 
 def certified_candidates(problem: Problem, centers, values: Optional[Values] = None,
                          k: int = K_OUT) -> np.ndarray:
-    """(N, k) int64 indices into `centers` (M, C): for every row, candidate
-    centers that contain its nearest center (and every center within the
-    kernel's rounding of it). Rows with fewer than k candidates repeat their
-    first one. `values(rows)` gives pool rows as the kernel sees them (NumPy
-    or torch; default: `default_values`). Taken (labeled) rows get
-    candidates too; the kernels ignore them."""
+    """(N, k) int64 indices into `centers` (an (M, C) array, or a _Centers):
+    for every row, candidate centers that contain its nearest center (and
+    every center within the kernel's rounding of it). Rows with fewer than k
+    candidates repeat their first one. `values(rows)` gives pool rows as the
+    kernel sees them (NumPy or torch; default: `default_values`). Taken
+    (labeled) rows get candidates too; the kernels ignore them."""
+    return _certified(problem, centers, values, k).astype(np.int64)
+
+
+def _kernel_candidates(problem: Problem, centers, values: Values, k: int = K_OUT) -> np.ndarray:
+    """The certified candidates as the kernels take them: (N, k') int64 with
+    k' <= k the most candidates any row has (the search keeps them in
+    int32; the int64 array is as narrow as the pool allows)."""
+    src = _Centers.of_problem(problem, values) if centers is None else centers
+    cand = _certified(problem, src, values, k)
+    width = 1
+    for t in range(k - 1, 0, -1):
+        if np.any(cand[:, t] != cand[:, 0]):
+            width = t + 1
+            break
+    out = np.empty((cand.shape[0], width), dtype=np.int64)
+    out[:] = cand[:, :width]
+    return out
+
+
+def _certified(problem: Problem, centers, values: Optional[Values], k: int) -> np.ndarray:
+    """certified_candidates as compact (N, k) int32 (int64 past 2^31 centers)."""
     acc = acc_dtype(problem)
     values = _host_values(values or default_values(problem), acc)
-    centers = _host(centers, acc)
-    n = problem.n
-    m = int(centers.shape[0])
+    src = centers if isinstance(centers, _Centers) else _Centers.array(_host(centers, acc))
+    n, c, m = problem.n, problem.c, src.m
     if m == 0:
         raise ValueError("certified_candidates needs at least one center")
-    out = np.empty((n, k), dtype=np.int64)
-    y, rep = _dedupe(centers)
-    if y.shape[0] <= k:
+
+    def get(ids):
+        return _host(src.get(np.asarray(ids, dtype=np.int64)), acc)
+
+    out = np.empty((n, k), dtype=np.int32 if m < 2**31 else np.int64)
+    rep = _dedupe(get, m, c, acc)
+    if rep.size <= k:
         out[:] = _pad(rep[None, :], k)
         return out
-    # The BLAS runs on one thread here: its GEMMs alternate with the package's
-    # own OpenMP regions (row values, the fused epilogue), and OpenBLAS's
-    # threads spin-wait after each GEMM, so on a machine with few cores a
-    # multi-threaded BLAS starves those regions (measured on 2 cores: the
-    # start at 200k x 100, L = 2k took 3.2-3.5 s with two BLAS threads and
-    # 1.8-2.2 s with one). The OpenMP regions keep the start's threads.
+    # The BLAS runs on one thread here: the start runs its own worker threads
+    # (below), and OpenBLAS's threads spin-wait after each GEMM, so on a
+    # machine with few cores a multi-threaded BLAS starves the package's
+    # OpenMP regions (measured on 2 cores: the start at 200k x 100, L = 2k
+    # took 3.2-3.5 s with two BLAS threads and 1.8-2.2 s with one).
     threads = _threads.available(problem.num_threads)
-    with _threads.blas_threads(1):
-        _search(problem, values, y, rep, k, out, threads)
+    workers = _Workers(threads)
+    try:
+        with _threads.blas_threads(1):
+            _search(problem, values, lambda u: get(rep[u]), rep, k, out, workers)
+    finally:
+        workers.close()
     return out
 
 
@@ -279,10 +366,13 @@ def _pad(ids: np.ndarray, k: int) -> np.ndarray:
     return np.concatenate([ids, np.repeat(ids[:, :1], k - ids.shape[1], axis=1)], axis=1)
 
 
-def _search(problem: Problem, values: Values, y: np.ndarray, rep: np.ndarray, k: int,
-            out: np.ndarray, threads: int) -> None:
+def _search(problem: Problem, values: Values, yget, rep: np.ndarray, k: int,
+            out: np.ndarray, workers: "_Workers") -> None:
+    """yget(u): the distinct centers u (indices into rep) in the accumulation
+    dtype; out (N, k) receives indices into the original centers."""
     n, c = problem.n, problem.c
-    acc = y.dtype
+    m = int(rep.size)
+    acc = acc_dtype(problem)
     u = _unit_roundoff(acc)
     fi = np.finfo(acc)
     b = _Bounds(
@@ -293,17 +383,23 @@ def _search(problem: Problem, values: Values, y: np.ndarray, rep: np.ndarray, k:
         # the kernel's own rounding (direct differences, lane sums) may prefer
         # a center up to this relative amount farther in exact arithmetic
         kernel_rel=4.0 * (c + 4) * u,
-        k=k, threads=threads)
-    m = int(y.shape[0])
-    p = n_pivots(m)
-    piv = _pivots(y, p)
-    r_acc = y[piv]
+        k=k, threads=workers.threads)
+    # 1. pivots: farthest-first over the distinct centers (a strided sample of
+    # them when there are many: the pivots only need to cover the centers)
+    sub = np.arange(0, m, max(1, -(-m // _PIVOT_SAMPLE)))
+    ys = yget(sub)
+    piv = _pivots(ys, min(n_pivots(m), sub.size))
+    p = int(piv.size)
+    r_acc = np.ascontiguousarray(ys[piv])
+    piv_u = sub[piv]
+    del ys
     r_norm2 = (r_acc * r_acc).sum(1)
 
-    # 2. each row's pivot (approximate argmin) and an upper bound of its
-    # distance to it, kept compact (int32, the accumulation dtype rounded up)
+    # 2. each row's pivot (approximate argmin) and an upper bound s2 of the
+    # squared norm of the shifted row fl(x - r), kept compact (int32, the
+    # accumulation dtype rounded up)
     pivot_of = np.empty(n, dtype=np.int32)
-    a = np.empty(n, dtype=acc)
+    s2 = np.empty(n, dtype=acc)
     step = max(1, min(n, _ROW_CHUNK_BYTES // (acc.itemsize * max(c, p))))
 
     def assign(s: int) -> None:
@@ -316,58 +412,82 @@ def _search(problem: Problem, values: Values, y: np.ndarray, rep: np.ndarray, k:
         del d
         pivot_of[s:e] = j
         v -= r_acc[j]
-        a2 = np.einsum("ij,ij->i", v, v, dtype=np.float64)
-        # direct differences in the accumulation dtype err by at most
-        # (C + 2) u relative (squared), widened twice
-        a[s:e] = _round_up(np.sqrt(a2 * (1.0 + 2.0 * (c + 2) * u)) + b.tiny, acc)
+        s2[s:e] = _round_up(np.einsum("ij,ij->i", v, v, dtype=np.float64), acc)
         _release(problem, s, e)
 
-    _each(assign, range(0, n, step), threads)
+    workers.each(assign, range(0, n, step))
 
-    # 3-4. pivot by pivot
-    order = np.argsort(pivot_of, kind="stable").astype(np.int32 if n < 2**31 else np.int64)
+    # rows grouped by pivot (a counting sort in chunks: no N-long temporaries)
     counts = np.bincount(pivot_of, minlength=p)
-    del pivot_of
-    first = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    order = np.empty(n, dtype=np.int32 if n < 2**31 else np.int64)
+    nxt = np.cumsum(counts) - counts
+    for s in range(0, n, 1 << 16):
+        pc = pivot_of[s:s + (1 << 16)]
+        o = np.argsort(pc, kind="stable")
+        cnt = np.bincount(pc, minlength=p)
+        ps = pc[o]
+        order[nxt[ps] + (np.arange(o.size) - (np.cumsum(cnt) - cnt)[ps])] = s + o
+        nxt += cnt
+    pivot_of = None  # noqa: F841 (freed before the search)
+    first = (np.cumsum(counts) - counts).tolist()
     counts = counts.tolist()
-    # center-to-pivot distances: float64 GEMMs over blocks of centers and
-    # pivots with their rounding bound, no float64 copy of all centers
+
+    # 3-4. pivot by pivot; center-to-pivot lower bounds for a block of pivots
+    # at a time (float32 rounded down, the centers read in chunks)
     kappa64 = 2.0 * (c + 10) * _unit_roundoff(np.float64)
-    pblock = max(1, min(p, _PAIR_BYTES // (8 * max(1, m))))
+    widen = 1.0 + 2.0 * (c + 2) * u
+    pblock = max(1, min(p, _PAIR_BYTES // (4 * max(1, m))))
     for g0 in range(0, p, pblock):
         g1 = min(p, g0 + pblock)
         if sum(counts[g0:g1]) == 0:
             continue
-        lb2 = _center_pivot_lb2(y, r_acc[g0:g1], kappa64)
+        lb2 = None  # the previous block's bounds go before the next's come
+        lb2 = _center_pivot_lb2(yget, m, r_acc[g0:g1], kappa64)
 
         def search(g: int) -> None:
-            rows = order[first[g]:first[g + 1]].astype(np.int64)
-            ra = a[rows].astype(np.float64)
+            rows = order[first[g]:first[g] + counts[g]].astype(np.int64)
+            s2r = s2[rows]
+            # d(x, r) <= ||fl(x - r)|| / (1 - u): s2 widened
+            ra = np.sqrt(s2r.astype(np.float64) * widen) + b.tiny
             lg = lb2[:, g - g0]
             near = np.flatnonzero(lg <= b.reach2(float(ra.max())))
             near = near[np.argsort(lg[near], kind="stable")]
-            _group(values, rows, ra, near, lg[near], y[near], r_acc[g], rep, b, out)
+            _group(values, rows, ra, s2r, near, lg[near].astype(np.float64), yget, r_acc[g], rep, b, out)
 
         # the largest groups first, so that the workers finish together
         todo = [g for g in range(g0, g1) if counts[g]]
         todo.sort(key=lambda g: -counts[g])
-        _each(search, todo, threads)
+        workers.each(search, todo)
+    del piv_u
 
 
-def _each(fn, items, threads: int) -> None:
-    """fn(item) for every item, on `threads` Python threads: the work of
-    each item is GEMMs, NumPy passes and the fused epilogue, which release
-    the GIL, on one BLAS thread each (items write disjoint rows of the
-    output, so the result does not depend on the order)."""
-    items = list(items)
-    if threads <= 1 or len(items) <= 1:
-        for it in items:
-            fn(it)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
-        for f in [pool.submit(fn, it) for it in items]:
+class _Workers:
+    """fn(item) for every item, on `threads` Python threads kept for the whole
+    search: the work of each item is GEMMs, NumPy passes and the fused
+    epilogue, which release the GIL, on one BLAS thread each; items write
+    disjoint rows of the output, so the result does not depend on the
+    order. The same threads serve every pass, so each reuses the memory its
+    allocator arena freed (fresh threads would each grow a new arena)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = max(1, int(threads))
+        self.pool = None
+        if self.threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            self.pool = ThreadPoolExecutor(max_workers=self.threads)
+
+    def each(self, fn, items) -> None:
+        items = list(items)
+        if self.pool is None or len(items) <= 1:
+            for it in items:
+                fn(it)
+            return
+        for f in [self.pool.submit(fn, it) for it in items]:
             f.result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
 
 def _round_up(x64: np.ndarray, dtype) -> np.ndarray:
@@ -379,25 +499,40 @@ def _round_up(x64: np.ndarray, dtype) -> np.ndarray:
     return x
 
 
-def _center_pivot_lb2(y: np.ndarray, r: np.ndarray, kappa64: float) -> np.ndarray:
-    """(M, P) float64 lower bounds of the squared distances of the centers y
-    to the pivots r: a float64 GEMM in chunks of centers, less its rounding
-    bound (the float64 values of y and r are exact)."""
+def _round_down(x64: np.ndarray, dtype) -> np.ndarray:
+    """x64 (float64, >= 0) in `dtype`, rounded down (a lower bound stays one)."""
+    x = x64.astype(dtype)
+    high = x.astype(np.float64) > x64
+    x[high] = np.nextafter(x[high], np.asarray(0, dtype=x.dtype))
+    return x
+
+
+def _center_pivot_lb2(yget, m: int, r: np.ndarray, kappa64: float) -> np.ndarray:
+    """(M, P) float32 lower bounds of the squared distances of the centers
+    to the pivots r: float64 GEMMs over chunks of centers, less their
+    rounding bound (the float64 values of the centers and pivots are exact),
+    rounded down."""
     r64 = r.astype(np.float64)
     rn2 = (r64 * r64).sum(1)
     rn = np.sqrt(rn2)
-    out = np.empty((y.shape[0], r.shape[0]), dtype=np.float64)
-    step = max(1, _ROW_CHUNK_BYTES // (8 * max(y.shape[1], r.shape[0])))
-    for s in range(0, y.shape[0], step):
-        y64 = y[s:s + step].astype(np.float64)
-        yn2 = (y64 * y64).sum(1)
-        o = out[s:s + step]
-        np.matmul(y64, r64.T, out=o)
+    out = np.empty((m, r.shape[0]), dtype=np.float32)
+    step = max(1, (_ROW_CHUNK_BYTES // 2) // (8 * max(r.shape[1], r.shape[0])))
+    for s in range(0, m, step):
+        e = min(m, s + step)
+        y64 = yget(np.arange(s, e)).astype(np.float64)
+        yn2 = np.einsum("ij,ij->i", y64, y64)
+        o = y64 @ r64.T
+        del y64
         o *= -2.0
         o += yn2[:, None]
         o += rn2[None, :]
-        o -= kappa64 * (np.sqrt(yn2)[:, None] + rn[None, :]) ** 2
+        err = np.sqrt(yn2)[:, None] + rn[None, :]
+        err *= err
+        err *= kappa64
+        o -= err
+        del err
         np.maximum(o, 0.0, out=o)
+        out[s:e] = _round_down(o, np.float32)
     return out
 
 
@@ -425,30 +560,81 @@ def _sq_norms(a: np.ndarray):
     return np.sqrt(np.einsum("ij,ij->i", a, a, dtype=np.float64)), np.einsum("ij,ij->i", a, a)
 
 
-def _group(values, rows, ra, near, near_lb2, y_near, pivot, rep, b: _Bounds, out) -> None:
+class _Near:
+    """The centers of one pivot's group, nearest the pivot first, shifted by
+    the pivot and fetched only as far as the group's rows reach (a group
+    whose reach covers every center would otherwise hold a copy of them
+    all on each worker)."""
+
+    def __init__(self, yget, near: np.ndarray, pivot: np.ndarray, limit: int) -> None:
+        self.yget, self.near, self.pivot, self.limit = yget, near, pivot, limit
+        c = pivot.shape[0]
+        self.have = 0
+        self.sh = np.empty((0, c), dtype=pivot.dtype)
+        self.ny = np.empty(0)
+        self.ny2 = np.empty(0, dtype=pivot.dtype)
+
+    def upto(self, m: int) -> None:
+        """Fetch at least the first m centers (growing geometrically)."""
+        if m <= self.have:
+            return
+        cap = min(int(self.near.size), max(m, min(2 * self.have, self.limit)))
+        sh = np.empty((cap, self.pivot.shape[0]), dtype=self.pivot.dtype)
+        sh[:self.have] = self.sh[:self.have]
+        new = self.yget(self.near[self.have:cap])
+        np.subtract(new, self.pivot, out=sh[self.have:cap])
+        ny, ny2 = _sq_norms(sh[self.have:cap])
+        self.sh = sh
+        self.ny = np.concatenate([self.ny[:self.have], ny])
+        self.ny2 = np.concatenate([self.ny2[:self.have], ny2])
+        self.have = cap
+
+    def block(self, c0: int, c1: int):
+        """(shifted centers, float64 norms, squared norms in the accumulation
+        dtype) of centers [c0, c1): from the cache, or read afresh (not kept)."""
+        if c1 <= self.have:
+            return self.sh[c0:c1], self.ny[c0:c1], self.ny2[c0:c1]
+        sh = self.yget(self.near[c0:c1])
+        sh -= self.pivot
+        ny, ny2 = _sq_norms(sh)
+        return sh, ny, ny2
+
+    def __getitem__(self, ids) -> np.ndarray:
+        """The unshifted centers ids (for the exact ranking of over-full rows)."""
+        return self.yget(self.near[ids])
+
+
+def _group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: _Bounds, out) -> None:
     """Candidates for the rows of one pivot: in chunks of rows, a first GEMM
     with the centers nearest the pivot bounds each row's nearest distance D
     from above, so its nearest center lies within a + D of the pivot; rows
     are then sorted by how many centers that reach holds and searched in
-    tiles of about _TILE row x center pairs."""
-    shifted = y_near - pivot
-    ny, ny2_acc = _sq_norms(shifted)
+    tiles of about _TILE row x center pairs. s2: the squared norms of the
+    shifted rows fl(x - pivot), rounded up into the accumulation dtype."""
     mn = int(near.size)
-    c = int(y_near.shape[1])
+    c = int(pivot.shape[0])
+    # the most centers one worker holds at once
+    wide = max(2 * _PROBE, (2 * _ROW_CHUNK_BYTES) // (pivot.itemsize * max(1, c)))
+    cs = _Near(yget, near, pivot, wide)
     chunk = max(1, _TILE // max(c, _PROBE))
     for s in range(0, int(rows.size), chunk):
         rows_c = rows[s:s + chunk]
         ra_c = ra[s:s + chunk]
         v = values(rows_c)
         xs = v - pivot
-        nx, nx2_acc = _sq_norms(xs)
+        nx2_acc = s2[s:s + chunk]
+        nx = np.sqrt(nx2_acc.astype(np.float64))
+        big = ~np.isfinite(nx)
+        if big.any():  # the squared norm overflowed the accumulation dtype
+            nx[big] = np.sqrt(np.einsum("ij,ij->i", xs[big], xs[big], dtype=np.float64))
         if mn > 2 * _PROBE:
             m0 = _PROBE
-            g0 = _gemm_part(xs, shifted[:m0], ny2_acc[:m0])
+            cs.upto(m0)
+            g0 = _gemm_part(xs, cs.sh[:m0], cs.ny2[:m0])
             g0 += nx2_acc[:, None]
             # the nearest probe center's bound, taken with the probe's
             # largest norm: still an upper bound of D^2
-            ub = g0.min(1).astype(np.float64) + b.kappa * (nx + ny[:m0].max()) ** 2 + b.tiny
+            ub = g0.min(1).astype(np.float64) + b.kappa * (nx + cs.ny[:m0].max()) ** 2 + b.tiny
             del g0
             reach = (ra_c + np.sqrt(np.maximum(ub, 0.0))) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny
             reach = np.minimum(reach, (2.0 * ra_c) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny)
@@ -468,14 +654,66 @@ def _group(values, rows, ra, near, near_lb2, y_near, pivot, rep, b: _Bounds, out
             e = max(t + 1, min(e, t + max(1, _TILE // int(need[max(t, e - 1)]))))
             m_here = int(need[e - 1])
             idx = slice(t, e) if o is None else o[t:e]
-            g = _gemm_part(xs[idx], shifted[:m_here], ny2_acc[:m_here])
+            if m_here > wide:
+                # more centers than a worker keeps: searched block by block
+                ids = _wide(xs[idx], nx2_acc[idx], nx[idx], ra_c[idx], v[idx], cs, near_lb2, m_here, wide, b)
+                out[rows_c[idx]] = rep[near[ids]]
+                t = e
+                continue
+            cs.upto(m_here)
+            g = _gemm_part(xs[idx], cs.sh[:m_here], cs.ny2[:m_here])
             if _C is not None:
-                ids = _certify_fused(g, nx2_acc[idx], nx[idx], ny[:m_here], v[idx], y_near[:m_here], b)
+                ids = _certify_fused(g, nx2_acc[idx], nx[idx], cs.ny[:m_here], v[idx], cs, b)
             else:
                 g += nx2_acc[idx][:, None]
-                ids = _certify(g, nx[idx], ny[:m_here], v[idx], y_near[:m_here], b)
+                ids = _certify(g, nx[idx], cs.ny[:m_here], v[idx], cs, b)
             out[rows_c[idx]] = rep[near[ids]]
             t = e
+
+
+def _wide(xs, nx2, nx, ra, v, cs: _Near, near_lb2, m_here: int, wide: int, b: _Bounds) -> np.ndarray:
+    """_certify over more centers than one block holds: a first pass over the
+    blocks finds each row's smallest GEMM distance (and the bound ub of
+    _certify from it), which also narrows the reach; a second pass collects
+    the centers whose lower bound is within ub; rows with more than k are
+    ranked by exact float64 distances. The same candidates as one tile."""
+    r = xs.shape[0]
+    ar = np.arange(r)
+    dmin = np.full(r, np.inf, dtype=xs.dtype)
+    ny_at = np.zeros(r)
+    for c0 in range(0, m_here, wide):
+        sh, ny, ny2 = cs.block(c0, min(m_here, c0 + wide))
+        g = _gemm_part(xs, sh, ny2)
+        g += nx2[:, None]
+        j = np.argmin(g, axis=1)
+        d = g[ar, j]
+        better = d < dmin  # strict: the lowest column keeps ties
+        dmin[better] = d[better]
+        ny_at[better] = ny[j[better]]
+    d0 = dmin.astype(np.float64) + b.kappa * (nx + ny_at) ** 2 + b.tiny
+    ub = d0 * (1.0 + b.kernel_rel) + b.tiny
+    reach = (ra + np.sqrt(np.maximum(d0, 0.0))) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny
+    m_here = min(m_here, max(1, int(np.searchsorted(near_lb2, float(reach.max()), side="right"))))
+    hr, hc, hk = [], [], []
+    for c0 in range(0, m_here, wide):
+        sh, ny, ny2 = cs.block(c0, min(m_here, c0 + wide))
+        g = _gemm_part(xs, sh, ny2)
+        g += nx2[:, None]
+        thr = np.nextafter((ub + b.kappa * (nx + ny.max()) ** 2 + b.tiny).astype(g.dtype), np.inf)
+        rr, cc = np.nonzero(g <= thr[:, None])
+        key = g[rr, cc].astype(np.float64)
+        keep = key - b.kappa * (nx[rr] + ny[cc]) ** 2 - b.tiny <= ub[rr]
+        hr.append(rr[keep])
+        hc.append(cc[keep] + c0)
+        hk.append(key[keep])
+    hit_r, hit_c, key = np.concatenate(hr), np.concatenate(hc), np.concatenate(hk)
+    per_row = np.bincount(hit_r, minlength=r)
+    few = per_row[hit_r] <= b.k
+    ids = _rank_by(hit_r[few], hit_c[few], key[few], r, b.k)
+    many = np.flatnonzero(per_row > b.k)
+    if many.size:
+        ids[many] = _rank_exact(hit_r[~few], hit_c[~few], v, cs, r, b.k)[many]
+    return ids
 
 
 def _gemm_part(xs: np.ndarray, ys: np.ndarray, ny2: np.ndarray) -> np.ndarray:
@@ -567,5 +805,5 @@ def nearest_candidates(problem: Problem, k: int = K_OUT, centers=None,
     then center vectors; indices then point into that concatenation).
     values(rows): pool rows as the kernel sees them (NumPy or torch)."""
     values = values or default_values(problem)
-    y = initial_centers(problem, values) if centers is None else centers
-    return certified_candidates(problem, y, values, k)
+    src = _Centers.of_problem(problem, values) if centers is None else centers
+    return certified_candidates(problem, src, values, k)

@@ -329,7 +329,74 @@ def test_certified_search_in_small_pieces(pool, threads, monkeypatch):
     monkeypatch.setattr(_start, "_ROW_CHUNK_BYTES", 4096)
     monkeypatch.setattr(_start, "_PAIR_BYTES", 8 * 150 * 3)
     monkeypatch.setattr(_start, "n_pivots", lambda m: min(m, 12))
+    monkeypatch.setattr(_start, "_PIVOT_SAMPLE", 40)  # pivots from a strided sample
+    wide = []
+    real_wide = _start._wide
+    monkeypatch.setattr(_start, "_wide", lambda *a: wide.append(1) or real_wide(*a))
     cand = _start.nearest_candidates(problem)
+    assert wide, "no tile was searched block by block"
     cert = cpu_backend.make_state(problem)
     cert.seed_rows_with_candidates(lab, cand)
     np.testing.assert_array_equal(cert.min_dist2(), exact.min_dist2())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("collide", [False, True])
+def test_dedupe_keeps_the_lowest_index_of_each_distinct_row(dtype, collide, monkeypatch):
+    # The start merges identical centers (the lowest index represents them)
+    # by hashing rows; equal hashes are compared bit for bit, so even a hash
+    # under which every row collides merges exactly the identical rows.
+    if collide:
+        monkeypatch.setattr(_start, "_row_hash", lambda bits, mult: np.zeros(bits.shape[0], dtype=np.uint64))
+    monkeypatch.setattr(_start, "_ROW_CHUNK_BYTES", 2048)  # several chunks
+    x = quantised_pool(700, 12, seed=3).astype(dtype)
+    x[5] = x[400]
+    x[600] = 1e-30
+    x[601] = 1e30
+    _, first = np.unique(x, axis=0, return_index=True)
+    got = _start._dedupe(lambda ids: x[ids], x.shape[0], x.shape[1], dtype)
+    np.testing.assert_array_equal(got, np.sort(first))
+
+
+@pytest.mark.parametrize("pool", sorted(POOLS))
+def test_kernel_candidates_are_as_narrow_as_the_pool_allows(pool):
+    # The kernel gets (N, k') int64 with k' the most candidates any row
+    # has: still the exact running minimum, and narrower where rows have
+    # a single candidate.
+    x = POOLS[pool]().astype(np.float32)
+    lab = labeled_for(pool, x.shape[0])
+    problem = make_problem(x, lab, 0, simplex=True, from_logits=False, temperature=1.0, prune=True,
+                           num_threads=1, progress=None)
+    exact = cpu_backend.make_state(problem)
+    exact.seed_rows(lab)
+    full = _start.nearest_candidates(problem)
+    narrow = _start._kernel_candidates(problem, None, cpu_backend.kernel_values(exact))
+    width = max(int((full != full[:, :1]).any(0).nonzero()[0].max(initial=0)) + 1, 1)
+    assert narrow.shape == (x.shape[0], width) and narrow.dtype == np.int64
+    np.testing.assert_array_equal(narrow, full[:, :width])
+    s = cpu_backend.make_state(problem)
+    s.seed_rows_with_candidates(lab, narrow)
+    np.testing.assert_array_equal(s.min_dist2(), exact.min_dist2())
+
+
+def test_certified_start_memory_stays_a_fraction_of_the_pool(monkeypatch):
+    # The search keeps per row an int32 pivot order, a squared norm and
+    # int32 candidates, and otherwise chunks (scaled down here with the
+    # pool): what NumPy allocates stays under a quarter of the pool,
+    # however many centers there are.
+    monkeypatch.setattr(_start, "_ROW_CHUNK_BYTES", 1 << 17)
+    monkeypatch.setattr(_start, "_PAIR_BYTES", 1 << 18)
+    monkeypatch.setattr(_start, "_TILE", 1 << 15)
+    monkeypatch.setattr(_start, "_PIVOT_SAMPLE", 1024)
+    x = clustered_pool(60_000, 100, seed=4, dtype=np.float32)
+    pcoreset.select(x[:100], None, 1, backend="cpu")  # lazy imports happen outside the trace
+    for n_lab in (600, 6000):
+        lab = np.random.default_rng(n_lab).choice(x.shape[0], n_lab, replace=False)
+        tracemalloc.start()
+        try:
+            with _start.force("certified"):
+                pcoreset.select(x, lab, 1, backend="cpu", num_threads=1)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak <= 0.25 * x.nbytes, (n_lab, peak / x.nbytes)
