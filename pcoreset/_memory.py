@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import math
 import mmap
 import os
 from typing import Callable, Dict, Optional
@@ -136,13 +135,14 @@ def memory_parts(n: int, c: int, dtype: str, backend_parts: Callable[..., Dict[s
     parts.update(backend_parts(n, c, dtype, centers, budget, from_logits))
     m = n_labeled + n_centers
     if m and start != "exact" and float(n) * m * c > 2e9:
-        # the certified start (pcoreset._start): (N, k) candidates, each row's
-        # pivot and distance to it, the centers in the accumulation dtype and
-        # in float64, a block of center-to-pivot distances, one row chunk.
-        pivots = min(m, 1024, int(math.ceil(2.0 * math.sqrt(m))))
-        rows = max(1, min(n, CHUNK_BYTES // (4 * max(c, pivots, 1))))
-        parts["start (candidates, pivots, centers, one chunk)"] = (
-            n * (CANDIDATES * 8 + 16) + m * c * (acc + 8) + CHUNK_BYTES + rows * (c + pivots) * acc)
+        # the certified start (pcoreset._start): per row an int32 pivot order,
+        # a squared norm and CANDIDATES int32 candidates, then the kernel's
+        # int64 copy of at most CANDIDATES of them (12 bytes per candidate at
+        # the peak); a strided sample of at most 8192 centers for the pivots,
+        # an 8 MiB block of center-to-pivot bounds, and a few 2 MiB chunks on
+        # each of two workers. The centers themselves are read in chunks.
+        parts["start (candidates, per-row pivot order, chunks)"] = (
+            n * CANDIDATES * 12 + min(m, 8192) * c * acc + (8 << 20) + 2 * (12 << 20))
     parts["picks and radii"] = budget * 16
     return parts
 
