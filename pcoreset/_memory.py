@@ -41,12 +41,30 @@ _libc = None
 
 
 def _madvise():
+    return _libc_handle().madvise
+
+
+def trim_heap() -> None:
+    """Hand the C heap's free memory back to the system (glibc's malloc_trim;
+    a no-op elsewhere): after a pass whose temporaries are gone, so that the
+    next pass's peak does not sit on top of memory nobody uses."""
+    try:
+        libc = _libc_handle()
+        trim = getattr(libc, "malloc_trim", None)
+    except OSError:
+        return
+    if trim is not None:
+        trim.argtypes = [ctypes.c_size_t]
+        trim(0)
+
+
+def _libc_handle():
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
         _libc.madvise.restype = ctypes.c_int
-    return _libc.madvise
+    return _libc
 
 
 def file_backed(x) -> bool:
@@ -139,10 +157,10 @@ def memory_parts(n: int, c: int, dtype: str, backend_parts: Callable[..., Dict[s
         # a squared norm and CANDIDATES int32 candidates, then the kernel's
         # int64 copy of at most CANDIDATES of them (12 bytes per candidate at
         # the peak); a strided sample of at most 8192 centers for the pivots,
-        # an 8 MiB block of center-to-pivot bounds, and a few 2 MiB chunks on
-        # each of two workers. The centers themselves are read in chunks.
+        # a 4 MiB block of center-to-pivot bounds, and a few chunks of 1-2 MiB
+        # on each of two workers. The centers themselves are read in chunks.
         parts["start (candidates, per-row pivot order, chunks)"] = (
-            n * CANDIDATES * 12 + min(m, 8192) * c * acc + (8 << 20) + 2 * (12 << 20))
+            n * CANDIDATES * 12 + min(m, 8192) * c * acc + (4 << 20) + 2 * (10 << 20))
     parts["picks and radii"] = budget * 16
     return parts
 

@@ -113,9 +113,9 @@ _METHODS = ("exact", "certified")
 _PROBE = 32
 # Row chunks of the start's passes over the pool and over the centers:
 # bytes of one chunk's largest block (its values or its distances).
-_ROW_CHUNK_BYTES = 2 << 20
+_ROW_CHUNK_BYTES = 1 << 20
 # Bytes of one block of center-to-pivot lower bounds (float32).
-_PAIR_BYTES = 8 << 20
+_PAIR_BYTES = 4 << 20
 # Pivots are chosen among at most this many centers (a strided sample).
 _PIVOT_SAMPLE = 8192
 # Rows per chunk when the candidates are widened to int64 in place.
@@ -349,6 +349,7 @@ def _kernel_candidates(problem: Problem, centers, values: Values, k: int = K_OUT
         return _certified(problem, src, values, k).astype(np.int64)
     buf = np.frombuffer(mmap.mmap(-1, max(1, n * k * 8)), dtype=np.uint8)
     cand = _certified(problem, src, values, k, buf[:n * k * 4].view(np.int32).reshape(n, k))
+    _memory.trim_heap()  # the search's freed temporaries, before the pages below are written
     width = 1
     for t in range(k - 1, 0, -1):
         if np.any(cand[:, t] != cand[:, 0]):
@@ -471,6 +472,7 @@ def _search(problem: Problem, values: Values, yget, rep: np.ndarray, k: int,
         order[nxt[ps] + (np.arange(o.size) - (np.cumsum(cnt) - cnt)[ps])] = s + o
         nxt += cnt
     pivot_of = None  # noqa: F841 (freed before the search)
+    _memory.trim_heap()
     first = (np.cumsum(counts) - counts).tolist()
     counts = counts.tolist()
 
