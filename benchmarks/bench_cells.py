@@ -29,6 +29,15 @@ at every step); the table says so. Target rows (--only with --targets):
               --full) against the pool's size (quiet only)
   3d          200k 3-D points, B=20k against fpsample's QuickFPS (median of 3)
   threads     default threads against one, beside 1, 2 and 4 busy processes
+  real        a pool a real model produced (written by benchmarks/real_pool.py:
+              an ActiveKD text student's probabilities over all WordNet noun
+              glosses, N = 74k, C = 25), B = 1000 against the torch running
+              minimum (goal 10x, as at 200k x 100)
+
+--projection 0 / 1 turns the kernel's projection bound off / on for every
+step (default: its cost model); the bound counters in each target's detail
+say what each bound ruled out (cells and centers whole, the row's own
+triangle test, the projection bound) and what was computed.
 
 Rows (each figure is measured in its own child process, so that its peak
 memory is its own and no allocator state carries over):
@@ -77,6 +86,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -532,15 +542,23 @@ def _child_threads(spec, out):
 
 
 def _pool_for(spec):
+    if spec.get("pool_file"):  # a saved real pool (benchmarks/real_pool.py)
+        return np.load(spec["pool_file"])
     dtype = np.float16 if spec.get("dtype") == "float16" else np.float32
     return softmax_pool(spec["n"], spec["c"], spec.get("pool", "clustered"), dtype=dtype)
+
+
+def _labeled_for(spec):
+    if spec.get("labeled_file"):
+        return np.load(spec["labeled_file"])
+    return labeled_rows(spec["n"], spec["labeled"])
 
 
 def _child_select(spec, out):
     import pcoreset
     from pcoreset import backends as registry
     x = _pool_for(spec)
-    lab = labeled_rows(spec["n"], spec["labeled"])
+    lab = _labeled_for(spec)
     # the peak counts from here: building the pool's chunks is not select's
     exact_peak = _reset_peak()
     rss0 = _rss_kib("VmRSS")
@@ -557,7 +575,7 @@ def _child_torch_split(spec, out):
     budget when steps < budget."""
     import torch
     x = _pool_for(spec)
-    lab = labeled_rows(spec["n"], spec["labeled"])
+    lab = _labeled_for(spec)
     out["load"] = _loadavg()
     t0 = time.perf_counter()
     xt = torch.as_tensor(x).float()
@@ -645,8 +663,11 @@ def _bounds(st: dict) -> str:
     elig, reach, comp = st.get("rows_eligible"), st.get("rows_in_reach"), st.get("rows_computed", 0)
     if not elig:
         return "no bound counters"
+    checked, rejected = st.get("proj_checked", 0), st.get("proj_rejected", 0)
+    proj = (f"the projection bound {rejected / checked:.3f} of the {checked / elig:.3f} it was asked about"
+            if checked else "projection bound not used")
     return (f"cells/centers ruled out {1 - reach / elig:.3f} of eligible rows, the row bound "
-            f"{(reach - comp) / max(1, reach):.3f} of the rest, {comp / elig:.4f} computed; "
+            f"{(reach - comp - rejected) / max(1, reach):.3f} of the rest, {proj}, {comp / elig:.4f} computed; "
             f"cell steps {st.get('cell_steps')}, dense {st.get('dense_steps')}")
 
 
@@ -708,6 +729,23 @@ def target_100k1000(g, args):
     n, L, b = (20_000, 200, 100) if args.quick else (100_000, 1_000, 300)
     _vs_torch(g, args, f"N={n:,} C=1000 f16 L={L:,} B={b} vs torch running min (f32)",
               {"n": n, "c": 1000, "labeled": L, "budget": b, "dtype": "float16"}, 6, b)
+
+
+def target_real(g, args):
+    """A pool a real model produced (benchmarks/real_pool.py writes it)."""
+    d = Path(args.real_pool)
+    if not (d / "pool_probs.npy").is_file():
+        g.add("real pool", "-", f"no pool in {d}", "", False,
+              "build it first: python -m benchmarks.real_pool --out " + str(d), "")
+        return
+    x = np.load(d / "pool_probs.npy", mmap_mode="r")
+    lab = np.load(d / "labeled.npy")
+    n, c = x.shape
+    b = 1000
+    _vs_torch(g, args, f"real pool (ActiveKD text student, WordNet nouns) N={n:,} C={c} L={lab.size:,} B={b:,} "
+              "vs torch running min",
+              {"n": n, "c": c, "labeled": int(lab.size), "budget": b, "pool_file": str(d / "pool_probs.npy"),
+               "labeled_file": str(d / "labeled.npy")}, 10, b)
 
 
 def target_gemm(g, args):
@@ -787,7 +825,7 @@ def target_threads(g, args):
 
 TARGETS = {"degenerate": target_degenerate, "3d": target_3d, "threads": target_threads, "gemm": target_gemm,
            "200k100": target_200k100, "100k1000": target_100k1000, "startmem": target_startmem,
-           "1m100": target_1m100, "memmap": target_memmap}
+           "1m100": target_1m100, "memmap": target_memmap, "real": target_real}
 
 
 ROWS = {"3d": row_3d, "1m100": lambda t, a: row_softmax(t, a, "1m100"), "memmap": row_memmap,
@@ -811,12 +849,18 @@ def main(argv=None) -> int:
                    help="where the memmap pool file is written once")
     p.add_argument("--baseline-path", default=None,
                    help="another checkout (with its extension built) to run the start rows on too")
+    p.add_argument("--projection", choices=["auto", "0", "1"], default="auto",
+                   help="the kernel's projection bound: its cost model (auto), never (0) or always (1)")
+    p.add_argument("--real-pool", default=str(Path(__file__).resolve().parents[1] / "_build" / "real_pool"),
+                   help="--targets real: the folder benchmarks/real_pool.py wrote")
     p.add_argument("--json", default=None, help="write every figure here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
+    if args.projection != "auto":  # read by the kernel in the child processes
+        os.environ["PCORESET_PROJECTION"] = args.projection
     table = TARGETS if args.targets else ROWS
     args.only = args.only or ",".join(table)
     unknown = set(args.only.split(",")) - set(table)

@@ -133,6 +133,16 @@ class PyState {
     return out;
   }
 
+  void set_projection(F64Array p) {
+    if (p.ndim() != 2 || p.shape(1) != c())
+      throw py::value_error("projection must be (d, " + std::to_string(c()) + ")");
+    try {
+      state_->set_projection(p.data(), p.shape(0));
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+  }
+
   F64Array mean_vector() const {
     F64Array out(c());
     double* o = out.mutable_data();
@@ -289,6 +299,9 @@ class PyState {
     d["cell_switches"] = s.cell_switches;
     d["rows_eligible"] = s.rows_eligible;
     d["rows_in_reach"] = s.rows_in_reach;
+    d["proj_checked"] = s.proj_checked;
+    d["proj_rejected"] = s.proj_rejected;
+    d["proj_builds"] = s.proj_builds;
     return d;
   }
 
@@ -379,6 +392,9 @@ PYBIND11_MODULE(_C, m) {
       .def("row_vector", &PyState::row_vector, py::arg("row"))
       .def("rows_values", &PyState::rows_values, py::arg("rows"))
       .def("mean_vector", &PyState::mean_vector)
+      .def("set_projection", &PyState::set_projection, py::arg("basis"),
+           "basis: (d, c) float64 with rows close to orthonormal (1 <= d <= 64); steps then skip "
+           "rows whose projected distance proves they keep their nearest center")
       .def("farthest_from", &PyState::farthest_from, py::arg("vector"))
       .def("current_best", &PyState::current_best)
       .def("take", &PyState::take, py::arg("row"))

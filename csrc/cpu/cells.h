@@ -10,6 +10,8 @@
 // cells (found through AnchorIndex) and, inside them, skips each row with
 // d(a, n) >= 2 sqrt(mind[i]) (8 bytes read instead of C values). A step's
 // cost follows the cells that can change, not N or the number of centers.
+// Over long rows the projection bound (projection.h) may also rule a row out
+// before it is read.
 //
 // Rows at distance 0 from their center can never move (a row moves only when
 // strictly closer) nor be farther than any other row of their cell, so each
@@ -28,6 +30,7 @@
 #include "anchors.h"
 #include "cell_heap.h"
 #include "pool.h"
+#include "projection.h"
 
 namespace pcoreset {
 namespace PCS_ISA {
@@ -117,6 +120,10 @@ class CellIndex {
       heap_.fix(a, q.radius2[a], far_[a]);
     }
   }
+
+  // The projection bound for the next steps over long rows (its rows and
+  // the new center projected), or null.
+  void use_projection(const Projection<S>* proj) { proj_ = proj; }
 
   // Anchors and lists of the current centers kept (centers were replaced:
   // load_state) or not.
@@ -595,12 +602,27 @@ class CellIndex {
     const A* ctr = q.center(id);
     const int32_t id32 = static_cast<int32_t>(id);
     todo_.clear();
+    const Projection<S>* proj = proj_;
+    const typename Projection<S>::Center pc = proj ? proj->center(id) : typename Projection<S>::Center{};
+    int64_t checked = 0, rejected = 0;
     for (const Affected<A>& af : affected_) {
       for (Member& e : members_[af.cell]) {
-        if (static_cast<int64_t>(e.row) == picked) e.mind = kGone;
-        else if (!can_skip_row(af.dcc2, e.mind)) todo_.push_back(&e);
+        if (static_cast<int64_t>(e.row) == picked) {
+          e.mind = kGone;
+        } else if (!can_skip_row(af.dcc2, e.mind)) {
+          if (proj) {  // the projection bound: proven unchanged without reading the row
+            ++checked;
+            if (proj->keeps(e.row, pc, e.mind)) {
+              ++rejected;
+              continue;
+            }
+          }
+          todo_.push_back(&e);
+        }
       }
     }
+    q.stats.proj_checked += checked;
+    q.stats.proj_rejected += rejected;
     std::sort(todo_.begin(), todo_.end(), [](const Member* a, const Member* b) { return a->row < b->row; });
     const int64_t count = static_cast<int64_t>(todo_.size());
     const int nt = count * q.p.c >= kParallelValues ? q.team() : 1;
@@ -650,6 +672,7 @@ class CellIndex {
   std::vector<A> scratch_vals_;
   std::vector<Member*> todo_;
   int64_t touched_bytes_ = 0;
+  const Projection<S>* proj_ = nullptr;
 };
 
 }  // namespace

@@ -10,9 +10,11 @@
 //      bound under which no row of a can move (then dcc2[a] = +inf: the
 //      whole cluster is skipped without reading its rows);
 //   2. for every row i: skip it when can_skip_row(dcc2[nearest[i]], mind[i])
-//      (8 bytes read instead of C values); else compute d^2(i, n) with an
-//      early exit at mind[i], update mind/nearest, and fold (mind[i], i)
-//      into the thread's argmax.
+//      (8 bytes read instead of C values), or (long rows, when the cost
+//      model uses it) when the projection bound of projection.h proves it
+//      unchanged (d + 1 floats read); else compute d^2(i, n) with an early
+//      exit at mind[i], update mind/nearest, and fold (mind[i], i) into the
+//      thread's argmax.
 // Compiled per instruction set (included by kcenter_cpu.cpp only).
 #pragma once
 
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "pool.h"
+#include "projection.h"
 
 namespace pcoreset {
 namespace PCS_ISA {
@@ -198,8 +201,9 @@ class DensePass {
 
   // The fused pass for new center `id` over every row. *reach gets the rows
   // a cell step would have visited (rows of centers not skipped whole; all
-  // of them when prune is off).
-  StepResult step(int64_t id, int64_t* reach_out) {
+  // of them when prune is off). proj: the projection bound to use (its rows
+  // and the new center projected), or null.
+  StepResult step(int64_t id, int64_t* reach_out, const Projection<S>* proj = nullptr) {
     P& q = pool_;
     const int64_t n = q.p.n, k = q.num_centers();
     const A* ctr = q.center(id);
@@ -223,8 +227,9 @@ class DensePass {
     }
     std::vector<Best> best(q.threads);
     std::vector<A> new_radius(q.threads, A(0));
-    int64_t computed_rows = 0, reach = 0;
-#pragma omp parallel num_threads(q.team()) reduction(+ : computed_rows, reach)
+    int64_t computed_rows = 0, reach = 0, checked = 0, rejected = 0;
+    const typename Projection<S>::Center pc = proj ? proj->center(id) : typename Projection<S>::Center{};
+#pragma omp parallel num_threads(q.team()) reduction(+ : computed_rows, reach, checked, rejected)
     {
       A best_d = A(-1);
       int64_t best_i = -1;
@@ -238,7 +243,12 @@ class DensePass {
           if (!is_eligible(m)) continue;
           const int32_t a = q.nearest[i];
           if (prune && (a < 0 || dcc2_[a] != kInf)) ++reach;
-          const bool skip = prune && a >= 0 && can_skip_row(dcc2_[a], m);
+          bool skip = prune && a >= 0 && can_skip_row(dcc2_[a], m);
+          if (!skip && proj) {
+            ++checked;
+            skip = proj->keeps(i, pc, m);
+            rejected += skip ? 1 : 0;
+          }
           if (!skip) {
             ++computed_rows;
             const A d = q.dist_row(i, ctr, prune ? m : A(-1));
@@ -270,6 +280,8 @@ class DensePass {
     if (q.team() > 1 && n * q.p.c >= ThreadPolicy::kMinParallelValues) q.stats.parallel_steps += 1;
     q.stats.rows_computed += computed_rows;
     q.stats.rows_visited += n;
+    q.stats.proj_checked += checked;
+    q.stats.proj_rejected += rejected;
     // Old centers keep their radius as an upper bound (their rows only move
     // away or come closer); tighten the bounds now and then.
     if (prune && ++steps_since_refresh_ >= 16) refresh_radii();

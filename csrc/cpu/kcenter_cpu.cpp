@@ -9,7 +9,9 @@
 //                  with cell_heap.h (the next pick without a scan) and anchors.h
 //                  (the cells near a center without measuring every center);
 //   cost_model.h   the per-row costs of both kinds of step, fitted from their
-//                  timings.
+//                  timings;
+//   projection.h   a lower bound of a row's distance to a new center from a
+//                  low-dimensional projection kept in RAM (long rows).
 // This file chooses between the dense step and the cell step (the cost model
 // below) and implements the KCenterState interface of kcenter.h. It is
 // compiled once per instruction set (baseline x86-64, and AVX2 + F16C where
@@ -38,7 +40,7 @@ class CpuState final : public KCenterState {
   using A = typename AccumOf<S>::type;
 
  public:
-  CpuState(const S* x, const KCenterParams& p) : pool_(x, p), dense_(pool_), cells_(pool_) {
+  CpuState(const S* x, const KCenterParams& p) : pool_(x, p), dense_(pool_), cells_(pool_), proj_(pool_) {
     // PCORESET_CELL_VISIT=f overrides the switch point (the fraction of
     // rows a cell step may visit; 0 = dense steps only, 1 = cell steps
     // only): for measuring the cost model, and for tests that force a path.
@@ -48,6 +50,19 @@ class CpuState final : public KCenterState {
       if (end != f && v >= 0.0) cell_visit_limit_ = v;
     }
     cost_.init(pool_.p.n, pool_.p.c, pool_.threads);
+    // PCORESET_PROJECTION=0 / 1: never / always use the projection bound
+    // (once set_projection gave a basis): for tests and benchmarks.
+    if (const char* f = std::getenv("PCORESET_PROJECTION")) {
+      if (f[0] == '0') proj_force_ = 0;
+      if (f[0] == '1') proj_force_ = 1;
+    }
+  }
+
+  void set_projection(const double* p, int64_t d) override {
+    if (!pool_.p.prune) return;  // prune off: every row is computed
+    proj_.set_basis(p, d);
+    proj_rate_ = 1.0;
+    proj_wait_ = 0;
   }
 
   void seed_rows(const int64_t* rows, int64_t count) override {
@@ -115,6 +130,7 @@ class CpuState final : public KCenterState {
     const bool cells = use_cells();
     if (cells) ensure_cells();
     pool_.append_center(vec);
+    choose_projection();
     if (!cells) return dense_step(num_centers() - 1);
     return cell_step(num_centers() - 1, -1, -1);
   }
@@ -126,6 +142,7 @@ class CpuState final : public KCenterState {
     if (is_eligible(pool_.mind[i])) ++pool_.taken;
     const int64_t id = pool_.append_row_center(i);
     pool_.mind[i] = Pool<S>::kTaken;
+    choose_projection();
     if (!cells) {
       pool_.nearest[i] = static_cast<int32_t>(id);
       return dense_step(id);
@@ -158,6 +175,7 @@ class CpuState final : public KCenterState {
     pool_.radius2.assign(static_cast<size_t>(n_centers), A(0));
     cells_ready_ = false;
     cells_.forget_centers();
+    proj_.forget_centers();
     dense_.refresh_radii();
   }
 
@@ -182,7 +200,9 @@ class CpuState final : public KCenterState {
       picks->push_back(best.row);
       radii2->push_back(best.dist2);
       if (t + 1 == budget) break;  // the last pick needs no update pass
+      steps_left_ = budget - 1 - t;
       best = push_row(best.row);
+      steps_left_ = 0;
       if (progress && clock::now() - last_report > std::chrono::milliseconds(100)) {
         last_report = clock::now();
         if (!progress(t + 1)) return false;
@@ -281,6 +301,68 @@ class CpuState final : public KCenterState {
            cost_.dense_cost(team, r);
   }
 
+  // The projection bound (rows of at least kProjMinC values, or any when
+  // forced; the basis is computed from a sample of rows unless
+  // set_projection gave one), per step: used while it rejects enough of the
+  // rows it checks to pay for reading its d + 1 floats per row instead of
+  // the row's C values (a rejected row saves C * sizeof(S) bytes, a check
+  // costs 4d + 4): measured each step it runs, as a running mean; when it
+  // does not pay, it is tried again after kProjWait steps (pools change as
+  // centers come). The rows are projected at the first step that uses it.
+  //
+  // Projecting every row costs about 2d/3 distance computations a row (d
+  // sums of C products against C differences squared and summed), so the
+  // rows are projected only when the steps left in this run (run's budget)
+  // are expected to compute at least kProjPayback times that many rows:
+  // rejecting 20-80% of them (measured on clustered softmax pools, C = 1000)
+  // then saves more than the pass costs.
+  static constexpr int64_t kProjWait = 32;
+  static constexpr double kProjPayback = 6.0;
+  static constexpr int64_t kProjMinC = 64;
+  int64_t projection_dims() const {
+    if (proj_.has_basis()) return proj_.dims();
+    return pool_.p.c < 256 ? 16 : 32;
+  }
+  bool projection_pays_off() const {
+    const double d = static_cast<double>(projection_dims());
+    const double build = static_cast<double>(pool_.p.n) * 2.0 * d / 3.0;
+    return computed_mean_ * static_cast<double>(steps_left_) >= kProjPayback * build;
+  }
+  void choose_projection() {
+    proj_now_ = false;
+    computed0_ = pool_.stats.rows_computed;
+    if (!pool_.p.prune || proj_force_ == 0 || num_centers() < 2) return;
+    if (proj_force_ != 1 && !proj_.has_basis() && pool_.p.c < kProjMinC) return;
+    if (proj_force_ == 1) {
+      proj_now_ = true;
+    } else if (!proj_.rows_ready()) {
+      proj_now_ = projection_pays_off();
+    } else {
+      const double need = 1.5 * static_cast<double>(proj_.bytes_per_row()) /
+                          static_cast<double>(pool_.p.c * static_cast<int64_t>(sizeof(S)));
+      if (proj_rate_ >= need) proj_now_ = true;
+      else if (++proj_wait_ >= kProjWait) proj_now_ = true;  // try again
+    }
+    if (!proj_now_) return;
+    if (!proj_.has_basis()) proj_.compute_basis(projection_dims());
+    if (!proj_.rows_ready()) proj_.project_rows();
+    proj_.ensure_centers(num_centers());
+    proj_checked0_ = pool_.stats.proj_checked;
+    proj_rejected0_ = pool_.stats.proj_rejected;
+  }
+  const Projection<S>* step_projection() const { return proj_now_ ? &proj_ : nullptr; }
+  void projection_done() {
+    const double computed = static_cast<double>(pool_.stats.rows_computed - computed0_);
+    computed_mean_ = steps_seen_++ == 0 ? computed : computed_mean_ + (computed - computed_mean_) / 8.0;
+    if (!proj_now_) return;
+    const int64_t checked = pool_.stats.proj_checked - proj_checked0_;
+    const int64_t rejected = pool_.stats.proj_rejected - proj_rejected0_;
+    if (checked <= 0) return;
+    const double r = static_cast<double>(rejected) / static_cast<double>(checked);
+    proj_rate_ = proj_wait_ >= kProjWait ? r : proj_rate_ + (r - proj_rate_) / 4.0;
+    proj_wait_ = 0;
+  }
+
   void ensure_cells() {
     if (cells_ready_) return;
     const auto t0 = Clock::now();
@@ -310,7 +392,9 @@ class CpuState final : public KCenterState {
     ++cell_run_;
     pool_.stats.rows_eligible += pool_.p.n - pool_.taken;
     pool_.stats.rows_in_reach += rows;
+    cells_.use_projection(step_projection());
     const StepResult r = cells_.finish_step(id, picked, rows);
+    projection_done();
     cost_.cell_done(team, rows, pool_.stats.rows_computed - computed0, seconds_since(t0));
     return r;
   }
@@ -321,7 +405,8 @@ class CpuState final : public KCenterState {
     const int64_t computed0 = pool_.stats.rows_computed;
     const int64_t k = num_centers(), n = pool_.p.n;
     int64_t reach = 0;
-    const StepResult r = dense_.step(id, &reach);
+    const StepResult r = dense_.step(id, &reach, step_projection());
+    projection_done();
     pool_.stats.rows_eligible += n - pool_.taken;
     pool_.stats.rows_in_reach += reach;
     // back to cell steps once they would pay (rows of centers not skipped
@@ -341,6 +426,15 @@ class CpuState final : public KCenterState {
   DensePass<S> dense_;
   CellIndex<S> cells_;
   StepCostModel cost_;
+  Projection<S> proj_;
+  int proj_force_ = -1;       // PCORESET_PROJECTION: -1 the cost model, 0 never, 1 always
+  bool proj_now_ = false;     // this step uses the projection bound
+  double proj_rate_ = 1.0;    // running mean of the rows it rejects / checks
+  int64_t proj_wait_ = 0;     // steps since it last ran (while it does not pay)
+  int64_t proj_checked0_ = 0, proj_rejected0_ = 0, computed0_ = 0;
+  double computed_mean_ = 0.0;  // rows computed per step, running mean
+  int64_t steps_seen_ = 0;
+  int64_t steps_left_ = 0;      // update steps left in the current run (0 outside run)
   bool cells_ready_ = false;
   bool dense_mode_ = false;      // dense steps chosen by the cost model (see use_cells)
   double reach_mean_ = 1.0;      // running mean of the rows a cell step would visit (fraction)

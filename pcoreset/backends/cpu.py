@@ -1,6 +1,7 @@
 """`cpu`: the C++ kernel (OpenMP, SIMD, exact pruning)."""
 from __future__ import annotations
 
+import os
 from typing import Dict, Optional
 
 from .. import _memory
@@ -16,6 +17,17 @@ except ImportError as exc:  # the extension was not built
 
 if _C is not None:
     KCenterState.register(_C.KCenterState)
+
+
+# The projection bound (csrc/cpu/projection.h): the kernel projects the rows
+# (d + 3 floats each, d = 16, or 32 from 256 values) when rows have at least
+# PROJECTION_MIN_C values and its cost model expects the pass to pay.
+PROJECTION_MIN_C = 64
+
+
+def _projection_mode() -> str:
+    """PCORESET_PROJECTION: '0' never, '1' always (any C), else the cost model."""
+    return os.environ.get("PCORESET_PROJECTION", "").strip()[:1]
 
 
 def make_state(problem: Problem):
@@ -69,6 +81,8 @@ class CpuBackend(Backend):
             "cells (members, short rows' values, step scratch)": n * member + (n * c * acc if c <= 16 else 0) + n * 8,
             "centers (values, radius, heap, anchor index)": centers * (c * acc + 64),
         }
+        if c >= PROJECTION_MIN_C and _projection_mode() != "0":
+            parts["projection bound (rows projected, error bounds)"] = n * 4 * ((16 if c < 256 else 32) + 3)
         if from_logits:
             parts["softmax row constants"] = n * 2 * acc
         return parts

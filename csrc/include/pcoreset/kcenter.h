@@ -44,6 +44,13 @@ struct KCenterStats {
   // row, which leaves its cell).
   int64_t rows_eligible = 0;
   int64_t rows_in_reach = 0;
+  // The projection bound (CPU, long rows): rows it was asked about (those
+  // in reach that the row's own triangle test kept) and rows it proved
+  // unchanged (never read); rows_computed counts neither. proj_builds:
+  // passes that projected every row.
+  int64_t proj_checked = 0;
+  int64_t proj_rejected = 0;
+  int64_t proj_builds = 0;
 };
 
 struct StepResult {
@@ -112,6 +119,13 @@ class KCenterState {
   virtual bool run(int64_t budget, std::vector<int64_t>* picks, std::vector<double>* radii2,
                    const ProgressFn& progress, double stop_dist2 = -1.0) = 0;
   virtual void min_dist2(double* out) const = 0;
+  // The projection bound (CPU only): p is d x c (row-major, double) with
+  // rows close to orthonormal; steps may then skip rows whose projected
+  // distance proves them unchanged. Never changes a pick.
+  virtual void set_projection(const double* p, int64_t d) {
+    (void)p;
+    (void)d;
+  }
   virtual const KCenterStats& stats() const = 0;
   virtual const KCenterParams& params() const = 0;
 };
