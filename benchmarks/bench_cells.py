@@ -68,8 +68,12 @@ memory is its own and no allocator state carries over):
             another checkout (e.g. the commit before the exact start).
   selector  N=1M, C=100, L=10k: Selector.next(1) called 1000 times against
             one next(1000) (the per-step cost of the kernel itself).
+  costmodel N=200k, C=100, L=2k, B=1000 (quiet only): each step timed with
+            cell steps only, dense steps only and the cost model, at 1 and 2
+            threads, from the same start; mean step time by the fraction of
+            rows a cell step visits (what the cost model weighs).
 
-Every row except `threads` and `start` is measured on a quiet machine and
+Every row except `threads`, `start` and `costmodel` is measured on a quiet machine and
 again with one busy-loop process that this script starts and stops itself (by
 its PID). Prints a header (date, commit, machine, load, OPENBLAS_CORETYPE) and
 one table; --json writes every figure.
@@ -464,6 +468,64 @@ def row_selector(t: Table, args):
             t.add(target, f"next(1) x {k}", load, res)
 
 
+def _child_costmodel(spec, out):
+    """Per-step times of cell steps only, dense steps only and the cost
+    model, at 1 and 2 threads, from one shared state after the labeled
+    start (so every mode steps from the same running minimum)."""
+    from pcoreset import _C
+    x = _pool_for(spec)
+    n = spec["n"]
+    s = _C.KCenterState(x, "float32", False, 1.0, True, 0)
+    s.seed_rows(labeled_rows(n, spec["labeled"]))
+    start = s.export_state()
+    out["load"] = _loadavg()
+    bins = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.01]
+    for mode, env in (("cells", "1"), ("dense", "0"), ("model", None)):
+        for th in (1, 2):
+            os.environ.pop("PCORESET_CELL_VISIT", None)
+            if env is not None:
+                os.environ["PCORESET_CELL_VISIT"] = env
+            st = _C.KCenterState(x, "float32", False, 1.0, True, th)
+            st.load_state(*start)
+            best = st.current_best()
+            prev = st.stats()
+            rows = []
+            t0 = time.perf_counter()
+            for _ in range(spec["budget"]):
+                t = time.perf_counter()
+                best = st.push_row(int(best[0]))
+                dt = time.perf_counter() - t
+                cur = st.stats()
+                rows.append((dt, (cur["rows_in_reach"] - prev["rows_in_reach"]) / n))
+                prev = cur
+            total = time.perf_counter() - t0
+            a = np.array(rows[1:])  # the first step builds the cells
+            per_bin = {}
+            for lo, hi in zip(bins[:-1], bins[1:]):
+                m = (a[:, 1] >= lo) & (a[:, 1] < hi)
+                if m.any():
+                    per_bin[f"{lo:.2f}-{min(hi, 1):.2f}"] = (int(m.sum()), float(a[m, 0].mean() * 1e3))
+            out[f"{mode}/{th}"] = {"seconds": total, "dense_steps": prev["dense_steps"],
+                                   "cell_steps": prev["cell_steps"], "ms_by_visited_fraction": per_bin}
+    os.environ.pop("PCORESET_CELL_VISIT", None)
+    out["load_after"] = _loadavg()
+    return out
+
+
+def row_costmodel(t: Table, args):
+    n, c, L, b = (50_000, 100, 500, 300) if args.quick else (200_000, 100, 2_000, 1_000)
+    res = run_child({"kind": "costmodel", "n": n, "c": c, "labeled": L, "budget": b})
+    for key, r in res.items():
+        if not isinstance(r, dict):
+            continue
+        bins = "; ".join(f"visited {k}: {v[0]} steps, {v[1]:.2f} ms" for k, v in r["ms_by_visited_fraction"].items())
+        t.add(f"cost model {n // 1000}k x {c} L={L:,} B={b}", key.replace("/", ", threads "), "quiet",
+              {"seconds": r["seconds"]}, f"cell steps {r['cell_steps']}, dense {r['dense_steps']}; {bins} "
+              f"[{res.get('load')} -> {res.get('load_after')}]")
+    if "error" in res:
+        t.add(f"cost model {n // 1000}k x {c}", "-", "quiet", res)
+
+
 # ------------------------------------------------------------------ targets
 
 def _loadavg() -> str:
@@ -634,7 +696,7 @@ def _child_memmap(spec, out):
 
 TARGET_CHILDREN = {"degenerate": _child_degenerate, "median3": _child_median3, "threads3": _child_threads,
                    "select": _child_select, "torch_split": _child_torch_split, "gemm": _child_gemm,
-                   "memmap_target": _child_memmap}
+                   "memmap_target": _child_memmap, "costmodel": _child_costmodel}
 
 
 class Goals:
@@ -830,7 +892,7 @@ TARGETS = {"degenerate": target_degenerate, "3d": target_3d, "threads": target_t
 
 ROWS = {"3d": row_3d, "1m100": lambda t, a: row_softmax(t, a, "1m100"), "memmap": row_memmap,
         "200k100": lambda t, a: row_softmax(t, a, "200k100"), "threads": row_threads,
-        "start": row_start, "selector": row_selector}
+        "start": row_start, "selector": row_selector, "costmodel": row_costmodel}
 
 
 def main(argv=None) -> int:

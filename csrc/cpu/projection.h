@@ -131,6 +131,9 @@ class Projection {
     std::vector<A> row(static_cast<size_t>(c));
     for (int64_t r = 0; r < m; ++r) {
       q.row_values_into(r * n / m, row.data());
+      // file-backed pools: a fault reads ahead around the row (megabytes),
+      // handed back at once so resident memory stays small
+      q.release_rows(std::max<int64_t>(0, r - 1) * n / m, std::min(n, (r + 2) * n / m));
       for (int64_t j = 0; j < c; ++j) {
         v[r * c + j] = static_cast<double>(row[j]);
         mean[j] += v[r * c + j];
