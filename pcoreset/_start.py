@@ -54,8 +54,8 @@ order, the squared norm of the shifted row (in the accumulation dtype,
 rounded up) and K_OUT int32 candidates; the kernel then gets them as int64,
 only as many columns as some row needs. Measured at 1M x 100 float32 (a
 381 MiB pool), clustered, `select(..., budget=1)`: the process's peak grew
-by MEM10K with L = 10k and MEM100K with L = 100k (the kernel's own
-centers, 46 MiB at L = 100k, included).
+by 60 MiB with L = 10k (0.16x the pool) and 78 MiB with L = 100k (0.20x;
+the kernel's own centers, 46 MiB at L = 100k, included).
 
 Threads: the pivot groups (and the pivot assignment's row chunks) run on
 worker threads, one per available core; their GEMMs (one BLAS thread each),
@@ -72,8 +72,20 @@ twice that, plus an absolute term for gradual underflow. The GEMMs are NumPy's
 start needs no torch; rows of a torch pool (a CUDA one included) are searched
 on the host.
 
-Cost, where the time goes (200k x 100 float32 clustered, L = 2k, 2-core
-Intel; COSTLINE
+Cost, where the time goes (200k x 100 float32 clustered, L = 2k, one
+thread, profiled on the shared 2-core Intel machine at load 1.9, so the
+shares count, not the seconds): `select(..., budget=1)` 0.88 s, of which the
+search 0.78 s: the pivot assignment 0.16 s (its N x P GEMM, P = 179, about
+0.10 s), the pivot groups 0.57 s (tile GEMMs 0.16 s over 10% of the N x M
+pairs, the fused epilogue 0.07 s, reading the centers 0.08 s, the probe GEMM,
+shifting the rows, the per-row reach and the gathers 0.14 s, sorting and
+row reads the rest), pivots, bounds and dedupe 0.04 s; outside the search
+the pool check 0.03 s, the kernel's exact refinement of the candidates
+0.02 s and its first step 0.03 s. Side by side with one float32 GEMM + row
+minimum of the same size (NumPy's BLAS) the start costs 0.43x of it
+(benchmarks/RESULTS.md, "Labeled start"). What is left is mostly GEMM work
+that the bounds cannot skip (the pivot GEMM and the 7% of pairs inside the
+rows' reach), and Python and NumPy overhead per tile.
 
 Crossover of the two methods (2-core AMD EPYC, float32, clustered pools):
 the exact pass wins below about 1e9 values of work and the certified search
@@ -466,7 +478,7 @@ def _search(problem: Problem, values: Values, yget, rep: np.ndarray, k: int,
     nxt = np.cumsum(counts) - counts
     for s in range(0, n, 1 << 16):
         pc = pivot_of[s:s + (1 << 16)]
-        o = np.argsort(pc, kind="stable")
+        o = np.argsort(pc.astype(np.uint16) if p <= 1 << 16 else pc, kind="stable")  # a radix sort
         cnt = np.bincount(pc, minlength=p)
         ps = pc[o]
         order[nxt[ps] + (np.arange(o.size) - (np.cumsum(cnt) - cnt)[ps])] = s + o
@@ -688,7 +700,7 @@ def _group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: _Bounds, o
             reach = (ra_c + np.sqrt(np.maximum(ub, 0.0))) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny
             reach = np.minimum(reach, (2.0 * ra_c) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny)
             need = np.maximum(np.searchsorted(near_lb2, reach, side="right"), 1)
-            o = np.argsort(need, kind="stable")
+            o = np.argsort(need.astype(np.uint16) if mn < 1 << 16 else need, kind="stable")
             need = need[o]
         else:
             o = None
