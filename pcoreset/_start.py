@@ -715,13 +715,14 @@ def _group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: _Bounds, o
             e = int(np.searchsorted(need, lim, side="right"))
             e = max(t + 1, min(e, t + max(1, _TILE // int(need[max(t, e - 1)]))))
             m_here = int(need[e - 1])
-            idx = slice(t, e) if o is None else o[t:e]
             if m_here > wide:
-                # more centers than a worker keeps: searched block by block
-                ids = _wide(xs[idx], nx2_acc[idx], nx[idx], ra_c[idx], v[idx], cs, near_lb2, m_here, wide, b)
+                # the rest reach more centers than a worker keeps: searched
+                # together, block of centers by block
+                idx = slice(t, cnt) if o is None else o[t:]
+                ids = _wide(xs[idx], nx2_acc[idx], nx[idx], ra_c[idx], v[idx], cs, near_lb2, need[t:], wide, b)
                 out[rows_c[idx]] = rep[near[ids]]
-                t = e
-                continue
+                break
+            idx = slice(t, e) if o is None else o[t:e]
             cs.upto(m_here)
             g = _gemm_part(xs[idx], cs.sh[:m_here], cs.ny2[:m_here])
             if _C is not None:
@@ -733,42 +734,60 @@ def _group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: _Bounds, o
             t = e
 
 
-def _wide(xs, nx2, nx, ra, v, cs: _Near, near_lb2, m_here: int, wide: int, b: _Bounds) -> np.ndarray:
-    """_certify over more centers than one block holds: a first pass over the
-    blocks finds each row's smallest GEMM distance (and the bound ub of
-    _certify from it), which also narrows the reach; a second pass collects
-    the centers whose lower bound is within ub; rows with more than k are
-    ranked by exact float64 distances. The same candidates as one tile."""
+def _wide(xs, nx2, nx, ra, v, cs: _Near, near_lb2, need, wide: int, b: _Bounds) -> np.ndarray:
+    """_certify for rows (sorted by need, the centers their reach holds) that
+    reach more centers than one block holds. A first pass over the blocks
+    finds each row's smallest GEMM distance (and the bound ub of _certify
+    from it), which also narrows each row's reach; a second pass collects the
+    centers whose lower bound is within ub; rows with more than k are ranked
+    by exact float64 distances. Each block is read once a pass, and each row
+    meets only the blocks within its reach. The same candidates as one tile."""
     r = xs.shape[0]
-    ar = np.arange(r)
+    need = np.asarray(need, dtype=np.int64)
     dmin = np.full(r, np.inf, dtype=xs.dtype)
     ny_at = np.zeros(r)
-    for c0 in range(0, m_here, wide):
-        sh, ny, ny2 = cs.block(c0, min(m_here, c0 + wide))
-        g = _gemm_part(xs, sh, ny2)
-        g += nx2[:, None]
-        j = np.argmin(g, axis=1)
-        d = g[ar, j]
-        better = d < dmin  # strict: the lowest column keeps ties
-        dmin[better] = d[better]
-        ny_at[better] = ny[j[better]]
+    batch = max(1, _TILE // wide)
+
+    def blocks(upto):
+        """(c0, block, rows in reach of it) for the blocks within upto[-1]."""
+        for c0 in range(0, int(upto.max()), wide):
+            first = int(np.searchsorted(upto, c0, side="right"))  # rows reaching past c0
+            yield c0, cs.block(c0, min(int(upto.max()), c0 + wide)), first
+
+    for c0, (sh, ny, ny2), first in blocks(need):
+        for s in range(first, r, batch):
+            e = min(r, s + batch)
+            g = _gemm_part(xs[s:e], sh, ny2)
+            g += nx2[s:e, None]
+            j = np.argmin(g, axis=1)
+            d = g[np.arange(e - s), j]
+            better = d < dmin[s:e]  # strict: the lowest column keeps ties
+            dmin[s:e][better] = d[better]
+            ny_at[s:e][better] = ny[j[better]]
     d0 = dmin.astype(np.float64) + b.kappa * (nx + ny_at) ** 2 + b.tiny
     ub = d0 * (1.0 + b.kernel_rel) + b.tiny
     reach = (ra + np.sqrt(np.maximum(d0, 0.0))) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny
-    m_here = min(m_here, max(1, int(np.searchsorted(near_lb2, float(reach.max()), side="right"))))
+    need2 = np.minimum(need, np.maximum(np.searchsorted(near_lb2, reach, side="right"), 1))
+    o = np.argsort(need2, kind="stable")
+    need2 = need2[o]
     hr, hc, hk = [], [], []
-    for c0 in range(0, m_here, wide):
-        sh, ny, ny2 = cs.block(c0, min(m_here, c0 + wide))
-        g = _gemm_part(xs, sh, ny2)
-        g += nx2[:, None]
-        thr = np.nextafter((ub + b.kappa * (nx + ny.max()) ** 2 + b.tiny).astype(g.dtype), np.inf)
-        rr, cc = np.nonzero(g <= thr[:, None])
-        key = g[rr, cc].astype(np.float64)
-        keep = key - b.kappa * (nx[rr] + ny[cc]) ** 2 - b.tiny <= ub[rr]
-        hr.append(rr[keep])
-        hc.append(cc[keep] + c0)
-        hk.append(key[keep])
+    for c0, (sh, ny, ny2), first in blocks(need2):
+        for s in range(first, r, batch):
+            rows = o[s:s + batch]
+            g = _gemm_part(xs[rows], sh, ny2)
+            g += nx2[rows, None]
+            thr = np.nextafter((ub[rows] + b.kappa * (nx[rows] + ny.max()) ** 2 + b.tiny).astype(g.dtype), np.inf)
+            rr, cc = np.nonzero(g <= thr[:, None])
+            key = g[rr, cc].astype(np.float64)
+            rr = rows[rr]
+            keep = key - b.kappa * (nx[rr] + ny[cc]) ** 2 - b.tiny <= ub[rr]
+            hr.append(rr[keep])
+            hc.append(cc[keep] + c0)
+            hk.append(key[keep])
     hit_r, hit_c, key = np.concatenate(hr), np.concatenate(hc), np.concatenate(hk)
+    # the same order as one tile's hits (by row, then column)
+    srt = np.lexsort((hit_c, hit_r))
+    hit_r, hit_c, key = hit_r[srt], hit_c[srt], key[srt]
     per_row = np.bincount(hit_r, minlength=r)
     few = per_row[hit_r] <= b.k
     ids = _rank_by(hit_r[few], hit_c[few], key[few], r, b.k)
