@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import math
 import mmap
 import os
 from typing import Callable, Dict, Optional
@@ -42,12 +41,30 @@ _libc = None
 
 
 def _madvise():
+    return _libc_handle().madvise
+
+
+def trim_heap() -> None:
+    """Hand the C heap's free memory back to the system (glibc's malloc_trim;
+    a no-op elsewhere): after a pass whose temporaries are gone, so that the
+    next pass's peak does not sit on top of memory nobody uses."""
+    try:
+        libc = _libc_handle()
+        trim = getattr(libc, "malloc_trim", None)
+    except OSError:
+        return
+    if trim is not None:
+        trim.argtypes = [ctypes.c_size_t]
+        trim(0)
+
+
+def _libc_handle():
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
         _libc.madvise.restype = ctypes.c_int
-    return _libc.madvise
+    return _libc
 
 
 def file_backed(x) -> bool:
@@ -136,13 +153,14 @@ def memory_parts(n: int, c: int, dtype: str, backend_parts: Callable[..., Dict[s
     parts.update(backend_parts(n, c, dtype, centers, budget, from_logits))
     m = n_labeled + n_centers
     if m and start != "exact" and float(n) * m * c > 2e9:
-        # the certified start (pcoreset._start): (N, k) candidates, each row's
-        # pivot and distance to it, the centers in the accumulation dtype and
-        # in float64, a block of center-to-pivot distances, one row chunk.
-        pivots = min(m, 1024, int(math.ceil(2.0 * math.sqrt(m))))
-        rows = max(1, min(n, CHUNK_BYTES // (4 * max(c, pivots, 1))))
-        parts["start (candidates, pivots, centers, one chunk)"] = (
-            n * (CANDIDATES * 8 + 16) + m * c * (acc + 8) + CHUNK_BYTES + rows * (c + pivots) * acc)
+        # the certified start (pcoreset._start): per row an int32 pivot order,
+        # a squared norm and CANDIDATES int32 candidates, then the kernel's
+        # int64 copy of at most CANDIDATES of them (12 bytes per candidate at
+        # the peak); a strided sample of at most 8192 centers for the pivots,
+        # a 4 MiB block of center-to-pivot bounds, and a few chunks of 1-2 MiB
+        # on each of two workers. The centers themselves are read in chunks.
+        parts["start (candidates, per-row pivot order, chunks)"] = (
+            n * CANDIDATES * 12 + min(m, 8192) * c * acc + (4 << 20) + 2 * (10 << 20))
     parts["picks and radii"] = budget * 16
     return parts
 

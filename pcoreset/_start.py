@@ -19,15 +19,24 @@ candidates miss the nearest center for most rows (on 30,000 such rows with
 1,000 labeled, picks 74% short of the farthest row were measured). The
 certified search avoids that:
 
-1. Duplicate center vectors are merged (the lowest index represents them).
-2. P ~ 2 sqrt(M) pivots are chosen among the centers by farthest-first
-   traversal, and every row is assigned to a nearby pivot r (an approximate
-   GEMM argmin is enough); a = d(x, r) is computed exactly (float64).
+1. Duplicate center vectors are merged (the lowest index represents them):
+   rows are hashed, equal hashes compared bit for bit.
+2. P ~ 4 sqrt(M) pivots (at most 1024) are chosen among the centers by
+   farthest-first traversal (over a strided sample of at most 8192 centers),
+   and every row is assigned to a nearby pivot r (an approximate GEMM argmin
+   is enough); an upper bound of a = d(x, r) comes from the direct
+   differences.
 3. The pivot is itself a center, so the nearest center y* of x is at most a
-   away, and d(y*, r) <= d(y*, x) + d(x, r) <= 2a (triangle inequality).
-   Only centers within 2a of the pivot (a float64 lower bound of their
-   distance, with its rounding bound) are searched for the rows of that pivot:
-   on clustered pools that is the row's own cluster.
+   away, and d(y*, r) <= d(y*, x) + d(x, r) (triangle inequality). A first,
+   small GEMM with the 32 centers nearest the pivot bounds each row's nearest
+   distance D from above, so y* lies within a + D of the pivot (not only 2a):
+   each row gets its own reach, the centers within it (float lower bounds of
+   their distance to the pivot, with their rounding bound) are a prefix of
+   the pivot's centers sorted by that distance, and the rows are sorted by
+   how long their prefix is and searched in tiles of similar reach. On the
+   clustered pool of the benchmarks (200k x 100, L = 2k) that computes about
+   12% of the N x M pairs (the pivot GEMM adds 9%); a single reach per pivot
+   (the largest row's) computed 57%.
 4. Rows and centers are shifted by the pivot before the GEMM, so the GEMM's
    rounding scales with ||x - r|| + ||y - r|| (the cluster's size), not with
    the norms of the rows. For each pair a rigorous bound E on the GEMM's error
@@ -36,6 +45,21 @@ certified search avoids that:
    center (and every center the kernel's own rounding could prefer) is always
    among them. A row with more than K_OUT candidates gets them ranked by exact
    float64 distances first.
+
+Memory. No copy of the centers is held: they are read on demand, in chunks,
+as the kernel sees them; a group whose reach holds more centers than a worker
+keeps (a few MiB) is searched block by block (one pass narrows the reach,
+a second collects the candidates). Per row the search keeps an int32 pivot
+order, the squared norm of the shifted row (in the accumulation dtype,
+rounded up) and K_OUT int32 candidates; the kernel then gets them as int64,
+only as many columns as some row needs. Measured at 1M x 100 float32 (a
+381 MiB pool), clustered, `select(..., budget=1)`: the process's peak grew
+by 60 MiB with L = 10k (0.16x the pool) and 78 MiB with L = 100k (0.20x;
+the kernel's own centers, 46 MiB at L = 100k, included).
+
+Threads: the pivot groups (and the pivot assignment's row chunks) run on
+worker threads, one per available core; their GEMMs (one BLAS thread each),
+NumPy passes and the fused epilogue release the GIL.
 
 The error bound. With u the unit roundoff of the accumulation dtype, a' =
 fl(x - r) and b' = fl(y - r) (componentwise relative error u), the shift moves
@@ -48,10 +72,20 @@ twice that, plus an absolute term for gradual underflow. The GEMMs are NumPy's
 start needs no torch; rows of a torch pool (a CUDA one included) are searched
 on the host.
 
-Cost: the GEMM work is the sum over rows of the centers near their pivot,
-about N * (M / clusters) * C on clustered pools instead of N * M * C; the
-elementwise epilogue runs on cache-sized tiles. benchmarks/RESULTS.md
-("Labeled start") has the measured figures.
+Cost, where the time goes (200k x 100 float32 clustered, L = 2k, one
+thread, profiled on the shared 2-core Intel machine at load 1.9, so the
+shares count, not the seconds): `select(..., budget=1)` 0.88 s, of which the
+search 0.78 s: the pivot assignment 0.16 s (its N x P GEMM, P = 179, about
+0.10 s), the pivot groups 0.57 s (tile GEMMs 0.16 s over 10% of the N x M
+pairs, the fused epilogue 0.07 s, reading the centers 0.08 s, the probe GEMM,
+shifting the rows, the per-row reach and the gathers 0.14 s, sorting and
+row reads the rest), pivots, bounds and dedupe 0.04 s; outside the search
+the pool check 0.03 s, the kernel's exact refinement of the candidates
+0.02 s and its first step 0.03 s. Side by side with one float32 GEMM + row
+minimum of the same size (NumPy's BLAS) the start costs 0.43x of it
+(benchmarks/RESULTS.md, "Labeled start"). What is left is mostly GEMM work
+that the bounds cannot skip (the pivot GEMM and the 7% of pairs inside the
+rows' reach), and Python and NumPy overhead per tile.
 
 Crossover of the two methods (2-core AMD EPYC, float32, clustered pools):
 the exact pass wins below about 1e9 values of work and the certified search
@@ -61,6 +95,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import mmap
 import os
 from typing import Iterator, Optional
 
@@ -90,11 +125,13 @@ _METHODS = ("exact", "certified")
 _PROBE = 32
 # Row chunks of the start's passes over the pool and over the centers:
 # bytes of one chunk's largest block (its values or its distances).
-_ROW_CHUNK_BYTES = 2 << 20
+_ROW_CHUNK_BYTES = 1 << 20
 # Bytes of one block of center-to-pivot lower bounds (float32).
-_PAIR_BYTES = 8 << 20
+_PAIR_BYTES = 4 << 20
 # Pivots are chosen among at most this many centers (a strided sample).
 _PIVOT_SAMPLE = 8192
+# Rows per chunk when the candidates are widened to int64 in place.
+_WIDEN_ROWS = 1 << 16
 _forced: Optional[str] = None
 
 
@@ -313,22 +350,39 @@ def certified_candidates(problem: Problem, centers, values: Optional[Values] = N
 
 def _kernel_candidates(problem: Problem, centers, values: Values, k: int = K_OUT) -> np.ndarray:
     """The certified candidates as the kernels take them: (N, k') int64 with
-    k' <= k the most candidates any row has (the search keeps them in
-    int32; the int64 array is as narrow as the pool allows)."""
+    k' <= k the most candidates any row has. The search writes them as int32
+    into an anonymous memory map with room for (N, k) int64, and they are
+    widened in place: only the pages written count in the process's memory
+    (16 bytes per row for k' <= 2, 8 k' beyond), never int32 and int64
+    copies side by side."""
     src = _Centers.of_problem(problem, values) if centers is None else centers
-    cand = _certified(problem, src, values, k)
+    n = problem.n
+    if src.m >= 2**31:  # int64 indices throughout
+        return _certified(problem, src, values, k).astype(np.int64)
+    buf = np.frombuffer(mmap.mmap(-1, max(1, n * k * 8)), dtype=np.uint8)
+    cand = _certified(problem, src, values, k, buf[:n * k * 4].view(np.int32).reshape(n, k))
+    _memory.trim_heap()  # the search's freed temporaries, before the pages below are written
     width = 1
     for t in range(k - 1, 0, -1):
         if np.any(cand[:, t] != cand[:, 0]):
             width = t + 1
             break
-    out = np.empty((cand.shape[0], width), dtype=np.int64)
-    out[:] = cand[:, :width]
+    out = buf[:n * width * 8].view(np.int64).reshape(n, width)
+    # row i moves from bytes [16 i, 16 i + 16) to [8 w i, 8 w (i + 1)): from
+    # the last rows down for w >= 2 (the destination never reaches rows not
+    # yet read, which lie below), from the first rows up for w = 1
+    step = _WIDEN_ROWS
+    starts = range(0, n, step)
+    for s in (reversed(starts) if width >= 2 else starts):
+        e = min(n, s + step)
+        out[s:e] = cand[s:e, :width].copy()
     return out
 
 
-def _certified(problem: Problem, centers, values: Optional[Values], k: int) -> np.ndarray:
-    """certified_candidates as compact (N, k) int32 (int64 past 2^31 centers)."""
+def _certified(problem: Problem, centers, values: Optional[Values], k: int,
+               out: Optional[np.ndarray] = None) -> np.ndarray:
+    """certified_candidates as compact (N, k) int32 (int64 past 2^31
+    centers), written into `out` when given."""
     acc = acc_dtype(problem)
     values = _host_values(values or default_values(problem), acc)
     src = centers if isinstance(centers, _Centers) else _Centers.array(_host(centers, acc))
@@ -339,7 +393,8 @@ def _certified(problem: Problem, centers, values: Optional[Values], k: int) -> n
     def get(ids):
         return _host(src.get(np.asarray(ids, dtype=np.int64)), acc)
 
-    out = np.empty((n, k), dtype=np.int32 if m < 2**31 else np.int64)
+    if out is None:
+        out = np.empty((n, k), dtype=np.int32 if m < 2**31 else np.int64)
     rep = _dedupe(get, m, c, acc)
     if rep.size <= k:
         out[:] = _pad(rep[None, :], k)
@@ -394,6 +449,7 @@ def _search(problem: Problem, values: Values, yget, rep: np.ndarray, k: int,
     piv_u = sub[piv]
     del ys
     r_norm2 = (r_acc * r_acc).sum(1)
+    r_m2 = np.ascontiguousarray((-2.0 * r_acc).T)  # the scaling by -2 is exact
 
     # 2. each row's pivot (approximate argmin) and an upper bound s2 of the
     # squared norm of the shifted row fl(x - r), kept compact (int32, the
@@ -405,8 +461,7 @@ def _search(problem: Problem, values: Values, yget, rep: np.ndarray, k: int,
     def assign(s: int) -> None:
         e = min(n, s + step)
         v = values(np.arange(s, e))
-        d = v @ r_acc.T
-        d *= -2.0
+        d = v @ r_m2
         d += r_norm2[None, :]
         j = np.argmin(d, axis=1)
         del d
@@ -423,12 +478,13 @@ def _search(problem: Problem, values: Values, yget, rep: np.ndarray, k: int,
     nxt = np.cumsum(counts) - counts
     for s in range(0, n, 1 << 16):
         pc = pivot_of[s:s + (1 << 16)]
-        o = np.argsort(pc, kind="stable")
+        o = np.argsort(pc.astype(np.uint16) if p <= 1 << 16 else pc, kind="stable")  # a radix sort
         cnt = np.bincount(pc, minlength=p)
         ps = pc[o]
         order[nxt[ps] + (np.arange(o.size) - (np.cumsum(cnt) - cnt)[ps])] = s + o
         nxt += cnt
     pivot_of = None  # noqa: F841 (freed before the search)
+    _memory.trim_heap()
     first = (np.cumsum(counts) - counts).tolist()
     counts = counts.tolist()
 
@@ -630,20 +686,26 @@ def _group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: _Bounds, o
         if mn > 2 * _PROBE:
             m0 = _PROBE
             cs.upto(m0)
-            g0 = _gemm_part(xs, cs.sh[:m0], cs.ny2[:m0])
-            g0 += nx2_acc[:, None]
-            # the nearest probe center's bound, taken with the probe's
-            # largest norm: still an upper bound of D^2
-            ub = g0.min(1).astype(np.float64) + b.kappa * (nx + cs.ny[:m0].max()) ** 2 + b.tiny
+            # centers x rows, so that the minimum runs down the columns
+            g0 = cs.sh[:m0] @ xs.T
+            g0 *= -2.0
+            g0 += cs.ny2[:m0, None]
+            # min_j fl(g_ij + nx2_i) = fl(min_j g_ij + nx2_i) (rounding is
+            # monotone): the nearest probe center's GEMM distance, bounded with
+            # the probe's largest norm (still an upper bound of D^2)
+            d0 = g0.min(0)
             del g0
+            d0 += nx2_acc
+            ub = d0.astype(np.float64) + b.kappa * (nx + cs.ny[:m0].max()) ** 2 + b.tiny
             reach = (ra_c + np.sqrt(np.maximum(ub, 0.0))) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny
             reach = np.minimum(reach, (2.0 * ra_c) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny)
             need = np.maximum(np.searchsorted(near_lb2, reach, side="right"), 1)
-            o = np.argsort(need, kind="stable")
+            o = np.argsort(need.astype(np.uint16) if mn < 1 << 16 else need, kind="stable")
             need = need[o]
         else:
             o = None
             need = np.full(rows_c.size, mn, dtype=np.int64)
+        cs.upto(min(int(need[-1]), wide))  # one read for the chunk's tiles
         cnt = int(rows_c.size)
         t = 0
         while t < cnt:
@@ -653,13 +715,14 @@ def _group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: _Bounds, o
             e = int(np.searchsorted(need, lim, side="right"))
             e = max(t + 1, min(e, t + max(1, _TILE // int(need[max(t, e - 1)]))))
             m_here = int(need[e - 1])
-            idx = slice(t, e) if o is None else o[t:e]
             if m_here > wide:
-                # more centers than a worker keeps: searched block by block
-                ids = _wide(xs[idx], nx2_acc[idx], nx[idx], ra_c[idx], v[idx], cs, near_lb2, m_here, wide, b)
+                # the rest reach more centers than a worker keeps: searched
+                # together, block of centers by block
+                idx = slice(t, cnt) if o is None else o[t:]
+                ids = _wide(xs[idx], nx2_acc[idx], nx[idx], ra_c[idx], v[idx], cs, near_lb2, need[t:], wide, b)
                 out[rows_c[idx]] = rep[near[ids]]
-                t = e
-                continue
+                break
+            idx = slice(t, e) if o is None else o[t:e]
             cs.upto(m_here)
             g = _gemm_part(xs[idx], cs.sh[:m_here], cs.ny2[:m_here])
             if _C is not None:
@@ -671,42 +734,60 @@ def _group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: _Bounds, o
             t = e
 
 
-def _wide(xs, nx2, nx, ra, v, cs: _Near, near_lb2, m_here: int, wide: int, b: _Bounds) -> np.ndarray:
-    """_certify over more centers than one block holds: a first pass over the
-    blocks finds each row's smallest GEMM distance (and the bound ub of
-    _certify from it), which also narrows the reach; a second pass collects
-    the centers whose lower bound is within ub; rows with more than k are
-    ranked by exact float64 distances. The same candidates as one tile."""
+def _wide(xs, nx2, nx, ra, v, cs: _Near, near_lb2, need, wide: int, b: _Bounds) -> np.ndarray:
+    """_certify for rows (sorted by need, the centers their reach holds) that
+    reach more centers than one block holds. A first pass over the blocks
+    finds each row's smallest GEMM distance (and the bound ub of _certify
+    from it), which also narrows each row's reach; a second pass collects the
+    centers whose lower bound is within ub; rows with more than k are ranked
+    by exact float64 distances. Each block is read once a pass, and each row
+    meets only the blocks within its reach. The same candidates as one tile."""
     r = xs.shape[0]
-    ar = np.arange(r)
+    need = np.asarray(need, dtype=np.int64)
     dmin = np.full(r, np.inf, dtype=xs.dtype)
     ny_at = np.zeros(r)
-    for c0 in range(0, m_here, wide):
-        sh, ny, ny2 = cs.block(c0, min(m_here, c0 + wide))
-        g = _gemm_part(xs, sh, ny2)
-        g += nx2[:, None]
-        j = np.argmin(g, axis=1)
-        d = g[ar, j]
-        better = d < dmin  # strict: the lowest column keeps ties
-        dmin[better] = d[better]
-        ny_at[better] = ny[j[better]]
+    batch = max(1, _TILE // wide)
+
+    def blocks(upto):
+        """(c0, block, rows in reach of it) for the blocks within upto[-1]."""
+        for c0 in range(0, int(upto.max()), wide):
+            first = int(np.searchsorted(upto, c0, side="right"))  # rows reaching past c0
+            yield c0, cs.block(c0, min(int(upto.max()), c0 + wide)), first
+
+    for c0, (sh, ny, ny2), first in blocks(need):
+        for s in range(first, r, batch):
+            e = min(r, s + batch)
+            g = _gemm_part(xs[s:e], sh, ny2)
+            g += nx2[s:e, None]
+            j = np.argmin(g, axis=1)
+            d = g[np.arange(e - s), j]
+            better = d < dmin[s:e]  # strict: the lowest column keeps ties
+            dmin[s:e][better] = d[better]
+            ny_at[s:e][better] = ny[j[better]]
     d0 = dmin.astype(np.float64) + b.kappa * (nx + ny_at) ** 2 + b.tiny
     ub = d0 * (1.0 + b.kernel_rel) + b.tiny
     reach = (ra + np.sqrt(np.maximum(d0, 0.0))) ** 2 * (1.0 + 2.0 * b.kernel_rel) + b.tiny
-    m_here = min(m_here, max(1, int(np.searchsorted(near_lb2, float(reach.max()), side="right"))))
+    need2 = np.minimum(need, np.maximum(np.searchsorted(near_lb2, reach, side="right"), 1))
+    o = np.argsort(need2, kind="stable")
+    need2 = need2[o]
     hr, hc, hk = [], [], []
-    for c0 in range(0, m_here, wide):
-        sh, ny, ny2 = cs.block(c0, min(m_here, c0 + wide))
-        g = _gemm_part(xs, sh, ny2)
-        g += nx2[:, None]
-        thr = np.nextafter((ub + b.kappa * (nx + ny.max()) ** 2 + b.tiny).astype(g.dtype), np.inf)
-        rr, cc = np.nonzero(g <= thr[:, None])
-        key = g[rr, cc].astype(np.float64)
-        keep = key - b.kappa * (nx[rr] + ny[cc]) ** 2 - b.tiny <= ub[rr]
-        hr.append(rr[keep])
-        hc.append(cc[keep] + c0)
-        hk.append(key[keep])
+    for c0, (sh, ny, ny2), first in blocks(need2):
+        for s in range(first, r, batch):
+            rows = o[s:s + batch]
+            g = _gemm_part(xs[rows], sh, ny2)
+            g += nx2[rows, None]
+            thr = np.nextafter((ub[rows] + b.kappa * (nx[rows] + ny.max()) ** 2 + b.tiny).astype(g.dtype), np.inf)
+            rr, cc = np.nonzero(g <= thr[:, None])
+            key = g[rr, cc].astype(np.float64)
+            rr = rows[rr]
+            keep = key - b.kappa * (nx[rr] + ny[cc]) ** 2 - b.tiny <= ub[rr]
+            hr.append(rr[keep])
+            hc.append(cc[keep] + c0)
+            hk.append(key[keep])
     hit_r, hit_c, key = np.concatenate(hr), np.concatenate(hc), np.concatenate(hk)
+    # the same order as one tile's hits (by row, then column)
+    srt = np.lexsort((hit_c, hit_r))
+    hit_r, hit_c, key = hit_r[srt], hit_c[srt], key[srt]
     per_row = np.bincount(hit_r, minlength=r)
     few = per_row[hit_r] <= b.k
     ids = _rank_by(hit_r[few], hit_c[few], key[few], r, b.k)

@@ -359,7 +359,7 @@ def test_dedupe_keeps_the_lowest_index_of_each_distinct_row(dtype, collide, monk
 
 
 @pytest.mark.parametrize("pool", sorted(POOLS))
-def test_kernel_candidates_are_as_narrow_as_the_pool_allows(pool):
+def test_kernel_candidates_are_as_narrow_as_the_pool_allows(pool, monkeypatch):
     # The kernel gets (N, k') int64 with k' the most candidates any row
     # has: still the exact running minimum, and narrower where rows have
     # a single candidate.
@@ -370,6 +370,7 @@ def test_kernel_candidates_are_as_narrow_as_the_pool_allows(pool):
     exact = cpu_backend.make_state(problem)
     exact.seed_rows(lab)
     full = _start.nearest_candidates(problem)
+    monkeypatch.setattr(_start, "_WIDEN_ROWS", 7)  # widened in place over many chunks
     narrow = _start._kernel_candidates(problem, None, cpu_backend.kernel_values(exact))
     width = max(int((full != full[:, :1]).any(0).nonzero()[0].max(initial=0)) + 1, 1)
     assert narrow.shape == (x.shape[0], width) and narrow.dtype == np.int64

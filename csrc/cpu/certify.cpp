@@ -36,6 +36,33 @@ A round_up(double x) {
   return y;
 }
 
+// Lanes of the two passes below: independent minima (and comparisons) that
+// the compiler keeps in vector registers.
+constexpr int kLanes = 8;
+
+// min_j (g[j] + add) over the finite and infinite values (a NaN is never
+// below the minimum, as with `d < best`). The minimum is exact, so the lanes'
+// order does not change it (nor does the sign of a zero minimum matter: the
+// caller compares with ==, and uses its magnitude).
+template <typename A>
+A row_min(const A* g, A add, int64_t cols) {
+  A m[kLanes];
+  for (int t = 0; t < kLanes; ++t) m[t] = std::numeric_limits<A>::infinity();
+  int64_t j = 0;
+  for (; j + kLanes <= cols; j += kLanes)
+    for (int t = 0; t < kLanes; ++t) {
+      const A d = g[j + t] + add;
+      m[t] = d < m[t] ? d : m[t];
+    }
+  for (; j < cols; ++j) {
+    const A d = g[j] + add;
+    m[0] = d < m[0] ? d : m[0];
+  }
+  A best = m[0];
+  for (int t = 1; t < kLanes; ++t) best = m[t] < best ? m[t] : best;
+  return best;
+}
+
 template <typename A>
 void certify_rows(const A* g, const A* nx2, const double* nx, const double* ny, double ny_max,
                   int64_t r0, int64_t r1, int64_t cols, const CertifyBounds& b, int64_t* cand,
@@ -46,29 +73,34 @@ void certify_rows(const A* g, const A* nx2, const double* nx, const double* ny, 
     const A add = nx2[i];
     // argmin of D_ij = g_ij + ||x'_i||^2 (lowest j among equals); adding the
     // same value to every column keeps the order up to rounding ties, so the
-    // minimum is taken over the sums themselves
-    A best = std::numeric_limits<A>::infinity();
+    // minimum is taken over the sums themselves. A row without a finite
+    // value keeps j0 = 0 (its bound is infinite either way).
+    const A best = row_min<A>(gi, add, cols);
     int64_t j0 = 0;
-    for (int64_t j = 0; j < cols; ++j) {
-      const A d = gi[j] + add;
-      if (d < best) {
-        best = d;
-        j0 = j;
-      }
-    }
+    if (best < std::numeric_limits<A>::infinity())
+      while (!(gi[j0] + add == best)) ++j0;
     const double e0 = b.kappa * (nx[i] + ny[j0]) * (nx[i] + ny[j0]) + b.tiny;
     const double ub = (static_cast<double>(best) + e0) * (1.0 + b.kernel_rel) + b.tiny;
     // prefilter in A with the largest center norm (rounded up: it keeps a
-    // superset), then the pair's own bound in double
+    // superset), lane blocks at a time, then the pair's own bound in double
     const A pre = round_up<A>(ub + b.kappa * (nx[i] + ny_max) * (nx[i] + ny_max) + b.tiny);
     hits.clear();
-    for (int64_t j = 0; j < cols; ++j) {
+    auto test = [&](int64_t j) {
       const A d = gi[j] + add;
-      if (d > pre) continue;
+      if (!(d <= pre)) return;
       const double e = b.kappa * (nx[i] + ny[j]) * (nx[i] + ny[j]) + b.tiny;
       if (static_cast<double>(d) - e <= ub) hits.push_back(j);
+    };
+    int64_t j = 0;
+    for (; j + kLanes <= cols; j += kLanes) {
+      int any = 0;
+      for (int t = 0; t < kLanes; ++t) any |= (gi[j + t] + add <= pre) ? 1 : 0;
+      if (!any) continue;
+      for (int t = 0; t < kLanes; ++t) test(j + t);
     }
-    const int64_t h = static_cast<int64_t>(hits.size());  // >= 1: j0 passes its own test
+    for (; j < cols; ++j) test(j);
+    if (hits.empty()) hits.push_back(j0);  // only a row of NaN (overflowed) sums has none
+    const int64_t h = static_cast<int64_t>(hits.size());
     counts[i] = h;
     int64_t* out = cand + i * b.k;
     if (h <= b.k) {
