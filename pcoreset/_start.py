@@ -355,7 +355,12 @@ def _kernel_candidates(problem: Problem, centers, values: Values, k: int = K_OUT
     widened in place: only the pages written count in the process's memory
     (16 bytes per row for k' <= 2, 8 k' beyond), never int32 and int64
     copies side by side."""
-    src = _Centers.of_problem(problem, values) if centers is None else centers
+    if centers is None:
+        src = _Centers.of_problem(problem, values)
+    elif isinstance(centers, _Centers):
+        src = centers
+    else:
+        src = _Centers.array(_host(centers, acc_dtype(problem)))
     n = problem.n
     if src.m >= 2**31:  # int64 indices throughout
         return _certified(problem, src, values, k).astype(np.int64)

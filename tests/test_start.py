@@ -401,3 +401,23 @@ def test_certified_start_memory_stays_a_fraction_of_the_pool(monkeypatch):
         finally:
             tracemalloc.stop()
         assert peak <= 0.25 * x.nbytes, (n_lab, peak / x.nbytes)
+
+
+@pytest.mark.parametrize("pool", ["confident16", "quantised"])
+def test_add_rows_and_vectors_through_the_certified_search(pool):
+    # Rows labeled later and center vectors added to a running state
+    # (Selector, distributed ranks) take the certified path for large
+    # products: the running minimum is the exact pass's, bit for bit.
+    x = POOLS[pool]().astype(np.float32)
+    lab = labeled_for(pool, x.shape[0])
+    vecs = x[lab[:40]].astype(np.float64) * 0.5 + x[lab[40:80]].astype(np.float64) * 0.5
+    problem = make_problem(x, None, 0, simplex=True, from_logits=False, temperature=1.0, prune=True,
+                           num_threads=1, progress=None)
+    backend = pcoreset.backends.get("cpu")
+    exact, cert = backend.make_state(problem), backend.make_state(problem)
+    exact.seed_rows(lab)
+    exact.seed_vectors(vecs)
+    with _start.force("certified"):
+        _start.add_rows(backend, cert, problem, lab)
+        _start.add_vectors(backend, cert, problem, vecs)
+    np.testing.assert_array_equal(cert.min_dist2(), exact.min_dist2())
