@@ -519,7 +519,7 @@ def row_costmodel(t: Table, args):
         if not isinstance(r, dict):
             continue
         bins = "; ".join(f"visited {k}: {v[0]} steps, {v[1]:.2f} ms" for k, v in r["ms_by_visited_fraction"].items())
-        t.add(f"cost model {n // 1000}k x {c} L={L:,} B={b}", key.replace("/", ", threads "), "quiet",
+        t.add(f"cost model {n // 1000}k x {c} L={L:,} B={b}", key.replace("/", ", threads "), "no busy process",
               {"seconds": r["seconds"]}, f"cell steps {r['cell_steps']}, dense {r['dense_steps']}; {bins} "
               f"[{res.get('load')} -> {res.get('load_after')}]")
     if "error" in res:

@@ -301,7 +301,9 @@ class CpuState final : public KCenterState {
            cost_.dense_cost(team, r);
   }
 
-  // The projection bound (rows of at least kProjMinC values, or any when
+  // The projection bound (rows of at least kProjMinC values: at C = 100 the
+  // checks cost more than the cell steps' early-exit distances they save,
+  // measured; any C when
   // forced; the basis is computed from a sample of rows unless
   // set_projection gave one), per step: used while it rejects enough of the
   // rows it checks to pay for reading its d + 1 floats per row instead of
@@ -321,7 +323,7 @@ class CpuState final : public KCenterState {
   // (rows come closer to their centers as the run goes on).
   static constexpr int64_t kProjWait = 32;
   static constexpr double kProjPayback = 2.0;
-  static constexpr int64_t kProjMinC = 64;
+  static constexpr int64_t kProjMinC = 256;
   int64_t projection_dims() const {
     if (proj_.has_basis()) return proj_.dims();
     return pool_.p.c < 256 ? 16 : 32;

@@ -20,9 +20,10 @@ if _C is not None:
 
 
 # The projection bound (csrc/cpu/projection.h): the kernel projects the rows
-# (d + 3 floats each, d = 16, or 32 from 256 values) when rows have at least
-# PROJECTION_MIN_C values and its cost model expects the pass to pay.
-PROJECTION_MIN_C = 64
+# (d + 3 floats each, d = 32 from 256 values) when rows have at least
+# PROJECTION_MIN_C values and its cost model expects the pass to pay (at
+# C = 100 it was slower than the cell steps without it: benchmarks/RESULTS.md).
+PROJECTION_MIN_C = 256
 
 
 def _projection_mode() -> str:
