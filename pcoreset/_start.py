@@ -54,8 +54,9 @@ order, the squared norm of the shifted row (in the accumulation dtype,
 rounded up) and K_OUT int32 candidates; the kernel then gets them as int64,
 only as many columns as some row needs. Measured at 1M x 100 float32 (a
 381 MiB pool), clustered, `select(..., budget=1)`: the process's peak grew
-by 60 MiB with L = 10k (0.16x the pool) and 78 MiB with L = 100k (0.20x;
-the kernel's own centers, 46 MiB at L = 100k, included).
+by 60 MiB with L = 10k (0.16x the pool) and 88 MiB with L = 100k (0.23x;
+the kernel's own centers, 46 MiB at L = 100k, included: its floor there is
+the kernel's state plus the int64 candidates it is handed).
 
 Threads: the pivot groups (and the pivot assignment's row chunks) run on
 worker threads, one per available core; their GEMMs (one BLAS thread each),
