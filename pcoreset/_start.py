@@ -95,6 +95,7 @@ above a few 1e9, so the switch stays at N * M * C = 2e9.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import mmap
 import os
@@ -413,7 +414,9 @@ def _certified(problem: Problem, centers, values: Optional[Values], k: int,
     threads = _threads.available(problem.num_threads)
     workers = _Workers(threads)
     try:
-        with _threads.blas_threads(1):
+        # values near the float range overflow the GEMM identity's squares:
+        # an inf (or NaN) distance or bound widens the search, never narrows it
+        with _threads.blas_threads(1), np.errstate(over="ignore", invalid="ignore"):
             _search(problem, values, lambda u: get(rep[u]), rep, k, out, workers)
     finally:
         workers.close()
@@ -544,7 +547,8 @@ class _Workers:
             for it in items:
                 fn(it)
             return
-        for f in [self.pool.submit(fn, it) for it in items]:
+        # each item in a copy of the caller's context (NumPy's error state)
+        for f in [self.pool.submit(contextvars.copy_context().run, fn, it) for it in items]:
             f.result()
 
     def close(self) -> None:
