@@ -119,6 +119,10 @@ class StepCostModel {
   double dense_cost(int team, double rows) const {
     return dense_[slot(team)].predict(n_, rows * computed_per_reached_);
   }
+  // Seconds per computed row, as the kind of step now running measures it.
+  double computed_row_cost(int team, bool dense) const {
+    return dense ? dense_[slot(team)].th1() : cell_[slot(team)].th1();
+  }
   // A rebuild of the cells (measured; about one dense step before that).
   double build_cost(int team) const { return build_ >= 0 ? build_ : dense_cost(team, n_); }
 

@@ -310,23 +310,31 @@ class CpuState final : public KCenterState {
   // does not pay, it is tried again after kProjWait steps (pools change as
   // centers come). The rows are projected at the first step that uses it.
   //
-  // Projecting every row costs about 2d/3 distance computations a row (d
-  // sums of C products against C differences squared and summed), so the
-  // rows are projected only when the steps left in this run (run's budget)
-  // are expected to compute at least kProjPayback times that many rows:
-  // rejecting 20-80% of them (measured on clustered softmax pools, C = 1000)
-  // then saves more than the pass costs.
+  // Before projecting every row, the model looks ahead on the sample of
+  // rows the basis came from: it projects them (timing it: the pass would
+  // cost N times that) and measures which fraction of them that this step
+  // would compute the bound rules out. The pass is run only when that
+  // fraction of the rows the rest of the run is expected to compute (the
+  // running mean of rows computed per step times the steps left in run's
+  // budget), at the measured cost of a computed row, saves kProjPayback
+  // times the pass; else the look ahead is repeated kProjWait steps later
+  // (rows come closer to their centers as the run goes on).
   static constexpr int64_t kProjWait = 32;
-  static constexpr double kProjPayback = 6.0;
+  static constexpr double kProjPayback = 2.0;
   static constexpr int64_t kProjMinC = 64;
   int64_t projection_dims() const {
     if (proj_.has_basis()) return proj_.dims();
     return pool_.p.c < 256 ? 16 : 32;
   }
-  bool projection_pays_off() const {
-    const double d = static_cast<double>(projection_dims());
-    const double build = static_cast<double>(pool_.p.n) * 2.0 * d / 3.0;
-    return computed_mean_ * static_cast<double>(steps_left_) >= kProjPayback * build;
+  bool projection_pays_off(int64_t id) {
+    const double n = static_cast<double>(pool_.p.n);
+    const double ahead = computed_mean_ * static_cast<double>(steps_left_);
+    if (ahead < n) return false;  // the pass alone reads every row
+    if (!proj_.has_basis()) proj_.compute_basis(projection_dims());
+    const double rejected = proj_.sample_rejection(id);
+    if (!(rejected > 0.0)) return false;
+    const double row = cost_.computed_row_cost(pool_.team(), dense_mode_);
+    return rejected * ahead * row >= kProjPayback * n * proj_.sample_seconds_per_row();
   }
   void choose_projection() {
     proj_now_ = false;
@@ -336,7 +344,10 @@ class CpuState final : public KCenterState {
     if (proj_force_ == 1) {
       proj_now_ = true;
     } else if (!proj_.rows_ready()) {
-      proj_now_ = projection_pays_off();
+      if (proj_wait_ == 0 || ++proj_wait_ > kProjWait) {
+        proj_now_ = projection_pays_off(num_centers() - 1);
+        proj_wait_ = proj_now_ ? 0 : 1;
+      }
     } else {
       const double need = 1.5 * static_cast<double>(proj_.bytes_per_row()) /
                           static_cast<double>(pool_.p.c * static_cast<int64_t>(sizeof(S)));

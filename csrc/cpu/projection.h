@@ -44,6 +44,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -114,6 +115,7 @@ class Projection {
     gamma_proj_ = 1.01 * (cc + 2.0) * u / (1.0 - (cc + 2.0) * u);
     eta_ = eta;
     rows_ready_ = false;
+    sample_spr_ = -1.0;
     forget_centers();
   }
 
@@ -170,7 +172,6 @@ class Projection {
 
   // Drop the centers' projections (centers replaced: load_state).
   void forget_centers() {
-    yc_.clear();
     ycf_.clear();
     ec_.clear();
     rc_.clear();
@@ -203,48 +204,82 @@ class Projection {
 
   // The projections of centers [0, k) (the new ones computed now, in double).
   void ensure_centers(int64_t k) {
-    const int64_t c = pool_.p.c, d = d_;
-    const double u = 0x1p-53, eta = std::numeric_limits<double>::denorm_min();
-    const double g = 1.01 * (static_cast<double>(c) + 2.0) * u;
     for (int64_t a = static_cast<int64_t>(ec_.size()); a < k; ++a) {
-      const A* v = pool_.center(a);
-      double norm2 = 0.0;
-      for (int64_t j = 0; j < c; ++j) norm2 += static_cast<double>(v[j]) * static_cast<double>(v[j]);
-      bool finite = std::isfinite(norm2);
-      double ynorm2 = 0.0;
-      for (int64_t kk = 0; kk < d; ++kk) {
-        double s = 0.0;
-        for (int64_t j = 0; j < c; ++j) s += static_cast<double>(pt_[j * d + kk]) * static_cast<double>(v[j]);
-        finite = finite && std::isfinite(s);
-        yc_.push_back(s);
-        ynorm2 += s * s;
-      }
-      const double norm = std::sqrt((norm2 + static_cast<double>(c) * eta) * (1.0 + 1e-12));
-      const double err = std::sqrt(static_cast<double>(d)) * (g * grow_ * norm + static_cast<double>(c) * eta) * 1.01;
-      if (!finite || !std::isfinite(err) || !std::isfinite(ynorm2)) {
-        ycf_.resize(ycf_.size() + static_cast<size_t>(stride_), 0.0f);
-        ec_.push_back(std::numeric_limits<double>::infinity());
-        rc_.push_back(0.0);
-        rc_.push_back(std::numeric_limits<double>::infinity());
-        continue;
-      }
-      // the float copy the steps read, its rounding added to the bound
+      double err, lo, hi;
       const size_t at = ycf_.size();
       ycf_.resize(at + static_cast<size_t>(stride_), 0.0f);
-      bool ffinite = true;
-      for (int64_t kk = 0; kk < d; ++kk) {
-        const double v = yc_[yc_.size() - d + kk];
-        const bool fits = std::fabs(v) <= static_cast<double>(std::numeric_limits<float>::max());
-        ycf_[at + kk] = fits ? static_cast<float>(v) : 0.0f;
-        ffinite = ffinite && fits;
-      }
-      const double errf = err + (0x1p-24 * std::sqrt(ynorm2) + std::sqrt(static_cast<double>(d)) * 0x1p-149) * 1.01;
-      ec_.push_back(ffinite ? errf : std::numeric_limits<double>::infinity());
-      double lo, hi;
-      residual(norm2, std::sqrt(ynorm2), err, &lo, &hi);
+      project_center(pool_.center(a), ycf_.data() + at, &err, &lo, &hi);
+      ec_.push_back(err);
       rc_.push_back(lo);
       rc_.push_back(hi);
     }
+  }
+
+  // One center vector v: its projection in float (yf, stride_ values, zero
+  // padded), the error bound of yf against P v (the sums in double and the
+  // rounding to float) and its residual interval. Not finite: err = inf,
+  // [lo, hi] = [0, inf].
+  void project_center(const A* v, float* yf, double* err_out, double* lo, double* hi) const {
+    const int64_t c = pool_.p.c, d = d_;
+    const double u = 0x1p-53, eta = std::numeric_limits<double>::denorm_min();
+    const double g = 1.01 * (static_cast<double>(c) + 2.0) * u;
+    constexpr double kInfD = std::numeric_limits<double>::infinity();
+    double norm2 = 0.0;
+    for (int64_t j = 0; j < c; ++j) norm2 += static_cast<double>(v[j]) * static_cast<double>(v[j]);
+    bool finite = std::isfinite(norm2);
+    double ynorm2 = 0.0;
+    for (int64_t kk = 0; kk < d; ++kk) {
+      double sum = 0.0;
+      for (int64_t j = 0; j < c; ++j) sum += static_cast<double>(pt_[j * d + kk]) * static_cast<double>(v[j]);
+      // (a double past the float range does not convert: checked first)
+      const bool fits = std::fabs(sum) <= static_cast<double>(std::numeric_limits<float>::max());
+      yf[kk] = fits ? static_cast<float>(sum) : 0.0f;
+      finite = finite && fits;
+      ynorm2 += sum * sum;
+    }
+    const double norm = std::sqrt((norm2 + static_cast<double>(c) * eta) * (1.0 + 1e-12));
+    const double err = std::sqrt(static_cast<double>(d)) * (g * grow_ * norm + static_cast<double>(c) * eta) * 1.01;
+    if (!finite || !std::isfinite(err) || !std::isfinite(ynorm2)) {
+      *err_out = kInfD;
+      *lo = 0.0;
+      *hi = kInfD;
+      return;
+    }
+    residual(norm2, std::sqrt(ynorm2), err, lo, hi);
+    // the float copy the steps read: its rounding added to the bound
+    *err_out = err + (0x1p-24 * std::sqrt(ynorm2) + std::sqrt(static_cast<double>(d)) * 0x1p-149) * 1.01;
+  }
+
+  // The cost model's look ahead, before the rows are projected: the
+  // sample of rows (the basis's) projected, timed per row (reading
+  // included), and, for the step of new center `id`, the fraction of the
+  // sampled rows that step would compute (eligible, not ruled out by their
+  // own triangle test) that the bound rules out (-1: none to judge).
+  double sample_seconds_per_row() {
+    if (sample_spr_ < 0) project_sample();
+    return sample_spr_;
+  }
+  double sample_rejection(int64_t id) {
+    if (sample_spr_ < 0) project_sample();
+    const P& q = pool_;
+    const A* ctr = q.center(id);
+    std::vector<float> yf(static_cast<size_t>(stride_), 0.0f);
+    Center ct{yf.data(), 0, 0, 0};
+    project_center(ctr, yf.data(), &ct.err, &ct.rlo, &ct.rhi);
+    int64_t asked = 0, ruled_out = 0;
+    for (size_t r = 0; r < sample_rows_.size(); ++r) {
+      const int64_t i = sample_rows_[r];
+      const A m = q.mind[i];
+      const int32_t a = q.nearest[i];
+      if (!is_eligible(m) || !(m > A(0))) continue;
+      if (a >= 0 && a != id) {
+        const A r2 = PruneSlack<A>::value * m;
+        if (can_skip_row(sq_dist_vec(q.center(a), ctr, q.p.c, r2), m)) continue;
+      }
+      ++asked;
+      ruled_out += keeps_record(sample_y_.data() + r * stride_, ct, m) ? 1 : 0;
+    }
+    return asked ? static_cast<double>(ruled_out) / static_cast<double>(asked) : -1.0;
   }
 
   // A center's projection: values, error bound, residual interval.
@@ -261,8 +296,9 @@ class Projection {
 
   // True when row i provably keeps running minimum m against center ct:
   // the kernel's distance would be >= m.
-  bool keeps(int64_t i, const Center& ct, A m) const {
-    const float* y = y_.data() + i * stride_;
+  bool keeps(int64_t i, const Center& ct, A m) const { return keeps_record(y_.data() + i * stride_, ct, m); }
+
+  bool keeps_record(const float* y, const Center& ct, A m) const {
     // ||y - yc||^2 in float, 8 partial sums (vectorised): each term is a
     // rounded difference squared, at most d / 8 + 3 sums deep, so the
     // computed value is >= the exact one times (1 - (d + 8) 2^-24), less
@@ -289,6 +325,24 @@ class Projection {
   int64_t bytes() const { return static_cast<int64_t>(y_.size() * 4); }
 
  private:
+  void project_sample() {
+    const P& q = pool_;
+    const int64_t n = q.p.n, m = std::min<int64_t>(n, kSampleRows);
+    sample_rows_.resize(static_cast<size_t>(m));
+    sample_y_.assign(static_cast<size_t>(m * stride_), 0.0f);
+    std::vector<A> x(static_cast<size_t>(q.p.c));
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t r = 0; r < m; ++r) {
+      const int64_t i = r * n / m;
+      sample_rows_[r] = i;
+      q.row_values_into(i, x.data());
+      q.release_rows(std::max<int64_t>(0, r - 1) * n / m, std::min(n, (r + 2) * n / m));
+      project_one(x.data(), sample_y_.data() + r * stride_);
+    }
+    sample_spr_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() /
+                  static_cast<double>(std::max<int64_t>(1, m));
+  }
+
   static constexpr int64_t kSampleRows = 1024;
   static constexpr int kPowerIterations = 4;
 
@@ -410,7 +464,6 @@ class Projection {
   int64_t dp_ = 0;          // d rounded up to a multiple of 8 (zeros past d)
   int64_t stride_ = 0;      // floats per row record: dp + 3
   std::vector<float> y_;    // rows' records, N x (d + 3): projection, error bound, residual interval
-  std::vector<double> yc_;  // centers' projections, K x d
   std::vector<float> ycf_;  // the same in float, K x stride (zero padded)
   std::vector<double> ec_;  // their error bounds
   std::vector<double> rc_;  // their residual intervals, K x 2
@@ -421,6 +474,9 @@ class Projection {
   double gamma_proj_ = 0.0; // the projection's relative rounding (in A)
   double eta_ = 0.0;        // A's smallest subnormal
   bool rows_ready_ = false;
+  std::vector<int64_t> sample_rows_;  // the look ahead's rows and records
+  std::vector<float> sample_y_;
+  double sample_spr_ = -1.0;          // seconds to project one of them
 };
 
 }  // namespace
