@@ -54,8 +54,9 @@ order, the squared norm of the shifted row (in the accumulation dtype,
 rounded up) and K_OUT int32 candidates; the kernel then gets them as int64,
 only as many columns as some row needs. Measured at 1M x 100 float32 (a
 381 MiB pool), clustered, `select(..., budget=1)`: the process's peak grew
-by 60 MiB with L = 10k (0.16x the pool) and 78 MiB with L = 100k (0.20x;
-the kernel's own centers, 46 MiB at L = 100k, included).
+by 60 MiB with L = 10k (0.16x the pool) and 88 MiB with L = 100k (0.23x;
+the kernel's own centers, 46 MiB at L = 100k, included: its floor there is
+the kernel's state plus the int64 candidates it is handed).
 
 Threads: the pivot groups (and the pivot assignment's row chunks) run on
 worker threads, one per available core; their GEMMs (one BLAS thread each),
@@ -94,6 +95,7 @@ above a few 1e9, so the switch stays at N * M * C = 2e9.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import mmap
 import os
@@ -412,7 +414,9 @@ def _certified(problem: Problem, centers, values: Optional[Values], k: int,
     threads = _threads.available(problem.num_threads)
     workers = _Workers(threads)
     try:
-        with _threads.blas_threads(1):
+        # values near the float range overflow the GEMM identity's squares:
+        # an inf (or NaN) distance or bound widens the search, never narrows it
+        with _threads.blas_threads(1), np.errstate(over="ignore", invalid="ignore"):
             _search(problem, values, lambda u: get(rep[u]), rep, k, out, workers)
     finally:
         workers.close()
@@ -543,7 +547,8 @@ class _Workers:
             for it in items:
                 fn(it)
             return
-        for f in [self.pool.submit(fn, it) for it in items]:
+        # each item in a copy of the caller's context (NumPy's error state)
+        for f in [self.pool.submit(contextvars.copy_context().run, fn, it) for it in items]:
             f.result()
 
     def close(self) -> None:

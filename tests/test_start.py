@@ -421,3 +421,27 @@ def test_add_rows_and_vectors_through_the_certified_search(pool):
         _start.add_rows(backend, cert, problem, lab)
         _start.add_vectors(backend, cert, problem, vecs)
     np.testing.assert_array_equal(cert.min_dist2(), exact.min_dist2())
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e-3, 1e17, 1e25])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_certified_start_at_huge_and_tiny_magnitudes(scale, dtype, threads):
+    # Points far from probability rows: squares that underflow (1e-20),
+    # that nearly overflow float32 (1e17), that overflow it (1e25: the
+    # shifted squared norms become inf). The certified candidates still hold
+    # the exact pass's nearest center, bit for bit.
+    x = (clustered_pool(1200, 24, seed=6, dtype=np.float64) * scale).astype(dtype)
+    lab = np.arange(0, 1200, 9)
+    problem = make_problem(x, lab, 0, simplex=False, from_logits=False, temperature=1.0, prune=True,
+                           num_threads=threads, progress=None)
+    exact = cpu_backend.make_state(problem)
+    exact.seed_rows(lab)
+    cert = cpu_backend.make_state(problem)
+    cert.seed_rows_with_candidates(lab, _start._kernel_candidates(problem, None, cpu_backend.kernel_values(cert)))
+    np.testing.assert_array_equal(cert.min_dist2(), exact.min_dist2())
+    with _start.force("exact"):
+        want = pcoreset.kcenter_greedy(x, lab, 20, num_threads=threads)
+    with _start.force("certified"):
+        got = pcoreset.kcenter_greedy(x, lab, 20, num_threads=threads)
+    np.testing.assert_array_equal(got, want)
