@@ -26,7 +26,9 @@ at every step); the table says so. Target rows (--only with --targets):
   gemm        the exact start at 200k x 100, L=2k against one float32 GEMM +
               row minimum of its size (NumPy's BLAS)
   startmem    select's extra peak memory at 1M x 100, L=10k (and 100k with
-              --full) against the pool's size (quiet only)
+              --full, about 4 more minutes) against the pool's size (quiet
+              only; VmHWM is reset once the pool is built, so the figure is
+              select's own peak)
   3d          200k 3-D points, B=20k against fpsample's QuickFPS (median of 3)
   threads     default threads against one, beside 1, 2 and 4 busy processes
   real        a pool a real model produced (written by benchmarks/real_pool.py:
