@@ -548,8 +548,16 @@ class _Workers:
                 fn(it)
             return
         # each item in a copy of the caller's context (NumPy's error state)
-        for f in [self.pool.submit(contextvars.copy_context().run, fn, it) for it in items]:
-            f.result()
+        futures = [self.pool.submit(contextvars.copy_context().run, fn, it) for it in items]
+        try:
+            for f in futures:
+                f.result()
+        except BaseException:
+            # an error or Ctrl-C: the items not started never run, so the
+            # caller unwinds after the running ones (bounded work), not the pass
+            for f in futures:
+                f.cancel()
+            raise
 
     def close(self) -> None:
         if self.pool is not None:

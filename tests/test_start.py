@@ -445,3 +445,28 @@ def test_certified_start_at_huge_and_tiny_magnitudes(scale, dtype, threads):
     with _start.force("certified"):
         got = pcoreset.kcenter_greedy(x, lab, 20, num_threads=threads)
     np.testing.assert_array_equal(got, want)
+
+
+def test_workers_stop_after_an_error_without_running_the_rest():
+    """An error (or Ctrl-C) in one item of a pass: the items not yet started
+    never run, so the start unwinds after the running ones, not the pass."""
+    import threading
+    import time as _time
+
+    ran = []
+    lock = threading.Lock()
+
+    def fn(i):
+        if i == 0:
+            raise KeyboardInterrupt
+        _time.sleep(0.05)
+        with lock:
+            ran.append(i)
+
+    w = _start._Workers(2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            w.each(fn, range(200))
+    finally:
+        w.close()
+    assert len(ran) < 10  # 200 items of 50 ms on 2 threads would take 5 s
