@@ -91,12 +91,7 @@ def test_every_start_path_is_greedy_valid(pool, dtype, backend):
 
 @pytest.mark.parametrize("pool", sorted(POOLS))
 def test_certified_start_gives_the_exact_running_minimum(pool):
-    x = POOLS[pool]().astype(np.float32)
-    lab = labeled_for(pool, x.shape[0])
-    problem = make_problem(x, lab, 0, simplex=True, from_logits=False, temperature=1.0, prune=True,
-                           num_threads=1, progress=None)
-    exact = cpu_backend.make_state(problem)
-    exact.seed_rows(lab)
+    x, lab, problem, exact = exact_start(pool)
     cand = _start.nearest_candidates(problem)
     assert cand.shape == (x.shape[0], _start.K_OUT)
     assert cand.min() >= 0 and cand.max() < lab.size
@@ -253,16 +248,22 @@ def test_temperature_whose_inverse_overflows_is_rejected(dtype):
         assert np.all(np.isfinite(radii[1:]))
 
 
-@pytest.mark.parametrize("pool", ["confident16", "duplicated"])
-def test_numpy_epilogue_matches_the_fused_one(pool, monkeypatch):
-    # Without the C++ module the certified search's epilogue runs in NumPy;
-    # with it, fused in C++. Both must give candidates with the exact minimum.
+def exact_start(pool):
+    """(pool rows, labeled rows, problem, a cpu state seeded by the exact pass)."""
     x = POOLS[pool]().astype(np.float32)
     lab = labeled_for(pool, x.shape[0])
     problem = make_problem(x, lab, 0, simplex=True, from_logits=False, temperature=1.0, prune=True,
                            num_threads=1, progress=None)
     exact = cpu_backend.make_state(problem)
     exact.seed_rows(lab)
+    return x, lab, problem, exact
+
+
+@pytest.mark.parametrize("pool", ["confident16", "duplicated"])
+def test_numpy_epilogue_matches_the_fused_one(pool, monkeypatch):
+    # Without the C++ module the certified search's epilogue runs in NumPy;
+    # with it, fused in C++. Both must give candidates with the exact minimum.
+    x, lab, problem, exact = exact_start(pool)
     fused = _start.nearest_candidates(problem)
     monkeypatch.setattr(_start, "_C", None)
     plain = _start.nearest_candidates(problem)
@@ -363,12 +364,7 @@ def test_kernel_candidates_are_as_narrow_as_the_pool_allows(pool, monkeypatch):
     # The kernel gets (N, k') int64 with k' the most candidates any row
     # has: still the exact running minimum, and narrower where rows have
     # a single candidate.
-    x = POOLS[pool]().astype(np.float32)
-    lab = labeled_for(pool, x.shape[0])
-    problem = make_problem(x, lab, 0, simplex=True, from_logits=False, temperature=1.0, prune=True,
-                           num_threads=1, progress=None)
-    exact = cpu_backend.make_state(problem)
-    exact.seed_rows(lab)
+    x, lab, problem, exact = exact_start(pool)
     full = _start.nearest_candidates(problem)
     monkeypatch.setattr(_start, "_WIDEN_ROWS", 7)  # widened in place over many chunks
     narrow = _start._kernel_candidates(problem, None, cpu_backend.kernel_values(exact))
