@@ -331,7 +331,16 @@ def _row_hash(bits: np.ndarray, mult: np.ndarray) -> np.ndarray:
 
 def _pivots(y: np.ndarray, p: int) -> np.ndarray:
     """p rows of y chosen by farthest-first traversal, as indices into y:
-    k-center greedy from the pool mean, run on a kernel state over y."""
+    k-center greedy from the pool mean, run on a kernel state over y.
+    Any pivots keep the search exact (only how much it prunes depends on
+    them), so values whose squared distances could overflow (the kernel
+    needs finite distances; select and kcenter_greedy rescale such data
+    before the start, other callers may not) are scaled into range first."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        hi = float(np.abs(y).max()) if y.size else 0.0
+        unsafe = hi > 0.0 and not (4.0 * y.shape[1] * hi * hi < float(np.finfo(y.dtype).max))
+    if unsafe:
+        y = np.ldexp(y.astype(np.float64), -int(np.ceil(np.log2(hi))))  # |values| <= 1
     small = y.shape[0] * y.shape[1] < (1 << 22)  # one thread: a parallel region costs more
     problem = make_problem(y, None, p, simplex=False, from_logits=False, temperature=1.0, prune=True,
                            num_threads=1 if small else 0, progress=None, name="centers")
