@@ -467,7 +467,7 @@ def _search(problem: Problem, values: Values, yget, rep: np.ndarray, k: int,
     piv_u = sub[piv]
     del ys
     r_norm2 = (r_acc * r_acc).sum(1)
-    r_m2 = np.ascontiguousarray((-2.0 * r_acc).T)  # the scaling by -2 is exact
+    r_t = np.ascontiguousarray(r_acc.T)
 
     # 2. each row's pivot (approximate argmin) and an upper bound s2 of the
     # squared norm of the shifted row fl(x - r), kept compact (int32, the
@@ -479,13 +479,17 @@ def _search(problem: Problem, values: Values, yget, rep: np.ndarray, k: int,
     def assign(s: int) -> None:
         e = min(n, s + step)
         v = values(np.arange(s, e))
-        d = v @ r_m2
-        d += r_norm2[None, :]
-        j = np.argmin(d, axis=1)
-        del d
-        pivot_of[s:e] = j
-        v -= r_acc[j]
-        s2[s:e] = _round_up(np.einsum("ij,ij->i", v, v, dtype=np.float64), acc)
+        g = v @ r_t
+        if _C is not None:
+            pivot_of[s:e], s2[s:e] = _C.assign_pivots(v, g, r_acc, r_norm2)
+        else:
+            g *= -2.0  # exact
+            g += r_norm2[None, :]
+            j = np.argmin(g, axis=1)
+            pivot_of[s:e] = j
+            v -= r_acc[j]
+            s2[s:e] = _round_up(np.einsum("ij,ij->i", v, v, dtype=np.float64), acc)
+        del g
         _release(problem, s, e)
 
     workers.each(assign, range(0, n, step))
@@ -640,6 +644,8 @@ class _Bounds:
 
 def _sq_norms(a: np.ndarray):
     """(float64 norms, squared norms in a's dtype) of the rows of a."""
+    if _C is not None:
+        return _C.row_norms(np.ascontiguousarray(a))
     return np.sqrt(np.einsum("ij,ij->i", a, a, dtype=np.float64)), np.einsum("ij,ij->i", a, a)
 
 
@@ -751,10 +757,11 @@ def _group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: _Bounds, o
                 break
             idx = slice(t, e) if o is None else o[t:e]
             cs.upto(m_here)
-            g = _gemm_part(xs[idx], cs.sh[:m_here], cs.ny2[:m_here])
             if _C is not None:
-                ids = _certify_fused(g, nx2_acc[idx], nx[idx], cs.ny[:m_here], v[idx], cs, b)
+                g = xs[idx] @ cs.sh[:m_here].T
+                ids = _certify_fused(g, nx2_acc[idx], cs.ny2[:m_here], nx[idx], cs.ny[:m_here], v, idx, cs, b)
             else:
+                g = _gemm_part(xs[idx], cs.sh[:m_here], cs.ny2[:m_here])
                 g += nx2_acc[idx][:, None]
                 ids = _certify(g, nx[idx], cs.ny[:m_here], v[idx], cs, b)
             out[rows_c[idx]] = rep[near[ids]]
@@ -833,15 +840,16 @@ def _gemm_part(xs: np.ndarray, ys: np.ndarray, ny2: np.ndarray) -> np.ndarray:
     return g
 
 
-def _certify_fused(g, nx2, nx, ny, v, y_near, b: _Bounds) -> np.ndarray:
+def _certify_fused(g, nx2, ny2, nx, ny, v, idx, y_near, b: _Bounds) -> np.ndarray:
     """_certify through the C++ epilogue (one pass over the tile in cache):
-    g holds ||y'||^2 - 2 x'.y', the kernel adds ||x'||^2 as _certify does."""
-    cand, counts, over_r, over_c = _C.certify_tile(g, nx2, nx, ny, b.kappa, b.tiny, b.kernel_rel, b.k,
+    g holds the GEMM's x'.y', the kernel forms ||y'||^2 - 2 x'.y' + ||x'||^2
+    as _gemm_part and _certify do. v[idx]: the tile's rows, unshifted."""
+    cand, counts, over_r, over_c = _C.certify_tile(g, nx2, ny2, nx, ny, b.kappa, b.tiny, b.kernel_rel, b.k,
                                                    num_threads=1)
     if over_r.size:
         over = np.unique(over_r)
         cand[over] = _rank_exact(np.asarray(over_r, dtype=np.int64), np.asarray(over_c, dtype=np.int64),
-                                 v, y_near, g.shape[0], b.k)[over]
+                                 v[idx], y_near, g.shape[0], b.k)[over]
     return cand
 
 

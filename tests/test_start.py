@@ -299,16 +299,18 @@ def test_fused_epilogue_does_not_depend_on_the_thread_count(dtype):
     rows, cols = 9000, 40  # several row blocks
     # quantised values: many exact ties, many rows with more than k candidates
     g = (np.round(rng.random((rows, cols)) * 4) / 4).astype(dtype)
-    g[::3] += np.linspace(0, 0.2, cols, dtype=dtype)  # and rows without ties
+    g[::3] -= np.linspace(0, 0.2, cols, dtype=dtype)  # and rows without ties
     nx2 = rng.random(rows).astype(dtype)
+    ny2 = (np.round(rng.random(cols) * 4) / 2).astype(dtype)
     nx, ny = rng.random(rows) + 0.5, rng.random(cols) + 0.5
-    one = _C.certify_tile(g, nx2, nx, ny, 1e-3, 1e-30, 1e-6, 4, num_threads=1)
-    two = _C.certify_tile(g, nx2, nx, ny, 1e-3, 1e-30, 1e-6, 4, num_threads=2)
+    one = _C.certify_tile(g, nx2, ny2, nx, ny, 1e-3, 1e-30, 1e-6, 4, num_threads=1)
+    two = _C.certify_tile(g, nx2, ny2, nx, ny, 1e-3, 1e-30, 1e-6, 4, num_threads=2)
     assert one[2].size > 0  # the over-full lists were exercised
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
     # every row's first candidate is its argmin (lowest column among equals)
-    d = g + nx2[:, None]
+    # of the GEMM identity (ny2 - 2 g) + nx2, formed in the tile's dtype
+    d = (ny2[None, :] + dtype(-2.0) * g) + nx2[:, None]
     np.testing.assert_array_equal(one[0][:, 0][one[1] <= 4], d.argmin(1)[one[1] <= 4])
 
 
