@@ -8,6 +8,7 @@ import pytest
 
 import pcoreset
 from pcoreset import _start
+from pcoreset._start import bounds, centers as start_centers, certified, search, sizes
 from pcoreset.backends import cpu as cpu_backend
 from pcoreset._problem import make_problem
 from conftest import CPU_BACKENDS, needs_torch, torch, clustered_pool
@@ -265,7 +266,7 @@ def test_numpy_epilogue_matches_the_fused_one(pool, monkeypatch):
     # with it, fused in C++. Both must give candidates with the exact minimum.
     x, lab, problem, exact = exact_start(pool)
     fused = _start.nearest_candidates(problem)
-    monkeypatch.setattr(_start, "_C", None)
+    monkeypatch.setattr(bounds, "_C", None)
     plain = _start.nearest_candidates(problem)
     for cand in (fused, plain):
         s = cpu_backend.make_state(problem)
@@ -327,15 +328,15 @@ def test_certified_search_in_small_pieces(pool, threads, monkeypatch):
                            num_threads=threads, progress=None)
     exact = cpu_backend.make_state(problem)
     exact.seed_rows(lab)
-    monkeypatch.setattr(_start, "_PROBE", 4)
-    monkeypatch.setattr(_start, "_TILE", 600)
-    monkeypatch.setattr(_start, "_ROW_CHUNK_BYTES", 4096)
-    monkeypatch.setattr(_start, "_PAIR_BYTES", 8 * 150 * 3)
-    monkeypatch.setattr(_start, "n_pivots", lambda m: min(m, 12))
-    monkeypatch.setattr(_start, "_PIVOT_SAMPLE", 40)  # pivots from a strided sample
+    monkeypatch.setattr(sizes, "PROBE", 4)
+    monkeypatch.setattr(sizes, "TILE", 600)
+    monkeypatch.setattr(sizes, "ROW_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(sizes, "PAIR_BYTES", 8 * 150 * 3)
+    monkeypatch.setattr(sizes, "n_pivots", lambda m: min(m, 12))
+    monkeypatch.setattr(sizes, "PIVOT_SAMPLE", 40)  # pivots from a strided sample
     wide = []
-    real_wide = _start._wide
-    monkeypatch.setattr(_start, "_wide", lambda *a: wide.append(1) or real_wide(*a))
+    real_wide = search.wide
+    monkeypatch.setattr(search, "wide", lambda *a: wide.append(1) or real_wide(*a))
     cand = _start.nearest_candidates(problem)
     assert wide, "no tile was searched block by block"
     cert = cpu_backend.make_state(problem)
@@ -350,14 +351,14 @@ def test_dedupe_keeps_the_lowest_index_of_each_distinct_row(dtype, collide, monk
     # by hashing rows; equal hashes are compared bit for bit, so even a hash
     # under which every row collides merges exactly the identical rows.
     if collide:
-        monkeypatch.setattr(_start, "_row_hash", lambda bits, mult: np.zeros(bits.shape[0], dtype=np.uint64))
-    monkeypatch.setattr(_start, "_ROW_CHUNK_BYTES", 2048)  # several chunks
+        monkeypatch.setattr(start_centers, "row_hash", lambda bits, mult: np.zeros(bits.shape[0], dtype=np.uint64))
+    monkeypatch.setattr(sizes, "ROW_CHUNK_BYTES", 2048)  # several chunks
     x = quantised_pool(700, 12, seed=3).astype(dtype)
     x[5] = x[400]
     x[600] = 1e-30
     x[601] = 1e30
     _, first = np.unique(x, axis=0, return_index=True)
-    got = _start._dedupe(lambda ids: x[ids], x.shape[0], x.shape[1], dtype)
+    got = start_centers.dedupe(lambda ids: x[ids], x.shape[0], x.shape[1], dtype)
     np.testing.assert_array_equal(got, np.sort(first))
 
 
@@ -368,8 +369,8 @@ def test_kernel_candidates_are_as_narrow_as_the_pool_allows(pool, monkeypatch):
     # a single candidate.
     x, lab, problem, exact = exact_start(pool)
     full = _start.nearest_candidates(problem)
-    monkeypatch.setattr(_start, "_WIDEN_ROWS", 7)  # widened in place over many chunks
-    narrow = _start._kernel_candidates(problem, None, cpu_backend.kernel_values(exact))
+    monkeypatch.setattr(sizes, "WIDEN_ROWS", 7)  # widened in place over many chunks
+    narrow = certified.kernel_candidates(problem, None, cpu_backend.kernel_values(exact))
     width = max(int((full != full[:, :1]).any(0).nonzero()[0].max(initial=0)) + 1, 1)
     assert narrow.shape == (x.shape[0], width) and narrow.dtype == np.int64
     np.testing.assert_array_equal(narrow, full[:, :width])
@@ -383,10 +384,10 @@ def test_certified_start_memory_stays_a_fraction_of_the_pool(monkeypatch):
     # int32 candidates, and otherwise chunks (scaled down here with the
     # pool): what NumPy allocates stays under a quarter of the pool,
     # however many centers there are.
-    monkeypatch.setattr(_start, "_ROW_CHUNK_BYTES", 1 << 17)
-    monkeypatch.setattr(_start, "_PAIR_BYTES", 1 << 18)
-    monkeypatch.setattr(_start, "_TILE", 1 << 15)
-    monkeypatch.setattr(_start, "_PIVOT_SAMPLE", 1024)
+    monkeypatch.setattr(sizes, "ROW_CHUNK_BYTES", 1 << 17)
+    monkeypatch.setattr(sizes, "PAIR_BYTES", 1 << 18)
+    monkeypatch.setattr(sizes, "TILE", 1 << 15)
+    monkeypatch.setattr(sizes, "PIVOT_SAMPLE", 1024)
     x = clustered_pool(60_000, 100, seed=4, dtype=np.float32)
     pcoreset.select(x[:100], None, 1, backend="cpu")  # lazy imports happen outside the trace
     for n_lab in (600, 6000):
@@ -436,7 +437,7 @@ def test_certified_start_at_huge_and_tiny_magnitudes(scale, dtype, threads):
     exact = cpu_backend.make_state(problem)
     exact.seed_rows(lab)
     cert = cpu_backend.make_state(problem)
-    cert.seed_rows_with_candidates(lab, _start._kernel_candidates(problem, None, cpu_backend.kernel_values(cert)))
+    cert.seed_rows_with_candidates(lab, certified.kernel_candidates(problem, None, cpu_backend.kernel_values(cert)))
     np.testing.assert_array_equal(cert.min_dist2(), exact.min_dist2())
     with _start.force("exact"):
         want = pcoreset.kcenter_greedy(x, lab, 20, num_threads=threads)
@@ -461,7 +462,7 @@ def test_workers_stop_after_an_error_without_running_the_rest():
         with lock:
             ran.append(i)
 
-    w = _start._Workers(2)
+    w = certified.Workers(2)
     try:
         with pytest.raises(KeyboardInterrupt):
             w.each(fn, range(200))
