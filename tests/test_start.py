@@ -317,11 +317,13 @@ def test_fused_epilogue_does_not_depend_on_the_thread_count(dtype):
 
 @pytest.mark.parametrize("pool", sorted(POOLS))
 @pytest.mark.parametrize("threads", [1, 2])
-def test_certified_search_in_small_pieces(pool, threads, monkeypatch):
+@pytest.mark.parametrize("cache", [0.0, 1.0])
+def test_certified_search_in_small_pieces(pool, threads, cache, monkeypatch):
     # Tiny probes, tiles and row chunks force every branch of the search
     # (the probe's per-row reach, rows sorted into several tiles, groups cut
     # into row chunks, center-to-pivot bounds in blocks, groups on worker
-    # threads): the running minimum stays the exact pass's, bit for bit.
+    # threads, the centers kept or read on demand): the running minimum
+    # stays the exact pass's, bit for bit.
     x = POOLS[pool]().astype(np.float32)
     lab = labeled_for(pool, x.shape[0])
     problem = make_problem(x, lab, 0, simplex=True, from_logits=False, temperature=1.0, prune=True,
@@ -331,6 +333,8 @@ def test_certified_search_in_small_pieces(pool, threads, monkeypatch):
     monkeypatch.setattr(sizes, "PROBE", 4)
     monkeypatch.setattr(sizes, "TILE", 600)
     monkeypatch.setattr(sizes, "ROW_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(sizes, "NEAR_BLOCKS", 2)
+    monkeypatch.setattr(sizes, "CENTER_CACHE", cache)
     monkeypatch.setattr(sizes, "PAIR_BYTES", 8 * 150 * 3)
     monkeypatch.setattr(sizes, "n_pivots", lambda m: min(m, 12))
     monkeypatch.setattr(sizes, "PIVOT_SAMPLE", 40)  # pivots from a strided sample
@@ -425,11 +429,14 @@ def test_add_rows_and_vectors_through_the_certified_search(pool):
 @pytest.mark.parametrize("scale", [1e-20, 1e-3, 1e17, 1e25])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_certified_start_at_huge_and_tiny_magnitudes(scale, dtype, threads):
+@pytest.mark.parametrize("cache", [0.0, 1.0])
+def test_certified_start_at_huge_and_tiny_magnitudes(scale, dtype, threads, cache, monkeypatch):
     # Points far from probability rows: squares that underflow (1e-20),
     # that nearly overflow float32 (1e17), that overflow it (1e25: the
     # shifted squared norms become inf). The certified candidates still hold
-    # the exact pass's nearest center, bit for bit.
+    # the exact pass's nearest center, bit for bit, with the centers kept or
+    # read on demand.
+    monkeypatch.setattr(sizes, "CENTER_CACHE", cache)
     x = (clustered_pool(1200, 24, seed=6, dtype=np.float64) * scale).astype(dtype)
     lab = np.arange(0, 1200, 9)
     problem = make_problem(x, lab, 0, simplex=False, from_logits=False, temperature=1.0, prune=True,

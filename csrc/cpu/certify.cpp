@@ -17,10 +17,18 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "pcoreset/certify.h"
+
+// The vector types below never cross a call boundary the compiler does not
+// inline (all internal), so the ABI notes about passing them do not apply.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -39,14 +47,69 @@ A round_up(double x) {
   return y;
 }
 
-// Lanes of the two passes below: independent minima (and comparisons) that
-// the compiler keeps in vector registers.
-constexpr int kLanes = 8;
+// The passes below work on whole SIMD registers in GCC/Clang vector types (16
+// bytes: what every x86-64 and ARM64 target has): the compiler's own
+// vectoriser leaves minimum and argmin loops scalar, since their NaN
+// semantics forbid reassociating them; lanes keep each its own minimum.
+constexpr int kBytes = 16;
+
+template <typename A>
+struct Lanes;
+template <>
+struct Lanes<float> {
+  typedef float V __attribute__((vector_size(kBytes)));
+  typedef int32_t M __attribute__((vector_size(kBytes)));
+  typedef double D __attribute__((vector_size(2 * kBytes)));
+};
+template <>
+struct Lanes<double> {
+  typedef double V __attribute__((vector_size(kBytes)));
+  typedef int64_t M __attribute__((vector_size(kBytes)));
+  typedef double D __attribute__((vector_size(kBytes)));
+};
+template <typename A>
+constexpr int lanes() {
+  return kBytes / static_cast<int>(sizeof(A));
+}
+// Independent registers per pass: a minimum's compare-and-blend chain has a
+// latency of several cycles, so one register alone would wait on itself.
+constexpr int kAcc = 4;
+
+template <typename V, typename T>
+inline V load(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <typename V, typename T>
+inline V splat(T x) {
+  V v;
+  for (int t = 0; t < static_cast<int>(sizeof(V) / sizeof(T)); ++t) v[t] = x;
+  return v;
+}
+
+// where m: a, else b (m's lanes are all ones or all zeros)
+template <typename M, typename V>
+inline V blend(M m, V a, V b) {
+  return reinterpret_cast<V>((m & reinterpret_cast<M>(a)) | (~m & reinterpret_cast<M>(b)));
+}
+
+template <typename M>
+inline bool any(M m) {
+  const M zero = {};
+  return std::memcmp(&m, &zero, sizeof m) != 0;
+}
 
 // D_ij of the tile entry g (the GEMM identity in A, in this order).
 template <typename A>
 inline A dist(A g, A ny2, A nx2) {
   return (ny2 + A(-2) * g) + nx2;
+}
+
+template <typename V>
+inline V dist_v(V g, V ny2, V nx2, V m2) {
+  return (ny2 + m2 * g) + nx2;
 }
 
 // min_j dist(j) over the finite and infinite values (a NaN is never below
@@ -55,20 +118,25 @@ inline A dist(A g, A ny2, A nx2) {
 // caller compares with ==, and uses its magnitude).
 template <typename A>
 A row_min(const A* g, const A* ny2, A add, int64_t cols) {
-  A m[kLanes];
-  for (int t = 0; t < kLanes; ++t) m[t] = std::numeric_limits<A>::infinity();
+  typedef typename Lanes<A>::V V;
+  typedef typename Lanes<A>::M M;
+  constexpr int L = lanes<A>();
+  const V m2 = splat<V>(A(-2)), addv = splat<V>(add);
+  V m[kAcc];
+  for (int u = 0; u < kAcc; ++u) m[u] = splat<V>(std::numeric_limits<A>::infinity());
   int64_t j = 0;
-  for (; j + kLanes <= cols; j += kLanes)
-    for (int t = 0; t < kLanes; ++t) {
-      const A d = dist(g[j + t], ny2[j + t], add);
-      m[t] = d < m[t] ? d : m[t];
+  for (; j + kAcc * L <= cols; j += kAcc * L)
+    for (int u = 0; u < kAcc; ++u) {
+      const V d = dist_v(load<V>(g + j + u * L), load<V>(ny2 + j + u * L), addv, m2);
+      m[u] = blend<M>(d < m[u], d, m[u]);
     }
+  A best = std::numeric_limits<A>::infinity();
+  for (int u = 0; u < kAcc; ++u)
+    for (int t = 0; t < L; ++t) best = m[u][t] < best ? m[u][t] : best;
   for (; j < cols; ++j) {
     const A d = dist(g[j], ny2[j], add);
-    m[0] = d < m[0] ? d : m[0];
+    best = d < best ? d : best;
   }
-  A best = m[0];
-  for (int t = 1; t < kLanes; ++t) best = m[t] < best ? m[t] : best;
   return best;
 }
 
@@ -76,6 +144,8 @@ template <typename A>
 void certify_rows(const A* g, const A* nx2, const A* ny2, const double* nx, const double* ny, double ny_max,
                   int64_t r0, int64_t r1, int64_t cols, const CertifyBounds& b, int64_t* cand,
                   int64_t* counts, std::vector<int64_t>* over_rows, std::vector<int64_t>* over_cols) {
+  typedef typename Lanes<A>::V V;
+  typedef typename Lanes<A>::M M;
   std::vector<int64_t> near, hits;
   for (int64_t i = r0; i < r1; ++i) {
     const A* gi = g + i * cols;
@@ -95,11 +165,14 @@ void certify_rows(const A* g, const A* nx2, const A* ny2, const double* nx, cons
     const A pre_max = round_up<A>(ub_max + e_max);
     near.clear();
     int64_t j = 0;
-    for (; j + kLanes <= cols; j += kLanes) {
-      int any = 0;
-      for (int t = 0; t < kLanes; ++t) any |= (d_at(j + t) <= pre_max) ? 1 : 0;
-      if (!any) continue;
-      for (int t = 0; t < kLanes; ++t)
+    constexpr int L = lanes<A>();
+    const V m2 = splat<V>(A(-2)), addv = splat<V>(add), prev = splat<V>(pre_max);
+    for (; j + kAcc * L <= cols; j += kAcc * L) {
+      M le = {};
+      for (int u = 0; u < kAcc; ++u)
+        le |= dist_v(load<V>(gi + j + u * L), load<V>(ny2 + j + u * L), addv, m2) <= prev;
+      if (!any(le)) continue;
+      for (int t = 0; t < kAcc * L; ++t)
         if (d_at(j + t) <= pre_max) near.push_back(j + t);
     }
     for (; j < cols; ++j)
@@ -175,12 +248,44 @@ void certify_tile(const A* g, const A* nx2, const A* ny2, const double* nx, cons
 template <typename A>
 void assign_pivots(const A* x, const A* g, const A* r, const A* rn2, int64_t rows, int64_t p, int64_t c,
                    int32_t* pivot, A* s2) {
+  typedef typename Lanes<A>::V V;
+  typedef typename Lanes<A>::M M;
+  typedef typename std::remove_cv<typename std::remove_reference<decltype(M{}[0])>::type>::type I;
+  constexpr int L = lanes<A>();
+  typedef typename Lanes<A>::D D;
+  M iota;
+  for (int t = 0; t < L; ++t) iota[t] = t;
+  const V m2 = splat<V>(A(-2));
   for (int64_t i = 0; i < rows; ++i) {
     const A* gi = g + i * p;
-    // argmin_j of fl(||r_j||^2 - 2 x.r_j) (lowest j among equals; NaN never wins)
-    int64_t j = 0;
+    // argmin_j of fl(||r_j||^2 - 2 x.r_j), the lowest j among equals (each
+    // lane keeps its first minimum); a NaN never wins
+    V m[kAcc];
+    M at[kAcc], pos[kAcc];
+    for (int u = 0; u < kAcc; ++u) {
+      m[u] = splat<V>(std::numeric_limits<A>::infinity());
+      at[u] = M{};
+      pos[u] = iota + splat<M>(static_cast<I>(u * L));
+    }
+    const M step = splat<M>(static_cast<I>(kAcc * L));
+    int64_t t = 0;
+    for (; t + kAcc * L <= p; t += kAcc * L)
+      for (int u = 0; u < kAcc; ++u) {
+        const V d = load<V>(rn2 + t + u * L) + m2 * load<V>(gi + t + u * L);
+        const M lt = d < m[u];
+        m[u] = blend<M>(lt, d, m[u]);
+        at[u] = (lt & pos[u]) | (~lt & at[u]);
+        pos[u] += step;
+      }
     A best = std::numeric_limits<A>::infinity();
-    for (int64_t t = 0; t < p; ++t) {
+    int64_t j = 0;
+    for (int u = 0; u < kAcc; ++u)
+      for (int l = 0; l < L; ++l)
+        if (m[u][l] < best || (m[u][l] == best && at[u][l] < j)) {
+          best = m[u][l];
+          j = at[u][l];
+        }
+    for (; t < p; ++t) {
       const A d = rn2[t] + A(-2) * gi[t];
       if (d < best) {
         best = d;
@@ -192,46 +297,46 @@ void assign_pivots(const A* x, const A* g, const A* r, const A* rn2, int64_t row
     // double, their sum rounds (the caller widens it), then it rounds up in A
     const A* xi = x + i * c;
     const A* rj = r + j * c;
-    double acc[kLanes] = {0};
+    D acc = {};
     int64_t k = 0;
-    for (; k + kLanes <= c; k += kLanes)
-      for (int t = 0; t < kLanes; ++t) {
-        const double d = static_cast<double>(static_cast<A>(xi[k + t] - rj[k + t]));
-        acc[t] += d * d;
-      }
-    for (; k < c; ++k) {
-      const double d = static_cast<double>(static_cast<A>(xi[k] - rj[k]));
-      acc[0] += d * d;
+    for (; k + L <= c; k += L) {
+      const D d = __builtin_convertvector(load<V>(xi + k) - load<V>(rj + k), D);
+      acc += d * d;
     }
     double sum = 0;
-    for (int t = 0; t < kLanes; ++t) sum += acc[t];
+    for (int l = 0; l < static_cast<int>(sizeof(D) / sizeof(double)); ++l) sum += acc[l];
+    for (; k < c; ++k) {
+      const double d = static_cast<double>(static_cast<A>(xi[k] - rj[k]));
+      sum += d * d;
+    }
     s2[i] = std::isfinite(sum) ? round_up<A>(sum) : static_cast<A>(sum);
   }
 }
 
 template <typename A>
 void row_norms(const A* a, int64_t rows, int64_t c, double* norm, A* norm2) {
+  typedef typename Lanes<A>::V V;
+  typedef typename Lanes<A>::D D;
+  constexpr int L = lanes<A>();
   for (int64_t i = 0; i < rows; ++i) {
     const A* ai = a + i * c;
-    double acc[kLanes] = {0};
-    A acc2[kLanes] = {0};
+    D acc = {};
+    V acc2 = {};
     int64_t k = 0;
-    for (; k + kLanes <= c; k += kLanes)
-      for (int t = 0; t < kLanes; ++t) {
-        const double d = ai[k + t];
-        acc[t] += d * d;
-        acc2[t] += ai[k + t] * ai[k + t];
-      }
-    for (; k < c; ++k) {
-      const double d = ai[k];
-      acc[0] += d * d;
-      acc2[0] += ai[k] * ai[k];
+    for (; k + L <= c; k += L) {
+      const V v = load<V>(ai + k);
+      const D d = __builtin_convertvector(v, D);
+      acc += d * d;
+      acc2 += v * v;
     }
     double sum = 0;
     A sum2 = 0;
-    for (int t = 0; t < kLanes; ++t) {
-      sum += acc[t];
-      sum2 += acc2[t];
+    for (int l = 0; l < static_cast<int>(sizeof(D) / sizeof(double)); ++l) sum += acc[l];
+    for (int l = 0; l < L; ++l) sum2 += acc2[l];
+    for (; k < c; ++k) {
+      const double d = ai[k];
+      sum += d * d;
+      sum2 += ai[k] * ai[k];
     }
     norm[i] = std::sqrt(sum);
     norm2[i] = sum2;

@@ -12,9 +12,10 @@ and the candidates handed to the kernel.
 4. Each group is searched (search.py); a row's candidates are indices into
    the original centers.
 
-Memory: no copy of the centers is held (they are read on demand, in
-chunks, as the kernel sees them); per row the search keeps an int32 pivot
-order, the squared norm of its shifted row and K_OUT int32 candidates.
+Memory: the distinct centers are kept only when they are small beside the
+pool (sizes.CENTER_CACHE), else read on demand, in chunks, as the kernel
+sees them; per row the search keeps an int32 pivot order, the squared norm
+of its shifted row and K_OUT int32 candidates.
 
 Threads: the pivot groups (and the assignment's row chunks) run on worker
 threads, one per available core; their GEMMs (one BLAS thread each), NumPy
@@ -135,6 +136,13 @@ def candidates(problem: Problem, centers, values: Optional[Values], k: int,
     if rep.size <= k:
         out[:] = np.concatenate([rep, np.repeat(rep[:1], k - rep.size)])[None, :]
         return out
+    item = 2 if problem.dtype in ("float16", "bfloat16") else np.dtype(problem.dtype).itemsize
+    if rep.size * c * np.dtype(acc).itemsize <= sizes.CENTER_CACHE * n * c * item:
+        kept = get(rep)  # each group reads its centers from here, not through the kernel's values
+        yget = kept.__getitem__
+    else:
+        def yget(u):
+            return get(rep[u])
     # The BLAS runs on one thread here: the start runs its own worker threads,
     # and OpenBLAS's threads spin-wait after each GEMM, so on a machine with
     # few cores a multi-threaded BLAS starves the package's OpenMP regions
@@ -145,7 +153,7 @@ def candidates(problem: Problem, centers, values: Optional[Values], k: int,
         # values near the float range overflow the GEMM identity's squares:
         # an inf (or NaN) distance or bound widens the search, never narrows it
         with _threads.blas_threads(1), np.errstate(over="ignore", invalid="ignore"):
-            _search(problem, values, lambda u: get(rep[u]), rep, Bounds(acc, c, k), out, workers)
+            _search(problem, values, yget, rep, Bounds(acc, c, k), out, workers)
     finally:
         workers.close()
     return out

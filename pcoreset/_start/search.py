@@ -72,7 +72,7 @@ def group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: Bounds, out
     c = int(pivot.shape[0])
     probe = sizes.PROBE
     # the most centers one worker holds at once
-    wide_at = max(2 * probe, (2 * sizes.ROW_CHUNK_BYTES) // (pivot.itemsize * max(1, c)))
+    wide_at = max(2 * probe, (sizes.NEAR_BLOCKS * sizes.ROW_CHUNK_BYTES) // (pivot.itemsize * max(1, c)))
     cs = Near(yget, near, pivot, wide_at)
     rep_near = rep[near]
     chunk = max(1, sizes.TILE // max(c, probe))
