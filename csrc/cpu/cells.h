@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "anchors.h"
@@ -296,24 +297,57 @@ class CellIndex {
   void close_new_cell(int64_t id, const Member* fresh, const A* fresh_vals, int64_t count) {
     auto& z = zeros_[id];
     std::sort(z.begin(), z.end());
+    member_order(fresh, count);
     auto& mem = members_[id];
-    if (!inline_values()) {
-      mem.assign(fresh, fresh + count);
-      std::sort(mem.begin(), mem.end(), member_less);
-    } else {
-      order_.resize(static_cast<size_t>(count));
-      for (int64_t t = 0; t < count; ++t) order_[t] = static_cast<uint32_t>(t);
-      std::sort(order_.begin(), order_.end(), [fresh](uint32_t u, uint32_t v) { return member_less(fresh[u], fresh[v]); });
+    mem.resize(static_cast<size_t>(count));
+    for (int64_t t = 0; t < count; ++t) mem[t] = fresh[order_[t]];
+    if (inline_values()) {
       const size_t c = static_cast<size_t>(pool_.p.c);
-      mem.resize(static_cast<size_t>(count));
       auto& vals = member_vals_[id];
       vals.resize(static_cast<size_t>(count) * c);
-      for (int64_t t = 0; t < count; ++t) {
-        mem[t] = fresh[order_[t]];
+      for (int64_t t = 0; t < count; ++t)
         std::copy(fresh_vals + order_[t] * c, fresh_vals + (order_[t] + 1) * c, vals.begin() + static_cast<std::ptrdiff_t>(t * c));
-      }
     }
     rescan_cell(id);
+  }
+
+  // order_ = the permutation of fresh[0, count) into member order. With a
+  // float running minimum the order is that of one 64-bit key (the bits of
+  // a non-negative float order as the float; the row inverted), sorted by
+  // radix (11 bits a pass, passes whose digit never varies skipped): the
+  // first steps gather new cells of a large part of the pool, and a
+  // comparison sort of those was a sixth of a 3-D run.
+  void member_order(const Member* fresh, int64_t count) {
+    const size_t n = static_cast<size_t>(count);
+    order_.resize(n);
+    if constexpr (sizeof(A) == 4) {
+      if (n >= 64) {
+        keyed_.resize(n);
+        keyed_tmp_.resize(n);
+        uint64_t any = 0, all = ~uint64_t(0);
+        for (size_t t = 0; t < n; ++t) {
+          uint32_t bits;
+          std::memcpy(&bits, &fresh[t].mind, sizeof(bits));
+          const uint64_t key = (uint64_t(bits) << 32) | uint64_t(~fresh[t].row);
+          keyed_[t] = Keyed{key, static_cast<uint32_t>(t)};
+          any |= key;
+          all &= key;
+        }
+        const uint64_t varies = any ^ all;
+        for (int shift = 0; shift < 64; shift += 11) {
+          if (((varies >> shift) & 0x7FFu) == 0) continue;
+          size_t bucket[2049] = {0};
+          for (const Keyed& e : keyed_) ++bucket[((e.key >> shift) & 0x7FFu) + 1];
+          for (int k = 0; k < 2048; ++k) bucket[k + 1] += bucket[k];
+          for (const Keyed& e : keyed_) keyed_tmp_[bucket[(e.key >> shift) & 0x7FFu]++] = e;
+          keyed_.swap(keyed_tmp_);
+        }
+        for (size_t t = 0; t < n; ++t) order_[t] = keyed_[t].idx;
+        return;
+      }
+    }
+    for (size_t t = 0; t < n; ++t) order_[t] = static_cast<uint32_t>(t);
+    std::sort(order_.begin(), order_.end(), [fresh](uint32_t u, uint32_t v) { return member_less(fresh[u], fresh[v]); });
   }
 
   // The rest of a step once the cells are updated and the new cell's radius
@@ -705,6 +739,11 @@ class CellIndex {
   std::vector<Member> fresh_;   // the new cell's members and values, gathered (parallel steps)
   std::vector<A> fresh_vals_;
   std::vector<uint32_t> order_;
+  struct Keyed {
+    uint64_t key;
+    uint32_t idx;
+  };
+  std::vector<Keyed> keyed_, keyed_tmp_;
   int64_t touched_bytes_ = 0;
   const Projection<S>* proj_ = nullptr;
 };
