@@ -315,14 +315,15 @@ class PyState {
 // The certified start's fused epilogue over one GEMM tile (see certify.h).
 template <typename A>
 py::tuple certify_tile_t(py::array_t<A, py::array::c_style> g, py::array_t<A, py::array::c_style> nx2,
-                         F64Array nx, F64Array ny, double kappa, double tiny, double kernel_rel, int64_t k,
+                         py::array_t<A, py::array::c_style> ny2, F64Array nx, F64Array ny, double kappa, double tiny, double kernel_rel, int64_t k,
                          int num_threads) {
   if (g.ndim() != 2) throw py::value_error("g must be 2-D");
   const int64_t rows = g.shape(0), cols = g.shape(1);
   if (cols < 1) throw py::value_error("g must have at least one column");
   if (nx2.ndim() != 1 || nx2.shape(0) != rows || nx.ndim() != 1 || nx.shape(0) != rows)
     throw py::value_error("nx2 and nx must have one value per row of g");
-  if (ny.ndim() != 1 || ny.shape(0) != cols) throw py::value_error("ny must have one value per column of g");
+  if (ny.ndim() != 1 || ny.shape(0) != cols || ny2.ndim() != 1 || ny2.shape(0) != cols)
+    throw py::value_error("ny2 and ny must have one value per column of g");
   if (k < 1) throw py::value_error("k must be >= 1");
   I64Array cand({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(k)});
   I64Array counts(static_cast<py::ssize_t>(rows));
@@ -334,7 +335,7 @@ py::tuple certify_tile_t(py::array_t<A, py::array::c_style> g, py::array_t<A, py
   b.k = k;
   {
     py::gil_scoped_release nogil;
-    pcoreset::certify_tile<A>(g.data(), nx2.data(), nx.data(), ny.data(), rows, cols, b,
+    pcoreset::certify_tile<A>(g.data(), nx2.data(), ny2.data(), nx.data(), ny.data(), rows, cols, b,
                               cand.mutable_data(), counts.mutable_data(), &over_rows, &over_cols, num_threads);
   }
   I64Array orows(static_cast<py::ssize_t>(over_rows.size())), ocols(static_cast<py::ssize_t>(over_cols.size()));
@@ -343,6 +344,39 @@ py::tuple certify_tile_t(py::array_t<A, py::array::c_style> g, py::array_t<A, py
     std::memcpy(ocols.mutable_data(), over_cols.data(), over_cols.size() * sizeof(int64_t));
   }
   return py::make_tuple(cand, counts, orows, ocols);
+}
+
+// The certified start's pivot assignment (see certify.h): (pivot, s2).
+template <typename A>
+py::tuple assign_pivots_t(py::array_t<A, py::array::c_style> x, py::array_t<A, py::array::c_style> g,
+                          py::array_t<A, py::array::c_style> r, py::array_t<A, py::array::c_style> rn2) {
+  if (x.ndim() != 2 || g.ndim() != 2 || r.ndim() != 2 || rn2.ndim() != 1)
+    throw py::value_error("x, g and r must be 2-D, rn2 1-D");
+  const int64_t rows = x.shape(0), c = x.shape(1), p = r.shape(0);
+  if (p < 1 || r.shape(1) != c || g.shape(0) != rows || g.shape(1) != p || rn2.shape(0) != p)
+    throw py::value_error("x (rows, c), g (rows, p), r (p, c), rn2 (p,) with p >= 1");
+  py::array_t<int32_t> pivot(static_cast<py::ssize_t>(rows));
+  py::array_t<A> s2(static_cast<py::ssize_t>(rows));
+  {
+    py::gil_scoped_release nogil;
+    pcoreset::assign_pivots<A>(x.data(), g.data(), r.data(), rn2.data(), rows, p, c, pivot.mutable_data(),
+                               s2.mutable_data());
+  }
+  return py::make_tuple(pivot, s2);
+}
+
+// (float64 norms, squared norms in A) of the rows of a (see certify.h).
+template <typename A>
+py::tuple row_norms_t(py::array_t<A, py::array::c_style> a) {
+  if (a.ndim() != 2) throw py::value_error("a must be 2-D");
+  const int64_t rows = a.shape(0), c = a.shape(1);
+  F64Array norm(static_cast<py::ssize_t>(rows));
+  py::array_t<A> norm2(static_cast<py::ssize_t>(rows));
+  {
+    py::gil_scoped_release nogil;
+    pcoreset::row_norms<A>(a.data(), rows, c, norm.mutable_data(), norm2.mutable_data());
+  }
+  return py::make_tuple(norm, norm2);
 }
 
 py::dict build_info() {
@@ -413,8 +447,14 @@ PYBIND11_MODULE(_C, m) {
   m.def("build_info", &build_info);
   m.def("available_threads", &pcoreset::available_threads, py::arg("requested") = 0,
         "threads to use now: requested when > 0, else the cores that other processes leave free");
-  m.def("certify_tile", &certify_tile_t<float>, py::arg("g"), py::arg("nx2"), py::arg("nx"), py::arg("ny"),
+  m.def("certify_tile", &certify_tile_t<float>, py::arg("g"), py::arg("nx2"), py::arg("ny2"), py::arg("nx"),
+        py::arg("ny"),
         py::arg("kappa"), py::arg("tiny"), py::arg("kernel_rel"), py::arg("k"), py::arg("num_threads") = 0);
-  m.def("certify_tile", &certify_tile_t<double>, py::arg("g"), py::arg("nx2"), py::arg("nx"), py::arg("ny"),
+  m.def("certify_tile", &certify_tile_t<double>, py::arg("g"), py::arg("nx2"), py::arg("ny2"), py::arg("nx"),
+        py::arg("ny"),
         py::arg("kappa"), py::arg("tiny"), py::arg("kernel_rel"), py::arg("k"), py::arg("num_threads") = 0);
+  m.def("assign_pivots", &assign_pivots_t<float>, py::arg("x"), py::arg("g"), py::arg("r"), py::arg("rn2"));
+  m.def("assign_pivots", &assign_pivots_t<double>, py::arg("x"), py::arg("g"), py::arg("r"), py::arg("rn2"));
+  m.def("row_norms", &row_norms_t<float>, py::arg("a"));
+  m.def("row_norms", &row_norms_t<double>, py::arg("a"));
 }

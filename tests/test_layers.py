@@ -21,7 +21,7 @@ LAYERS: List[Tuple[str, List[str]]] = [
     ("backends", ["pcoreset.backends.cpu", "pcoreset.backends.cuda", "pcoreset.backends.faiss_backend",
                   "pcoreset.backends.torch_backend"]),
     ("backend registry", ["pcoreset.backends"]),
-    ("the start", ["pcoreset._start"]),
+    ("the start", ["pcoreset._start", "pcoreset._start.*"]),
     ("public selection API", ["pcoreset.select", "pcoreset.selector", "pcoreset.info"]),
     ("package", ["pcoreset"]),
     ("above the API", ["pcoreset.strategies", "pcoreset.strategies.*", "pcoreset.integrations",

@@ -8,6 +8,7 @@ import pytest
 
 import pcoreset
 from pcoreset import _start
+from pcoreset._start import bounds, centers as start_centers, certified, search, sizes
 from pcoreset.backends import cpu as cpu_backend
 from pcoreset._problem import make_problem
 from conftest import CPU_BACKENDS, needs_torch, torch, clustered_pool
@@ -265,7 +266,7 @@ def test_numpy_epilogue_matches_the_fused_one(pool, monkeypatch):
     # with it, fused in C++. Both must give candidates with the exact minimum.
     x, lab, problem, exact = exact_start(pool)
     fused = _start.nearest_candidates(problem)
-    monkeypatch.setattr(_start, "_C", None)
+    monkeypatch.setattr(bounds, "_C", None)
     plain = _start.nearest_candidates(problem)
     for cand in (fused, plain):
         s = cpu_backend.make_state(problem)
@@ -299,41 +300,47 @@ def test_fused_epilogue_does_not_depend_on_the_thread_count(dtype):
     rows, cols = 9000, 40  # several row blocks
     # quantised values: many exact ties, many rows with more than k candidates
     g = (np.round(rng.random((rows, cols)) * 4) / 4).astype(dtype)
-    g[::3] += np.linspace(0, 0.2, cols, dtype=dtype)  # and rows without ties
+    g[::3] -= np.linspace(0, 0.2, cols, dtype=dtype)  # and rows without ties
     nx2 = rng.random(rows).astype(dtype)
+    ny2 = (np.round(rng.random(cols) * 4) / 2).astype(dtype)
     nx, ny = rng.random(rows) + 0.5, rng.random(cols) + 0.5
-    one = _C.certify_tile(g, nx2, nx, ny, 1e-3, 1e-30, 1e-6, 4, num_threads=1)
-    two = _C.certify_tile(g, nx2, nx, ny, 1e-3, 1e-30, 1e-6, 4, num_threads=2)
+    one = _C.certify_tile(g, nx2, ny2, nx, ny, 1e-3, 1e-30, 1e-6, 4, num_threads=1)
+    two = _C.certify_tile(g, nx2, ny2, nx, ny, 1e-3, 1e-30, 1e-6, 4, num_threads=2)
     assert one[2].size > 0  # the over-full lists were exercised
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
     # every row's first candidate is its argmin (lowest column among equals)
-    d = g + nx2[:, None]
+    # of the GEMM identity (ny2 - 2 g) + nx2, formed in the tile's dtype
+    d = (ny2[None, :] + dtype(-2.0) * g) + nx2[:, None]
     np.testing.assert_array_equal(one[0][:, 0][one[1] <= 4], d.argmin(1)[one[1] <= 4])
 
 
 @pytest.mark.parametrize("pool", sorted(POOLS))
 @pytest.mark.parametrize("threads", [1, 2])
-def test_certified_search_in_small_pieces(pool, threads, monkeypatch):
+@pytest.mark.parametrize("cache", [0.0, 1.0])
+def test_certified_search_in_small_pieces(pool, threads, cache, monkeypatch):
     # Tiny probes, tiles and row chunks force every branch of the search
     # (the probe's per-row reach, rows sorted into several tiles, groups cut
     # into row chunks, center-to-pivot bounds in blocks, groups on worker
-    # threads): the running minimum stays the exact pass's, bit for bit.
+    # threads, the centers kept or read on demand): the running minimum
+    # stays the exact pass's, bit for bit.
     x = POOLS[pool]().astype(np.float32)
     lab = labeled_for(pool, x.shape[0])
     problem = make_problem(x, lab, 0, simplex=True, from_logits=False, temperature=1.0, prune=True,
                            num_threads=threads, progress=None)
     exact = cpu_backend.make_state(problem)
     exact.seed_rows(lab)
-    monkeypatch.setattr(_start, "_PROBE", 4)
-    monkeypatch.setattr(_start, "_TILE", 600)
-    monkeypatch.setattr(_start, "_ROW_CHUNK_BYTES", 4096)
-    monkeypatch.setattr(_start, "_PAIR_BYTES", 8 * 150 * 3)
-    monkeypatch.setattr(_start, "n_pivots", lambda m: min(m, 12))
-    monkeypatch.setattr(_start, "_PIVOT_SAMPLE", 40)  # pivots from a strided sample
+    monkeypatch.setattr(sizes, "PROBE", 4)
+    monkeypatch.setattr(sizes, "TILE", 600)
+    monkeypatch.setattr(sizes, "ROW_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(sizes, "NEAR_BLOCKS", 2)
+    monkeypatch.setattr(sizes, "CENTER_CACHE", cache)
+    monkeypatch.setattr(sizes, "PAIR_BYTES", 8 * 150 * 3)
+    monkeypatch.setattr(sizes, "n_pivots", lambda m: min(m, 12))
+    monkeypatch.setattr(sizes, "PIVOT_SAMPLE", 40)  # pivots from a strided sample
     wide = []
-    real_wide = _start._wide
-    monkeypatch.setattr(_start, "_wide", lambda *a: wide.append(1) or real_wide(*a))
+    real_wide = search.wide
+    monkeypatch.setattr(search, "wide", lambda *a: wide.append(1) or real_wide(*a))
     cand = _start.nearest_candidates(problem)
     assert wide, "no tile was searched block by block"
     cert = cpu_backend.make_state(problem)
@@ -348,14 +355,14 @@ def test_dedupe_keeps_the_lowest_index_of_each_distinct_row(dtype, collide, monk
     # by hashing rows; equal hashes are compared bit for bit, so even a hash
     # under which every row collides merges exactly the identical rows.
     if collide:
-        monkeypatch.setattr(_start, "_row_hash", lambda bits, mult: np.zeros(bits.shape[0], dtype=np.uint64))
-    monkeypatch.setattr(_start, "_ROW_CHUNK_BYTES", 2048)  # several chunks
+        monkeypatch.setattr(start_centers, "row_hash", lambda bits, mult: np.zeros(bits.shape[0], dtype=np.uint64))
+    monkeypatch.setattr(sizes, "ROW_CHUNK_BYTES", 2048)  # several chunks
     x = quantised_pool(700, 12, seed=3).astype(dtype)
     x[5] = x[400]
     x[600] = 1e-30
     x[601] = 1e30
     _, first = np.unique(x, axis=0, return_index=True)
-    got = _start._dedupe(lambda ids: x[ids], x.shape[0], x.shape[1], dtype)
+    got = start_centers.dedupe(lambda ids: x[ids], x.shape[0], x.shape[1], dtype)
     np.testing.assert_array_equal(got, np.sort(first))
 
 
@@ -366,8 +373,8 @@ def test_kernel_candidates_are_as_narrow_as_the_pool_allows(pool, monkeypatch):
     # a single candidate.
     x, lab, problem, exact = exact_start(pool)
     full = _start.nearest_candidates(problem)
-    monkeypatch.setattr(_start, "_WIDEN_ROWS", 7)  # widened in place over many chunks
-    narrow = _start._kernel_candidates(problem, None, cpu_backend.kernel_values(exact))
+    monkeypatch.setattr(sizes, "WIDEN_ROWS", 7)  # widened in place over many chunks
+    narrow = certified.kernel_candidates(problem, None, cpu_backend.kernel_values(exact))
     width = max(int((full != full[:, :1]).any(0).nonzero()[0].max(initial=0)) + 1, 1)
     assert narrow.shape == (x.shape[0], width) and narrow.dtype == np.int64
     np.testing.assert_array_equal(narrow, full[:, :width])
@@ -381,10 +388,10 @@ def test_certified_start_memory_stays_a_fraction_of_the_pool(monkeypatch):
     # int32 candidates, and otherwise chunks (scaled down here with the
     # pool): what NumPy allocates stays under a quarter of the pool,
     # however many centers there are.
-    monkeypatch.setattr(_start, "_ROW_CHUNK_BYTES", 1 << 17)
-    monkeypatch.setattr(_start, "_PAIR_BYTES", 1 << 18)
-    monkeypatch.setattr(_start, "_TILE", 1 << 15)
-    monkeypatch.setattr(_start, "_PIVOT_SAMPLE", 1024)
+    monkeypatch.setattr(sizes, "ROW_CHUNK_BYTES", 1 << 17)
+    monkeypatch.setattr(sizes, "PAIR_BYTES", 1 << 18)
+    monkeypatch.setattr(sizes, "TILE", 1 << 15)
+    monkeypatch.setattr(sizes, "PIVOT_SAMPLE", 1024)
     x = clustered_pool(60_000, 100, seed=4, dtype=np.float32)
     pcoreset.select(x[:100], None, 1, backend="cpu")  # lazy imports happen outside the trace
     for n_lab in (600, 6000):
@@ -422,11 +429,14 @@ def test_add_rows_and_vectors_through_the_certified_search(pool):
 @pytest.mark.parametrize("scale", [1e-20, 1e-3, 1e17, 1e25])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_certified_start_at_huge_and_tiny_magnitudes(scale, dtype, threads):
+@pytest.mark.parametrize("cache", [0.0, 1.0])
+def test_certified_start_at_huge_and_tiny_magnitudes(scale, dtype, threads, cache, monkeypatch):
     # Points far from probability rows: squares that underflow (1e-20),
     # that nearly overflow float32 (1e17), that overflow it (1e25: the
     # shifted squared norms become inf). The certified candidates still hold
-    # the exact pass's nearest center, bit for bit.
+    # the exact pass's nearest center, bit for bit, with the centers kept or
+    # read on demand.
+    monkeypatch.setattr(sizes, "CENTER_CACHE", cache)
     x = (clustered_pool(1200, 24, seed=6, dtype=np.float64) * scale).astype(dtype)
     lab = np.arange(0, 1200, 9)
     problem = make_problem(x, lab, 0, simplex=False, from_logits=False, temperature=1.0, prune=True,
@@ -434,7 +444,7 @@ def test_certified_start_at_huge_and_tiny_magnitudes(scale, dtype, threads):
     exact = cpu_backend.make_state(problem)
     exact.seed_rows(lab)
     cert = cpu_backend.make_state(problem)
-    cert.seed_rows_with_candidates(lab, _start._kernel_candidates(problem, None, cpu_backend.kernel_values(cert)))
+    cert.seed_rows_with_candidates(lab, certified.kernel_candidates(problem, None, cpu_backend.kernel_values(cert)))
     np.testing.assert_array_equal(cert.min_dist2(), exact.min_dist2())
     with _start.force("exact"):
         want = pcoreset.kcenter_greedy(x, lab, 20, num_threads=threads)
@@ -459,7 +469,7 @@ def test_workers_stop_after_an_error_without_running_the_rest():
         with lock:
             ran.append(i)
 
-    w = _start._Workers(2)
+    w = certified.Workers(2)
     try:
         with pytest.raises(KeyboardInterrupt):
             w.each(fn, range(200))

@@ -1,9 +1,12 @@
-// The epilogue of the start's certified candidate search (pcoreset/_start.py),
-// fused into one pass over a tile of GEMM output that is still in cache.
+// The passes of the start's certified candidate search (pcoreset/_start/)
+// that NumPy would spend several passes and temporaries on: the epilogue of a
+// GEMM tile, fused into one pass while the tile is still in cache; the
+// pivot assignment's argmin and shifted norms; row norms in two precisions.
 //
-// The tile holds g[i][j] = ||y'_j||^2 - 2 x'_i . y'_j (x' and y' are rows and
-// centers shifted by the pivot, in the accumulation type A). For each row:
-//   D_ij = g_ij + ||x'_i||^2                (the GEMM identity, in A)
+// The tile holds g[i][j] = x'_i . y'_j (x' and y' are rows and centers
+// shifted by the pivot, in the accumulation type A). For each row:
+//   D_ij = (||y'_j||^2 - 2 g_ij) + ||x'_i||^2   (the GEMM identity, in A;
+//                                               the scaling by -2 is exact)
 //   E_ij = kappa (nx_i + ny_j)^2 + tiny     (rigorous bound on |D_ij - d^2_ij|)
 //   ub_i = (D_ij0 + E_ij0) (1 + rel) + tiny  with j0 = argmin_j D_ij
 // and the candidates are every j with D_ij - E_ij <= ub_i: they contain the
@@ -14,10 +17,18 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "pcoreset/certify.h"
+
+// The vector types below never cross a call boundary the compiler does not
+// inline (all internal), so the ABI notes about passing them do not apply.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -36,69 +47,152 @@ A round_up(double x) {
   return y;
 }
 
-// Lanes of the two passes below: independent minima (and comparisons) that
-// the compiler keeps in vector registers.
-constexpr int kLanes = 8;
+// The passes below work on whole SIMD registers in GCC/Clang vector types (16
+// bytes: what every x86-64 and ARM64 target has): the compiler's own
+// vectoriser leaves minimum and argmin loops scalar, since their NaN
+// semantics forbid reassociating them; lanes keep each its own minimum.
+constexpr int kBytes = 16;
 
-// min_j (g[j] + add) over the finite and infinite values (a NaN is never
-// below the minimum, as with `d < best`). The minimum is exact, so the lanes'
+template <typename A>
+struct Lanes;
+template <>
+struct Lanes<float> {
+  typedef float V __attribute__((vector_size(kBytes)));
+  typedef int32_t M __attribute__((vector_size(kBytes)));
+  typedef double D __attribute__((vector_size(2 * kBytes)));
+};
+template <>
+struct Lanes<double> {
+  typedef double V __attribute__((vector_size(kBytes)));
+  typedef int64_t M __attribute__((vector_size(kBytes)));
+  typedef double D __attribute__((vector_size(kBytes)));
+};
+template <typename A>
+constexpr int lanes() {
+  return kBytes / static_cast<int>(sizeof(A));
+}
+// Independent registers per pass: a minimum's compare-and-blend chain has a
+// latency of several cycles, so one register alone would wait on itself.
+constexpr int kAcc = 4;
+
+template <typename V, typename T>
+inline V load(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <typename V, typename T>
+inline V splat(T x) {
+  V v;
+  for (int t = 0; t < static_cast<int>(sizeof(V) / sizeof(T)); ++t) v[t] = x;
+  return v;
+}
+
+// where m: a, else b (m's lanes are all ones or all zeros)
+template <typename M, typename V>
+inline V blend(M m, V a, V b) {
+  return reinterpret_cast<V>((m & reinterpret_cast<M>(a)) | (~m & reinterpret_cast<M>(b)));
+}
+
+template <typename M>
+inline bool any(M m) {
+  const M zero = {};
+  return std::memcmp(&m, &zero, sizeof m) != 0;
+}
+
+// D_ij of the tile entry g (the GEMM identity in A, in this order).
+template <typename A>
+inline A dist(A g, A ny2, A nx2) {
+  return (ny2 + A(-2) * g) + nx2;
+}
+
+template <typename V>
+inline V dist_v(V g, V ny2, V nx2, V m2) {
+  return (ny2 + m2 * g) + nx2;
+}
+
+// min_j dist(j) over the finite and infinite values (a NaN is never below
+// the minimum, as with `d < best`). The minimum is exact, so the lanes'
 // order does not change it (nor does the sign of a zero minimum matter: the
 // caller compares with ==, and uses its magnitude).
 template <typename A>
-A row_min(const A* g, A add, int64_t cols) {
-  A m[kLanes];
-  for (int t = 0; t < kLanes; ++t) m[t] = std::numeric_limits<A>::infinity();
+A row_min(const A* g, const A* ny2, A add, int64_t cols) {
+  typedef typename Lanes<A>::V V;
+  typedef typename Lanes<A>::M M;
+  constexpr int L = lanes<A>();
+  const V m2 = splat<V>(A(-2)), addv = splat<V>(add);
+  V m[kAcc];
+  for (int u = 0; u < kAcc; ++u) m[u] = splat<V>(std::numeric_limits<A>::infinity());
   int64_t j = 0;
-  for (; j + kLanes <= cols; j += kLanes)
-    for (int t = 0; t < kLanes; ++t) {
-      const A d = g[j + t] + add;
-      m[t] = d < m[t] ? d : m[t];
+  for (; j + kAcc * L <= cols; j += kAcc * L)
+    for (int u = 0; u < kAcc; ++u) {
+      const V d = dist_v(load<V>(g + j + u * L), load<V>(ny2 + j + u * L), addv, m2);
+      m[u] = blend<M>(d < m[u], d, m[u]);
     }
+  A best = std::numeric_limits<A>::infinity();
+  for (int u = 0; u < kAcc; ++u)
+    for (int t = 0; t < L; ++t) best = m[u][t] < best ? m[u][t] : best;
   for (; j < cols; ++j) {
-    const A d = g[j] + add;
-    m[0] = d < m[0] ? d : m[0];
+    const A d = dist(g[j], ny2[j], add);
+    best = d < best ? d : best;
   }
-  A best = m[0];
-  for (int t = 1; t < kLanes; ++t) best = m[t] < best ? m[t] : best;
   return best;
 }
 
 template <typename A>
-void certify_rows(const A* g, const A* nx2, const double* nx, const double* ny, double ny_max,
+void certify_rows(const A* g, const A* nx2, const A* ny2, const double* nx, const double* ny, double ny_max,
                   int64_t r0, int64_t r1, int64_t cols, const CertifyBounds& b, int64_t* cand,
                   int64_t* counts, std::vector<int64_t>* over_rows, std::vector<int64_t>* over_cols) {
-  std::vector<int64_t> hits;
+  typedef typename Lanes<A>::V V;
+  typedef typename Lanes<A>::M M;
+  std::vector<int64_t> near, hits;
   for (int64_t i = r0; i < r1; ++i) {
     const A* gi = g + i * cols;
     const A add = nx2[i];
-    // argmin of D_ij = g_ij + ||x'_i||^2 (lowest j among equals); adding the
-    // same value to every column keeps the order up to rounding ties, so the
-    // minimum is taken over the sums themselves. A row without a finite
-    // value keeps j0 = 0 (its bound is infinite either way).
-    const A best = row_min<A>(gi, add, cols);
-    int64_t j0 = 0;
-    if (best < std::numeric_limits<A>::infinity())
-      while (!(gi[j0] + add == best)) ++j0;
-    const double e0 = b.kappa * (nx[i] + ny[j0]) * (nx[i] + ny[j0]) + b.tiny;
-    const double ub = (static_cast<double>(best) + e0) * (1.0 + b.kernel_rel) + b.tiny;
-    // prefilter in A with the largest center norm (rounded up: it keeps a
-    // superset), lane blocks at a time, then the pair's own bound in double
-    const A pre = round_up<A>(ub + b.kappa * (nx[i] + ny_max) * (nx[i] + ny_max) + b.tiny);
-    hits.clear();
-    auto test = [&](int64_t j) {
-      const A d = gi[j] + add;
-      if (!(d <= pre)) return;
-      const double e = b.kappa * (nx[i] + ny[j]) * (nx[i] + ny[j]) + b.tiny;
-      if (static_cast<double>(d) - e <= ub) hits.push_back(j);
-    };
+    auto d_at = [&](int64_t j) { return dist(gi[j], ny2[j], add); };
+    auto err = [&](double ny_j) { return b.kappa * (nx[i] + ny_j) * (nx[i] + ny_j) + b.tiny; };
+    // j0 = argmin_j D_ij (lowest j among equals) bounds the row's nearest
+    // distance: ub = (D_ij0 + E_ij0) (1 + rel) + tiny. A first pass finds the
+    // minimum; a second collects the columns below a looser threshold (the
+    // largest center norm in place of ny_j0, in A rounded up: a superset),
+    // among which j0 is the first at the minimum; the pair's own bound then
+    // filters them in double. A row without a finite value keeps j0 = 0
+    // (its bound is infinite either way).
+    const A best = row_min<A>(gi, ny2, add, cols);
+    const double e_max = err(ny_max);
+    const double ub_max = (static_cast<double>(best) + e_max) * (1.0 + b.kernel_rel) + b.tiny;
+    const A pre_max = round_up<A>(ub_max + e_max);
+    near.clear();
     int64_t j = 0;
-    for (; j + kLanes <= cols; j += kLanes) {
-      int any = 0;
-      for (int t = 0; t < kLanes; ++t) any |= (gi[j + t] + add <= pre) ? 1 : 0;
-      if (!any) continue;
-      for (int t = 0; t < kLanes; ++t) test(j + t);
+    constexpr int L = lanes<A>();
+    const V m2 = splat<V>(A(-2)), addv = splat<V>(add), prev = splat<V>(pre_max);
+    for (; j + kAcc * L <= cols; j += kAcc * L) {
+      M le = {};
+      for (int u = 0; u < kAcc; ++u)
+        le |= dist_v(load<V>(gi + j + u * L), load<V>(ny2 + j + u * L), addv, m2) <= prev;
+      if (!any(le)) continue;
+      for (int t = 0; t < kAcc * L; ++t)
+        if (d_at(j + t) <= pre_max) near.push_back(j + t);
     }
-    for (; j < cols; ++j) test(j);
+    for (; j < cols; ++j)
+      if (d_at(j) <= pre_max) near.push_back(j);
+    int64_t j0 = 0;
+    if (best < std::numeric_limits<A>::infinity()) {
+      auto at = std::find_if(near.begin(), near.end(), [&](int64_t c) { return d_at(c) == best; });
+      if (at != near.end()) {
+        j0 = *at;
+      } else {  // a minimum above its own threshold (overflowed sums): scan
+        while (!(d_at(j0) == best)) ++j0;
+      }
+    }
+    const double ub = (static_cast<double>(best) + err(ny[j0])) * (1.0 + b.kernel_rel) + b.tiny;
+    const A pre = round_up<A>(ub + e_max);
+    hits.clear();
+    for (int64_t c : near) {
+      const A d = d_at(c);
+      if (d <= pre && static_cast<double>(d) - err(ny[c]) <= ub) hits.push_back(c);
+    }
     if (hits.empty()) hits.push_back(j0);  // only a row of NaN (overflowed) sums has none
     const int64_t h = static_cast<int64_t>(hits.size());
     counts[i] = h;
@@ -107,9 +201,9 @@ void certify_rows(const A* g, const A* nx2, const double* nx, const double* ny, 
       for (int64_t t = 0; t < b.k; ++t) out[t] = hits[t < h ? t : 0];
     } else {
       for (int64_t t = 0; t < b.k; ++t) out[t] = j0;
-      for (int64_t j : hits) {
+      for (int64_t c : hits) {
         over_rows->push_back(i);
-        over_cols->push_back(j);
+        over_cols->push_back(c);
       }
     }
   }
@@ -118,7 +212,7 @@ void certify_rows(const A* g, const A* nx2, const double* nx, const double* ny, 
 }  // namespace
 
 template <typename A>
-void certify_tile(const A* g, const A* nx2, const double* nx, const double* ny, int64_t rows,
+void certify_tile(const A* g, const A* nx2, const A* ny2, const double* nx, const double* ny, int64_t rows,
                   int64_t cols, const CertifyBounds& b, int64_t* cand, int64_t* counts,
                   std::vector<int64_t>* over_rows, std::vector<int64_t>* over_cols, int num_threads) {
   double ny_max = 0.0;
@@ -136,14 +230,14 @@ void certify_tile(const A* g, const A* nx2, const double* nx, const double* ny, 
   (void)num_threads;
 #endif
   if (nt == 1) {
-    certify_rows<A>(g, nx2, nx, ny, ny_max, 0, rows, cols, b, cand, counts, over_rows, over_cols);
+    certify_rows<A>(g, nx2, ny2, nx, ny, ny_max, 0, rows, cols, b, cand, counts, over_rows, over_cols);
     return;
   }
   std::vector<std::vector<int64_t>> orows(static_cast<size_t>(n_blocks)), ocols(static_cast<size_t>(n_blocks));
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
   for (int64_t t = 0; t < n_blocks; ++t) {
     const int64_t r0 = t * block, r1 = std::min(rows, r0 + block);
-    certify_rows<A>(g, nx2, nx, ny, ny_max, r0, r1, cols, b, cand, counts, &orows[t], &ocols[t]);
+    certify_rows<A>(g, nx2, ny2, nx, ny, ny_max, r0, r1, cols, b, cand, counts, &orows[t], &ocols[t]);
   }
   for (int64_t t = 0; t < n_blocks; ++t) {
     over_rows->insert(over_rows->end(), orows[t].begin(), orows[t].end());
@@ -151,11 +245,113 @@ void certify_tile(const A* g, const A* nx2, const double* nx, const double* ny, 
   }
 }
 
-template void certify_tile<float>(const float*, const float*, const double*, const double*, int64_t,
-                                  int64_t, const CertifyBounds&, int64_t*, int64_t*,
-                                  std::vector<int64_t>*, std::vector<int64_t>*, int);
-template void certify_tile<double>(const double*, const double*, const double*, const double*, int64_t,
-                                   int64_t, const CertifyBounds&, int64_t*, int64_t*,
-                                   std::vector<int64_t>*, std::vector<int64_t>*, int);
+template <typename A>
+void assign_pivots(const A* x, const A* g, const A* r, const A* rn2, int64_t rows, int64_t p, int64_t c,
+                   int32_t* pivot, A* s2) {
+  typedef typename Lanes<A>::V V;
+  typedef typename Lanes<A>::M M;
+  typedef typename std::remove_cv<typename std::remove_reference<decltype(M{}[0])>::type>::type I;
+  constexpr int L = lanes<A>();
+  typedef typename Lanes<A>::D D;
+  M iota;
+  for (int t = 0; t < L; ++t) iota[t] = t;
+  const V m2 = splat<V>(A(-2));
+  for (int64_t i = 0; i < rows; ++i) {
+    const A* gi = g + i * p;
+    // argmin_j of fl(||r_j||^2 - 2 x.r_j), the lowest j among equals (each
+    // lane keeps its first minimum); a NaN never wins
+    V m[kAcc];
+    M at[kAcc], pos[kAcc];
+    for (int u = 0; u < kAcc; ++u) {
+      m[u] = splat<V>(std::numeric_limits<A>::infinity());
+      at[u] = M{};
+      pos[u] = iota + splat<M>(static_cast<I>(u * L));
+    }
+    const M step = splat<M>(static_cast<I>(kAcc * L));
+    int64_t t = 0;
+    for (; t + kAcc * L <= p; t += kAcc * L)
+      for (int u = 0; u < kAcc; ++u) {
+        const V d = load<V>(rn2 + t + u * L) + m2 * load<V>(gi + t + u * L);
+        const M lt = d < m[u];
+        m[u] = blend<M>(lt, d, m[u]);
+        at[u] = (lt & pos[u]) | (~lt & at[u]);
+        pos[u] += step;
+      }
+    A best = std::numeric_limits<A>::infinity();
+    int64_t j = 0;
+    for (int u = 0; u < kAcc; ++u)
+      for (int l = 0; l < L; ++l)
+        if (m[u][l] < best || (m[u][l] == best && at[u][l] < j)) {
+          best = m[u][l];
+          j = at[u][l];
+        }
+    for (; t < p; ++t) {
+      const A d = rn2[t] + A(-2) * gi[t];
+      if (d < best) {
+        best = d;
+        j = t;
+      }
+    }
+    pivot[i] = static_cast<int32_t>(j);
+    // squared norm of fl(x - r_j): the squares of float values are exact in
+    // double, their sum rounds (the caller widens it), then it rounds up in A
+    const A* xi = x + i * c;
+    const A* rj = r + j * c;
+    D acc = {};
+    int64_t k = 0;
+    for (; k + L <= c; k += L) {
+      const D d = __builtin_convertvector(load<V>(xi + k) - load<V>(rj + k), D);
+      acc += d * d;
+    }
+    double sum = 0;
+    for (int l = 0; l < static_cast<int>(sizeof(D) / sizeof(double)); ++l) sum += acc[l];
+    for (; k < c; ++k) {
+      const double d = static_cast<double>(static_cast<A>(xi[k] - rj[k]));
+      sum += d * d;
+    }
+    s2[i] = std::isfinite(sum) ? round_up<A>(sum) : static_cast<A>(sum);
+  }
+}
+
+template <typename A>
+void row_norms(const A* a, int64_t rows, int64_t c, double* norm, A* norm2) {
+  typedef typename Lanes<A>::V V;
+  typedef typename Lanes<A>::D D;
+  constexpr int L = lanes<A>();
+  for (int64_t i = 0; i < rows; ++i) {
+    const A* ai = a + i * c;
+    D acc = {};
+    V acc2 = {};
+    int64_t k = 0;
+    for (; k + L <= c; k += L) {
+      const V v = load<V>(ai + k);
+      const D d = __builtin_convertvector(v, D);
+      acc += d * d;
+      acc2 += v * v;
+    }
+    double sum = 0;
+    A sum2 = 0;
+    for (int l = 0; l < static_cast<int>(sizeof(D) / sizeof(double)); ++l) sum += acc[l];
+    for (int l = 0; l < L; ++l) sum2 += acc2[l];
+    for (; k < c; ++k) {
+      const double d = ai[k];
+      sum += d * d;
+      sum2 += ai[k] * ai[k];
+    }
+    norm[i] = std::sqrt(sum);
+    norm2[i] = sum2;
+  }
+}
+
+#define PCORESET_CERTIFY(A)                                                                            \
+  template void certify_tile<A>(const A*, const A*, const A*, const double*, const double*, int64_t,  \
+                                int64_t, const CertifyBounds&, int64_t*, int64_t*,                     \
+                                std::vector<int64_t>*, std::vector<int64_t>*, int);                    \
+  template void assign_pivots<A>(const A*, const A*, const A*, const A*, int64_t, int64_t, int64_t,    \
+                                 int32_t*, A*);                                                         \
+  template void row_norms<A>(const A*, int64_t, int64_t, double*, A*);
+PCORESET_CERTIFY(float)
+PCORESET_CERTIFY(double)
+#undef PCORESET_CERTIFY
 
 }  // namespace pcoreset

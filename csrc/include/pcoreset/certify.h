@@ -1,5 +1,5 @@
 // The fused epilogue of the start's certified candidate search
-// (csrc/cpu/certify.cpp; the math is explained in pcoreset/_start.py).
+// (csrc/cpu/certify.cpp; the bounds are explained in pcoreset/_start/bounds.py).
 #pragma once
 
 #include <cstdint>
@@ -14,15 +14,28 @@ struct CertifyBounds {
   int64_t k = 4;          // candidates per row
 };
 
-// g: rows x cols tile, g_ij = ||y'_j||^2 - 2 x'_i . y'_j; nx2: ||x'_i||^2 in A;
+// g: rows x cols tile, g_ij = x'_i . y'_j; nx2, ny2: ||x'_i||^2, ||y'_j||^2 in A;
 // nx, ny: float64 norms of the shifted rows and centers. Writes cand (rows x
 // k tile columns, the first repeated to fill) and counts (candidates per
 // row); rows with more than k candidates list every candidate in over_rows /
 // over_cols (their cand row holds the argmin). num_threads <= 0: OpenMP's
 // default; the output is the same for any count.
 template <typename A>
-void certify_tile(const A* g, const A* nx2, const double* nx, const double* ny, int64_t rows,
+void certify_tile(const A* g, const A* nx2, const A* ny2, const double* nx, const double* ny, int64_t rows,
                   int64_t cols, const CertifyBounds& b, int64_t* cand, int64_t* counts,
                   std::vector<int64_t>* over_rows, std::vector<int64_t>* over_cols, int num_threads);
+
+// The pivot assignment: g (rows x p) holds x_i . r_j; pivot[i] = argmin_j
+// fl(||r_j||^2 - 2 g_ij) (rn2 = ||r_j||^2 in A; the lowest j among equals)
+// and s2[i] = the squared norm of fl(x_i - r_pivot[i]), summed in double and
+// rounded up into A.
+template <typename A>
+void assign_pivots(const A* x, const A* g, const A* r, const A* rn2, int64_t rows, int64_t p, int64_t c,
+                   int32_t* pivot, A* s2);
+
+// norm[i] = ||a_i|| (squares summed in double), norm2[i] = ||a_i||^2 in A
+// (any summation order: the bounds allow it).
+template <typename A>
+void row_norms(const A* a, int64_t rows, int64_t c, double* norm, A* norm2);
 
 }  // namespace pcoreset

@@ -1,0 +1,140 @@
+"""The start: the nearest initial center of every pool row.
+
+The initial centers are the labeled rows and any center vectors given with
+`centers=`. Finding each row's nearest one is an N x M nearest-neighbour
+problem, solved without an N x M matrix in memory, in one of two ways
+(`start_method`):
+
+- "exact": the kernel's direct pass (differences, early exit at the best so
+  far), for N * M * C <= the backend's exact_max_work (EXACT_MAX_WORK, 2e9:
+  on 2-core machines the exact pass wins below about 1e9 values of work and
+  the certified search above a few 1e9);
+- "certified": a pruned, shifted GEMM search that returns, for every row, a
+  few candidate centers that provably contain its nearest one; the kernel
+  then recomputes the distances to the candidates exactly.
+
+The certified search, bottom up: `sizes` (the knobs that bound its memory),
+`centers` (centers read on demand, duplicates merged, pivots), `bounds` (the
+GEMM's error model and the candidate test), `search` (one pivot group's
+tiled search), `certified` (the whole pool: pivot assignment, groups on
+worker threads, the candidates handed to the kernel).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator, Optional
+
+import numpy as np
+
+from .._problem import Problem, Values, chunk_rows, default_values  # noqa: F401 (chunk_rows: callers' import)
+from ..backends.base import EXACT_MAX_WORK, Backend, KCenterState
+from .centers import Centers
+from .certified import candidates, kernel_candidates
+from .sizes import K_OUT
+
+_METHODS = ("exact", "certified")
+_forced: Optional[str] = None
+
+
+@contextlib.contextmanager
+def force(method: Optional[str]) -> Iterator[None]:
+    """Run the start with `method` ("exact" or "certified") whatever the
+    sizes, within the block (tests force each path at small sizes). The
+    environment variable PCORESET_START does the same for a whole process."""
+    global _forced
+    if method is not None and method not in _METHODS:
+        raise ValueError(f"method={method!r}: choose one of {_METHODS}")
+    saved, _forced = _forced, method
+    try:
+        yield
+    finally:
+        _forced = saved
+
+
+def forced_method() -> Optional[str]:
+    """The method forced through `force` or PCORESET_START, or None."""
+    forced = _forced or os.environ.get("PCORESET_START") or None
+    if forced is not None and forced not in _METHODS:
+        raise ValueError(f"PCORESET_START={forced!r}: choose one of {_METHODS}")
+    return forced
+
+
+def start_method(n: int, n_centers: int, c: int, max_work: float = EXACT_MAX_WORK) -> str:
+    """How the start runs: "exact" (the state's direct pass, for N * M * C
+    up to `max_work`, the backend's `exact_max_work`) or "certified"."""
+    forced = forced_method()
+    if forced is not None:
+        return forced
+    return "exact" if float(n) * n_centers * c <= max_work else "certified"
+
+
+def use_exact(n: int, n_centers: int, c: int, max_work: float = EXACT_MAX_WORK) -> bool:
+    return start_method(n, n_centers, c, max_work) == "exact"
+
+
+def start_state(backend: Backend, state: KCenterState, problem: Problem) -> None:
+    """The start: set every row's nearest initial center on a fresh `state`
+    of `backend` (labeled rows, then the `centers=` vectors): the state's own
+    exact pass for small products, else the certified candidates, searched
+    over the rows as this state sees them, whose distances the state
+    recomputes exactly."""
+    labeled = problem.labeled
+    vecs = problem.centers
+    if problem.n_centers == 0:
+        return
+    if use_exact(problem.n, problem.n_centers, problem.c, backend.exact_max_work):
+        if labeled.size:
+            state.seed_rows(labeled)
+        if vecs is not None:
+            state.seed_vectors(vecs)
+        return
+    cand = kernel_candidates(problem, None, backend.start_values(state, problem))
+    # one array for both calls: every state skips candidates outside
+    # [0, count), so the labeled rows' call ignores the vectors' indices and,
+    # shifted down by L, the vectors' call ignores the rows'
+    if labeled.size:
+        state.seed_rows_with_candidates(labeled, cand)
+    if vecs is not None:
+        cand -= labeled.size
+        state.seed_vectors_with_candidates(vecs, cand)
+
+
+def add_rows(backend: Backend, state: KCenterState, problem: Problem, rows: np.ndarray) -> None:
+    """Pool rows become centers of a running state (rows labeled out of
+    order): the exact pass, or certified candidates for large products."""
+    if use_exact(problem.n, rows.size, problem.c, backend.exact_max_work):
+        state.seed_rows(rows)
+        return
+    values = backend.start_values(state, problem)
+    state.seed_rows_with_candidates(rows, kernel_candidates(problem, Centers.rows(values, rows), values))
+
+
+def add_vectors(backend: Backend, state: KCenterState, problem: Problem, vecs: np.ndarray) -> None:
+    """Center vectors become centers of a running state: the exact pass, or
+    certified candidates for large products."""
+    if use_exact(problem.n, vecs.shape[0], problem.c, backend.exact_max_work):
+        state.seed_vectors(vecs)
+        return
+    values = backend.start_values(state, problem)
+    state.seed_vectors_with_candidates(vecs, kernel_candidates(problem, vecs, values))
+
+
+def certified_candidates(problem: Problem, centers, values: Optional[Values] = None,
+                         k: int = K_OUT) -> np.ndarray:
+    """(N, k) int64 indices into `centers` (an (M, C) array): for every row,
+    candidate centers that contain its nearest center (and every center
+    within the kernel's rounding of it). Rows with fewer than k candidates
+    repeat their first one. `values(rows)` gives pool rows as the kernel
+    sees them (NumPy or torch; default: `default_values`). Taken (labeled)
+    rows get candidates too; the kernels ignore them."""
+    return candidates(problem, centers, values, k).astype(np.int64)
+
+
+def nearest_candidates(problem: Problem, k: int = K_OUT, centers=None,
+                       values: Optional[Values] = None) -> np.ndarray:
+    """(N, k) int64 certified candidates (see `certified_candidates`);
+    centers=None: the problem's initial centers (labeled rows, then center
+    vectors; indices then point into that concatenation)."""
+    values = values or default_values(problem)
+    return candidates(problem, centers, values, k).astype(np.int64)
