@@ -385,7 +385,7 @@ def row_softmax(t: Table, args, key: str):
             st = res.get("stats") or {}
             t.add(target, "pcoreset cpu", load, res,
                   f"cell steps {st.get('cell_steps')}, dense {st.get('dense_steps')}, "
-                  f"rows read {st.get('rows_computed', 0) / max(1, st.get('rows_visited', 1)):.3f} of visited")
+                  f"rows read {st.get('rows_computed', 0) / max(1, st.get('rows_eligible') or st.get('rows_visited', 1)):.3f} of eligible")
             if b2 >= b:
                 res = run_child({"kind": "torch_rm", "n": n, "c": c, "labeled": L, "budget": b, "b1": b1, "b2": b})
                 t.add(target, "torch running min", load, res, "measured")
@@ -416,7 +416,7 @@ def row_memmap(t: Table, args):
         st = res.get("stats") or {}
         t.add(target, "pcoreset cpu", load, res,
               f"peak RSS {res.get('peak_rss_mib', 0):.0f} MiB, {res.get('beyond_imports_mib', 0):.0f} MiB beyond "
-              f"the imports; rows read {st.get('rows_computed', 0) / max(1, st.get('rows_visited', 1)):.3f}; "
+              f"the imports; rows read {st.get('rows_computed', 0) / max(1, st.get('rows_eligible') or st.get('rows_visited', 1)):.3f} of eligible; "
               f"cell steps {st.get('cell_steps')}, dense {st.get('dense_steps')}")
 
 

@@ -288,7 +288,9 @@ def _rows_read(backend) -> Dict:
     """The fraction of (row, step) pairs whose C values the kernel read, from
     the backend's counters of its last run (cpu and cuda keep them)."""
     stats = getattr(backend, "last_stats", None) or {}
-    visited = stats.get("rows_visited")
+    # eligible (row, step) pairs where the kernel counts them (cpu), else the
+    # rows its steps visited
+    visited = stats.get("rows_eligible") or stats.get("rows_visited")
     if not visited:
         return {}
     return {"rows_read_frac": float(stats.get("rows_computed", 0)) / float(visited)}

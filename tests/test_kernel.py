@@ -315,6 +315,33 @@ def test_exclude_and_take_leave_the_cells(c):
     np.testing.assert_array_equal(rest, want)
 
 
+@pytest.mark.parametrize("c", [3, 9, 24])
+@pytest.mark.parametrize("quantised", [False, True])
+def test_rows_pushed_from_inside_a_cell_leave_it(c, quantised, cell_steps_only):
+    # a cell keeps its rows sorted by running minimum and a step reads only
+    # the rows in reach (a suffix of each cell): rows pushed by the caller
+    # (not the farthest of their cell) and rows excluded from the middle of a
+    # cell must leave it without disturbing the order of the others
+    rng = np.random.default_rng(c)
+    x = quantised_rows(800, c, c) if quantised else rng.random((800, c))
+    states = [_C.KCenterState(x, "float64", False, 1.0, prune, 1) for prune in (True, False)]
+    for s in states:
+        s.seed_rows(np.array([0, 1]))
+    results = []
+    for s in states:
+        out = [s.run(30)[0]]
+        for i in (400, 17, 633, 250):  # eligible rows, not the farthest
+            s.push_row(i)
+        s.exclude(np.array([5, 6, 300, 301]))
+        out.append(s.run(200)[0])
+        results.append((out, s.min_dist2()))
+    (cells, cm), (dense, dm) = results
+    for a, b in zip(cells, dense):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(cm, dm)
+    assert states[0].stats()["cell_steps"] > 200
+
+
 def numpy_greedy_excluding(x, labeled, done, banned, budget):
     mind = np.full(len(x), np.inf)
     taken = np.zeros(len(x), bool)

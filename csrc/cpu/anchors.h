@@ -111,6 +111,7 @@ class AnchorIndex {
     const double eps = geom_eps();
     const double tiny = sizeof(A) == 4 ? 1e-30 : 1e-300;
     out->clear();
+    cand_.clear();
     ++epoch_;
     if (stamp_.size() < static_cast<size_t>(q.num_centers())) stamp_.resize(static_cast<size_t>(q.num_centers()), 0);
     d2_.resize(static_cast<size_t>(na));
@@ -130,18 +131,24 @@ class AnchorIndex {
         const double r = r2 > A(0) ? std::sqrt(static_cast<double>(r2)) : 0.0;
         if (std::fabs(dq - it->first) - eps * (dq + it->first) >= 2.0 * r * (1.0 + eps) + tiny && a != from)
           continue;
-        A dcc2;
-        const A bound = PruneSlack<A>::value * r2;
-        if (a == anchors_[g]) {
-          dcc2 = d2_[g];
-        } else {
-          dcc2 = center_dist2(q.center(a), ctr, q.p.c, a == from ? A(-1) : bound);
-          stats->center_dists += 1;
-        }
-        if (dcc2 < bound || a == from) {
-          stamp_[a] = epoch_;
-          out->push_back(Affected<A>{a, dcc2});
-        }
+        // measured below, once the windows are read: their centers are
+        // scattered over the centers, so the ones a few places ahead are
+        // prefetched
+        cand_.push_back(Cand{a, a == from ? A(-1) : PruneSlack<A>::value * r2, a == anchors_[g] ? d2_[g] : A(-1)});
+      }
+    }
+    const int64_t nc = static_cast<int64_t>(cand_.size());
+    for (int64_t j = 0; j < nc; ++j) {
+      if (j + kAhead < nc && cand_[j + kAhead].known < A(0)) prefetch_center(cand_[j + kAhead].a);
+      const Cand& e = cand_[j];
+      A dcc2 = e.known;
+      if (dcc2 < A(0)) {
+        dcc2 = center_dist2(q.center(e.a), ctr, q.p.c, e.bound);
+        stats->center_dists += 1;
+      }
+      if (dcc2 < e.bound || e.a == from) {
+        stamp_[e.a] = epoch_;
+        out->push_back(Affected<A>{e.a, dcc2});
       }
     }
     if (from >= 0 && stamp_[from] != epoch_) {
@@ -177,6 +184,21 @@ class AnchorIndex {
   // exact test would keep.
   static constexpr double kGeomEps = sizeof(A) == 4 ? 2e-4 : 1e-12;
   double geom_eps() const { return kGeomEps * (1.0 + static_cast<double>(pool_.p.c) / 256.0); }
+
+  // A center of a window that its anchor does not rule out: its bound on
+  // the squared distance (-1 for the picked row's cell, always kept), and
+  // its distance when already known (an anchor's; else -1).
+  struct Cand {
+    int64_t a;
+    A bound;
+    A known;
+  };
+  static constexpr int64_t kAhead = 4;
+  void prefetch_center(int64_t a) const {
+    const char* p = reinterpret_cast<const char*>(pool_.center(a));
+    const int64_t bytes = std::min<int64_t>(pool_.p.c * static_cast<int64_t>(sizeof(A)), 1024);
+    for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off);
+  }
 
   void add_anchor(int64_t a) {
     anchors_.push_back(a);
@@ -217,6 +239,7 @@ class AnchorIndex {
   std::vector<double> maxr_;  // upper bound of the radii of each list's cells
   std::vector<A> d2_;         // the last new center's squared distance to each anchor
   std::vector<uint64_t> stamp_;
+  std::vector<Cand> cand_;
   uint64_t epoch_ = 0;
   int steps_since_tighten_ = 0;
   int64_t indexed_ = 0;  // centers [0, indexed_) are in the index

@@ -1,11 +1,12 @@
 // The cost model between the two kinds of step, calibrated from the steps'
 // own timings.
 //
-// A step's time is modelled as theta . (rows scanned, rows computed): a cell
-// step scans the members of the cells it visits (v rows, 8 bytes each) and
-// computes the distances its row bound cannot rule out; a dense step scans
-// every row (n) and computes the same rows (the same bounds decide), on the
-// whole team. Each kind keeps a least-squares fit of its two per-row costs
+// A step's time is modelled as theta . (rows reached, rows computed): a cell
+// step reaches the members of the cells it visits (v rows: it finds, by
+// binary search, the ones its row bound cannot rule out, computes those and
+// keeps the cells' order, heap and anchors) and computes the distances its
+// row bound cannot rule out; a dense step scans every row (n) and computes
+// the same rows (the same bounds decide), on the whole team. Each kind keeps a least-squares fit of its two per-row costs
 // over its recent steps (old steps decay, so the fit follows the machine's
 // load), per team size (a dense step on two threads costs about half a step
 // on one; a cell step mostly runs on one), pulled toward a prior so that a
@@ -44,13 +45,26 @@ class StepFit {
   }
 
   void add(double x0, double x1, double t) {
-    constexpr double kKeep = 0.9;  // about the last 10 steps
     m00_ = kKeep * m00_ + x0 * x0;
     m01_ = kKeep * m01_ + x0 * x1;
     m11_ = kKeep * m11_ + x1 * x1;
     b0_ = kKeep * b0_ + x0 * t;
     b1_ = kKeep * b1_ + x1 * t;
     ++seen_;
+    solve();
+  }
+
+  // A step of the other kind ran: this fit's measurements age as if a step
+  // of its own had, so a kind not run for a while drifts back to its prior
+  // and gets tried again (one burst of load while it ran must not rule it
+  // out for the rest of the run).
+  void fade() {
+    if (seen_ == 0) return;
+    m00_ *= kKeep;
+    m01_ *= kKeep;
+    m11_ *= kKeep;
+    b0_ *= kKeep;
+    b1_ *= kKeep;
     solve();
   }
 
@@ -76,6 +90,7 @@ class StepFit {
     }
   }
 
+  static constexpr double kKeep = 0.9;  // about the last 10 steps
   double p0_ = 0, p1_ = 0, w0_ = 0, w1_ = 0;
   double m00_ = 0, m01_ = 0, m11_ = 0, b0_ = 0, b1_ = 0;
   double th0_ = 0, th1_ = 0;
@@ -87,8 +102,10 @@ class StepCostModel {
   // Priors, per row on one thread, measured on a 2-core Intel machine at
   // 200k x 100 (benchmarks/RESULTS.md, "The cost model, measured"): a dense
   // step scans a row in about 6 ns and computes a 100-value row in about
-  // 0.35 us; a cell step scans a member in about 10 ns (scattered, plus its
-  // compaction). The first measured steps replace them.
+  // 0.35 us; a cell step cost about 10 ns per member of the cells it
+  // visited when it scanned them all (it now reads only the rows in reach,
+  // so the prior errs toward dense steps). The first measured steps replace
+  // them, and a kind not run for a while fades back to its prior.
   void init(int64_t n, int64_t c, int max_team) {
     n_ = static_cast<double>(n);
     const double comp = 0.35e-6 * static_cast<double>(std::max<int64_t>(c, 8)) / 100.0;
@@ -102,11 +119,13 @@ class StepCostModel {
 
   void dense_done(int team, int64_t reach, int64_t computed, double seconds) {
     dense_[slot(team)].add(n_, static_cast<double>(computed), seconds);
+    for (StepFit& f : cell_) f.fade();
     ratio(reach, computed);
   }
 
   void cell_done(int team, int64_t visited, int64_t computed, double seconds) {
     cell_[slot(team)].add(static_cast<double>(visited), static_cast<double>(computed), seconds);
+    for (StepFit& f : dense_) f.fade();
     ratio(visited, computed);
   }
 

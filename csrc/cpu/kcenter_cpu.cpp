@@ -406,7 +406,7 @@ class CpuState final : public KCenterState {
     pool_.stats.rows_eligible += pool_.p.n - pool_.taken;
     pool_.stats.rows_in_reach += rows;
     cells_.use_projection(step_projection());
-    const StepResult r = cells_.finish_step(id, picked, rows);
+    const StepResult r = cells_.finish_step(id, rows);
     projection_done();
     cost_.cell_done(team, rows, pool_.stats.rows_computed - computed0, seconds_since(t0));
     return r;
