@@ -52,21 +52,15 @@ def force(method: Optional[str]) -> Iterator[None]:
         _forced = saved
 
 
-def forced_method() -> Optional[str]:
-    """The method forced through `force` or PCORESET_START, or None."""
-    forced = _forced or os.environ.get("PCORESET_START") or None
-    if forced is not None and forced not in _METHODS:
-        raise ValueError(f"PCORESET_START={forced!r}: choose one of {_METHODS}")
-    return forced
-
-
 def start_method(n: int, n_centers: int, c: int, max_work: float = EXACT_MAX_WORK) -> str:
     """How the start runs: "exact" (the state's direct pass, for N * M * C
     up to `max_work`, the backend's `exact_max_work`) or "certified"."""
-    forced = forced_method()
-    if forced is not None:
-        return forced
-    return "exact" if float(n) * n_centers * c <= max_work else "certified"
+    forced = _forced or os.environ.get("PCORESET_START") or None
+    if forced is None:
+        return "exact" if float(n) * n_centers * c <= max_work else "certified"
+    if forced not in _METHODS:
+        raise ValueError(f"PCORESET_START={forced!r}: choose one of {_METHODS}")
+    return forced
 
 
 def use_exact(n: int, n_centers: int, c: int, max_work: float = EXACT_MAX_WORK) -> bool:
@@ -120,21 +114,14 @@ def add_vectors(backend: Backend, state: KCenterState, problem: Problem, vecs: n
     state.seed_vectors_with_candidates(vecs, kernel_candidates(problem, vecs, values))
 
 
-def certified_candidates(problem: Problem, centers, values: Optional[Values] = None,
-                         k: int = K_OUT) -> np.ndarray:
-    """(N, k) int64 indices into `centers` (an (M, C) array): for every row,
-    candidate centers that contain its nearest center (and every center
-    within the kernel's rounding of it). Rows with fewer than k candidates
-    repeat their first one. `values(rows)` gives pool rows as the kernel
-    sees them (NumPy or torch; default: `default_values`). Taken (labeled)
-    rows get candidates too; the kernels ignore them."""
-    return candidates(problem, centers, values, k).astype(np.int64)
-
-
 def nearest_candidates(problem: Problem, k: int = K_OUT, centers=None,
                        values: Optional[Values] = None) -> np.ndarray:
-    """(N, k) int64 certified candidates (see `certified_candidates`);
-    centers=None: the problem's initial centers (labeled rows, then center
-    vectors; indices then point into that concatenation)."""
-    values = values or default_values(problem)
-    return candidates(problem, centers, values, k).astype(np.int64)
+    """(N, k) int64 indices into the centers: for every row, candidate
+    centers that contain its nearest center (and every center within the
+    kernel's rounding of it); rows with fewer than k repeat their first one.
+    centers: an (M, C) array (NumPy or torch), or None for the problem's
+    initial centers (labeled rows, then center vectors; indices then point
+    into that concatenation). values(rows): pool rows as the kernel sees them
+    (default: `default_values`). Taken (labeled) rows get candidates too;
+    the kernels ignore them."""
+    return candidates(problem, centers, values or default_values(problem), k).astype(np.int64)

@@ -125,7 +125,7 @@ def candidates(problem: Problem, centers, values: Optional[Values], k: int,
     src = as_centers(problem, centers, values)
     n, c, m = problem.n, problem.c, src.m
     if m == 0:
-        raise ValueError("certified_candidates needs at least one center")
+        raise ValueError("the certified search needs at least one center")
 
     def get(ids):
         return host(src.get(np.asarray(ids, dtype=np.int64)), acc)
@@ -163,7 +163,6 @@ def _search(problem: Problem, values: Values, yget, rep: np.ndarray, b: Bounds,
             out: np.ndarray, workers: Workers) -> None:
     """yget(u): the distinct centers u (indices into rep) in the accumulation
     dtype; out (N, k) receives indices into the original centers."""
-    n, c = problem.n, problem.c
     m = int(rep.size)
     # 1-2. pivots: farthest-first over the distinct centers (a strided sample
     # of them when there are many: the pivots only need to cover the centers)
@@ -230,6 +229,6 @@ def _assign(problem: Problem, values: Values, r: np.ndarray, workers: Workers):
         ps = pc[o]
         order[nxt[ps] + (np.arange(o.size) - (np.cumsum(cnt) - cnt)[ps])] = s + o
         nxt += cnt
-    del pivot_of
+    pivot_of = None  # freed before the heap is trimmed
     _memory.trim_heap()
     return order, (np.cumsum(counts) - counts).tolist(), counts.tolist(), s2
