@@ -315,6 +315,36 @@ def test_fused_epilogue_does_not_depend_on_the_thread_count(dtype):
     np.testing.assert_array_equal(one[0][:, 0][one[1] <= 4], d.argmin(1)[one[1] <= 4])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pivot_assignment_and_norms_in_cpp_match_numpy(dtype):
+    # The C++ passes work on whole SIMD registers with independent minima;
+    # they must pick the lowest index among equal minima, never a NaN, and
+    # give upper bounds of the shifted squared norms, whatever the lanes.
+    from pcoreset import _C
+    rng = np.random.default_rng(8)
+    rows, p, c = 3000, 37, 29  # neither a multiple of the lanes
+    x = (np.round(rng.random((rows, c)) * 8) / 8).astype(dtype)  # quantised: many ties
+    r = x[rng.choice(rows, p, replace=False)].copy()
+    r[21] = r[3]  # equal pivots: the lower index wins
+    g = x @ r.T
+    g[7, :] = np.nan  # no finite distance: pivot 0
+    g[8, 10:] = np.nan  # a NaN never wins
+    rn2 = (r * r).sum(1)
+    piv, s2 = _C.assign_pivots(x, g, r, rn2)
+    d = rn2[None, :] + dtype(-2.0) * g
+    np.testing.assert_array_equal(piv, np.where(np.isnan(d), np.inf, d).argmin(1))
+    assert not np.any(piv == 21)
+    sh = (x - r[piv]).astype(np.float64)  # the float shift, then exact squares
+    want = (sh * sh).sum(1)
+    s2 = s2.astype(np.float64)
+    assert np.all(s2 >= want * (1 - 1e-13))
+    np.testing.assert_allclose(s2, want, rtol=4 * np.finfo(dtype).eps, atol=0)
+    norm, norm2 = _C.row_norms(x)
+    np.testing.assert_allclose(norm, np.sqrt((x.astype(np.float64) ** 2).sum(1)), rtol=1e-13)
+    assert norm2.dtype == dtype
+    np.testing.assert_allclose(norm2, np.einsum("ij,ij->i", x, x), rtol=c * np.finfo(dtype).eps)
+
+
 @pytest.mark.parametrize("pool", sorted(POOLS))
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("cache", [0.0, 1.0])
