@@ -106,7 +106,10 @@ def group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: Bounds, out
             o = np.arange(rows_c.size)
             need = np.full(rows_c.size, mn, dtype=np.int64)
         cs.upto(min(int(need[-1]), wide_at))  # one read for the chunk's tiles
+        # the chunk's rows in order of need, so that each tile is a slice
+        xs, nx2, nx, ra_c, rows_c = xs[o], nx2[o], nx[o], ra[s:s + chunk][o], rows_c[o]
         cnt = int(rows_c.size)
+        ids = np.empty((cnt, b.k), dtype=np.int64)
         t = 0
         while t < cnt:
             # a tile: rows whose reach holds at most about 1.5x the centers
@@ -115,20 +118,17 @@ def group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: Bounds, out
             e = int(np.searchsorted(need, lim, side="right"))
             e = max(t + 1, min(e, t + max(1, sizes.TILE // int(need[max(t, e - 1)]))))
             m_here = int(need[e - 1])
-            idx = o[t:]
             if m_here > wide_at:
                 # the rest reach more centers than a worker keeps: searched
                 # together, block of centers by block
-                ids = wide(xs[idx], nx2[idx], nx[idx], ra[s:s + chunk][idx], v[idx], cs, near_lb2, need[t:],
-                           wide_at, b)
-                out[rows_c[idx]] = rep_near[ids]
+                ids[t:] = wide(xs[t:], nx2[t:], nx[t:], ra_c[t:], v[o[t:]], cs, near_lb2, need[t:], wide_at, b)
                 break
-            idx = o[t:e]
             cs.upto(m_here)
-            g = xs[idx] @ cs.sh[:m_here].T
-            ids = tile_candidates(g, nx2[idx], cs.ny2[:m_here], nx[idx], cs.ny[:m_here], lambda: v[idx], cs, b)
-            out[rows_c[idx]] = rep_near[ids]
+            g = xs[t:e] @ cs.sh[:m_here].T
+            ids[t:e] = tile_candidates(g, nx2[t:e], cs.ny2[:m_here], nx[t:e], cs.ny[:m_here],
+                                       lambda: v[o[t:e]], cs, b)
             t = e
+        out[rows_c] = rep_near[ids]
 
 
 def wide(xs, nx2, nx, ra, v, cs: Near, near_lb2, need, block: int, b: Bounds) -> np.ndarray:
