@@ -402,6 +402,9 @@ py::dict build_info() {
   d["simd_variants"] = py::make_tuple("baseline");
 #endif
   d["lanes"] = 32;
+  d["projection_min_c"] = pcoreset::kProjectionMinC;
+  d["projection_dims"] = py::make_tuple(pcoreset::projection_dims(pcoreset::kProjectionMinC - 1),
+                                        pcoreset::projection_dims(pcoreset::kProjectionMinC));
   return d;
 }
 

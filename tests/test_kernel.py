@@ -342,6 +342,36 @@ def test_rows_pushed_from_inside_a_cell_leave_it(c, quantised, cell_steps_only):
     assert states[0].stats()["cell_steps"] > 200
 
 
+@pytest.mark.parametrize("mode", ["cells", "pruned-dense", "default", "projection"])
+@pytest.mark.parametrize("dtype,huge", [("bfloat16", 1e25), ("float32", 1e25), ("float64", 1e160)])
+@pytest.mark.parametrize("labeled", [[], [0, 1]])
+def test_overflowing_distances_keep_the_unpruned_picks(dtype, huge, labeled, mode, monkeypatch):
+    # rows this large have squared distances that overflow to +inf in the
+    # accumulation type (select rescales such pools first; the kernel itself
+    # must still be exact on them): an infinite running minimum is never
+    # pruned, a cell or center whose reach is infinite is always visited, and
+    # a row whose every distance is +inf still gets a nearest center (the
+    # lowest), so the pruned runs give the unpruned picks, radii and minima
+    monkeypatch.setenv("PCORESET_CELL_VISIT", {"cells": "1", "pruned-dense": "0"}.get(mode, ""))
+    monkeypatch.setenv("PCORESET_PROJECTION", "1" if mode == "projection" else "")
+    rng = np.random.default_rng(len(labeled))
+    for c in (3, 24):
+        x = rng.random((500, c))
+        x[rng.random(500) < 0.6] *= huge  # a mix: finite and infinite distances
+        x[100:140] = x[100]  # exact duplicates among them
+        arr, _ = stored(x, dtype)
+        out = []
+        for prune in (True, False):
+            s = _C.KCenterState(arr, dtype, False, 1.0, prune, 1)
+            if labeled:
+                s.seed_rows(np.array(labeled))
+            p, r = s.run(300)
+            out.append((p, r, s.min_dist2()))
+        assert np.isinf(out[1][1]).any() and np.isfinite(out[1][1]).any()
+        for a, b in zip(*out):
+            np.testing.assert_array_equal(a, b)
+
+
 def numpy_greedy_excluding(x, labeled, done, banned, budget):
     mind = np.full(len(x), np.inf)
     taken = np.zeros(len(x), bool)

@@ -215,3 +215,28 @@ def test_projection_keeps_a_memmap_out_of_memory(tmp_path, monkeypatch):
     assert s.stats()["proj_builds"] == 1
     peak_mib = (_status_kib("VmHWM") - before) / 1024
     assert peak_mib < 64, f"peak {peak_mib:.0f} MiB over a 96 MB file"
+
+
+def test_the_memory_estimate_follows_the_kernels_projection_rule(monkeypatch):
+    # the rule (from which C the cost model considers the bound, how many
+    # directions) is the kernel's, exported by build_info: the estimate
+    # counts the projected rows exactly where the kernel may build them
+    from pcoreset.backends import cpu
+
+    info = _C.build_info()
+    min_c, (small, large) = info["projection_min_c"], info["projection_dims"]
+    part = "projection bound (rows projected, error bounds)"
+    monkeypatch.delenv("PCORESET_PROJECTION", raising=False)
+    assert part not in cpu.BACKEND.memory_parts(1000, min_c - 1, "float32", 10, 10, False)
+    assert cpu.BACKEND.memory_parts(1000, min_c, "float32", 10, 10, False)[part] == 1000 * 4 * (large + 3)
+    monkeypatch.setenv("PCORESET_PROJECTION", "1")  # forced: any C
+    assert cpu.BACKEND.memory_parts(1000, 100, "float32", 10, 10, False)[part] == 1000 * 4 * (small + 3)
+    monkeypatch.setenv("PCORESET_PROJECTION", "0")
+    assert part not in cpu.BACKEND.memory_parts(1000, min_c, "float32", 10, 10, False)
+    # below min_c the cost model never builds it, however long the run
+    monkeypatch.delenv("PCORESET_PROJECTION")
+    x64, lab = pool("clustered", 3000, min_c - 1, seed=5)
+    s = _C.KCenterState(x64, "float64", False, 1.0, True, 1)
+    s.seed_rows(lab)
+    s.run(400)
+    assert s.stats()["proj_builds"] == 0 and s.stats()["proj_checked"] == 0

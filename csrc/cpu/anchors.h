@@ -146,7 +146,7 @@ class AnchorIndex {
         dcc2 = center_dist2(q.center(e.a), ctr, q.p.c, e.bound);
         stats->center_dists += 1;
       }
-      if (dcc2 < e.bound || e.a == from) {
+      if (dcc2 < e.bound || !finite_bound(e.bound) || e.a == from) {
         stamp_[e.a] = epoch_;
         out->push_back(Affected<A>{e.a, dcc2});
       }

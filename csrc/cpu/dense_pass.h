@@ -163,7 +163,10 @@ class DensePass {
         int64_t best_c = q.nearest[i];
         for (int64_t a = first; a < total; ++a) {
           const A d = q.dist_row(i, q.center(a), q.p.prune ? best : A(-1));
-          if (d < best) {  // centers in increasing order: the lower index keeps ties
+          // centers in increasing order: the lower index keeps ties; a row
+          // with no center yet takes the first one, even at +inf (squared
+          // distances of huge values overflow)
+          if (d < best || best_c < 0) {
             best = d;
             best_c = a;
           }
@@ -252,7 +255,7 @@ class DensePass {
           if (!skip) {
             ++computed_rows;
             const A d = q.dist_row(i, ctr, prune ? m : A(-1));
-            if (d < m) {
+            if (d < m || a < 0) {  // a row with no center yet takes this one, even at +inf
               m = d;
               q.mind[i] = d;
               q.nearest[i] = id32;

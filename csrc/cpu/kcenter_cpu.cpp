@@ -301,7 +301,7 @@ class CpuState final : public KCenterState {
            cost_.dense_cost(team, r);
   }
 
-  // The projection bound (rows of at least kProjMinC values: at C = 100 the
+  // The projection bound (rows of at least kProjectionMinC values: at C = 100 the
   // checks cost more than the cell steps' early-exit distances they save,
   // measured; any C when
   // forced; the basis is computed from a sample of rows unless
@@ -323,10 +323,8 @@ class CpuState final : public KCenterState {
   // (rows come closer to their centers as the run goes on).
   static constexpr int64_t kProjWait = 32;
   static constexpr double kProjPayback = 2.0;
-  static constexpr int64_t kProjMinC = 256;
   int64_t projection_dims() const {
-    if (proj_.has_basis()) return proj_.dims();
-    return pool_.p.c < 256 ? 16 : 32;
+    return proj_.has_basis() ? proj_.dims() : pcoreset::projection_dims(pool_.p.c);
   }
   bool projection_pays_off(int64_t id) {
     const double n = static_cast<double>(pool_.p.n);
@@ -342,7 +340,7 @@ class CpuState final : public KCenterState {
     proj_now_ = false;
     computed0_ = pool_.stats.rows_computed;
     if (!pool_.p.prune || proj_force_ == 0 || num_centers() < 2) return;
-    if (proj_force_ != 1 && !proj_.has_basis() && pool_.p.c < kProjMinC) return;
+    if (proj_force_ != 1 && !proj_.has_basis() && pool_.p.c < kProjectionMinC) return;
     if (proj_force_ == 1) {
       proj_now_ = true;
     } else if (!proj_.rows_ready()) {

@@ -19,11 +19,14 @@ if _C is not None:
     KCenterState.register(_C.KCenterState)
 
 
-# The projection bound (csrc/cpu/projection.h): the kernel projects the rows
-# (d + 3 floats each, d = 32 from 256 values) when rows have at least
-# PROJECTION_MIN_C values and its cost model expects the pass to pay (at
-# C = 100 it was slower than the cell steps without it: benchmarks/RESULTS.md).
-PROJECTION_MIN_C = 256
+def _projection_rule():
+    """(min C, dims below 256 values, dims from 256) of the kernel's projection
+    bound (csrc/cpu/projection.h), as the built kernel states them: its cost
+    model considers the bound only from min C values a row, and a forced
+    bound (PCORESET_PROJECTION=1) runs at any C."""
+    info = _C.build_info()
+    small, large = info["projection_dims"]
+    return int(info["projection_min_c"]), int(small), int(large)
 
 
 def _projection_mode() -> str:
@@ -73,17 +76,22 @@ class CpuBackend(Backend):
                      from_logits: bool) -> Dict[str, int]:
         # the kernel: mind_ (acc) and nearest_ (int32) per row; the cells keep
         # each row once as a member (row uint32 + running minimum, padded to
-        # 8 or 16 bytes), with its values for C <= 16; a scratch list of the
-        # rows one step computes (at most every row) while a step runs
+        # 8 or 16 bytes), with its values for C <= 16; while a step runs, at
+        # most every row in its scratch: the rows it computes (two pointer
+        # lists for their radix sort) and the rows that move (members, two
+        # 16-byte sort keys and an index each)
         acc = 8 if dtype == "float64" else 4
         member = 8 if acc == 4 else 16
         parts = {
             "running minimum, nearest center": n * (acc + 4),
-            "cells (members, short rows' values, step scratch)": n * member + (n * c * acc if c <= 16 else 0) + n * 8,
+            "cells (members, short rows' values, step scratch)": n * member + (n * c * acc if c <= 16 else 0) + n * (16 + member + 36),
             "centers (values, radius, heap, anchor index)": centers * (c * acc + 64),
         }
-        if c >= PROJECTION_MIN_C and _projection_mode() != "0":
-            parts["projection bound (rows projected, error bounds)"] = n * 4 * ((16 if c < 256 else 32) + 3)
+        min_c, small, large = _projection_rule()
+        mode = _projection_mode()
+        if (c >= min_c and mode != "0") or mode == "1":
+            dims = small if c < 256 else large
+            parts["projection bound (rows projected, error bounds)"] = n * 4 * (dims + 3)
         if from_logits:
             parts["softmax row constants"] = n * 2 * acc
         return parts

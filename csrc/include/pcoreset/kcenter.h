@@ -10,6 +10,14 @@
 
 namespace pcoreset {
 
+// The CPU kernel's projection bound (csrc/cpu/projection.h): the cost model
+// considers it only for rows of at least kProjectionMinC values (at C = 100
+// its checks cost about what the early-exit distances they save cost,
+// measured), and projects onto projection_dims(c) directions (d + 3 floats
+// a row kept in RAM). Exported by build_info for the memory estimate.
+constexpr int64_t kProjectionMinC = 256;
+constexpr int64_t projection_dims(int64_t c) { return c < 256 ? 16 : 32; }
+
 // What a k-center run needs to know about its pool. Rows are C-contiguous.
 struct KCenterParams {
   int64_t n = 0;             // rows in the pool

@@ -170,8 +170,19 @@ template <typename A> struct PruneSlack;
 template <> struct PruneSlack<float> { static constexpr float value = 4.0f * (1.0f + 1e-3f); };
 template <> struct PruneSlack<double> { static constexpr double value = 4.0 * (1.0 + 1e-9); };
 
+// A bound that overflowed to +inf proves nothing: squared distances of rows
+// whose values are near the square root of the largest finite value
+// overflow, and inf - inf has no sign. A row whose running minimum is
+// infinite (or so large that the slack overflows) is never skipped, and a
+// center whose reach is infinite is always visited (finite_bound false).
+template <typename A> struct MaxFinite;
+template <> struct MaxFinite<float> { static constexpr float value = 3.40282347e+38f; };
+template <> struct MaxFinite<double> { static constexpr double value = 1.7976931348623157e+308; };
+template <typename A> PCS_HD bool finite_bound(A bound) { return bound <= MaxFinite<A>::value; }
+
 template <typename A> PCS_HD bool can_skip_row(A dcc2, A mind2) {
-  return dcc2 >= PruneSlack<A>::value * mind2;
+  const A bound = PruneSlack<A>::value * mind2;
+  return dcc2 >= bound && finite_bound(bound);
 }
 
 // Running minimum of a row that was labeled, picked or excluded: negative, so
@@ -183,8 +194,9 @@ template <typename A> PCS_HD bool is_eligible(A mind2) { return mind2 >= A(0); }
 // Refining a row's nearest center among candidates: center `a` at squared
 // distance d replaces the current (best, best_center) when strictly closer,
 // or equally close with a lower center index.
+// No center yet (best_center < 0): any, even at +inf.
 template <typename A> PCS_HD bool closer_center(A d, int64_t a, A best, int64_t best_center) {
-  return d < best || (d == best && a < best_center);
+  return best_center < 0 || d < best || (d == best && a < best_center);
 }
 
 // Tie rule: the larger distance wins; on equal distances the lower row index.
