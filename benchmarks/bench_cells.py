@@ -630,6 +630,12 @@ def _child_select(spec, out):
     t, _ = _timed(pcoreset.select, x, lab, spec["budget"], backend="cpu")
     out.update(seconds=t, stats=registry.get("cpu").last_stats, peak_reset=exact_peak,
                extra_peak_mib=(_rss_kib("VmHWM") - rss0) / 1024.0, pool_mib=x.nbytes / 2**20)
+    if spec.get("split"):  # where the time goes: the same work as a Selector, start and steps apart
+        t0 = time.perf_counter()
+        sel = pcoreset.Selector(x, lab, backend="cpu")
+        t1 = time.perf_counter()
+        sel.next(spec["budget"])
+        out.update(split_start=t1 - t0, split_steps=time.perf_counter() - t1)
     return out
 
 
@@ -778,7 +784,7 @@ def _vs_torch(g: Goals, args, target, spec, goal, steps):
     for k in loads(args):
         load = "quiet" if k == 0 else f"{k} busy"
         with busy(k):
-            ours = run_child(dict(spec, kind="select"))
+            ours = run_child(dict(spec, kind="select", split=True))
             ref = run_child(dict(spec, kind="torch_split", steps=steps))
         if "seconds" not in ours or "seconds" not in ref:
             g.add(target, load, f"{_err(ours)} / {_err(ref)}", f">= {goal}x", False, "", "")
@@ -788,8 +794,11 @@ def _vs_torch(g: Goals, args, target, spec, goal, steps):
                f"{ref['steps_seconds']:.2f} s, extrapolated to B={spec['budget']}" if ref["extrapolated"]
                else "torch measured")
         st = ours.get("stats") or {}
+        split = (f" (as a Selector: start {ours['split_start']:.2f} s, {spec['budget']} steps "
+                 f"{ours['split_steps']:.2f} s, {ours['split_steps'] / max(1, spec['budget']) * 1e3:.2f} ms a step)"
+                 if "split_start" in ours else "")
         g.add(target, load, f"{ratio:.1f}x", f">= {goal}x", ratio >= goal,
-              f"pcoreset {ours['seconds']:.2f} s, torch {ref['seconds']:.1f} s ({how}); {_bounds(st)}",
+              f"pcoreset {ours['seconds']:.2f} s{split}, torch {ref['seconds']:.1f} s ({how}); {_bounds(st)}",
               f"{ours['load']} / {ref['load']}")
 
 

@@ -138,14 +138,30 @@ class AnchorIndex {
       }
     }
     const int64_t nc = static_cast<int64_t>(cand_.size());
-    for (int64_t j = 0; j < nc; ++j) {
-      if (j + kAhead < nc && cand_[j + kAhead].known < A(0)) prefetch_center(cand_[j + kAhead].a);
-      const Cand& e = cand_[j];
-      A dcc2 = e.known;
-      if (dcc2 < A(0)) {
-        dcc2 = center_dist2(q.center(e.a), ctr, q.p.c, e.bound);
-        stats->center_dists += 1;
+    // enough of them run on the team, each thread over a contiguous range
+    const int nt = nc * q.p.c >= kParallelValues ? q.team() : 1;
+    int64_t measured = 0;
+#pragma omp parallel num_threads(nt) reduction(+ : measured)
+    {
+#ifdef _OPENMP
+      const int64_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+      const int64_t tid = 0, nth = 1;
+#endif
+      const int64_t lo = nc * tid / nth, hi = nc * (tid + 1) / nth;
+      for (int64_t j = lo; j < hi; ++j) {
+        if (j + kAhead < hi && cand_[j + kAhead].known < A(0)) prefetch_center(cand_[j + kAhead].a);
+        Cand& e = cand_[j];
+        if (e.known < A(0)) {
+          e.known = center_dist2(q.center(e.a), ctr, q.p.c, e.bound);
+          ++measured;
+        }
       }
+    }
+    stats->center_dists += measured;
+    for (int64_t j = 0; j < nc; ++j) {
+      const Cand& e = cand_[j];
+      const A dcc2 = e.known;
       if (dcc2 < e.bound || !finite_bound(e.bound) || e.a == from) {
         stamp_[e.a] = epoch_;
         out->push_back(Affected<A>{e.a, dcc2});
@@ -187,13 +203,16 @@ class AnchorIndex {
 
   // A center of a window that its anchor does not rule out: its bound on
   // the squared distance (-1 for the picked row's cell, always kept), and
-  // its distance when already known (an anchor's; else -1).
+  // its distance when already known (an anchor's; else -1, then measured).
   struct Cand {
     int64_t a;
     A bound;
     A known;
   };
   static constexpr int64_t kAhead = 4;
+  // Values measured (candidates x C) before a second thread pays: a parallel
+  // region costs a few microseconds on a quiet machine.
+  static constexpr int64_t kParallelValues = int64_t(1) << 18;
   void prefetch_center(int64_t a) const {
     const char* p = reinterpret_cast<const char*>(pool_.center(a));
     const int64_t bytes = std::min<int64_t>(pool_.p.c * static_cast<int64_t>(sizeof(A)), 1024);

@@ -220,8 +220,10 @@ class CellIndex {
   // A step runs on several threads only when its rows outnumber this (a
   // parallel region costs tens of microseconds, more on a busy machine).
   static constexpr int64_t kParallelRows = 32768;
-  // Pool-reading steps: values computed before a second thread pays.
-  static constexpr int64_t kParallelValues = int64_t(1) << 21;
+  // Pool-reading steps: values computed before a second thread pays (a
+  // parallel region costs a few microseconds on a quiet machine; the team
+  // shrinks under load).
+  static constexpr int64_t kParallelValues = int64_t(1) << 18;
   // Rows of a cell are scattered over the pool: reading them one after the
   // other waits on memory for each, so the first cache lines of the rows a
   // few places ahead are prefetched.
