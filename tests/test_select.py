@@ -434,3 +434,29 @@ def test_ordinary_magnitudes_keep_their_dtype(monkeypatch):
     pcoreset.kcenter_greedy(x * 1e15, [0], 5)
     pcoreset.kcenter_greedy(x * 1e19, [0], 5)
     assert seen == ["float32", "float32", "float64"]
+
+
+def test_float16_checks_read_every_bit_pattern_as_numpy_does():
+    # float16 pools are checked through a table of all bit patterns (NumPy's
+    # cast is slow on the subnormals that softmax rows are full of): the same
+    # float32 values as astype, NaN and inf where astype has them
+    from pcoreset._problem import _float16_as_float32, check_values
+
+    bits = np.arange(65536, dtype=np.uint32).astype(np.uint16)
+    want = bits.view(np.float16).astype(np.float32)
+    got = _float16_as_float32(bits.view(np.float16).reshape(256, 256)).ravel()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    np.testing.assert_array_equal(got[ok].view(np.uint32), want[ok].view(np.uint32))
+    # a pool of subnormal-heavy softmax rows passes; a bad value is named by row
+    z = np.random.default_rng(0).normal(0, 3.0, size=(300, 400))
+    p = np.exp(z - z.max(1, keepdims=True))
+    x = (p / p.sum(1, keepdims=True)).astype(np.float16)
+    assert (np.abs(x[x != 0]) < np.finfo(np.float16).tiny).any()  # subnormals present
+    check_values(x, "float16", True)
+    for bad, why in ((np.inf, "NaN or inf value in row 123"), (np.nan, "NaN or inf value in row 123"),
+                     (-0.5, "row 123 is not a probability vector")):
+        y = x.copy()
+        y[123, 7] = bad
+        with pytest.raises(pcoreset.InvalidInputError, match=why):
+            check_values(y, "float16", True)
