@@ -372,6 +372,26 @@ def test_overflowing_distances_keep_the_unpruned_picks(dtype, huge, labeled, mod
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", [1, 7, 8, 9, 33])
+def test_rows_values_are_the_stored_values(dtype, c):
+    # the start's search reads rows through rows_values: exactly the stored
+    # values in the accumulation type (float16 through vcvtph2ps in the AVX2
+    # build: subnormals, signed zeros and the largest halves included)
+    rng = np.random.default_rng(c)
+    x = rng.random((50, c)) * rng.choice([1e-7, 1e-5, 1.0, 6e4], size=(50, 1))
+    x[rng.random((50, c)) < 0.2] *= -1
+    x[3] = -0.0
+    arr, want = stored(x, dtype)
+    s = _C.KCenterState(arr, dtype, False, 1.0, True, 1)
+    rows = np.array([0, 3, 49, 17, 3], dtype=np.int64)
+    got = s.rows_values(rows)
+    assert got.dtype == (np.float64 if dtype == "float64" else np.float32)
+    acc = want[rows].astype(got.dtype)
+    np.testing.assert_array_equal(got.view(np.uint64 if dtype == "float64" else np.uint32),
+                                  acc.view(np.uint64 if dtype == "float64" else np.uint32))
+
+
 def numpy_greedy_excluding(x, labeled, done, banned, budget):
     mind = np.full(len(x), np.inf)
     taken = np.zeros(len(x), bool)

@@ -83,6 +83,7 @@ struct Pool {
 
   void row_values_into(int64_t i, A* out) const {
     const S* row = x + i * p.c;
+    if (!p.from_logits) return load_row<S, A>(row, p.c, out);
     const SoftmaxRow<A> s = softmax_of(i);
     for (int64_t j = 0; j < p.c; ++j) out[j] = row_value<S, A>(row, j, p.from_logits, s, inv_t);
   }
