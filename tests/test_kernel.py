@@ -506,8 +506,15 @@ def test_degenerate_pools_give_the_picks_of_the_dense_pass(kind, c, mode, monkey
         if kind == "identical" and mode in ("default", "cells"):
             # every cell holds rows at distance 0 only: no step visits one
             assert st["cells_visited"] == 0 and st["rows_visited"] == 0 and st["cell_builds"] == 1
-        if mode == "default":  # the cost model does not churn between the two steps
-            assert st["cell_builds"] <= 3
+        if mode == "default":
+            # the cost model does not churn between the two steps: the kind
+            # not running fades back to its prior over tens of steps, and
+            # each return to the cells after a short stretch of them doubles
+            # the dense steps required before the next (8, 16, 32, ...), so
+            # these 270 steps allow at most 6 builds whatever the timings
+            # (without the doubling a slow machine could rebuild every few
+            # steps)
+            assert st["cell_builds"] <= 6
 
 
 def test_zero_distance_rows_in_parallel_cell_steps(cell_steps_only):

@@ -58,13 +58,16 @@ class StepFit {
   // of its own had, so a kind not run for a while drifts back to its prior
   // and gets tried again (one burst of load while it ran must not rule it
   // out for the rest of the run).
+  // Slower than a step of its own ages them (kFade against kKeep): about 35
+  // steps of the other kind halve their weight, so a kind that lost is not
+  // tried again at once (each try of the cells costs a rebuild).
   void fade() {
     if (seen_ == 0) return;
-    m00_ *= kKeep;
-    m01_ *= kKeep;
-    m11_ *= kKeep;
-    b0_ *= kKeep;
-    b1_ *= kKeep;
+    m00_ *= kFade;
+    m01_ *= kFade;
+    m11_ *= kFade;
+    b0_ *= kFade;
+    b1_ *= kFade;
     solve();
   }
 
@@ -91,6 +94,7 @@ class StepFit {
   }
 
   static constexpr double kKeep = 0.9;  // about the last 10 steps
+  static constexpr double kFade = 0.98;
   double p0_ = 0, p1_ = 0, w0_ = 0, w1_ = 0;
   double m00_ = 0, m01_ = 0, m11_ = 0, b0_ = 0, b1_ = 0;
   double th0_ = 0, th1_ = 0;
