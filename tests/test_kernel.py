@@ -508,12 +508,12 @@ def test_degenerate_pools_give_the_picks_of_the_dense_pass(kind, c, mode, monkey
             assert st["cells_visited"] == 0 and st["rows_visited"] == 0 and st["cell_builds"] == 1
         if mode == "default":
             # the cost model does not churn between the two steps: the kind
-            # not running fades back to its prior over tens of steps, and
-            # each return to the cells after a short stretch of them doubles
-            # the dense steps required before the next (8, 16, 32, ...), so
-            # these 270 steps allow at most 6 builds whatever the timings
-            # (without the doubling a slow machine could rebuild every few
-            # steps)
+            # not running fades back to its prior over tens of steps, and a
+            # return to the cells after a short stretch of them doubles the
+            # dense steps required before the next (8, 16, 32, ...). The
+            # model follows timings, so the bound leaves room for noise: on
+            # a quiet machine these 270 steps build the cells 1-3 times,
+            # under AddressSanitizer beside two busy processes up to 4
             assert st["cell_builds"] <= 6
 
 
