@@ -392,6 +392,30 @@ def test_rows_values_are_the_stored_values(dtype, c):
                                   acc.view(np.uint64 if dtype == "float64" else np.uint32))
 
 
+def test_long_row_cell_steps_on_two_threads_equal_one(cell_steps_only):
+    # over long rows a step computes its rows and its window's candidate
+    # centers on the team from 2^18 values (here: C = 1000, a few hundred
+    # rows or centers); the result must not depend on the threads
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 1.0, size=(8, 1000))[rng.integers(0, 8, size=3000)] + rng.normal(0, 1.0, size=(3000, 1000))
+    x = np.exp(z - z.max(1, keepdims=True))
+    x = (x / x.sum(1, keepdims=True)).astype(np.float32)
+    lab = np.arange(0, 3000, 5)
+    out = []
+    for threads, prune in ((1, True), (2, True), (1, False)):
+        s = _C.KCenterState(x, "float32", False, 1.0, prune, threads)
+        s.seed_rows(lab)
+        p, r = s.run(120)
+        out.append((p, r, s.min_dist2(), s.stats()))
+    for p, r, m, _ in out[1:]:
+        np.testing.assert_array_equal(p, out[0][0])
+        np.testing.assert_array_equal(r, out[0][1])
+        np.testing.assert_array_equal(m, out[0][2])
+    one, two = out[0][3], out[1][3]
+    assert two["parallel_steps"] > 0 and one["parallel_steps"] == 0
+    assert two["cell_steps"] >= 119 and two["center_dists"] == one["center_dists"]
+
+
 def numpy_greedy_excluding(x, labeled, done, banned, budget):
     mind = np.full(len(x), np.inf)
     taken = np.zeros(len(x), bool)
