@@ -40,6 +40,31 @@ namespace pcoreset {
 namespace PCS_ISA {
 namespace {
 
+// Sorts v ascending by key(e), an unsigned integer of `bits` bits, by LSD
+// radix (11 bits a pass; a pass whose digit is the same for every element is
+// skipped, so rows below 2^22 take two passes). Stable; tmp is scratch.
+// The steps sort lists that are rebuilt every step (the rows to compute,
+// the new cell), where a comparison sort cost a fifth of a step.
+template <typename T, typename Key>
+void radix_sort(std::vector<T>& v, std::vector<T>& tmp, int bits, Key key) {
+  uint64_t any = 0, all = ~uint64_t(0);
+  for (const T& e : v) {
+    const uint64_t k = key(e);
+    any |= k;
+    all &= k;
+  }
+  const uint64_t varies = any ^ all;  // bits that are not the same in every key
+  tmp.resize(v.size());
+  for (int shift = 0; shift < bits; shift += 11) {
+    if (((varies >> shift) & 0x7FFu) == 0) continue;
+    size_t count[2049] = {0};
+    for (const T& e : v) ++count[((key(e) >> shift) & 0x7FFu) + 1];
+    for (int d = 0; d < 2048; ++d) count[d + 1] += count[d];
+    for (const T& e : v) tmp[count[(key(e) >> shift) & 0x7FFu]++] = e;
+    v.swap(tmp);
+  }
+}
+
 template <typename S>
 class CellIndex {
   using A = typename AccumOf<S>::type;
@@ -111,8 +136,7 @@ class CellIndex {
     if (!erase_member(a, i)) return;
     if (far_[a] == i) {
       q.mind[i] = P::kTaken;
-      rescan_cell(a);
-      heap_.fix(a, q.radius2[a], far_[a]);
+      reset_cell(a);
     }
   }
 
@@ -316,34 +340,20 @@ class CellIndex {
   // order_ = the permutation of fresh[0, count) into member order. With a
   // float running minimum the order is that of one 64-bit key (the bits of
   // a non-negative float order as the float; the row inverted), sorted by
-  // radix (11 bits a pass, passes whose digit never varies skipped): the
-  // first steps gather new cells of a large part of the pool, and a
-  // comparison sort of those was a sixth of a 3-D run.
+  // radix: the first steps gather new cells of a large part of the pool,
+  // and a comparison sort of those was a sixth of a 3-D run.
   void member_order(const Member* fresh, int64_t count) {
     const size_t n = static_cast<size_t>(count);
     order_.resize(n);
     if constexpr (sizeof(A) == 4) {
       if (n >= 64) {
         keyed_.resize(n);
-        keyed_tmp_.resize(n);
-        uint64_t any = 0, all = ~uint64_t(0);
         for (size_t t = 0; t < n; ++t) {
           uint32_t bits;
           std::memcpy(&bits, &fresh[t].mind, sizeof(bits));
-          const uint64_t key = (uint64_t(bits) << 32) | uint64_t(~fresh[t].row);
-          keyed_[t] = Keyed{key, static_cast<uint32_t>(t)};
-          any |= key;
-          all &= key;
+          keyed_[t] = Keyed{(uint64_t(bits) << 32) | uint64_t(~fresh[t].row), static_cast<uint32_t>(t)};
         }
-        const uint64_t varies = any ^ all;
-        for (int shift = 0; shift < 64; shift += 11) {
-          if (((varies >> shift) & 0x7FFu) == 0) continue;
-          size_t bucket[2049] = {0};
-          for (const Keyed& e : keyed_) ++bucket[((e.key >> shift) & 0x7FFu) + 1];
-          for (int k = 0; k < 2048; ++k) bucket[k + 1] += bucket[k];
-          for (const Keyed& e : keyed_) keyed_tmp_[bucket[(e.key >> shift) & 0x7FFu]++] = e;
-          keyed_.swap(keyed_tmp_);
-        }
+        radix_sort(keyed_, keyed_tmp_, 64, [](const Keyed& e) { return e.key; });
         for (size_t t = 0; t < n; ++t) order_[t] = keyed_[t].idx;
         return;
       }
@@ -640,27 +650,13 @@ class CellIndex {
   }
 
   // The rows to compute (todo_) in ascending row order, so that the pool is
-  // read forward. A radix sort on the row (11 bits a pass, passes whose
-  // digit is the same for every row skipped): the list is rebuilt every step
-  // and a comparison sort of it took a fifth of a step at 1M x 100.
+  // read forward.
   void sort_todo() {
-    const size_t n = todo_.size();
-    if (n < 64) {
+    if (todo_.size() < 64) {
       std::sort(todo_.begin(), todo_.end(), [](const Member* x, const Member* y) { return x->row < y->row; });
       return;
     }
-    uint32_t lo_or = 0, hi_and = ~0u;
-    for (Member* e : todo_) lo_or |= e->row, hi_and &= e->row;
-    const uint32_t varies = lo_or ^ hi_and;  // bits that are not the same in every row
-    todo_tmp_.resize(n);
-    for (int shift = 0; shift < 32; shift += 11) {
-      if (((varies >> shift) & 0x7FFu) == 0) continue;
-      size_t count[2049] = {0};
-      for (Member* e : todo_) ++count[((e->row >> shift) & 0x7FFu) + 1];
-      for (int k = 0; k < 2048; ++k) count[k + 1] += count[k];
-      for (Member* e : todo_) todo_tmp_[count[(e->row >> shift) & 0x7FFu]++] = e;
-      todo_.swap(todo_tmp_);
-    }
+    radix_sort(todo_, todo_tmp_, 32, [](const Member* e) { return uint64_t(e->row); });
   }
 
   // A step whose rows are read from the pool (C > kInlineValues): the rows

@@ -2,11 +2,11 @@
 // own timings.
 //
 // A step's time is modelled as theta . (rows reached, rows computed): a cell
-// step reaches the members of the cells it visits (v rows: it finds, by
-// binary search, the ones its row bound cannot rule out, computes those and
-// keeps the cells' order, heap and anchors) and computes the distances its
-// row bound cannot rule out; a dense step scans every row (n) and computes
-// the same rows (the same bounds decide), on the whole team. Each kind keeps a least-squares fit of its two per-row costs
+// step reaches the members of the cells it visits (v rows: by binary search
+// it finds the ones its row bound cannot rule out, computes those and keeps
+// the cells' order, heap and anchors); a dense step scans every row (n) and
+// computes the same rows (the same bounds decide), on the whole team. Each
+// kind keeps a least-squares fit of its two per-row costs
 // over its recent steps (old steps decay, so the fit follows the machine's
 // load), per team size (a dense step on two threads costs about half a step
 // on one; a cell step mostly runs on one), pulled toward a prior so that a
@@ -54,13 +54,12 @@ class StepFit {
     solve();
   }
 
-  // A step of the other kind ran: this fit's measurements age as if a step
-  // of its own had, so a kind not run for a while drifts back to its prior
-  // and gets tried again (one burst of load while it ran must not rule it
-  // out for the rest of the run).
-  // Slower than a step of its own ages them (kFade against kKeep): about 35
-  // steps of the other kind halve their weight, so a kind that lost is not
-  // tried again at once (each try of the cells costs a rebuild).
+  // A step of the other kind ran: this fit's measurements age, so a kind
+  // not run for a while drifts back to its prior and gets tried again (one
+  // burst of load while it ran must not rule it out for the rest of the
+  // run). Slower than a step of its own ages them (kFade against kKeep):
+  // about 35 steps of the other kind halve their weight, so a kind that lost
+  // is not tried again at once (each try of the cells costs a rebuild).
   void fade() {
     if (seen_ == 0) return;
     m00_ *= kFade;
