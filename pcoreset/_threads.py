@@ -25,7 +25,8 @@ except ImportError:  # the extension was not built: no load to adapt to but the 
     _available_threads = None
 
 
-def _cpus() -> int:
+def cores() -> int:
+    """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - non-Linux
@@ -39,7 +40,7 @@ def available(requested: int = 0) -> int:
     if requested > 0:
         return requested
     if _available_threads is None:
-        return _cpus()
+        return cores()
     return int(_available_threads(0))
 
 

@@ -506,3 +506,59 @@ def test_workers_stop_after_an_error_without_running_the_rest():
     finally:
         w.close()
     assert len(ran) < 10  # 200 items of 50 ms on 2 threads would take 5 s
+
+
+def _concurrency(monkeypatch, readings, requested=0, items=40):
+    """The most items of one pass that ran at once, with `_threads.available`
+    answering `readings` in turn (the last one from then on)."""
+    import threading
+    import time as _time
+
+    from pcoreset import _threads
+
+    answers = list(readings)
+    monkeypatch.setattr(_threads, "cores", lambda: 4)
+    monkeypatch.setattr(_threads, "available", lambda requested=0: answers.pop(0) if len(answers) > 1 else answers[0])
+    lock = threading.Lock()
+    now, most, done = [0], [0], []
+
+    def fn(i):
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        _time.sleep(0.01)
+        with lock:
+            now[0] -= 1
+            done.append(i)
+
+    w = certified.Workers(requested)
+    try:
+        w.each(fn, range(items))
+    finally:
+        w.close()
+    assert sorted(done) == list(range(items))  # every item ran once
+    return most[0]
+
+
+def test_workers_follow_the_thread_rule_while_a_pass_runs(monkeypatch):
+    """The default workers re-read the thread rule as they hand out items:
+    one reading of 1 (a busy moment) no longer holds for the whole pass, and
+    a machine that stays busy keeps the pass on one thread."""
+    assert _concurrency(monkeypatch, [1]) == 1
+    assert _concurrency(monkeypatch, [1, 1, 1, 4]) >= 3
+    assert _concurrency(monkeypatch, [4, 4, 1]) <= 4
+    assert _concurrency(monkeypatch, [1], requested=3) == 3  # the caller's count, whatever the machine
+
+
+def test_start_time_does_not_depend_on_one_reading(monkeypatch):
+    """The certified start gives the same candidates whatever the readings
+    of the thread rule while it runs."""
+    from pcoreset import _threads
+
+    x = clustered_pool(30_000, 12, seed=5)
+    p = make_problem(x, np.arange(0, 30_000, 7), 0, simplex=True, from_logits=False, temperature=1.0, prune=True,
+                     num_threads=0, progress=None)
+    want = _start.nearest_candidates(p)
+    flips = iter([1, 2] * 10_000)
+    monkeypatch.setattr(_threads, "available", lambda requested=0: requested or next(flips))
+    np.testing.assert_array_equal(_start.nearest_candidates(p), want)

@@ -37,34 +37,61 @@ from .search import group
 
 
 class Workers:
-    """fn(item) for every item, on `threads` Python threads kept for the whole
-    search: items write disjoint rows of the output, so the result does not
-    depend on the order. The same threads serve every pass, so each reuses
-    the memory its allocator arena freed (fresh threads would each grow a
-    new arena)."""
+    """fn(item) for every item, on worker threads kept for the whole search:
+    items write disjoint rows of the output, so the result does not depend on
+    the order or on how many run at once. The same threads serve every pass,
+    so each reuses the memory its allocator arena freed (fresh threads would
+    each grow a new arena).
 
-    def __init__(self, threads: int) -> None:
-        self.threads = max(1, int(threads))
+    requested > 0: that many items run at once. requested = 0 (the default):
+    as many as `_threads.available()` says now, re-read before each item is
+    handed out and at least every RESAMPLE seconds while items wait. One
+    reading taken at the start would hold for the whole search (seconds at
+    1M rows), and a reading is instantaneous: a kernel thread or another
+    process running for a few milliseconds at that moment had put a whole
+    start on one thread (measured on 2 cores at 1M x 100, L = 10k: 4.6-5.2 s
+    instead of 2.6-3.1 s, in 2 fresh processes out of 3)."""
+
+    RESAMPLE = 0.05  # seconds; the C++ kernel re-reads the rule as often
+
+    def __init__(self, requested: int = 0) -> None:
+        self.requested = max(0, int(requested))
+        self.threads = self.requested or _threads.cores()
         self.pool = None
         if self.threads > 1:
             from concurrent.futures import ThreadPoolExecutor
             self.pool = ThreadPoolExecutor(max_workers=self.threads)
 
+    def limit(self) -> int:
+        """Items to run at once now."""
+        return self.requested or min(self.threads, _threads.available(0))
+
     def each(self, fn, items) -> None:
-        items = list(items)
-        if self.pool is None or len(items) <= 1:
-            for it in items:
+        from collections import deque
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        todo = deque(items)
+        if self.pool is None or len(todo) <= 1:
+            for it in todo:
                 fn(it)
             return
-        # each item in a copy of the caller's context (NumPy's error state)
-        futures = [self.pool.submit(contextvars.copy_context().run, fn, it) for it in items]
+        running = set()
         try:
-            for f in futures:
-                f.result()
+            while todo or running:
+                if todo:
+                    most = self.limit()
+                    while todo and len(running) < most:
+                        # each item in a copy of the caller's context (NumPy's error state)
+                        running.add(self.pool.submit(contextvars.copy_context().run, fn, todo.popleft()))
+                done, running = wait(running, timeout=self.RESAMPLE if todo else None,
+                                     return_when=FIRST_COMPLETED)
+                for f in done:
+                    f.result()
         except BaseException:
-            # an error or Ctrl-C: the items not started never run, so the
+            # an error or Ctrl-C: the items not handed out never run, so the
             # caller unwinds after the running ones (bounded work), not the pass
-            for f in futures:
+            todo.clear()
+            for f in running:
                 f.cancel()
             raise
 
@@ -148,7 +175,7 @@ def candidates(problem: Problem, centers, values: Optional[Values], k: int,
     # few cores a multi-threaded BLAS starves the package's OpenMP regions
     # (measured on 2 cores: the start at 200k x 100, L = 2k took 3.2-3.5 s
     # with two BLAS threads and 1.8-2.2 s with one).
-    workers = Workers(_threads.available(problem.num_threads))
+    workers = Workers(problem.num_threads)
     try:
         # values near the float range overflow the GEMM identity's squares:
         # an inf (or NaN) distance or bound widens the search, never narrows it
