@@ -509,8 +509,9 @@ def test_workers_stop_after_an_error_without_running_the_rest():
 
 
 def _concurrency(monkeypatch, readings, requested=0, items=40):
-    """The most items of one pass that ran at once, with `_threads.available`
-    answering `readings` in turn (the last one from then on)."""
+    """The most items of one pass that ran at once on a 4-core machine, with
+    `_threads.available` answering `readings` in turn (the last one from
+    then on)."""
     import threading
     import time as _time
 
@@ -540,25 +541,26 @@ def _concurrency(monkeypatch, readings, requested=0, items=40):
     return most[0]
 
 
-def test_workers_follow_the_thread_rule_while_a_pass_runs(monkeypatch):
-    """The default workers re-read the thread rule as they hand out items:
-    one reading of 1 (a busy moment) no longer holds for the whole pass, and
-    a machine that stays busy keeps the pass on one thread."""
-    assert _concurrency(monkeypatch, [1]) == 1
-    assert _concurrency(monkeypatch, [1, 1, 1, 4]) >= 3
-    assert _concurrency(monkeypatch, [4, 4, 1]) <= 4
-    assert _concurrency(monkeypatch, [1], requested=3) == 3  # the caller's count, whatever the machine
+def test_default_workers_use_every_core_whatever_the_thread_rule_reads(monkeypatch):
+    """The start's workers run independent one-thread items: by default one
+    per core, even when a reading of the kernel's thread rule says the
+    machine is busy (one such reading had put whole starts on one thread);
+    a caller's count is kept."""
+    assert _concurrency(monkeypatch, [1]) == 4
+    assert _concurrency(monkeypatch, [1], requested=3) == 3
+    assert _concurrency(monkeypatch, [4], requested=1) == 1
 
 
-def test_start_time_does_not_depend_on_one_reading(monkeypatch):
-    """The certified start gives the same candidates whatever the readings
-    of the thread rule while it runs."""
+def test_start_candidates_do_not_depend_on_the_workers(monkeypatch):
+    """The certified start gives the same candidates on one worker and on
+    one per core, whatever the thread rule reads."""
     from pcoreset import _threads
 
     x = clustered_pool(30_000, 12, seed=5)
     p = make_problem(x, np.arange(0, 30_000, 7), 0, simplex=True, from_logits=False, temperature=1.0, prune=True,
                      num_threads=0, progress=None)
+    monkeypatch.setattr(_threads, "cores", lambda: 1)
     want = _start.nearest_candidates(p)
-    flips = iter([1, 2] * 10_000)
-    monkeypatch.setattr(_threads, "available", lambda requested=0: requested or next(flips))
+    monkeypatch.setattr(_threads, "cores", lambda: 3)
+    monkeypatch.setattr(_threads, "available", lambda requested=0: requested or 1)
     np.testing.assert_array_equal(_start.nearest_candidates(p), want)

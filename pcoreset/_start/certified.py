@@ -18,7 +18,7 @@ sees them; per row the search keeps an int32 pivot order, the squared norm
 of its shifted row and K_OUT int32 candidates.
 
 Threads: the pivot groups (and the assignment's row chunks) run on worker
-threads, one per available core; their GEMMs (one BLAS thread each), NumPy
+threads, one per core (see Workers); their GEMMs (one BLAS thread each), NumPy
 passes and the C++ epilogue release the GIL."""
 from __future__ import annotations
 
@@ -39,59 +39,48 @@ from .search import group
 class Workers:
     """fn(item) for every item, on worker threads kept for the whole search:
     items write disjoint rows of the output, so the result does not depend on
-    the order or on how many run at once. The same threads serve every pass,
-    so each reuses the memory its allocator arena freed (fresh threads would
-    each grow a new arena).
+    the order. The same threads serve every pass, so each reuses the memory
+    its allocator arena freed (fresh threads would each grow a new arena).
 
-    requested > 0: that many items run at once. requested = 0 (the default):
-    as many as `_threads.available()` says now, re-read before each item is
-    handed out and at least every RESAMPLE seconds while items wait. One
-    reading taken at the start would hold for the whole search (seconds at
-    1M rows), and a reading is instantaneous: a kernel thread or another
-    process running for a few milliseconds at that moment had put a whole
-    start on one thread (measured on 2 cores at 1M x 100, L = 10k: 4.6-5.2 s
-    instead of 2.6-3.1 s, in 2 fresh processes out of 3)."""
-
-    RESAMPLE = 0.05  # seconds; the C++ kernel re-reads the rule as often
+    requested > 0: that many threads; 0 (the default): one per core this
+    process may use, whatever the load. Each item runs on one thread (its
+    GEMMs on one BLAS thread, its C++ passes on one thread), so the workers
+    never wait for each other at a barrier, and the rule that keeps the
+    kernel's parallel regions off busy cores (`_threads.available`) is not
+    needed here. Applying it was measured worse (2 cores, 1M x 100,
+    L = 10k, medians side by side in one process, quiet / beside one busy
+    process):
+    - one worker per core: 3.4 s / 5.0 s;
+    - the rule read again before each item is handed out: 4.0 s / 6.7 s;
+    - the rule read once for the whole start: 2.6-3.1 s when it read 2, but
+      it read 1 in 2 fresh processes out of 3 on a quiet machine, and those
+      starts took 4.6-5.5 s. A reading is one moment's count of running
+      tasks, and on Linux 6.x a thread that has just gone to sleep can still
+      count as running.
+    """
 
     def __init__(self, requested: int = 0) -> None:
-        self.requested = max(0, int(requested))
-        self.threads = self.requested or _threads.cores()
+        self.threads = max(1, int(requested)) if requested and requested > 0 else _threads.cores()
         self.pool = None
         if self.threads > 1:
             from concurrent.futures import ThreadPoolExecutor
             self.pool = ThreadPoolExecutor(max_workers=self.threads)
 
-    def limit(self) -> int:
-        """Items to run at once now."""
-        return self.requested or min(self.threads, _threads.available(0))
-
     def each(self, fn, items) -> None:
-        from collections import deque
-        from concurrent.futures import FIRST_COMPLETED, wait
-
-        todo = deque(items)
-        if self.pool is None or len(todo) <= 1:
-            for it in todo:
+        items = list(items)
+        if self.pool is None or len(items) <= 1:
+            for it in items:
                 fn(it)
             return
-        running = set()
+        # each item in a copy of the caller's context (NumPy's error state)
+        futures = [self.pool.submit(contextvars.copy_context().run, fn, it) for it in items]
         try:
-            while todo or running:
-                if todo:
-                    most = self.limit()
-                    while todo and len(running) < most:
-                        # each item in a copy of the caller's context (NumPy's error state)
-                        running.add(self.pool.submit(contextvars.copy_context().run, fn, todo.popleft()))
-                done, running = wait(running, timeout=self.RESAMPLE if todo else None,
-                                     return_when=FIRST_COMPLETED)
-                for f in done:
-                    f.result()
+            for f in futures:
+                f.result()
         except BaseException:
-            # an error or Ctrl-C: the items not handed out never run, so the
+            # an error or Ctrl-C: the items not started never run, so the
             # caller unwinds after the running ones (bounded work), not the pass
-            todo.clear()
-            for f in running:
+            for f in futures:
                 f.cancel()
             raise
 
