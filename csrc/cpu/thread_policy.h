@@ -21,13 +21,21 @@ namespace pcoreset {
 int available_threads(int requested);
 
 // Threads of one kernel state. A caller that asked for a number gets it; the
-// default (0) re-reads available_threads at most every 50 ms, capped at the
-// OpenMP maximum. Pools below kMinParallelValues values run on one thread: a
-// parallel region costs more than the pass itself there (and far more on a
-// busy machine).
+// default (0) re-reads available_threads at most every kInterval, capped at
+// the OpenMP maximum. A reading below the count in use is believed only when
+// a second one, taken at least kConfirm later, agrees: the kernel's own
+// OpenMP threads sleep between steps, and on Linux 6.x a task that has just
+// gone to sleep can stay in the run-queue count for up to a time slice, so
+// a reading taken then counts it as another process's task (3-7% of the
+// eligible steps at 1M x 100 ran on one thread on a quiet machine). A
+// process that keeps a core busy is there at both readings. Pools below
+// kMinParallelValues values run on one thread: a parallel region costs more
+// than the pass itself there (and far more on a busy machine).
 class ThreadPolicy {
  public:
   static constexpr int64_t kMinParallelValues = int64_t(1) << 16;
+  static constexpr std::chrono::milliseconds kInterval{50};
+  static constexpr std::chrono::milliseconds kConfirm{3};
 
   ThreadPolicy(int requested, int64_t values);
 
@@ -40,7 +48,8 @@ class ThreadPolicy {
   int max_;
   bool adaptive_;
   int cached_ = 0;
-  std::chrono::steady_clock::time_point last_{};
+  bool confirming_ = false;  // a lower reading waits for a second one
+  std::chrono::steady_clock::time_point next_{};
 };
 
 }  // namespace pcoreset
