@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import Iterator
 
 import sys
@@ -33,15 +34,33 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+# Seconds between the two readings of a count below the cores (see available).
+CONFIRM = 0.003
+
+
 def available(requested: int = 0) -> int:
     """Threads to use now: `requested` when it is > 0 (the caller's choice),
     else the cores that other processes leave free (at least 1). Without the
-    C++ extension, every core this process may run on."""
+    C++ extension, every core this process may run on.
+
+    The callers here read it once for a whole phase (a student's fit), so a
+    reading below the cores is taken again CONFIRM seconds later and the
+    larger count is kept: a reading counts the tasks running at one moment,
+    and a kernel thread running for a few milliseconds, or a thread of this
+    process that has just gone to sleep (Linux 6.x can keep it in the
+    run-queue count for up to a time slice), would otherwise put the whole
+    phase on fewer threads. A process that keeps a core busy is there at
+    both readings. (The kernel re-reads the rule between its steps and
+    confirms a lower count in the same way.)"""
     if requested > 0:
         return requested
     if _available_threads is None:
         return cores()
-    return int(_available_threads(0))
+    n = int(_available_threads(0))
+    if n < cores():
+        time.sleep(CONFIRM)
+        n = max(n, int(_available_threads(0)))
+    return n
 
 
 @contextlib.contextmanager

@@ -463,6 +463,21 @@ def test_thread_rule_has_one_home():
     assert 1 <= _threads.available() <= cpus and 1 <= _C.available_threads() <= cpus
 
 
+@pytest.mark.parametrize("readings, want, calls", [([4], 4, 1), ([1, 4], 4, 2), ([1, 1], 1, 2), ([2, 3], 3, 2)])
+def test_a_low_thread_reading_is_taken_again(monkeypatch, readings, want, calls):
+    """A reading below the cores is read again and the larger count kept: a
+    moment's blip does not put a whole phase on one thread, a busy machine
+    (low at both readings) still does."""
+    from pcoreset import _threads
+    seen = []
+    monkeypatch.setattr(_threads, "cores", lambda: 4)
+    monkeypatch.setattr(_threads, "CONFIRM", 0.0)
+    monkeypatch.setattr(_threads, "_available_threads", lambda req: seen.append(req) or readings[len(seen) - 1])
+    assert _threads.available() == want
+    assert len(seen) == calls
+    assert _threads.available(2) == 2 and len(seen) == calls  # a requested count reads nothing
+
+
 # ------------------------------------------------------------ degenerate pools
 
 
