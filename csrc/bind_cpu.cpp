@@ -450,6 +450,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("build_info", &build_info);
   m.def("available_threads", &pcoreset::available_threads, py::arg("requested") = 0,
         "threads to use now: requested when > 0, else the cores that other processes leave free");
+  m.def("cpu_cores", &pcoreset::cpu_cores,
+        "the cores this process may use: its CPU affinity, fewer under a cgroup CPU quota");
+  m.def("cgroup_cpu_quota", &pcoreset::cgroup_cpu_quota, py::arg("proc_cgroup"), py::arg("root_v2"),
+        py::arg("root_v1"), "the CPU quota in cores (rounded up; 0: none) that proc_cgroup's cgroups set");
   m.def("certify_tile", &certify_tile_t<float>, py::arg("g"), py::arg("nx2"), py::arg("ny2"), py::arg("nx"),
         py::arg("ny"),
         py::arg("kappa"), py::arg("tiny"), py::arg("kernel_rel"), py::arg("k"), py::arg("num_threads") = 0);

@@ -21,13 +21,18 @@ from typing import Iterator
 import sys
 
 try:
-    from ._C import available_threads as _available_threads
+    from ._C import available_threads as _available_threads, cpu_cores as _cpu_cores
 except ImportError:  # the extension was not built: no load to adapt to but the cores
-    _available_threads = None
+    _available_threads = _cpu_cores = None
 
 
 def cores() -> int:
-    """The cores this process may run on."""
+    """The cores this process may use: its CPU affinity, fewer under a cgroup
+    CPU quota (a container limited to 2 CPUs on a 64-core host); the
+    kernel's rule (cpu_cores) when the extension is built, else the affinity
+    alone."""
+    if _cpu_cores is not None:
+        return int(_cpu_cores())
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - non-Linux

@@ -463,6 +463,47 @@ def test_thread_rule_has_one_home():
     assert 1 <= _threads.available() <= cpus and 1 <= _C.available_threads() <= cpus
 
 
+def _cgroup_tree(root, files):
+    for rel, text in files.items():
+        f = root / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text)
+    return str(root)
+
+
+@pytest.mark.parametrize("proc, v2, v1, want", [
+    # cgroup v2: the tightest cpu.max over the path and its ancestors
+    ("0::/a/b\n", {"a/b/cpu.max": "max 100000\n", "a/cpu.max": "250000 100000\n"}, {}, 3),
+    ("0::/a/b\n", {"a/b/cpu.max": "50000 100000\n", "a/cpu.max": "250000 100000\n"}, {}, 1),
+    ("0::/\n", {"cpu.max": "max 100000\n"}, {}, 0),
+    ("0::/\n", {"cpu.max": "400000 100000\n"}, {}, 4),
+    # cgroup v1: the cpu controller's hierarchy, quota / period rounded up
+    ("4:cpu,cpuacct:/job\n3:memory:/x\n", {}, {"job/cpu.cfs_quota_us": "150000\n", "job/cpu.cfs_period_us": "100000\n"}, 2),
+    ("4:cpu,cpuacct:/job\n", {}, {"job/cpu.cfs_quota_us": "-1\n", "job/cpu.cfs_period_us": "100000\n"}, 0),
+    # a container whose own cgroup is the mount's root: its path is not under the mount
+    ("4:cpu:/docker/abc\n", {}, {"cpu.cfs_quota_us": "200000\n", "cpu.cfs_period_us": "100000\n"}, 2),
+    # both hierarchies: the tighter counts; a controller list that only contains "cpu" as a prefix does not
+    ("0::/s\n1:cpu:/\n", {"s/cpu.max": "200000 100000\n"}, {"cpu.cfs_quota_us": "600000\n", "cpu.cfs_period_us": "100000\n"}, 2),
+    ("1:cpuset:/\n", {}, {"cpu.cfs_quota_us": "100000\n", "cpu.cfs_period_us": "100000\n"}, 0),
+    ("garbage\n\n0::\n", {}, {}, 0),
+])
+def test_cgroup_cpu_quota_limits_the_cores(tmp_path, proc, v2, v1, want):
+    """A container's CPU quota caps the cores the thread rule counts: 64
+    visible CPUs under a 2-CPU quota run 2 threads at a time."""
+    r2 = _cgroup_tree(tmp_path / "v2", v2)
+    r1 = _cgroup_tree(tmp_path / "v1", v1)
+    (tmp_path / "v2").mkdir(exist_ok=True), (tmp_path / "v1").mkdir(exist_ok=True)
+    assert _C.cgroup_cpu_quota(proc, r2, r1) == want
+
+
+def test_cores_are_the_kernels_and_at_most_the_affinity():
+    from pcoreset import _threads
+    cpus = len(__import__("os").sched_getaffinity(0))
+    assert _threads.cores() == _C.cpu_cores()
+    assert 1 <= _C.cpu_cores() <= cpus
+    assert _C.available_threads() <= _C.cpu_cores()
+
+
 @pytest.mark.parametrize("readings, want, calls", [([4], 4, 1), ([1, 4], 4, 2), ([1, 1], 1, 2), ([2, 3], 3, 2)])
 def test_a_low_thread_reading_is_taken_again(monkeypatch, readings, want, calls):
     """A reading below the cores is read again and the larger count kept: a

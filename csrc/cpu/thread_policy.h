@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 namespace pcoreset {
 
@@ -19,6 +20,22 @@ namespace pcoreset {
 // cores that other processes leave free (at least 1; all of them when the
 // load cannot be read).
 int available_threads(int requested);
+
+// The cores this process may use: the online CPUs it may run on (its
+// affinity mask), fewer when a cgroup CPU quota allows fewer (a container
+// limited to 2 CPUs on a 64-core host sees 64 CPUs but runs 2 at a time).
+// Read once per process.
+int cpu_cores();
+
+// The CPU quota, in cores rounded up (0: no quota), of the cgroup that
+// `proc_cgroup` (the text of /proc/self/cgroup) names and of its ancestors,
+// their files read under `root_v2` (the cgroup2 mount: cpu.max) and
+// `root_v1` (the cgroup v1 cpu controller's mount: cpu.cfs_quota_us and
+// cpu.cfs_period_us); the tightest one counts. A path that does not exist
+// under the mount (a container whose own cgroup is mounted as the root)
+// is read from the mount's root. cpu_cores() passes the real files; tests
+// pass trees of their own.
+int cgroup_cpu_quota(const std::string& proc_cgroup, const std::string& root_v2, const std::string& root_v1);
 
 // Threads of one kernel state. A caller that asked for a number gets it; the
 // default (0) re-reads available_threads at most every kInterval, capped at

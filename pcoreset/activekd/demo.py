@@ -8,13 +8,13 @@ same initial labels, student initialisation and data order, so the report
 compares strategies seed by seed (paired differences, Wilcoxon tests)."""
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from .._threads import cores
 from . import _io
 from .config import EMBEDDED_WORDNET, EMBEDDED_WORDNET25, RunConfig
 from .teachers import build_teacher, default_cache_dir, teacher_logits
@@ -103,7 +103,7 @@ def demo(out="pcoreset_demo", *, quick: bool = False, seeds: Optional[int] = Non
                 cfg = RunConfig(**{**base.to_dict(), "strategy": s, "distill": distill, "seed": seed})
                 name = f"{s}-{'activekd' if distill else 'nodistill'}-s{seed}"
                 tasks.append((cfg.to_dict(), str(out / "runs" / grid / name)))
-    jobs = jobs or max(1, min(2, os.cpu_count() or 1))
+    jobs = jobs or max(1, min(2, cores()))  # cores: affinity and any cgroup CPU quota
     bar = tqdm(total=len(tasks), desc="demo runs", unit="run")
     if jobs == 1:
         for cfg_dict, run_dir in tasks:

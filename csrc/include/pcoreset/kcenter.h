@@ -144,6 +144,10 @@ const char* cpu_simd_level();
 // Threads to use now: `requested` when > 0, else the cores that other
 // processes leave free (the load-adaptive rule, csrc/cpu/thread_policy.h).
 int available_threads(int requested);
+// The cores this process may use (affinity, cgroup CPU quota), and the quota
+// rule itself over given files (csrc/cpu/thread_policy.h).
+int cpu_cores();
+int cgroup_cpu_quota(const std::string& proc_cgroup, const std::string& root_v2, const std::string& root_v1);
 
 // dtype: "float16", "bfloat16", "float32" or "float64".
 std::unique_ptr<KCenterState> make_cpu_state(const void* data, const std::string& dtype,
