@@ -928,3 +928,37 @@ def test_gpu_check_stops_at_once_without_a_device(tmp_path):
     for stage in ("build", "import", "smoke", "tests", "sanitizer", "bench"):
         assert f"SKIP {stage}" in summary, summary
     assert sorted(p.name for p in out.iterdir()) == ["stages.log", "summary.txt"]
+
+
+@pytest.mark.parametrize("steps", ["persistent", "graph"])
+@pytest.mark.parametrize("dtype,huge", [("float32", 1e25), ("float64", 1e160)])
+@pytest.mark.parametrize("labeled", [[], [0, 1]])
+def test_emulated_overflowing_distances_equal_the_cpu(emu, steps, dtype, huge, labeled):
+    """Rows whose squared distances overflow to +inf in the accumulation
+    type (select rescales such pools first; the kernels must still be
+    exact; they share the CPU kernel's pruning test, which never skips on an
+    infinite bound): the device's pruned and dense runs give the CPU
+    kernel's unpruned picks, radii, minima and nearest centers, with exact
+    duplicates of huge and of small rows among them."""
+    rng = np.random.default_rng(len(labeled) + (dtype == "float64"))
+    for c in (3, 40):
+        x = rng.random((400, c))
+        x[rng.random(400) < 0.6] *= huge  # a mix: finite and infinite distances
+        x[100:140] = x[100] * (1.0 if x[100, 0] > 1.0 else huge)  # duplicates of a huge row: 0 apart,
+        x[200:230] = x[200] * (1.0 if x[200, 0] > 1.0 else huge)  # infinitely far from most centers
+        x[300:320] = x[300] / (huge if x[300, 0] > 1.0 else 1.0)  # and of a small row
+        x = x.astype(dtype)
+        for prune in (True, False):
+            host = cpu_state(x, dtype, prune=False)
+            dev = EmuState(emu, x, dtype, steps=steps, prune=prune)
+            if labeled:
+                host.seed_rows(np.array(labeled))
+                dev.seed_rows(np.array(labeled))
+            for budget in (10, 240):  # early, most rows still at +inf from every center; then late
+                q, s = host.run(budget)
+                p, r = dev.run(budget)
+                np.testing.assert_array_equal(p, q)
+                np.testing.assert_array_equal(r, s)
+                np.testing.assert_array_equal(dev.min_dist2(), host.min_dist2())
+                _same_state(dev, host)  # each row's nearest center too (the lowest when all are +inf)
+            assert np.isinf(s).any() and np.isfinite(s).any()

@@ -79,9 +79,11 @@ __device__ __forceinline__ void fused_pass(const Dev<S, A>& s, int mode, int32_t
     const uint32_t i = g * kLanes + lane;
     return g < ngroups && i < n ? ld_shared_state(s.mind + i) : taken_mind<A>();
   };
+  // (read on every update: a row with no center yet takes this one even at
+  // +inf, as the CPU kernel's dense step does)
   auto load_nearest = [&](uint32_t g) {
     const uint32_t i = g * kLanes + lane;
-    return prune && g < ngroups && i < n ? ld_shared_state(s.nearest + i) : int32_t(-1);
+    return mode == kUpdate && g < ngroups && i < n ? ld_shared_state(s.nearest + i) : int32_t(-1);
   };
   A m_next = load_mind(warp);
   int32_t a_next = load_nearest(warp);
@@ -106,7 +108,7 @@ __device__ __forceinline__ void fused_pass(const Dev<S, A>& s, int mode, int32_t
     if (need) {
       if (mode == kProbe) {
         m = mine;
-      } else if (mine < m) {
+      } else if (mine < m || a < 0) {
         m = mine;
         s.mind[i] = m;
         s.nearest[i] = id;

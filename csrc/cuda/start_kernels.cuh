@@ -69,7 +69,8 @@ __global__ void add_vec_centers_kernel(Dev<S, A> s, const double* __restrict__ v
 
 // Exact nearest center among [first, end) against each row's current one:
 // every center in order, early exit at the best so far, strict < (the lower
-// center index keeps ties), as the CPU kernel's assign_nearest.
+// center index keeps ties; a row with no center takes the first, even at
+// +inf), as the CPU kernel's assign_nearest.
 template <typename S, typename A, bool kLogits>
 __global__ void assign_exact_kernel(Dev<S, A> s, int64_t first, int64_t end) {
   const int lane = threadIdx.x % kLanes;
@@ -81,7 +82,7 @@ __global__ void assign_exact_kernel(Dev<S, A> s, int64_t first, int64_t end) {
     for (int64_t a = first; a < end; ++a) {
       const A d = warp_dist<S, A, kLogits>(s.row(i), sm, s.inv_t, VecCenter<A>{s.center(a)}, s.c,
                                            s.prune ? best : A(-1), lane);
-      if (d < best) {
+      if (d < best || best_c < 0) {  // no center yet: this one, even at +inf
         best = d;
         best_c = static_cast<int32_t>(a);
       }
