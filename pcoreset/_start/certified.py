@@ -54,7 +54,7 @@ class Workers:
     - the rule read again before each item is handed out: 4.0 s / 6.7 s;
     - the rule read once for the whole start: 2.6-3.1 s when it read 2, but
       it read 1 in 2 fresh processes out of 3 on a quiet machine, and those
-      starts took 4.6-5.5 s. A reading is one moment's count of running
+      starts took 4.9-5.5 s. A reading is one moment's count of running
       tasks, and on Linux 6.x a thread that has just gone to sleep can still
       count as running.
     """
