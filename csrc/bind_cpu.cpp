@@ -16,6 +16,7 @@
 #include "pcoreset/certify.h"
 #include "pcoreset/bind_checks.h"
 #include "pcoreset/kcenter.h"
+#include "cpu/thread_policy.h"
 
 namespace py = pybind11;
 using pcoreset::KCenterParams;
@@ -450,6 +451,27 @@ PYBIND11_MODULE(_C, m) {
   m.def("build_info", &build_info);
   m.def("available_threads", &pcoreset::available_threads, py::arg("requested") = 0,
         "threads to use now: requested when > 0, else the cores that other processes leave free");
+  m.def(
+      "_thread_rule_script",
+      [](int max, const std::vector<std::pair<double, int>>& script) {
+        // the kernel's adaptive thread rule over scripted (milliseconds,
+        // reading) pairs: for each, the count it gives and whether it read
+        auto policy = pcoreset::ThreadPolicy::adaptive(max);
+        const auto t0 = std::chrono::steady_clock::time_point{};
+        std::vector<std::pair<int, bool>> out;
+        for (const auto& [ms, reading] : script) {
+          bool used = false;
+          const auto t = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                  std::chrono::duration<double, std::milli>(ms));
+          const int n = policy.at(t, [&] {
+            used = true;
+            return reading;
+          });
+          out.emplace_back(n, used);
+        }
+        return out;
+      },
+      py::arg("max"), py::arg("script"));
   m.def("cpu_cores", &pcoreset::cpu_cores,
         "the cores this process may use: its CPU affinity, fewer under a cgroup CPU quota");
   m.def("cgroup_cpu_quota", &pcoreset::cgroup_cpu_quota, py::arg("proc_cgroup"), py::arg("root_v2"),

@@ -504,6 +504,26 @@ def test_cores_are_the_kernels_and_at_most_the_affinity():
     assert _C.available_threads() <= _C.cpu_cores()
 
 
+@pytest.mark.parametrize("script, want", [
+    # the first reading counts as it is; readings are reused for 50 ms
+    ([(0, 1), (49, 2)], [(1, True), (1, False)]),
+    ([(0, 2), (49, 1)], [(2, True), (2, False)]),
+    # a higher reading counts at once
+    ([(0, 1), (50, 2)], [(1, True), (2, True)]),
+    # a lower one only when a second reading, 3 ms later, agrees
+    ([(0, 2), (50, 1), (52, 1), (53, 1), (60, 2)], [(2, True), (2, True), (2, False), (1, True), (1, False)]),
+    # a lower reading that the next one contradicts is dismissed
+    ([(0, 2), (50, 1), (53, 2), (60, 1), (103, 1), (106, 1)],
+     [(2, True), (2, True), (2, True), (2, False), (2, True), (1, True)]),
+    # readings are capped by the policy's maximum and floored at one thread
+    ([(0, 8), (50, 0), (53, 0)], [(2, True), (2, True), (1, True)]),
+])
+def test_kernel_thread_rule_confirms_a_lower_count(script, want):
+    """The kernel's adaptive thread rule between steps, over a scripted clock
+    and readings: (threads it gives, whether it took a reading)."""
+    assert _C._thread_rule_script(2, script) == want
+
+
 @pytest.mark.parametrize("readings, want, calls", [([4], 4, 1), ([1, 4], 4, 2), ([1, 1], 1, 2), ([2, 3], 3, 2)])
 def test_a_low_thread_reading_is_taken_again(monkeypatch, readings, want, calls):
     """A reading below the cores is read again and the larger count kept: a

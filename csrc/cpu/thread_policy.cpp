@@ -192,19 +192,7 @@ ThreadPolicy::ThreadPolicy(int requested, int64_t values)
 
 int ThreadPolicy::now() {
   if (max_ <= 1 || !adaptive_) return max_;
-  const auto t = std::chrono::steady_clock::now();
-  if (cached_ > 0 && t < next_) return cached_;
-  const int read = std::max(1, std::min(max_, available_threads(0)));
-  if (cached_ > 0 && read < cached_ && !confirming_) {
-    confirming_ = true;  // keep the count until a second reading agrees
-    next_ = t + kConfirm;
-    return cached_;
-  }
-  // the first reading, a reading at or above the count, or the second lower one
-  confirming_ = false;
-  cached_ = read;
-  next_ = t + kInterval;
-  return cached_;
+  return at(std::chrono::steady_clock::now(), [] { return available_threads(0); });
 }
 
 }  // namespace pcoreset

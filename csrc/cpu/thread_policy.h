@@ -10,6 +10,7 @@
 // threads, read from /proc/self/task, are not counted against it).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -60,13 +61,38 @@ class ThreadPolicy {
   int max() const { return max_; }
   // Threads for the next parallel region.
   int now();
+  // The rule at time t, with `read()` giving available_threads(0) when a
+  // reading is due: now() is at(steady_clock::now(), available_threads).
+  // Apart for the tests, which script the clock and the readings.
+  template <typename Read>
+  int at(std::chrono::steady_clock::time_point t, Read read);
+  // An adaptive policy of at most `max` threads (the tests' scripted rule).
+  static ThreadPolicy adaptive(int max) { return ThreadPolicy(max, true); }
 
  private:
+  ThreadPolicy(int max, bool adaptive) : max_(max), adaptive_(adaptive) {}
   int max_;
   bool adaptive_;
   int cached_ = 0;
   bool confirming_ = false;  // a lower reading waits for a second one
   std::chrono::steady_clock::time_point next_{};
 };
+
+template <typename Read>
+int ThreadPolicy::at(std::chrono::steady_clock::time_point t, Read read) {
+  if (max_ <= 1 || !adaptive_) return max_;
+  if (cached_ > 0 && t < next_) return cached_;
+  const int got = std::max(1, std::min(max_, static_cast<int>(read())));
+  if (cached_ > 0 && got < cached_ && !confirming_) {
+    confirming_ = true;  // keep the count until a second reading agrees
+    next_ = t + kConfirm;
+    return cached_;
+  }
+  // the first reading, a reading at or above the count, or the second lower one
+  confirming_ = false;
+  cached_ = got;
+  next_ = t + kInterval;
+  return cached_;
+}
 
 }  // namespace pcoreset
