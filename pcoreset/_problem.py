@@ -205,7 +205,8 @@ def _float16_as_float32(chunk: np.ndarray) -> np.ndarray:
     """float32 values of a float16 array, by a table of all 65,536 bit
     patterns: the same values as astype (NaN and inf included), but NumPy's
     cast takes a slow path for subnormals, which softmax rows over many
-    classes are full of (1.3 s of checks at 100k x 1000; the table: 0.3 s)."""
+    classes are full of (check_values at 100k x 1000: 1.33 s CPU by the
+    cast, 0.55 s by the table)."""
     global _F16_TABLE
     if _F16_TABLE is None:
         _F16_TABLE = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)

@@ -111,8 +111,6 @@ float sq_dist_row<f16_t, float, false>(const f16_t* row, const float* center, in
 }
 #endif
 
-// Two vectors already in the accumulation type (centers, values kept in the
-// cells); the same stop rule as sq_dist_row.
 // A row's stored values as the accumulation type (no softmax): what
 // row_value gives for every j, in one branch-free loop that vectorises; the
 // AVX2 + F16C build converts float16 with vcvtph2ps (exact for every finite
@@ -129,6 +127,8 @@ template <> inline void load_row<f16_t, float>(const f16_t* row, int64_t c, floa
 }
 #endif
 
+// Two vectors already in the accumulation type (centers, values kept in the
+// cells); the same stop rule as sq_dist_row.
 template <typename A>
 A sq_dist_vec(const A* a, const A* b, int64_t c, A stop) {
   if (c < kLanes) {

@@ -59,12 +59,16 @@ int cores() { return cpu_cores(); }
 bool read_file(const std::string& path, std::string* out) {
   FILE* f = std::fopen(path.c_str(), "r");
   if (!f) return false;
-  char buf[256];
-  const size_t got = std::fread(buf, 1, sizeof buf - 1, f);
+  out->clear();
+  char buf[4096];
+  size_t got;
+  while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) out->append(buf, got);
   std::fclose(f);
-  out->assign(buf, got);
   return true;
 }
+
+// The tighter of two quotas in cores (0: none).
+int tighter(int a, int b) { return a > 0 && b > 0 ? std::min(a, b) : std::max(a, b); }
 
 // Cores allowed by quota / period (rounded up); 0 for none or nonsense.
 int quota_cores(double quota, double period) {
@@ -80,18 +84,14 @@ int walk_quota(const std::string& root, std::string path, F read_quota) {
   struct stat st;
   if (stat(root.c_str(), &st) != 0) return 0;
   int best = 0;
-  auto take = [&](int q) {
-    if (q > 0) best = best > 0 ? std::min(best, q) : q;
-  };
   while (!path.empty() && path.back() == '/') path.pop_back();
   while (!path.empty()) {
     const std::string dir = root + path;
-    if (stat(dir.c_str(), &st) == 0) take(read_quota(dir));
+    if (stat(dir.c_str(), &st) == 0) best = tighter(best, read_quota(dir));
     const size_t cut = path.find_last_of('/');
     path = cut == std::string::npos ? std::string() : path.substr(0, cut);
   }
-  take(read_quota(root));
-  return best;
+  return tighter(best, read_quota(root));
 }
 
 int max_threads(int requested, int64_t values) {
@@ -111,9 +111,6 @@ int cgroup_cpu_quota(const std::string& proc_cgroup, const std::string& root_v2,
   std::istringstream lines(proc_cgroup);
   std::string line;
   int best = 0;
-  auto take = [&](int q) {
-    if (q > 0) best = best > 0 ? std::min(best, q) : q;
-  };
   while (std::getline(lines, line)) {
     // hierarchy-ID:controller-list:path
     const size_t a = line.find(':');
@@ -121,7 +118,7 @@ int cgroup_cpu_quota(const std::string& proc_cgroup, const std::string& root_v2,
     if (b == std::string::npos) continue;
     const std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
     if (line.compare(0, a, "0") == 0 && controllers.empty()) {  // cgroup v2: "max 100000" or "200000 100000"
-      take(walk_quota(root_v2, path, [](const std::string& dir) {
+      best = tighter(best, walk_quota(root_v2, path, [](const std::string& dir) {
         std::string text;
         if (!read_file(dir + "/cpu.max", &text)) return 0;
         std::istringstream in(text);
@@ -136,7 +133,7 @@ int cgroup_cpu_quota(const std::string& proc_cgroup, const std::string& root_v2,
     std::istringstream names(controllers);
     for (std::string name; std::getline(names, name, ',');) cpu = cpu || name == "cpu";
     if (!cpu) continue;
-    take(walk_quota(root_v1, path, [](const std::string& dir) {
+    best = tighter(best, walk_quota(root_v1, path, [](const std::string& dir) {
       std::string q, p;
       if (!read_file(dir + "/cpu.cfs_quota_us", &q) || !read_file(dir + "/cpu.cfs_period_us", &p)) return 0;
       return quota_cores(std::atof(q.c_str()), std::atof(p.c_str()));
@@ -152,25 +149,10 @@ int cpu_cores() {
     if (sched_getaffinity(0, sizeof set, &set) == 0) cpus = std::min(cpus, CPU_COUNT(&set));
     std::string self;
     if (read_file("/proc/self/cgroup", &self)) {
-      // read_file keeps 255 bytes: enough for the usual few lines; longer
-      // files are read whole here
-      if (self.size() >= 255) {
-        std::FILE* f = std::fopen("/proc/self/cgroup", "r");
-        self.clear();
-        if (f) {
-          char buf[4096];
-          size_t got;
-          while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) self.append(buf, got);
-          std::fclose(f);
-        }
-      }
       int quota = 0;
-      for (const char* v1 : {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"}) {
-        for (const char* v2 : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
-          const int q = cgroup_cpu_quota(self, v2, v1);
-          if (q > 0) quota = quota > 0 ? std::min(quota, q) : q;
-        }
-      }
+      for (const char* v1 : {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"})
+        for (const char* v2 : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"})
+          quota = tighter(quota, cgroup_cpu_quota(self, v2, v1));
       if (quota > 0) cpus = std::min(cpus, quota);
     }
     return std::max(cpus, 1);
