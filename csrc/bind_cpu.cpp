@@ -298,6 +298,7 @@ class PyState {
     d["parallel_steps"] = s.parallel_steps;
     d["cell_builds"] = s.cell_builds;
     d["cell_switches"] = s.cell_switches;
+    d["row_sorted_steps"] = s.row_sorted_steps;
     d["rows_eligible"] = s.rows_eligible;
     d["rows_in_reach"] = s.rows_in_reach;
     d["proj_checked"] = s.proj_checked;

@@ -414,6 +414,37 @@ def test_long_row_cell_steps_on_two_threads_equal_one(cell_steps_only):
     one, two = out[0][3], out[1][3]
     assert two["parallel_steps"] > 0 and one["parallel_steps"] == 0
     assert two["cell_steps"] >= 119 and two["center_dists"] == one["center_dists"]
+    # no cell holds much of a step's rows here: every step went cell by cell
+    assert one["row_sorted_steps"] == 0 and two["row_sorted_steps"] == 0
+
+
+def test_a_dominant_cell_is_computed_in_row_order_on_two_threads(cell_steps_only):
+    # over long rows an in-memory pool's step goes cell by cell, a group of
+    # cells per work item, unless one cell holds much of the step's rows
+    # (one big cluster beside many small ones, here): then its rows are
+    # computed in pool order, spread evenly over the threads. Both passes
+    # run in one selection and give the picks of one thread and of the
+    # unpruned pass.
+    rng = np.random.default_rng(3)
+    sizes = [4000] + [20] * 59
+    z = rng.normal(0, 1.0, size=(60, 64))[np.repeat(np.arange(60), sizes)] + rng.normal(0, 1.0, size=(sum(sizes), 64))
+    x = np.exp(z - z.max(1, keepdims=True))
+    x = (x / x.sum(1, keepdims=True)).astype(np.float32)
+    lab = np.r_[0, np.cumsum(sizes)[:-1]]
+    out = []
+    for threads, prune in ((2, True), (1, True), (1, False)):
+        s = _C.KCenterState(x, "float32", False, 1.0, prune, threads)
+        s.seed_rows(lab)
+        p, r = s.run(150)
+        out.append((p, r, s.min_dist2(), s.stats()))
+    for p, r, m, _ in out[1:]:
+        np.testing.assert_array_equal(out[0][0], p)
+        np.testing.assert_array_equal(out[0][1], r)
+        np.testing.assert_array_equal(out[0][2], m)
+    two, one = out[0][3], out[1][3]
+    assert two["cell_steps"] >= 149 and two["parallel_steps"] > 0
+    assert 0 < two["row_sorted_steps"] < two["cell_steps"]
+    assert one["row_sorted_steps"] == 0  # one thread: always cell by cell
 
 
 def numpy_greedy_excluding(x, labeled, done, banned, budget):

@@ -118,6 +118,8 @@ def test_projection_on_a_memmap(tmp_path, monkeypatch):
     for cells in (True, False):
         st = compare(mm, "float16", lab, 200, monkeypatch, cells, release_pages=True)
         assert st["proj_rejected"] > 0
+        # a file-backed pool's cell steps read their rows in pool order
+        assert st["row_sorted_steps"] == st["cell_steps"]
 
 
 def random_basis(c, d, seed=0):

@@ -174,18 +174,16 @@ class CellIndex {
     // anywhere in it)
     if (from >= 0 && picked >= 0) erase_member(from, picked);
     anchors_.find_affected(id, from, &affected_, &q.stats);
-    // in each cell, the rows the step must compute: those with
-    // dcc2 < slack * mind, a suffix (can_skip_row is monotone in mind)
+    // the rows of those cells, for the cost model; the rows each step
+    // must compute are found by the pass (find_suffixes)
     int64_t rows = 0;
-    visit_rows_ = 0;
-    start_.resize(affected_.size());
-    for (size_t k = 0; k < affected_.size(); ++k) {
-      const auto& mem = members_[affected_[k].cell];
-      const A dcc2 = affected_[k].dcc2;
-      start_[k] = std::partition_point(mem.begin(), mem.end(), [dcc2](const Member& e) { return can_skip_row(dcc2, e.mind); }) -
-                  mem.begin();
-      rows += static_cast<int64_t>(mem.size());
-      visit_rows_ += static_cast<int64_t>(mem.size()) - start_[k];
+    max_cell_ = 0;
+    const size_t na = affected_.size();
+    for (size_t k = 0; k < na; ++k) {
+      if (k + kCellAhead < na) __builtin_prefetch(&members_[affected_[k + kCellAhead].cell]);
+      const int64_t size = static_cast<int64_t>(members_[affected_[k].cell].size());
+      rows += size;
+      max_cell_ = std::max(max_cell_, size);
     }
     return rows;
   }
@@ -194,7 +192,21 @@ class CellIndex {
   // rows that come closer to the new cell, update radii, heap and anchors.
   // Returns the next pick.
   StepResult finish_step(int64_t id, int64_t rows) {
-    if (!inline_values()) return end_step(id, rows, pool_pass(id));
+    if (!inline_values()) {
+      // in-memory pools: cell by cell on the team, unless one cell holds
+      // much of the step's rows (the first steps), which the row-sorted
+      // pass spreads evenly; file-backed pools: the row-sorted pass, which
+      // reads the file forward
+      const int64_t na = static_cast<int64_t>(affected_.size());
+      const int nt = rows * pool_.p.c >= kParallelValues && na > kCellGroup ? pool_.team() : 1;
+      if (pool_.p.release_pages || (nt > 1 && max_cell_ * 2 * nt > rows)) {
+        find_suffixes();
+        pool_.stats.row_sorted_steps += 1;
+        return end_step(id, rows, pool_pass(id));
+      }
+      return end_step(id, rows, cells_pass(id, nt));
+    }
+    find_suffixes();
     const int nt = visit_rows_ >= kParallelRows ? pool_.team() : 1;
     if (nt == 1) return end_step(id, rows, serial_pass(id));
     return end_step(id, rows, parallel_pass(id, nt));
@@ -214,6 +226,57 @@ class CellIndex {
   // so that the last member is the farthest by the tie rule.
   static bool member_less(const Member& x, const Member& y) {
     return x.mind < y.mind || (x.mind == y.mind && x.row > y.row);
+  }
+
+  // Cells a step reads ahead of the one it works on (their lists are
+  // scattered in memory; each is a few cache misses away).
+  static constexpr size_t kCellAhead = 8;
+
+  // Fetch two cache lines of mem's members from position `from` on (from
+  // 16 before its end when from < 0): where a step's rows in reach are.
+  static void prefetch_members(const std::vector<Member>& mem, int64_t from) {
+    const int64_t size = static_cast<int64_t>(mem.size());
+    const int64_t at = from < 0 ? std::max<int64_t>(0, size - 16) : from;
+    if (at >= size) return;
+    const char* p = reinterpret_cast<const char*>(mem.data() + at);
+    __builtin_prefetch(p);
+    __builtin_prefetch(p + 64);
+  }
+
+  // The first member of mem that a center at squared distance dcc2 from
+  // the cell's center can move: the rows that can move are a suffix, most
+  // often a short one, so it is found by galloping from the end (a few
+  // neighbouring cache lines) rather than by bisecting the whole cell.
+  static int64_t suffix_in_reach(const std::vector<Member>& mem, A dcc2) {
+    size_t hi = mem.size(), lo = 0;  // mem[hi, size) are in reach; the point lies in [lo, hi]
+    for (size_t step = 1; step <= hi; step *= 2) {
+      const size_t t = hi - step;
+      if (can_skip_row(dcc2, mem[t].mind)) {
+        lo = t + 1;
+        break;
+      }
+      hi = t;
+    }
+    return std::partition_point(mem.begin() + static_cast<std::ptrdiff_t>(lo), mem.begin() + static_cast<std::ptrdiff_t>(hi),
+                                [dcc2](const Member& e) { return can_skip_row(dcc2, e.mind); }) -
+           mem.begin();
+  }
+
+  // In each affected cell, the rows the step must compute (start_[k] on),
+  // and their count (visit_rows_). The cells are scattered in memory: a
+  // later cell's list, then the end of its members, are fetched while this
+  // one is searched.
+  void find_suffixes() {
+    const size_t na = affected_.size();
+    start_.resize(na);
+    visit_rows_ = 0;
+    for (size_t k = 0; k < na; ++k) {
+      if (k + 2 * kCellAhead < na) __builtin_prefetch(&members_[affected_[k + 2 * kCellAhead].cell]);
+      if (k + kCellAhead < na) prefetch_members(members_[affected_[k + kCellAhead].cell], -1);
+      const auto& mem = members_[affected_[k].cell];
+      start_[k] = suffix_in_reach(mem, affected_[k].dcc2);
+      visit_rows_ += static_cast<int64_t>(mem.size()) - start_[k];
+    }
   }
 
   // Row i leaves the members of cell a, the others keep their order (and
@@ -659,6 +722,137 @@ class CellIndex {
     radix_sort(todo_, todo_tmp_, 32, [](const Member* e) { return uint64_t(e->row); });
   }
 
+  // Per thread of a cells_pass: the rows it computes (a group of cells at a
+  // time) and the rows that moved to the new cell.
+  struct Lane {
+    std::vector<Member*> todo;
+    std::vector<Member> fresh;
+    std::vector<uint32_t> zero;
+    int64_t computed = 0, visited = 0, checked = 0, rejected = 0;
+  };
+  // Affected cells per work item of a cells_pass (a few rows each, most
+  // often: enough to prefetch rows ahead and to amortise the hand-out).
+  static constexpr int64_t kCellGroup = 16;
+
+  // A step whose rows are read from an in-memory pool (C > kInlineValues),
+  // cell by cell: each thread takes a group of affected cells, computes
+  // the rows in reach (prefetching rows ahead), compacts the cells in place
+  // and keeps the rows that moved. Then, on the calling thread, the cells'
+  // radii go into the heap and the moved rows form the new cell (sorted
+  // there, so the order the threads gathered them in does not matter).
+  // Returns the rows computed.
+  int64_t cells_pass(int64_t id, int nt) {
+    P& q = pool_;
+    const A* ctr = q.center(id);
+    const int32_t id32 = static_cast<int32_t>(id);
+    const Projection<S>* proj = proj_;
+    const typename Projection<S>::Center pc = proj ? proj->center(id) : typename Projection<S>::Center{};
+    const int64_t na = static_cast<int64_t>(affected_.size());
+    const int64_t groups = (na + kCellGroup - 1) / kCellGroup;
+    if (lanes_.size() < static_cast<size_t>(nt)) lanes_.resize(static_cast<size_t>(nt));
+    for (int t = 0; t < nt; ++t) {  // a lane whose thread does not come stays empty
+      Lane& lane = lanes_[static_cast<size_t>(t)];
+      lane.fresh.clear();
+      lane.zero.clear();
+      lane.computed = lane.visited = lane.checked = lane.rejected = 0;
+    }
+    start_.resize(static_cast<size_t>(na));
+    cell_r2_.resize(static_cast<size_t>(na));
+    cell_far_.resize(static_cast<size_t>(na));
+    if (nt > 1) q.stats.parallel_steps += 1;
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+      Lane& lane = lanes_[static_cast<size_t>(omp_get_thread_num())];
+#else
+      Lane& lane = lanes_[0];
+#endif
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t k0 = g * kCellGroup, k1 = std::min(na, k0 + kCellGroup);
+        lane.todo.clear();
+        for (int64_t k = k0; k < k1; ++k) __builtin_prefetch(&members_[affected_[k].cell]);
+        for (int64_t k = k0; k < k1; ++k) prefetch_members(members_[affected_[k].cell], -1);
+        for (int64_t k = k0; k < k1; ++k) {
+          const auto& mem = members_[affected_[k].cell];
+          start_[k] = suffix_in_reach(mem, affected_[k].dcc2);
+          lane.visited += static_cast<int64_t>(mem.size()) - start_[k];
+        }
+        for (int64_t k = k0; k < k1; ++k) {
+          auto& mem = members_[affected_[k].cell];
+          for (size_t t = static_cast<size_t>(start_[k]); t < mem.size(); ++t) {
+            Member& e = mem[t];
+            if (proj) {
+              ++lane.checked;
+              if (proj->keeps(e.row, pc, e.mind)) {
+                ++lane.rejected;
+                continue;
+              }
+            }
+            lane.todo.push_back(&e);
+          }
+        }
+        const int64_t cnt = static_cast<int64_t>(lane.todo.size());
+        lane.computed += cnt;
+        for (int64_t j = 0; j < std::min(cnt, int64_t(kPrefetchAhead)); ++j) prefetch_row(lane.todo[j]->row);
+        for (int64_t j = 0; j < cnt; ++j) {
+          if (j + kPrefetchAhead < cnt) prefetch_row(lane.todo[j + kPrefetchAhead]->row);
+          Member& e = *lane.todo[j];
+          const int64_t i = e.row;
+          const A d = q.dist_row(i, ctr, e.mind);
+          if (d < e.mind) {
+            q.mind[i] = d;
+            q.nearest[i] = id32;
+            e.mind = kMoved;
+          }
+        }
+        for (int64_t k = k0; k < k1; ++k) {
+          const int64_t a = affected_[k].cell;
+          auto& mem = members_[a];
+          size_t keep = static_cast<size_t>(start_[k]);
+          for (size_t t = keep; t < mem.size(); ++t) {
+            const Member e = mem[t];
+            if (e.mind == kMoved) {
+              const A d = q.mind[e.row];
+              if (d == A(0)) lane.zero.push_back(e.row);
+              else lane.fresh.push_back(Member{e.row, d});
+              continue;
+            }
+            mem[keep++] = e;
+          }
+          mem.resize(keep);
+          A r2 = A(-1);
+          int64_t far = -1;
+          last_member(a, &r2, &far);
+          cell_r2_[k] = r2;
+          cell_far_[k] = far;
+        }
+      }
+    }
+    int64_t computed = 0, n_fresh = 0;
+    visit_rows_ = 0;
+    for (int t = 0; t < nt; ++t) {
+      Lane& lane = lanes_[static_cast<size_t>(t)];
+      computed += lane.computed;
+      visit_rows_ += lane.visited;
+      q.stats.proj_checked += lane.checked;
+      q.stats.proj_rejected += lane.rejected;
+      n_fresh += static_cast<int64_t>(lane.fresh.size());
+      zeros_[id].insert(zeros_[id].end(), lane.zero.begin(), lane.zero.end());
+    }
+    for (int64_t k = 0; k < na; ++k) set_cell(affected_[k].cell, cell_r2_[k], cell_far_[k]);
+    if (static_cast<int64_t>(scratch_members_.size()) < n_fresh) scratch_members_.resize(static_cast<size_t>(n_fresh));
+    Member* fresh = scratch_members_.data();
+    int64_t w = 0;
+    for (int t = 0; t < nt; ++t) {
+      const auto& f = lanes_[static_cast<size_t>(t)].fresh;
+      std::copy(f.begin(), f.end(), fresh + w);
+      w += static_cast<int64_t>(f.size());
+    }
+    close_new_cell(id, fresh, nullptr, n_fresh);
+    return computed;
+  }
+
   // A step whose rows are read from the pool (C > kInlineValues): the rows
   // that need a distance, over all the cells visited, are listed and sorted
   // by row, so the pool is read forward as the dense pass reads it (its rows
@@ -712,7 +906,10 @@ class CellIndex {
     Member* fresh = scratch_members_.data();
     int64_t n_fresh = 0;
     fresh_id_ = id;
-    for (size_t k = 0; k < affected_.size(); ++k) compact_cell(affected_[k].cell, start_[k], fresh, &n_fresh);
+    for (size_t k = 0; k < affected_.size(); ++k) {
+      if (k + kCellAhead < affected_.size()) prefetch_members(members_[affected_[k + kCellAhead].cell], start_[k + kCellAhead]);
+      compact_cell(affected_[k].cell, start_[k], fresh, &n_fresh);
+    }
     close_new_cell(id, fresh, nullptr, n_fresh);
     return count;
   }
@@ -733,6 +930,10 @@ class CellIndex {
   std::vector<A> scratch_vals_;
   std::vector<Member*> todo_, todo_tmp_;
   std::vector<int64_t> start_;  // per affected cell: its first member in reach
+  int64_t max_cell_ = 0;        // the most rows of one affected cell, this step
+  std::vector<Lane> lanes_;     // per thread of a cells_pass
+  std::vector<A> cell_r2_;      // per affected cell after a cells_pass: radius and farthest row
+  std::vector<int64_t> cell_far_;
   int64_t visit_rows_ = 0;      // rows in reach over the affected cells, this step
   std::vector<Member> fresh_;   // the new cell's members and values, gathered (parallel steps)
   std::vector<A> fresh_vals_;

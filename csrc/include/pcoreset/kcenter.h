@@ -44,6 +44,10 @@ struct KCenterStats {
   int64_t parallel_steps = 0; // steps that ran on more than one thread
   int64_t cell_builds = 0;    // times the cell structure was (re)built from the running minimum
   int64_t cell_switches = 0;  // switches between cell and dense steps (the cost model)
+  // cell steps over long rows that computed their rows in pool order (a
+  // file-backed pool, or one cell holding much of the step's rows) rather
+  // than cell by cell
+  int64_t row_sorted_steps = 0;
   // What each bound rejects, summed over the steps: rows_eligible (rows that
   // could still be picked), rows_in_reach (those whose cell or center the
   // step could not rule out whole: the members of the cells visited, or in a
