@@ -853,12 +853,13 @@ class CellIndex {
     return computed;
   }
 
-  // A step whose rows are read from the pool (C > kInlineValues): the rows
-  // that need a distance, over all the cells visited, are listed and sorted
-  // by row, so the pool is read forward as the dense pass reads it (its rows
-  // are scattered over the cells); enough of them run on several threads.
-  // Then each cell is compacted and the new cell gathered. Returns the rows
-  // computed.
+  // A step whose rows are read from the pool (C > kInlineValues) in pool
+  // order (file-backed pools, and steps where one cell holds much of the
+  // rows: see finish_step): the rows that need a distance, over all the
+  // cells visited, are listed and sorted by row, so the pool is read forward
+  // as the dense pass reads it (its rows are scattered over the cells);
+  // enough of them run on several threads, in even shares. Then each cell is
+  // compacted and the new cell gathered. Returns the rows computed.
   int64_t pool_pass(int64_t id) {
     P& q = pool_;
     const A* ctr = q.center(id);

@@ -3,10 +3,11 @@ every row assigned to a pivot, the pivot groups searched on worker threads,
 and the candidates handed to the kernel.
 
 1. Duplicate centers are merged (the lowest index represents them).
-2. P ~ 4 sqrt(M) pivots (at most 1024) are chosen among the centers by
-   farthest-first traversal (over a strided sample of them), and every row
-   is assigned to a nearby pivot (an approximate GEMM argmin is enough),
-   with an upper bound of its distance to it.
+2. P ~ 2 sqrt(M) pivots (at least 64, at most 1024: sizes.n_pivots) are
+   chosen among the centers by farthest-first traversal (over a strided
+   sample of them), and every row is assigned to a nearby pivot (an
+   approximate GEMM argmin is enough), with an upper bound of its distance
+   to it.
 3. Lower bounds of the centers' distances to the pivots (float64 GEMMs, a
    block of pivots at a time) give each group its centers nearest first.
 4. Each group is searched (search.py); a row's candidates are indices into
