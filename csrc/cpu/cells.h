@@ -733,6 +733,26 @@ class CellIndex {
   // Affected cells per work item of a cells_pass (a few rows each, most
   // often: enough to prefetch rows ahead and to amortise the hand-out).
   static constexpr int64_t kCellGroup = 16;
+  // Projection records fetched ahead of the one checked.
+  static constexpr int64_t kProjAhead = 8;
+
+  // The projection bound over the rows a step would compute: those it
+  // proves keep their running minimum leave `todo` (in order; their values
+  // are never read). Their records are scattered over the pool's rows, so
+  // the ones a few places ahead are fetched. Returns the rows ruled out.
+  int64_t drop_kept(std::vector<Member*>* todo, const Projection<S>* proj, const typename Projection<S>::Center& pc) {
+    auto& v = *todo;
+    const int64_t asked = static_cast<int64_t>(v.size());
+    for (int64_t j = 0; j < std::min<int64_t>(asked, kProjAhead); ++j) proj->prefetch(v[j]->row);
+    int64_t w = 0;
+    for (int64_t j = 0; j < asked; ++j) {
+      if (j + kProjAhead < asked) proj->prefetch(v[j + kProjAhead]->row);
+      Member* e = v[j];
+      if (!proj->keeps(e->row, pc, e->mind)) v[w++] = e;
+    }
+    v.resize(static_cast<size_t>(w));
+    return asked - w;
+  }
 
   // A step whose rows are read from an in-memory pool (C > kInlineValues),
   // cell by cell: each thread takes a group of affected cells, computes
@@ -780,17 +800,11 @@ class CellIndex {
         }
         for (int64_t k = k0; k < k1; ++k) {
           auto& mem = members_[affected_[k].cell];
-          for (size_t t = static_cast<size_t>(start_[k]); t < mem.size(); ++t) {
-            Member& e = mem[t];
-            if (proj) {
-              ++lane.checked;
-              if (proj->keeps(e.row, pc, e.mind)) {
-                ++lane.rejected;
-                continue;
-              }
-            }
-            lane.todo.push_back(&e);
-          }
+          for (size_t t = static_cast<size_t>(start_[k]); t < mem.size(); ++t) lane.todo.push_back(&mem[t]);
+        }
+        if (proj) {
+          lane.checked += static_cast<int64_t>(lane.todo.size());
+          lane.rejected += drop_kept(&lane.todo, proj, pc);
         }
         const int64_t cnt = static_cast<int64_t>(lane.todo.size());
         lane.computed += cnt;
@@ -867,23 +881,14 @@ class CellIndex {
     todo_.clear();
     const Projection<S>* proj = proj_;
     const typename Projection<S>::Center pc = proj ? proj->center(id) : typename Projection<S>::Center{};
-    int64_t checked = 0, rejected = 0;
     for (size_t k = 0; k < affected_.size(); ++k) {
       auto& mem = members_[affected_[k].cell];
-      for (size_t t = static_cast<size_t>(start_[k]); t < mem.size(); ++t) {
-        Member& e = mem[t];
-        if (proj) {  // the projection bound: proven unchanged without reading the row
-          ++checked;
-          if (proj->keeps(e.row, pc, e.mind)) {
-            ++rejected;
-            continue;
-          }
-        }
-        todo_.push_back(&e);
-      }
+      for (size_t t = static_cast<size_t>(start_[k]); t < mem.size(); ++t) todo_.push_back(&mem[t]);
     }
-    q.stats.proj_checked += checked;
-    q.stats.proj_rejected += rejected;
+    if (proj) {  // asked about every row in reach, before it drops some
+      q.stats.proj_checked += static_cast<int64_t>(todo_.size());
+      q.stats.proj_rejected += drop_kept(&todo_, proj, pc);
+    }
     sort_todo();
     const int64_t count = static_cast<int64_t>(todo_.size());
     const int nt = count * q.p.c >= kParallelValues ? q.team() : 1;

@@ -298,6 +298,12 @@ class Projection {
   // the kernel's distance would be >= m.
   bool keeps(int64_t i, const Center& ct, A m) const { return keeps_record(y_.data() + i * stride_, ct, m); }
 
+  // Fetch row i's record (a step asks about rows scattered over the pool).
+  void prefetch(int64_t i) const {
+    const char* p = reinterpret_cast<const char*>(y_.data() + i * stride_);
+    for (int64_t off = 0; off < stride_ * 4; off += 64) __builtin_prefetch(p + off);
+  }
+
   bool keeps_record(const float* y, const Center& ct, A m) const {
     // ||y - yc||^2 in float, 8 partial sums (vectorised): each term is a
     // rounded difference squared, at most d / 8 + 3 sums deep, so the
