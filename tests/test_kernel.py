@@ -392,6 +392,23 @@ def test_rows_values_are_the_stored_values(dtype, c):
                                   acc.view(np.uint64 if dtype == "float64" else np.uint32))
 
 
+def same_run_each_way(x, labeled, budget, ways):
+    """Run a float32 state seeded with `labeled` for `budget` picks each
+    (threads, prune) way; assert that picks, radii and running minimum are
+    the same bits every way, and return each way's stats."""
+    out = []
+    for threads, prune in ways:
+        s = _C.KCenterState(x, "float32", False, 1.0, prune, threads)
+        s.seed_rows(labeled)
+        p, r = s.run(budget)
+        out.append((p, r, s.min_dist2(), s.stats()))
+    for p, r, m, _ in out[1:]:
+        np.testing.assert_array_equal(p, out[0][0])
+        np.testing.assert_array_equal(r, out[0][1])
+        np.testing.assert_array_equal(m, out[0][2])
+    return [st for *_, st in out]
+
+
 def test_long_row_cell_steps_on_two_threads_equal_one(cell_steps_only):
     # over long rows a step computes its rows and its window's candidate
     # centers on the team from 2^18 values (here: C = 1000, a few hundred
@@ -400,18 +417,7 @@ def test_long_row_cell_steps_on_two_threads_equal_one(cell_steps_only):
     z = rng.normal(0, 1.0, size=(8, 1000))[rng.integers(0, 8, size=3000)] + rng.normal(0, 1.0, size=(3000, 1000))
     x = np.exp(z - z.max(1, keepdims=True))
     x = (x / x.sum(1, keepdims=True)).astype(np.float32)
-    lab = np.arange(0, 3000, 5)
-    out = []
-    for threads, prune in ((1, True), (2, True), (1, False)):
-        s = _C.KCenterState(x, "float32", False, 1.0, prune, threads)
-        s.seed_rows(lab)
-        p, r = s.run(120)
-        out.append((p, r, s.min_dist2(), s.stats()))
-    for p, r, m, _ in out[1:]:
-        np.testing.assert_array_equal(p, out[0][0])
-        np.testing.assert_array_equal(r, out[0][1])
-        np.testing.assert_array_equal(m, out[0][2])
-    one, two = out[0][3], out[1][3]
+    one, two = same_run_each_way(x, np.arange(0, 3000, 5), 120, ((1, True), (2, True), (1, False)))[:2]
     assert two["parallel_steps"] > 0 and one["parallel_steps"] == 0
     assert two["cell_steps"] >= 119 and two["center_dists"] == one["center_dists"]
     # no cell holds much of a step's rows here: every step went cell by cell
@@ -430,18 +436,7 @@ def test_a_dominant_cell_is_computed_in_row_order_on_two_threads(cell_steps_only
     z = rng.normal(0, 1.0, size=(60, 64))[np.repeat(np.arange(60), sizes)] + rng.normal(0, 1.0, size=(sum(sizes), 64))
     x = np.exp(z - z.max(1, keepdims=True))
     x = (x / x.sum(1, keepdims=True)).astype(np.float32)
-    lab = np.r_[0, np.cumsum(sizes)[:-1]]
-    out = []
-    for threads, prune in ((2, True), (1, True), (1, False)):
-        s = _C.KCenterState(x, "float32", False, 1.0, prune, threads)
-        s.seed_rows(lab)
-        p, r = s.run(150)
-        out.append((p, r, s.min_dist2(), s.stats()))
-    for p, r, m, _ in out[1:]:
-        np.testing.assert_array_equal(out[0][0], p)
-        np.testing.assert_array_equal(out[0][1], r)
-        np.testing.assert_array_equal(out[0][2], m)
-    two, one = out[0][3], out[1][3]
+    two, one = same_run_each_way(x, np.r_[0, np.cumsum(sizes)[:-1]], 150, ((2, True), (1, True), (1, False)))[:2]
     assert two["cell_steps"] >= 149 and two["parallel_steps"] > 0
     assert 0 < two["row_sorted_steps"] < two["cell_steps"]
     assert one["row_sorted_steps"] == 0  # one thread: always cell by cell

@@ -667,7 +667,6 @@ class CellIndex {
   // Distances for todo_[j0, j1) (sorted by row), on nt threads in contiguous
   // ranges so each thread still reads the pool forward.
   void compute_sorted(int64_t j0, int64_t j1, const A* ctr, int32_t id32, int nt) {
-    P& q = pool_;
 #pragma omp parallel num_threads(nt)
     {
 #ifdef _OPENMP
@@ -676,17 +675,25 @@ class CellIndex {
       const int64_t tid = 0, nth = 1;
 #endif
       const int64_t lo = j0 + (j1 - j0) * tid / nth, hi = j0 + (j1 - j0) * (tid + 1) / nth;
-      for (int64_t j = lo; j < std::min(hi, lo + kPrefetchAhead); ++j) prefetch_row(todo_[j]->row);
-      for (int64_t j = lo; j < hi; ++j) {
-        if (j + kPrefetchAhead < hi) prefetch_row(todo_[j + kPrefetchAhead]->row);
-        Member& e = *todo_[j];
-        const int64_t i = e.row;
-        const A d = q.dist_row(i, ctr, e.mind);
-        if (d < e.mind) {
-          q.mind[i] = d;
-          q.nearest[i] = id32;
-          e.mind = kMoved;
-        }
+      compute_rows(todo_.data() + lo, hi - lo, ctr, id32);
+    }
+  }
+
+  // The distances of the rows todo[0, count) to the new center (rows a few
+  // places ahead prefetched); a row that comes closer gets its new running
+  // minimum and nearest center, and its member is marked kMoved.
+  void compute_rows(Member* const* todo, int64_t count, const A* ctr, int32_t id32) {
+    P& q = pool_;
+    for (int64_t j = 0; j < std::min(count, int64_t(kPrefetchAhead)); ++j) prefetch_row(todo[j]->row);
+    for (int64_t j = 0; j < count; ++j) {
+      if (j + kPrefetchAhead < count) prefetch_row(todo[j + kPrefetchAhead]->row);
+      Member& e = *todo[j];
+      const int64_t i = e.row;
+      const A d = q.dist_row(i, ctr, e.mind);
+      if (d < e.mind) {
+        q.mind[i] = d;
+        q.nearest[i] = id32;
+        e.mind = kMoved;
       }
     }
   }
@@ -696,20 +703,29 @@ class CellIndex {
   // to fresh, compact the rest in place (in order), and set the cell's
   // radius, farthest row and heap position.
   void compact_cell(int64_t a, int64_t from, Member* fresh, int64_t* n_fresh) {
+    compact_members(a, from, [&](uint32_t row, A d) {
+      if (d == A(0)) zeros_[fresh_id_].push_back(row);
+      else fresh[(*n_fresh)++] = Member{row, d};
+    });
+    reset_cell(a);
+  }
+
+  // Cell a's members from `from` on after their rows were computed: the
+  // ones marked kMoved go to moved(row, new running minimum), the rest close
+  // up in order.
+  template <typename Moved>
+  void compact_members(int64_t a, int64_t from, Moved&& moved) {
     auto& mem = members_[a];
     size_t keep = static_cast<size_t>(from);
     for (size_t t = keep; t < mem.size(); ++t) {
       const Member e = mem[t];
       if (e.mind == kMoved) {
-        const A d = pool_.mind[e.row];
-        if (d == A(0)) zeros_[fresh_id_].push_back(e.row);
-        else fresh[(*n_fresh)++] = Member{e.row, d};
+        moved(e.row, pool_.mind[e.row]);
         continue;
       }
       mem[keep++] = e;
     }
     mem.resize(keep);
-    reset_cell(a);
   }
 
   // The rows to compute (todo_) in ascending row order, so that the pool is
@@ -806,35 +822,14 @@ class CellIndex {
           lane.checked += static_cast<int64_t>(lane.todo.size());
           lane.rejected += drop_kept(&lane.todo, proj, pc);
         }
-        const int64_t cnt = static_cast<int64_t>(lane.todo.size());
-        lane.computed += cnt;
-        for (int64_t j = 0; j < std::min(cnt, int64_t(kPrefetchAhead)); ++j) prefetch_row(lane.todo[j]->row);
-        for (int64_t j = 0; j < cnt; ++j) {
-          if (j + kPrefetchAhead < cnt) prefetch_row(lane.todo[j + kPrefetchAhead]->row);
-          Member& e = *lane.todo[j];
-          const int64_t i = e.row;
-          const A d = q.dist_row(i, ctr, e.mind);
-          if (d < e.mind) {
-            q.mind[i] = d;
-            q.nearest[i] = id32;
-            e.mind = kMoved;
-          }
-        }
+        lane.computed += static_cast<int64_t>(lane.todo.size());
+        compute_rows(lane.todo.data(), static_cast<int64_t>(lane.todo.size()), ctr, id32);
         for (int64_t k = k0; k < k1; ++k) {
           const int64_t a = affected_[k].cell;
-          auto& mem = members_[a];
-          size_t keep = static_cast<size_t>(start_[k]);
-          for (size_t t = keep; t < mem.size(); ++t) {
-            const Member e = mem[t];
-            if (e.mind == kMoved) {
-              const A d = q.mind[e.row];
-              if (d == A(0)) lane.zero.push_back(e.row);
-              else lane.fresh.push_back(Member{e.row, d});
-              continue;
-            }
-            mem[keep++] = e;
-          }
-          mem.resize(keep);
+          compact_members(a, start_[k], [&lane](uint32_t row, A d) {
+            if (d == A(0)) lane.zero.push_back(row);
+            else lane.fresh.push_back(Member{row, d});
+          });
           A r2 = A(-1);
           int64_t far = -1;
           last_member(a, &r2, &far);
