@@ -204,6 +204,51 @@ def test_exception_inside_a_step_rolls_that_step_back(backend, monkeypatch):
         check_equivalent(x, [2, 9], backend, sel, whole, whole_r, ref_state, K)
 
 
+# (rows, C, threads, labeled, pool on disk): the cpu kernel's cell step passes
+CELL_PASSES = {
+    "short-rows": (3000, 3, 1, [2, 9], False),
+    "short-rows-on-the-team": (120_000, 6, 2, None, False),
+    "long-rows-cell-by-cell": (3000, 24, 1, [2, 9], False),
+    "long-rows-on-the-team": (20_000, 24, 2, list(range(0, 20_000, 500)), False),
+    "long-rows-file-backed": (3000, 24, 1, [2, 9], True),
+}
+
+
+@pytest.mark.parametrize("path", sorted(CELL_PASSES))
+def test_allocation_failing_inside_a_cpu_cell_step(path, tmp_path, monkeypatch):
+    """std::bad_alloc half way through a cell step of the cpu kernel
+    (injected: the picked row has left its cell, and over short rows some
+    cells are already updated) reaches Python as MemoryError. The Selector
+    keeps that pick as a center whose step is done, and the kernel finishes
+    the step before its state is next read: picks, radii, state_dict and
+    the continuation equal an uninterrupted selection."""
+    n, c, threads, labeled, on_disk = CELL_PASSES[path]
+    x = pool(n, c, seed=5)
+    if on_disk:  # a memory-mapped pool: the row-sorted pass, pages handed back
+        np.save(tmp_path / "pool.npy", x)
+        x = np.load(tmp_path / "pool.npy", mmap_mode="r")
+    monkeypatch.setenv("PCORESET_CELL_VISIT", "1")  # cell steps only
+    kw = {"num_threads": threads}
+    whole, whole_r, ref_state = reference(x, labeled, "cpu", K, **kw)
+    ref = Selector(x, labeled, backend="cpu", **kw)
+    ref.next(K)
+    st = ref._state.stats()
+    assert st["cell_steps"] >= K - 2
+    if threads > 1:
+        assert st["parallel_steps"] > 0
+    assert (st["row_sorted_steps"] > 0) == on_disk
+    for m in (1, 2, 7, K - 2):
+        monkeypatch.setenv("PCORESET_FAIL_CELL_STEP", str(m))  # read when the state is made
+        sel = Selector(x, labeled, backend="cpu", **kw)
+        monkeypatch.delenv("PCORESET_FAIL_CELL_STEP")
+        with pytest.raises(MemoryError):
+            sel.next(K)
+        # the first pick's step is the first cell step, except without
+        # labeled rows, where the first center's step is a dense pass
+        assert len(sel.picks) == m + (labeled is None)
+        check_equivalent(x, labeled, "cpu", sel, whole, whole_r, ref_state, K, **kw)
+
+
 @pytest.mark.parametrize("backend", ["torch"] + (["faiss"] if "faiss" in BACKENDS else []))
 def test_interrupt_inside_the_commit_of_a_step(backend, monkeypatch):
     """Ctrl-C between the writes that commit a step (injected in the undo

@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "anchors.h"
@@ -148,6 +149,12 @@ class CellIndex {
   // load_state) or not.
   void forget_centers() { anchors_.reset(); }
 
+  // Tests only: the k-th cell step from now raises std::bad_alloc half way
+  // (after the cells it changes were chosen and the picked row left its
+  // cell; over short rows also after some of its cells were updated) (k <=
+  // 0: never).
+  void fail_at(int64_t k) { fail_at_ = k; }
+
   // First half of a step for the new center `id` (already appended to the
   // pool's centers): an empty cell for it, and the cells it can change
   // (`from`, the cell of the picked row or -1, among them). Returns the rows
@@ -226,6 +233,11 @@ class CellIndex {
   // so that the last member is the farthest by the tie rule.
   static bool member_less(const Member& x, const Member& y) {
     return x.mind < y.mind || (x.mind == y.mind && x.row > y.row);
+  }
+
+  // The failure fail_at asked for, where a step calls it (half way).
+  void injected_failure() {
+    if (fail_at_ > 0 && --fail_at_ == 0) throw std::bad_alloc();
   }
 
   // Cells a step reads ahead of the one it works on (their lists are
@@ -548,6 +560,7 @@ class CellIndex {
       run_item(items_[t], ctr, id32);
       compact_item(items_[t]);
     }
+    injected_failure();
     // combine: per cell, join the items' compacted blocks (in order); the new
     // cell gets the items' moved rows (in the order of the cells visited)
     fresh_.clear();
@@ -651,6 +664,7 @@ class CellIndex {
         member_vals_[a].resize(static_cast<size_t>(keep * c));
       }
       reset_cell(a);
+      if (k == affected_.size() / 2) injected_failure();
     }
     close_new_cell(id, fresh, fresh_vals, n_fresh);
     return computed;
@@ -796,6 +810,7 @@ class CellIndex {
     cell_r2_.resize(static_cast<size_t>(na));
     cell_far_.resize(static_cast<size_t>(na));
     if (nt > 1) q.stats.parallel_steps += 1;
+    injected_failure();
 #pragma omp parallel num_threads(nt)
     {
 #ifdef _OPENMP
@@ -888,6 +903,7 @@ class CellIndex {
     const int64_t count = static_cast<int64_t>(todo_.size());
     const int nt = count * q.p.c >= kParallelValues ? q.team() : 1;
     if (nt > 1) q.stats.parallel_steps += 1;
+    injected_failure();
     // File-backed pools: the sweep goes forward in row tiles, each tile's
     // pages handed back once read (resident memory stays near a tile).
     int64_t j0 = 0;
@@ -946,6 +962,7 @@ class CellIndex {
   std::vector<Keyed> keyed_, keyed_tmp_;
   int64_t touched_bytes_ = 0;
   const Projection<S>* proj_ = nullptr;
+  int64_t fail_at_ = 0;  // see fail_at
 };
 
 }  // namespace

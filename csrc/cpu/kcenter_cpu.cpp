@@ -56,6 +56,10 @@ class CpuState final : public KCenterState {
       if (f[0] == '0') proj_force_ = 0;
       if (f[0] == '1') proj_force_ = 1;
     }
+    // PCORESET_FAIL_CELL_STEP=k (tests only): the k-th cell step of this
+    // state raises std::bad_alloc half way, as an allocation failing there
+    // would (see finish_unfinished).
+    if (const char* f = std::getenv("PCORESET_FAIL_CELL_STEP")) cells_.fail_at(std::atoll(f));
   }
 
   void set_projection(const double* p, int64_t d) override {
@@ -66,18 +70,21 @@ class CpuState final : public KCenterState {
   }
 
   void seed_rows(const int64_t* rows, int64_t count) override {
+    finish_unfinished();
     reset_cells();
     dense_.assign_nearest(add_row_centers(rows, count));
   }
 
   void seed_rows_with_candidates(const int64_t* rows, int64_t count, const int64_t* cand,
                                  int64_t k) override {
+    finish_unfinished();
     reset_cells();
     dense_.refine_candidates(add_row_centers(rows, count), count, cand, k);
   }
 
   void seed_vectors_with_candidates(const double* vecs, int64_t count, const int64_t* cand,
                                     int64_t k) override {
+    finish_unfinished();
     reset_cells();
     const int64_t first = num_centers();
     for (int64_t a = 0; a < count; ++a) pool_.append_center(vecs + a * pool_.p.c);
@@ -85,6 +92,7 @@ class CpuState final : public KCenterState {
   }
 
   void seed_vectors(const double* vecs, int64_t count) override {
+    finish_unfinished();
     reset_cells();
     const int64_t first = num_centers();
     for (int64_t a = 0; a < count; ++a) pool_.append_center(vecs + a * pool_.p.c);
@@ -105,9 +113,13 @@ class CpuState final : public KCenterState {
 
   void mean_vector(double* out) const override { dense_.mean_vector(out); }
 
-  StepResult farthest_from(const double* vec) override { return dense_.farthest_from(vec); }
+  StepResult farthest_from(const double* vec) override {
+    finish_unfinished();
+    return dense_.farthest_from(vec);
+  }
 
   StepResult current_best() override {
+    finish_unfinished();
     if (use_cells()) {
       ensure_cells();
       return cells_.top();
@@ -116,6 +128,7 @@ class CpuState final : public KCenterState {
   }
 
   void take(int64_t i) override {
+    finish_unfinished();
     if (!is_eligible(pool_.mind[i])) return;
     if (cells_ready_) cells_.remove(i);
     pool_.mind[i] = Pool<S>::kTaken;
@@ -127,35 +140,44 @@ class CpuState final : public KCenterState {
   }
 
   StepResult push_center(const double* vec) override {
+    finish_unfinished();
     const bool cells = use_cells();
     if (cells) ensure_cells();
-    pool_.append_center(vec);
-    choose_projection();
-    if (!cells) return dense_step(num_centers() - 1);
-    return cell_step(num_centers() - 1, -1, -1);
+    pool_.append_center(vec);  // may raise: nothing has changed yet
+    const int64_t id = num_centers() - 1;
+    return guarded(id, -1, [&] {
+      choose_projection();
+      return cells ? cell_step(id, -1, -1) : dense_step(id);
+    });
   }
 
   StepResult push_row(int64_t i) override {
+    finish_unfinished();
     const bool cells = use_cells();
     if (cells) ensure_cells();
     const int64_t from = is_eligible(pool_.mind[i]) ? pool_.nearest[i] : -1;
+    const int64_t id = pool_.append_row_center(i);  // may raise: nothing has changed yet
     if (is_eligible(pool_.mind[i])) ++pool_.taken;
-    const int64_t id = pool_.append_row_center(i);
     pool_.mind[i] = Pool<S>::kTaken;
-    choose_projection();
-    if (!cells) {
+    return guarded(id, i, [&] {
+      choose_projection();
+      if (!cells) {
+        pool_.nearest[i] = static_cast<int32_t>(id);
+        return dense_step(id);
+      }
+      // the cell step drops row i from its old cell (it is always visited)
+      const StepResult r = cell_step(id, from, i);
       pool_.nearest[i] = static_cast<int32_t>(id);
-      return dense_step(id);
-    }
-    // the cell step drops row i from its old cell (it is always visited)
-    const StepResult r = cell_step(id, from, i);
-    pool_.nearest[i] = static_cast<int32_t>(id);
-    return r;
+      return r;
+    });
   }
 
   int64_t num_centers() const override { return pool_.num_centers(); }
 
   void export_state(double* mind, int64_t* nearest, double* centers) const override {
+    // completing a step that raised leaves the state what it already claims
+    // to be (its center is a center), so this stays a read
+    const_cast<CpuState*>(this)->finish_unfinished();
     for (int64_t i = 0; i < pool_.p.n; ++i) {
       mind[i] = is_eligible(pool_.mind[i]) ? static_cast<double>(pool_.mind[i]) : -1.0;
       nearest[i] = pool_.nearest[i];
@@ -173,6 +195,7 @@ class CpuState final : public KCenterState {
     pool_.taken = 0;
     for (int64_t i = 0; i < pool_.p.n; ++i) pool_.taken += is_eligible(pool_.mind[i]) ? 0 : 1;
     pool_.radius2.assign(static_cast<size_t>(n_centers), A(0));
+    unfinished_ = unfinished_row_ = -1;  // the state loaded replaces the step that raised
     cells_ready_ = false;
     cells_.forget_centers();
     proj_.forget_centers();
@@ -213,6 +236,7 @@ class CpuState final : public KCenterState {
   }
 
   void min_dist2(double* out) const override {
+    const_cast<CpuState*>(this)->finish_unfinished();
     for (int64_t i = 0; i < pool_.p.n; ++i) out[i] = static_cast<double>(std::max(pool_.mind[i], A(0)));
   }
   const KCenterStats& stats() const override { return pool_.stats; }
@@ -222,6 +246,45 @@ class CpuState final : public KCenterState {
   void reset_cells() {
     cells_ready_ = false;
     dense_mode_ = false;
+  }
+
+  // A step runs once its center has joined. If it raises half way (an
+  // allocation failing: std::bad_alloc reaches Python as MemoryError),
+  // some rows have moved to the new center and the cells are half updated;
+  // the run's caller (pcoreset.Selector) counts the center as one whose
+  // step is done. So the step is remembered, and finished before the state
+  // is next read or changed (finish_unfinished).
+  template <typename Step>
+  StepResult guarded(int64_t id, int64_t row, Step&& step) {
+    unfinished_ = id;
+    unfinished_row_ = row;
+    try {
+      const StepResult r = step();
+      unfinished_ = unfinished_row_ = -1;
+      return r;
+    } catch (...) {
+      cells_ready_ = false;  // nothing here allocates: the cells are rebuilt when next used
+      cells_.forget_centers();
+      throw;
+    }
+  }
+
+  // Finish a step that raised: the cells and anchors are rebuilt from the
+  // running minimum when next used; the radii are recomputed from it; and
+  // the center's pass over every row brings each row to where the whole
+  // step leaves it (a row that already moved computes the same distance
+  // and stays, as the cell and dense steps give the same bits). If this
+  // raises too, it is tried again next time.
+  void finish_unfinished() {
+    if (unfinished_ < 0) return;
+    cells_ready_ = false;
+    cells_.forget_centers();
+    if (unfinished_row_ >= 0) pool_.nearest[unfinished_row_] = static_cast<int32_t>(unfinished_);
+    dense_.refresh_radii();
+    int64_t reach = 0;
+    dense_.step(unfinished_, &reach, nullptr);
+    dense_.refresh_radii();
+    unfinished_ = unfinished_row_ = -1;
   }
 
   int64_t add_row_centers(const int64_t* rows, int64_t count) {
@@ -453,6 +516,8 @@ class CpuState final : public KCenterState {
   int64_t cell_run_ = 0;   // cell steps since the cells were last built
   int64_t dense_run_ = 0;  // dense steps since the cells were left
   int64_t hold_ = 0;       // dense steps required before the cells are built again
+  int64_t unfinished_ = -1;      // the center whose step raised, to finish (see guarded)
+  int64_t unfinished_row_ = -1;  // the row it was picked as, or -1
 };
 
 }  // namespace
