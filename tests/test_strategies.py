@@ -234,6 +234,23 @@ def test_badge_matches_explicit_embedding_oracle(n, c, d, clusters):
     np.testing.assert_array_equal(got, want)
 
 
+def test_badge_products_ignore_only_the_blas_spurious_flag():
+    # BADGE's products go through the BLAS, whose short-row kernels can raise
+    # a spurious "invalid value" flag; the flag is ignored there, but a real
+    # invalid operation (inf * 0) still raises under NumPy's error state and
+    # the products are those of matmul
+    from pcoreset.strategies.badge import _matvec
+
+    rng = np.random.default_rng(0)
+    m, v = rng.normal(size=(7, 5)).astype(np.float32), rng.normal(size=5).astype(np.float32)
+    np.testing.assert_array_equal(_matvec(m, v), m @ v)
+    bad = np.array([[np.inf, 1.0]], dtype=np.float32)
+    with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
+        _matvec(bad, np.array([0.0, 1.0], dtype=np.float32))
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(_matvec(bad, np.array([0.0, 1.0], dtype=np.float32))).all()
+
+
 def test_badge_duplicates_fill_uniformly():
     probs = np.tile(onehot_probs([[3, 1]]), (6, 1))
     pool = PoolState(indices=np.arange(6), labeled_mask=np.zeros(6, bool), probs=probs,

@@ -42,6 +42,19 @@ _GATHER_FRACTION = 0.3
 _SLACK = 1e-6
 
 
+def _matvec(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """m @ v through the BLAS. Its kernels for short rows may read past the
+    operands into memory that holds NaN bit patterns and raise a spurious
+    'invalid value' flag (seen on AVX-512 CPUs, with correct products), so
+    that flag is ignored here; a NaN in the result (a real one: inf * 0) is
+    computed again without the BLAS, where NumPy's error state applies."""
+    with np.errstate(invalid="ignore"):
+        r = m @ v
+    if np.isnan(r).any():
+        r = (m * v).sum(axis=1)
+    return r
+
+
 def _subset(need: np.ndarray, n: int):
     """The rows to read (None: all of them, a dense pass is cheaper)."""
     count = int(np.count_nonzero(need))
@@ -92,8 +105,8 @@ def kmeanspp_factored(a: np.ndarray, h: np.ndarray, sq: np.ndarray, budget: int,
             need = np.ones(n, dtype=bool)
         else:
             # Squared distances from the earlier centers to the new one.
-            cc2 = sq[picks[:k]] + sq[new] - 2.0 * (center_a[:k] @ a[new]).astype(np.float64) \
-                * (center_h[:k] @ h[new]).astype(np.float64)
+            cc2 = sq[picks[:k]] + sq[new] - 2.0 * _matvec(center_a[:k], a[new]).astype(np.float64) \
+                * _matvec(center_h[:k], h[new]).astype(np.float64)
             # d(c, new) >= 2 d(row, c) <=> cc2 >= 4 min_d2: the row cannot move.
             # The slack keeps rounding from pruning a row that could move.
             need = cc2[nearest] * (1.0 - _SLACK) < 4.0 * min_d2
@@ -103,7 +116,7 @@ def kmeanspp_factored(a: np.ndarray, h: np.ndarray, sq: np.ndarray, budget: int,
         # (Cauchy-Schwarz) it bounds the distance from below, and rows the
         # bound rules out skip the wider (N, D) factor.
         rows = _subset(need, n)
-        dot_a = (a @ a[new] if rows is None else a[rows] @ a[new]).astype(np.float64)
+        dot_a = _matvec(a if rows is None else a[rows], a[new]).astype(np.float64)
         sq_r = sq if rows is None else sq[rows]
         hn_r = h_norm if rows is None else h_norm[rows]
         lower = sq_r + sq[new] - 2.0 * np.abs(dot_a) * hn_r * h_norm[new]
@@ -113,7 +126,7 @@ def kmeanspp_factored(a: np.ndarray, h: np.ndarray, sq: np.ndarray, budget: int,
         dot_a, sq_r, current = dot_a[keep], sq_r[keep], current[keep]
         if rows.size:
             dense = rows.size > _GATHER_FRACTION * n
-            dot_h = (h @ h[new])[rows] if dense else h[rows] @ h[new]
+            dot_h = _matvec(h, h[new])[rows] if dense else _matvec(h[rows], h[new])
             d2 = np.maximum(sq_r + sq[new] - 2.0 * dot_a * dot_h, 0.0)
             closer = d2 < current
             min_d2[rows[closer]] = d2[closer]
