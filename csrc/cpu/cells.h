@@ -813,11 +813,7 @@ class CellIndex {
     injected_failure();
 #pragma omp parallel num_threads(nt)
     {
-#ifdef _OPENMP
-      Lane& lane = lanes_[static_cast<size_t>(omp_get_thread_num())];
-#else
-      Lane& lane = lanes_[0];
-#endif
+      Lane& lane = lanes_[static_cast<size_t>(thread_id())];
 #pragma omp for schedule(dynamic, 1)
       for (int64_t g = 0; g < groups; ++g) {
         const int64_t k0 = g * kCellGroup, k1 = std::min(na, k0 + kCellGroup);
