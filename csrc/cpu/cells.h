@@ -36,6 +36,7 @@
 #include "cell_heap.h"
 #include "pool.h"
 #include "projection.h"
+#include "team_errors.h"
 
 namespace pcoreset {
 namespace PCS_ISA {
@@ -555,12 +556,15 @@ class CellIndex {
       }
     }
     const int64_t n_items = static_cast<int64_t>(items_.size());
+    TeamErrors errors;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (int64_t t = 0; t < n_items; ++t) {
-      run_item(items_[t], ctr, id32);
-      compact_item(items_[t]);
-    }
-    injected_failure();
+    for (int64_t t = 0; t < n_items; ++t)
+      errors.run([&] {
+        if (t == n_items / 2) injected_failure();
+        run_item(items_[t], ctr, id32);
+        compact_item(items_[t]);
+      });
+    errors.rethrow();
     // combine: per cell, join the items' compacted blocks (in order); the new
     // cell gets the items' moved rows (in the order of the cells visited)
     fresh_.clear();
@@ -810,12 +814,13 @@ class CellIndex {
     cell_r2_.resize(static_cast<size_t>(na));
     cell_far_.resize(static_cast<size_t>(na));
     if (nt > 1) q.stats.parallel_steps += 1;
-    injected_failure();
+    TeamErrors errors;
 #pragma omp parallel num_threads(nt)
     {
       Lane& lane = lanes_[static_cast<size_t>(thread_id())];
 #pragma omp for schedule(dynamic, 1)
-      for (int64_t g = 0; g < groups; ++g) {
+      for (int64_t g = 0; g < groups; ++g) errors.run([&] {
+        if (g == groups / 2) injected_failure();
         const int64_t k0 = g * kCellGroup, k1 = std::min(na, k0 + kCellGroup);
         lane.todo.clear();
         for (int64_t k = k0; k < k1; ++k) __builtin_prefetch(&members_[affected_[k].cell]);
@@ -847,8 +852,9 @@ class CellIndex {
           cell_r2_[k] = r2;
           cell_far_[k] = far;
         }
-      }
+      });
     }
+    errors.rethrow();
     int64_t computed = 0, n_fresh = 0;
     visit_rows_ = 0;
     for (int t = 0; t < nt; ++t) {

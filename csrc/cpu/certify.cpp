@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "pcoreset/certify.h"
+#include "team_errors.h"
 
 // The vector types below never cross a call boundary the compiler does not
 // inline (all internal), so the ABI notes about passing them do not apply.
@@ -234,11 +235,14 @@ void certify_tile(const A* g, const A* nx2, const A* ny2, const double* nx, cons
     return;
   }
   std::vector<std::vector<int64_t>> orows(static_cast<size_t>(n_blocks)), ocols(static_cast<size_t>(n_blocks));
+  TeamErrors errors;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-  for (int64_t t = 0; t < n_blocks; ++t) {
-    const int64_t r0 = t * block, r1 = std::min(rows, r0 + block);
-    certify_rows<A>(g, nx2, ny2, nx, ny, ny_max, r0, r1, cols, b, cand, counts, &orows[t], &ocols[t]);
-  }
+  for (int64_t t = 0; t < n_blocks; ++t)
+    errors.run([&] {
+      const int64_t r0 = t * block, r1 = std::min(rows, r0 + block);
+      certify_rows<A>(g, nx2, ny2, nx, ny, ny_max, r0, r1, cols, b, cand, counts, &orows[t], &ocols[t]);
+    });
+  errors.rethrow();
   for (int64_t t = 0; t < n_blocks; ++t) {
     over_rows->insert(over_rows->end(), orows[t].begin(), orows[t].end());
     over_cols->insert(over_cols->end(), ocols[t].begin(), ocols[t].end());

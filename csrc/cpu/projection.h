@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "pool.h"
+#include "team_errors.h"
 
 namespace pcoreset {
 namespace PCS_ISA {
@@ -184,20 +185,24 @@ class Projection {
     const int64_t n = q.p.n, c = q.p.c;
     y_.assign(static_cast<size_t>(n * stride_), 0.0f);
     const int64_t nt = std::max(1, q.team());
+    TeamErrors errors;
 #pragma omp parallel num_threads(nt)
     {
-      std::vector<A> x(static_cast<size_t>(c));
+      std::vector<A> x;
+      errors.run([&] { x.resize(static_cast<size_t>(c)); });
       for (int64_t t0 = 0; t0 < n; t0 += q.tile) {
         const int64_t t1 = std::min(n, t0 + q.tile);
 #pragma omp for schedule(static)
-        for (int64_t i = t0; i < t1; ++i) {
-          q.row_values_into(i, x.data());
-          project_one(x.data(), y_.data() + i * stride_);
-        }
+        for (int64_t i = t0; i < t1; ++i)
+          errors.run([&] {
+            q.row_values_into(i, x.data());
+            project_one(x.data(), y_.data() + i * stride_);
+          });
 #pragma omp single
         q.release_rows(t0, t1);
       }
     }
+    errors.rethrow();
     q.stats.proj_builds += 1;
     rows_ready_ = true;
   }
