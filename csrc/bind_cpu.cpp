@@ -9,6 +9,10 @@
 #include <cstring>
 #include <string>
 
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -36,6 +40,44 @@ size_t itemsize_of(const std::string& dtype) {
 }
 
 py::tuple as_tuple(const StepResult& r) { return py::make_tuple(r.row, r.dist2); }
+
+// Every call into the kernel returns with the upper halves of the vector
+// registers cleared (vzeroupper, where the CPU has AVX). The cell steps
+// could return with them dirty (which path was not found; with the C
+// library's AVX-512 string routines turned off it did not happen); the
+// caller's SSE code (NumPy's non-AVX loops, the interpreter) then pays a
+// state transition on every instruction: NumPy's row sums of a 200k x 3
+// array took 33-44 ms instead of 3-4 ms after a selection, until some AVX
+// routine happened to clear them.
+struct CleanVectorState {
+  CleanVectorState() = default;
+  CleanVectorState(const CleanVectorState&) = delete;
+  CleanVectorState& operator=(const CleanVectorState&) = delete;
+  ~CleanVectorState() { clear(); }
+  static void clear() {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    static const bool avx = __builtin_cpu_supports("avx");
+    if (avx) __asm__ __volatile__("vzeroupper" ::: "memory");
+#endif
+  }
+};
+using Clean = py::call_guard<CleanVectorState>;
+
+// For the tests: 1 if the upper halves of the vector registers are in use
+// (XINUSE bit 2, read with XGETBV ECX=1), 0 if clear, -1 where the CPU
+// cannot tell.
+int upper_vector_state() {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return -1;  // OSXSAVE
+  if (!__get_cpuid_count(0xD, 1, &a, &b, &c, &d) || !(a & (1u << 2))) return -1;  // XGETBV ECX=1
+  unsigned lo = 0, hi = 0;
+  __asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(1));
+  return (lo >> 2) & 1u;
+#else
+  return -1;
+#endif
+}
 
 // Owns the Python buffer the kernel reads, so the pool outlives the state.
 class PyState {
@@ -242,6 +284,7 @@ class PyState {
     radii2.reserve(static_cast<size_t>(budget));
     bool interrupted = false;
     auto check = [&](int64_t done) -> bool {
+      CleanVectorState::clear();  // Python runs next, on this thread
       py::gil_scoped_acquire gil;
       if (PyErr_CheckSignals() != 0) {
         interrupted = true;
@@ -415,41 +458,42 @@ py::dict build_info() {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "pcoreset CPU kernel (k-center greedy with running minimum and exact pruning)";
   py::class_<PyState>(m, "KCenterState")
-      .def(py::init<py::buffer, const std::string&, bool, double, bool, int, bool>(), py::arg("x"),
+      .def(py::init<py::buffer, const std::string&, bool, double, bool, int, bool>(), Clean(), py::arg("x"),
            py::arg("dtype"), py::arg("from_logits") = false, py::arg("temperature") = 1.0,
            py::arg("prune") = true, py::arg("num_threads") = 0, py::arg("release_pages") = false,
            "release_pages: x is a shared file mapping (a memmapped .npy); read it in row tiles "
            "and drop each tile's pages once read (bounded resident memory)")
       .def_property_readonly("n", &PyState::n)
       .def_property_readonly("c", &PyState::c)
-      .def("seed_rows", &PyState::seed_rows, py::arg("rows"))
-      .def("seed_rows_with_candidates", &PyState::seed_rows_with_candidates, py::arg("rows"),
+      .def("seed_rows", &PyState::seed_rows, Clean(), py::arg("rows"))
+      .def("seed_rows_with_candidates", &PyState::seed_rows_with_candidates, Clean(), py::arg("rows"),
            py::arg("candidates"))
-      .def("seed_vectors", &PyState::seed_vectors, py::arg("vectors"))
-      .def("seed_vectors_with_candidates", &PyState::seed_vectors_with_candidates, py::arg("vectors"),
+      .def("seed_vectors", &PyState::seed_vectors, Clean(), py::arg("vectors"))
+      .def("seed_vectors_with_candidates", &PyState::seed_vectors_with_candidates, Clean(), py::arg("vectors"),
            py::arg("candidates"))
-      .def("row_vector", &PyState::row_vector, py::arg("row"))
-      .def("rows_values", &PyState::rows_values, py::arg("rows"))
-      .def("mean_vector", &PyState::mean_vector)
-      .def("set_projection", &PyState::set_projection, py::arg("basis"),
+      .def("row_vector", &PyState::row_vector, Clean(), py::arg("row"))
+      .def("rows_values", &PyState::rows_values, Clean(), py::arg("rows"))
+      .def("mean_vector", &PyState::mean_vector, Clean())
+      .def("set_projection", &PyState::set_projection, Clean(), py::arg("basis"),
            "basis: (d, c) float64 with rows close to orthonormal (1 <= d <= 64); steps then skip "
            "rows whose projected distance proves they keep their nearest center")
-      .def("farthest_from", &PyState::farthest_from, py::arg("vector"))
-      .def("current_best", &PyState::current_best)
-      .def("take", &PyState::take, py::arg("row"))
-      .def("exclude", &PyState::exclude, py::arg("rows"))
+      .def("farthest_from", &PyState::farthest_from, Clean(), py::arg("vector"))
+      .def("current_best", &PyState::current_best, Clean())
+      .def("take", &PyState::take, Clean(), py::arg("row"))
+      .def("exclude", &PyState::exclude, Clean(), py::arg("rows"))
       .def_property_readonly("num_centers", &PyState::num_centers)
       .def_property_readonly("supports_stop", [](const PyState&) { return true; })
-      .def("export_state", &PyState::export_state)
-      .def("load_state", &PyState::load_state, py::arg("mind"), py::arg("nearest"), py::arg("centers"))
-      .def("push_center", &PyState::push_center, py::arg("vector"))
-      .def("push_row", &PyState::push_row, py::arg("row"))
-      .def("run", &PyState::run, py::arg("budget"), py::arg("progress") = py::none(),
+      .def("export_state", &PyState::export_state, Clean())
+      .def("load_state", &PyState::load_state, Clean(), py::arg("mind"), py::arg("nearest"), py::arg("centers"))
+      .def("push_center", &PyState::push_center, Clean(), py::arg("vector"))
+      .def("push_row", &PyState::push_row, Clean(), py::arg("row"))
+      .def("run", &PyState::run, Clean(), py::arg("budget"), py::arg("progress") = py::none(),
            py::arg("stop_dist2") = -1.0)
       .def("last_run", &PyState::last_run)
-      .def("min_dist2", &PyState::min_dist2)
+      .def("min_dist2", &PyState::min_dist2, Clean())
       .def("stats", &PyState::stats);
   m.def("build_info", &build_info);
+  m.def("_upper_vector_state", &upper_vector_state);
   m.def("available_threads", &pcoreset::available_threads, py::arg("requested") = 0,
         "threads to use now: requested when > 0, else the cores that other processes leave free");
   m.def(
@@ -477,14 +521,14 @@ PYBIND11_MODULE(_C, m) {
         "the cores this process may use: its CPU affinity, fewer under a cgroup CPU quota");
   m.def("cgroup_cpu_quota", &pcoreset::cgroup_cpu_quota, py::arg("proc_cgroup"), py::arg("root_v2"),
         py::arg("root_v1"), "the CPU quota in cores (rounded up; 0: none) that proc_cgroup's cgroups set");
-  m.def("certify_tile", &certify_tile_t<float>, py::arg("g"), py::arg("nx2"), py::arg("ny2"), py::arg("nx"),
+  m.def("certify_tile", &certify_tile_t<float>, Clean(), py::arg("g"), py::arg("nx2"), py::arg("ny2"), py::arg("nx"),
         py::arg("ny"),
         py::arg("kappa"), py::arg("tiny"), py::arg("kernel_rel"), py::arg("k"), py::arg("num_threads") = 0);
-  m.def("certify_tile", &certify_tile_t<double>, py::arg("g"), py::arg("nx2"), py::arg("ny2"), py::arg("nx"),
+  m.def("certify_tile", &certify_tile_t<double>, Clean(), py::arg("g"), py::arg("nx2"), py::arg("ny2"), py::arg("nx"),
         py::arg("ny"),
         py::arg("kappa"), py::arg("tiny"), py::arg("kernel_rel"), py::arg("k"), py::arg("num_threads") = 0);
-  m.def("assign_pivots", &assign_pivots_t<float>, py::arg("x"), py::arg("g"), py::arg("r"), py::arg("rn2"));
-  m.def("assign_pivots", &assign_pivots_t<double>, py::arg("x"), py::arg("g"), py::arg("r"), py::arg("rn2"));
-  m.def("row_norms", &row_norms_t<float>, py::arg("a"));
-  m.def("row_norms", &row_norms_t<double>, py::arg("a"));
+  m.def("assign_pivots", &assign_pivots_t<float>, Clean(), py::arg("x"), py::arg("g"), py::arg("r"), py::arg("rn2"));
+  m.def("assign_pivots", &assign_pivots_t<double>, Clean(), py::arg("x"), py::arg("g"), py::arg("r"), py::arg("rn2"));
+  m.def("row_norms", &row_norms_t<float>, Clean(), py::arg("a"));
+  m.def("row_norms", &row_norms_t<double>, Clean(), py::arg("a"));
 }

@@ -693,3 +693,39 @@ def test_bound_counters(c, limit, monkeypatch):
     d.seed_rows(np.array([3, 99, 500]))
     d.run(150)
     assert d.stats()["rows_in_reach"] == 149 * 700  # no pruning: every row in reach
+
+
+def upper_state_clear():
+    state = _C._upper_vector_state()
+    if state < 0:
+        pytest.skip("this CPU cannot report its vector register state (XGETBV ECX=1)")
+    return state == 0
+
+
+@pytest.mark.parametrize("c", [3, 100])
+def test_kernel_calls_return_with_the_vector_state_clear(c, cell_steps_only):
+    # The caller's SSE code (NumPy, the interpreter) is about 10x slower
+    # while the upper halves of the vector registers are dirty: every call
+    # into the kernel, and every progress callback it makes, leaves them clear.
+    import pcoreset
+
+    x = np.random.default_rng(c).dirichlet(np.ones(c), size=3000).astype(np.float32)
+    seen = []
+    sel = pcoreset.Selector(x, np.arange(0, 3000, 150), backend="cpu", num_threads=2)
+    assert upper_state_clear()
+    sel.next(40)
+    assert sel._state.stats()["cell_steps"] > 0
+    assert upper_state_clear()
+    pcoreset.select(x, np.arange(0, 3000, 150), 40, backend="cpu",
+                    progress=lambda done: seen.append(_C._upper_vector_state()))
+    assert upper_state_clear()
+    assert seen and all(s == 0 for s in seen)
+    sel.add_centers(np.arange(1, 3000, 97))
+    assert upper_state_clear()
+    sel.next(5)
+    state = sel.state_dict()
+    assert upper_state_clear()
+    pcoreset.Selector.from_state_dict(x, state).next(5)
+    assert upper_state_clear()
+    pcoreset.kcenter_greedy(x.astype(np.float64), [0], 60, num_threads=1)
+    assert upper_state_clear()

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -97,6 +98,8 @@ class AnchorIndex {
     for (int64_t g = 0; g < na; ++g) best_d[anchors_[g]] = 0.0, best_g[anchors_[g]] = g;
     for (int64_t a = 0; a < k; ++a) insert(a, best_g[a], best_d[a], false);
     for (auto& list : list_) std::sort(list.begin(), list.end());
+    span_.resize(list_.size());
+    for (size_t g = 0; g < list_.size(); ++g) refresh_span(g);
     indexed_ = k;
   }
 
@@ -122,6 +125,7 @@ class AnchorIndex {
       if (list.empty()) continue;
       const double dq = std::sqrt(static_cast<double>(d2_[g]));
       const double w = (2.0 * maxr_[g] * (1.0 + eps) + tiny + 2.0 * eps * dq) / (1.0 - eps);
+      if (span_[g].second < dq - w || span_[g].first > dq + w) continue;  // the window holds none
       auto it = std::lower_bound(list.begin(), list.end(), std::pair<double, int64_t>{dq - w, -1});
       for (; it != list.end() && it->first <= dq + w; ++it) {
         const int64_t a = it->second;
@@ -223,6 +227,7 @@ class AnchorIndex {
     anchors_.push_back(a);
     list_.emplace_back();
     maxr_.push_back(0.0);
+    span_.emplace_back(kNoSpan);
     insert(a, static_cast<int64_t>(anchors_.size()) - 1, 0.0, true);
   }
 
@@ -233,8 +238,12 @@ class AnchorIndex {
     auto& list = list_[g];
     if (!(pool_.radius2[a] > A(0))) return;
     const std::pair<double, int64_t> e{d, a};
-    if (sorted) list.insert(std::upper_bound(list.begin(), list.end(), e), e);
-    else list.push_back(e);  // build sorts once
+    if (sorted) {
+      list.insert(std::upper_bound(list.begin(), list.end(), e), e);
+      refresh_span(static_cast<size_t>(g));
+    } else {
+      list.push_back(e);  // build sorts once (and sets the spans)
+    }
     const A r2 = pool_.radius2[a];
     const double r = r2 > A(0) ? std::sqrt(static_cast<double>(r2)) : 0.0;
     maxr_[g] = std::max(maxr_[g], r);
@@ -249,13 +258,25 @@ class AnchorIndex {
                  list.end());
       for (const auto& e : list) m = std::max(m, static_cast<double>(pool_.radius2[e.second]));
       maxr_[g] = std::sqrt(m);
+      refresh_span(g);
     }
+  }
+
+  static constexpr std::pair<double, double> kNoSpan{std::numeric_limits<double>::infinity(),
+                                                     -std::numeric_limits<double>::infinity()};
+  void refresh_span(size_t g) {
+    const auto& list = list_[g];
+    span_[g] = list.empty() ? kNoSpan : std::pair<double, double>{list.front().first, list.back().first};
   }
 
   const Pool<S>& pool_;
   std::vector<int64_t> anchors_;
   std::vector<std::vector<std::pair<double, int64_t>>> list_;  // (distance to the anchor, center)
   std::vector<double> maxr_;  // upper bound of the radii of each list's cells
+  // each list's first and last distance (lists empty: +inf, -inf), apart
+  // from the lists: a window that misses them all is passed by without
+  // touching the list (in few dimensions most windows do)
+  std::vector<std::pair<double, double>> span_;
   std::vector<A> d2_;         // the last new center's squared distance to each anchor
   std::vector<uint64_t> stamp_;
   std::vector<Cand> cand_;

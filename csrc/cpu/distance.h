@@ -165,7 +165,7 @@ A sq_dist_vec(const A* a, const A* b, int64_t c, A stop) {
 // Squared distance of two short vectors (C = kC < kLanes), unrolled at
 // compile time: one term per lane and the fold of fold_first_lanes, so the
 // same bits as sq_dist_vec and sq_dist_row.
-template <int kP, typename A> inline A fold_pow2(const A* l) {
+template <int kP, typename A> __attribute__((always_inline)) inline A fold_pow2(const A* l) {
   if constexpr (kP == 1) {
     return l[0];
   } else {
@@ -177,7 +177,8 @@ template <int kP, typename A> inline A fold_pow2(const A* l) {
 
 constexpr int pow2_at_least(int c) { return c <= 1 ? 1 : 2 * pow2_at_least((c + 1) / 2); }
 
-template <int kC, typename A> inline A sq_dist_small(const A* a, const A* b) {
+// Forced inline: a call per 3-D row cost as much as the distance.
+template <int kC, typename A> __attribute__((always_inline)) inline A sq_dist_small(const A* a, const A* b) {
   constexpr int kP = pow2_at_least(kC);
   A l[kP];
   for (int k = 0; k < kC; ++k) {
