@@ -729,3 +729,24 @@ def test_kernel_calls_return_with_the_vector_state_clear(c, cell_steps_only):
     assert upper_state_clear()
     pcoreset.kcenter_greedy(x.astype(np.float64), [0], 60, num_threads=1)
     assert upper_state_clear()
+
+
+@pytest.mark.parametrize("c", [3, 20])
+@pytest.mark.parametrize("quantised", [False, True])
+def test_large_new_cells_are_sorted_exactly(c, quantised, cell_steps_only):
+    # One labeled row: the first steps gather new cells of thousands of rows
+    # (sorted by the wide-digit radix pass), later ones of tens to hundreds
+    # (the narrow one); a cell out of order would visit the wrong rows.
+    n = 24000
+    x = quantised_rows(n, c, 11) if quantised else np.random.default_rng(c).random((n, c))
+    arr = np.ascontiguousarray(x, dtype=np.float32)
+    dense = _C.KCenterState(arr, "float32", False, 1.0, False, 1)
+    cells = _C.KCenterState(arr, "float32", False, 1.0, True, 1)
+    for s in (dense, cells):
+        s.seed_rows(np.array([0]))
+    pd, rd = dense.run(400)
+    pc, rc = cells.run(400)
+    np.testing.assert_array_equal(pc, pd)
+    np.testing.assert_array_equal(rc, rd)
+    np.testing.assert_array_equal(cells.min_dist2(), dense.min_dist2())
+    assert cells.stats()["cell_steps"] >= 398

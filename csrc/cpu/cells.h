@@ -43,10 +43,12 @@ namespace PCS_ISA {
 namespace {
 
 // Sorts v ascending by key(e), an unsigned integer of `bits` bits, by LSD
-// radix (11 bits a pass; a pass whose digit is the same for every element is
-// skipped, so rows below 2^22 take two passes). Stable; tmp is scratch.
-// The steps sort lists that are rebuilt every step (the rows to compute,
-// the new cell), where a comparison sort cost a fifth of a step.
+// radix. Each pass sorts by the next digit that starts at a bit which is not
+// the same in every key (constant bits are never a digit), 11 bits wide, or
+// 8 for fewer than 4,096 elements (a pass clears and sums 2^width counters).
+// Stable; tmp is scratch. The steps sort lists that are rebuilt every step
+// (the rows to compute, the new cell), where a comparison sort cost a fifth
+// of a step.
 template <typename T, typename Key>
 void radix_sort(std::vector<T>& v, std::vector<T>& tmp, int bits, Key key) {
   uint64_t any = 0, all = ~uint64_t(0);
@@ -55,15 +57,20 @@ void radix_sort(std::vector<T>& v, std::vector<T>& tmp, int bits, Key key) {
     any |= k;
     all &= k;
   }
-  const uint64_t varies = any ^ all;  // bits that are not the same in every key
+  uint64_t varies = any ^ all;  // bits that are not the same in every key
+  if (bits < 64) varies &= (uint64_t(1) << bits) - 1;
+  const int width = v.size() < 4096 ? 8 : 11;
+  const uint64_t mask = (uint64_t(1) << width) - 1;
   tmp.resize(v.size());
-  for (int shift = 0; shift < bits; shift += 11) {
-    if (((varies >> shift) & 0x7FFu) == 0) continue;
-    size_t count[2049] = {0};
-    for (const T& e : v) ++count[((key(e) >> shift) & 0x7FFu) + 1];
-    for (int d = 0; d < 2048; ++d) count[d + 1] += count[d];
-    for (const T& e : v) tmp[count[(key(e) >> shift) & 0x7FFu]++] = e;
+  size_t count[2049];
+  while (varies != 0) {
+    const int shift = __builtin_ctzll(varies);
+    std::fill(count, count + mask + 2, size_t(0));
+    for (const T& e : v) ++count[((key(e) >> shift) & mask) + 1];
+    for (uint64_t d = 0; d < mask; ++d) count[d + 1] += count[d];
+    for (const T& e : v) tmp[count[(key(e) >> shift) & mask]++] = e;
     v.swap(tmp);
+    varies = shift + width >= 64 ? 0 : varies & ~((uint64_t(1) << (shift + width)) - 1);
   }
 }
 
