@@ -111,7 +111,7 @@ class CellIndex {
       if (m > A(0)) members_[a].push_back(Member{static_cast<uint32_t>(i), m});
       else zeros_[a].push_back(static_cast<uint32_t>(i));  // in row order
     }
-    for (auto& mem : members_) std::sort(mem.begin(), mem.end(), member_less);
+    for (auto& mem : members_) sort_members(&mem);
     member_vals_.assign(inline_values() ? static_cast<size_t>(k) : 0, {});
     if (inline_values()) {
       for (int64_t a = 0; a < k; ++a) {
@@ -443,6 +443,20 @@ class CellIndex {
     }
     for (size_t t = 0; t < n; ++t) order_[t] = static_cast<uint32_t>(t);
     std::sort(order_.begin(), order_.end(), [fresh](uint32_t u, uint32_t v) { return member_less(fresh[u], fresh[v]); });
+  }
+
+  // A cell's members into member order (the build: a cell can hold most of
+  // the pool when few rows are labeled).
+  void sort_members(std::vector<Member>* mem) {
+    const int64_t count = static_cast<int64_t>(mem->size());
+    if (count < 64) {
+      std::sort(mem->begin(), mem->end(), member_less);
+      return;
+    }
+    member_order(mem->data(), count);
+    scratch_members_.resize(static_cast<size_t>(count));
+    for (int64_t t = 0; t < count; ++t) scratch_members_[t] = (*mem)[order_[t]];
+    std::copy(scratch_members_.begin(), scratch_members_.begin() + count, mem->begin());
   }
 
   // The rest of a step once the cells are updated and the new cell's radius
