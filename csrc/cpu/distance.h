@@ -191,7 +191,7 @@ template <int kC, typename A> __attribute__((always_inline)) inline A sq_dist_sm
 
 // Squared distance between two center vectors (unrolled for short rows; the
 // same bits either way).
-template <typename A> A center_dist2(const A* a, const A* b, int64_t c, A stop) {
+template <typename A> __attribute__((always_inline)) inline A center_dist2(const A* a, const A* b, int64_t c, A stop) {
   switch (c) {
     case 1: return sq_dist_small<1, A>(a, b);
     case 2: return sq_dist_small<2, A>(a, b);
