@@ -731,6 +731,79 @@ def test_kernel_calls_return_with_the_vector_state_clear(c, cell_steps_only):
     assert upper_state_clear()
 
 
+@pytest.mark.parametrize("mode", ["cells", "pruned-dense"])
+@pytest.mark.parametrize("dtype,scale", [("float32", 1e-20), ("float64", 1e-160)])
+@pytest.mark.parametrize("c", [1, 3, 20])
+def test_squared_distances_near_the_subnormal_range_prune_exactly(c, dtype, scale, mode, monkeypatch):
+    # rows a tiny distance apart (squared distances below the normal range,
+    # where every square and sum rounds to a multiple of the smallest
+    # subnormal): the relative slack alone skipped rows that move (float32
+    # c = 1, float64 c = 1 and 3 differed from the dense pass). Also rows of
+    # a confident model: one-hot, apart only in values near 1e-20.
+    monkeypatch.setenv("PCORESET_CELL_VISIT", "1" if mode == "cells" else "0")
+    rng = np.random.default_rng(40 + c)
+    tiny = rng.random((3000, c)) * scale
+    hot = np.zeros((3000, c))
+    hot[np.arange(3000), rng.integers(0, c, 3000)] = 1.0
+    for x in (tiny, hot + tiny):
+        arr = np.ascontiguousarray(x, dtype=dtype)
+        dense = _C.KCenterState(arr, dtype, False, 1.0, False, 1)
+        pruned = _C.KCenterState(arr, dtype, False, 1.0, True, 1)
+        for s in (dense, pruned):
+            s.seed_rows(np.array([0]))
+        pd, rd = dense.run(500)
+        pp, rp = pruned.run(500)
+        np.testing.assert_array_equal(pp, pd)
+        np.testing.assert_array_equal(rp, rd)
+        np.testing.assert_array_equal(pruned.min_dist2(), dense.min_dist2())
+        if x is tiny:  # (c = 1 one-hot rows are all equal: no step to prune)
+            st = pruned.stats()
+            assert st["cell_steps" if mode == "cells" else "dense_steps"] >= len(pp) - 2
+
+
+def _few_dims_pool(case, c):
+    rng = np.random.default_rng(40 + c)
+    if case == "duplicates":  # 60 distinct rows, each repeated
+        return rng.random((60, c))[rng.integers(0, 60, 6000)]
+    if case == "clustered":  # dense clumps and empty space between them
+        return (rng.random((8, c))[rng.integers(0, 8, 6000)] + 1e-3 * rng.standard_normal((6000, c)))
+    x = rng.random((6000, c))
+    if case == "huge":  # squared distances overflow float32: the grid's reach is infinite
+        return x * 1e19
+    if case == "tiny":  # squared distances below float32's normal range
+        return x * 1e-20
+    return x
+
+
+@pytest.mark.parametrize("c", [1, 2, 3])
+@pytest.mark.parametrize("case", ["uniform", "outside", "duplicates", "clustered", "huge", "tiny", "long-run"])
+def test_grid_steps_in_few_dimensions_give_the_bits_of_dense_passes(c, case, cell_steps_only):
+    # rows of at most 3 values find the cells a step changes through a grid
+    # over the centers: centers outside the pool's box (edge buckets), an
+    # infinite reach (every bucket), tiny radii, many centers per bucket,
+    # and a run long enough to rebuild the grid finer and reach its cap
+    x = _few_dims_pool(case, c)
+    if case == "long-run":
+        x = np.random.default_rng(c).random((30_000, c))
+    arr = np.ascontiguousarray(x, dtype=np.float32)
+    steps = 4000 if case == "long-run" else 700
+    states = [_C.KCenterState(arr, "float32", False, 1.0, prune, 1) for prune in (False, True)]
+    for s in states:
+        if case == "outside":  # centers far from every row, on both sides
+            s.seed_vectors(np.array([[5.0] * c, [-3.0] * c, [0.5] * c]))
+        else:
+            s.seed_rows(np.array([0]))
+    (pd, rd), (pc, rc) = (s.run(steps) for s in states)
+    dense, cells = states
+    np.testing.assert_array_equal(pc, pd)
+    np.testing.assert_array_equal(rc, rd)
+    np.testing.assert_array_equal(cells.min_dist2(), dense.min_dist2())
+    st = cells.stats()
+    assert st["cell_steps"] >= len(pc) - 2 and st["cell_switches"] == 0
+    if case in ("uniform", "long-run"):  # the grid measures few centers a step
+        assert st["center_dists"] < 200 * st["cell_steps"]
+
+
 @pytest.mark.parametrize("c", [3, 20])
 @pytest.mark.parametrize("quantised", [False, True])
 def test_large_new_cells_are_sorted_exactly(c, quantised, cell_steps_only):

@@ -112,7 +112,9 @@ class AnchorIndex {
     const A* ctr = q.center(id);
     const int64_t na = static_cast<int64_t>(anchors_.size());
     const double eps = geom_eps();
-    const double tiny = sizeof(A) == 4 ? 1e-30 : 1e-300;
+    // absolute slack (distance units) for squared distances near the
+    // subnormal range: above the square root of PruneFloor
+    const double tiny = sizeof(A) == 4 ? 0x1p-48 : 0x1p-478;
     out->clear();
     cand_.clear();
     ++epoch_;
@@ -138,7 +140,7 @@ class AnchorIndex {
         // measured below, once the windows are read: their centers are
         // scattered over the centers, so the ones a few places ahead are
         // prefetched
-        cand_.push_back(Cand{a, a == from ? A(-1) : PruneSlack<A>::value * r2, a == anchors_[g] ? d2_[g] : A(-1)});
+        cand_.push_back(Cand{a, a == from ? A(-1) : prune_bound(r2), a == anchors_[g] ? d2_[g] : A(-1)});
       }
     }
     const int64_t nc = static_cast<int64_t>(cand_.size());

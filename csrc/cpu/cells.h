@@ -7,7 +7,7 @@
 // CellHeap over the cells gives the next pick without a scan. With the new
 // center n, a row i of cell a can only come closer to n if d(a, n) < 2 r_a
 // (triangle inequality: d(i, n) >= d(a, n) - d(i, a)), so a step visits only
-// those cells (found through AnchorIndex), and inside them only the rows
+// those cells (found through AnchorIndex, or GridIndex for c <= 3), and inside them only the rows
 // with d(a, n) < 2 sqrt(mind[i]): the sorted order makes those a suffix of
 // the cell, found by binary search, and the rest of the cell is never read.
 // A step's cost follows the rows that can change, not N, the number of
@@ -34,6 +34,7 @@
 
 #include "anchors.h"
 #include "cell_heap.h"
+#include "grid_index.h"
 #include "pool.h"
 #include "projection.h"
 #include "team_errors.h"
@@ -86,7 +87,11 @@ class CellIndex {
   // row_value, so the same distances.
   static constexpr int64_t kInlineValues = 16;
 
-  explicit CellIndex(P& pool) : pool_(pool), anchors_(pool) {}
+  explicit CellIndex(P& pool) : pool_(pool), anchors_(pool), grid_(pool) {}
+
+  // Rows of at most kGridDims values find the cells a step changes through
+  // the grid (grid_index.h), longer ones through the anchors.
+  bool use_grid() const { return pool_.p.c <= kGridDims; }
 
   bool inline_values() const { return pool_.p.c <= kInlineValues; }
 
@@ -125,7 +130,8 @@ class CellIndex {
     for (int64_t a = 0; a < k; ++a) rescan_cell(a);
     heap_.clear(k);
     for (int64_t a = 0; a < k; ++a) heap_.push(a, q.radius2[a], far_[a]);
-    anchors_.build(&q.stats);
+    if (use_grid()) grid_.build();
+    else anchors_.build(&q.stats);
   }
 
   StepResult top() const { return heap_.top(); }
@@ -155,7 +161,10 @@ class CellIndex {
 
   // Anchors and lists of the current centers kept (centers were replaced:
   // load_state) or not.
-  void forget_centers() { anchors_.reset(); }
+  void forget_centers() {
+    anchors_.reset();
+    grid_.reset();
+  }
 
   // Tests only: the k-th cell step from now raises std::bad_alloc half way
   // (after the cells it changes were chosen and the picked row left its
@@ -169,6 +178,7 @@ class CellIndex {
   // of those cells: what the step would visit (the cost model reads it).
   int64_t begin_step(int64_t id, int64_t from, int64_t picked) {
     P& q = pool_;
+    const double r2max = heap_.top().dist2;  // no cell's radius is larger (before the picked row leaves)
     members_.emplace_back();
     zeros_.emplace_back();
     zhead_.push_back(0);
@@ -188,7 +198,8 @@ class CellIndex {
     // row is its cell's last member; a row pushed by the caller may sit
     // anywhere in it)
     if (from >= 0 && picked >= 0) erase_member(from, picked);
-    anchors_.find_affected(id, from, &affected_, &q.stats);
+    if (use_grid()) grid_.find_affected(id, from, r2max, &affected_, &q.stats);
+    else anchors_.find_affected(id, from, &affected_, &q.stats);
     // the rows of those cells, for the cost model; the rows each step
     // must compute are found by the pass (find_suffixes)
     int64_t rows = 0;
@@ -466,7 +477,8 @@ class CellIndex {
     P& q = pool_;
     if (zero_from_ >= 0 && far_[zero_from_] >= 0 && !is_eligible(q.mind[far_[zero_from_]])) set_cell(zero_from_, A(-1), -1);
     heap_.push(id, q.radius2[id], far_[id]);
-    anchors_.add(id);
+    if (use_grid()) grid_.add(id);
+    else anchors_.add(id);
     q.stats.steps += 1;
     q.stats.cell_steps += 1;
     q.stats.cells_visited += static_cast<int64_t>(affected_.size());
@@ -964,6 +976,7 @@ class CellIndex {
   std::vector<int64_t> far_;                 // each cell's farthest row (lowest index); -1 when empty
   CellHeap<A> heap_;
   AnchorIndex<S> anchors_;
+  GridIndex<S> grid_;
   std::vector<Affected<A>> affected_;  // the cells of the current step
   std::vector<Item> items_;
   std::vector<Member> scratch_members_;

@@ -14,6 +14,11 @@
 // prefer. Rows with more than k candidates are reported whole (the caller
 // ranks them by exact float64 distances). Row blocks run on num_threads
 // threads (<= 0: OpenMP's default); the output does not depend on it.
+//
+// Built twice, like the kernel (PCS_ISA: baseline and avx2); dispatch.cpp
+// picks one at run time. Minima and comparisons are exact in A whatever the
+// register width, and the norms are summed alike in both builds, so the two
+// find the same candidates.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -36,6 +41,7 @@
 #endif
 
 namespace pcoreset {
+namespace PCS_ISA {
 
 namespace {
 
@@ -49,28 +55,43 @@ A round_up(double x) {
 }
 
 // The passes below work on whole SIMD registers in GCC/Clang vector types (16
-// bytes: what every x86-64 and ARM64 target has): the compiler's own
-// vectoriser leaves minimum and argmin loops scalar, since their NaN
-// semantics forbid reassociating them; lanes keep each its own minimum.
+// bytes: what every x86-64 and ARM64 target has; 32 in the AVX2 build): the
+// compiler's own vectoriser leaves minimum and argmin loops scalar, since
+// their NaN semantics forbid reassociating them; lanes keep each its own
+// minimum.
+#ifdef __AVX2__
+constexpr int kBytes = 32;
+#else
 constexpr int kBytes = 16;
+#endif
 
 template <typename A>
 struct Lanes;
+// V, M: the minimum and threshold passes' registers. N, D: the norms' (16
+// bytes of A, widened to double), the same in both builds, so that the
+// norms and shifted norms come out bit for bit alike (a float vector wider
+// than 16 bytes would widen into 64 bytes of double, which AVX2 lacks).
 template <>
 struct Lanes<float> {
   typedef float V __attribute__((vector_size(kBytes)));
   typedef int32_t M __attribute__((vector_size(kBytes)));
-  typedef double D __attribute__((vector_size(2 * kBytes)));
+  typedef float N __attribute__((vector_size(16)));
+  typedef double D __attribute__((vector_size(32)));
 };
 template <>
 struct Lanes<double> {
   typedef double V __attribute__((vector_size(kBytes)));
   typedef int64_t M __attribute__((vector_size(kBytes)));
-  typedef double D __attribute__((vector_size(kBytes)));
+  typedef double N __attribute__((vector_size(16)));
+  typedef double D __attribute__((vector_size(16)));
 };
 template <typename A>
 constexpr int lanes() {
   return kBytes / static_cast<int>(sizeof(A));
+}
+template <typename A>
+constexpr int norm_lanes() {
+  return 16 / static_cast<int>(sizeof(A));
 }
 // Independent registers per pass: a minimum's compare-and-blend chain has a
 // latency of several cycles, so one register alone would wait on itself.
@@ -256,6 +277,7 @@ void assign_pivots(const A* x, const A* g, const A* r, const A* rn2, int64_t row
   typedef typename Lanes<A>::M M;
   typedef typename std::remove_cv<typename std::remove_reference<decltype(M{}[0])>::type>::type I;
   constexpr int L = lanes<A>();
+  typedef typename Lanes<A>::N N;
   typedef typename Lanes<A>::D D;
   M iota;
   for (int t = 0; t < L; ++t) iota[t] = t;
@@ -303,8 +325,9 @@ void assign_pivots(const A* x, const A* g, const A* r, const A* rn2, int64_t row
     const A* rj = r + j * c;
     D acc = {};
     int64_t k = 0;
-    for (; k + L <= c; k += L) {
-      const D d = __builtin_convertvector(load<V>(xi + k) - load<V>(rj + k), D);
+    constexpr int NL = norm_lanes<A>();
+    for (; k + NL <= c; k += NL) {
+      const D d = __builtin_convertvector(load<N>(xi + k) - load<N>(rj + k), D);
       acc += d * d;
     }
     double sum = 0;
@@ -319,9 +342,9 @@ void assign_pivots(const A* x, const A* g, const A* r, const A* rn2, int64_t row
 
 template <typename A>
 void row_norms(const A* a, int64_t rows, int64_t c, double* norm, A* norm2) {
-  typedef typename Lanes<A>::V V;
+  typedef typename Lanes<A>::N V;
   typedef typename Lanes<A>::D D;
-  constexpr int L = lanes<A>();
+  constexpr int L = norm_lanes<A>();
   for (int64_t i = 0; i < rows; ++i) {
     const A* ai = a + i * c;
     D acc = {};
@@ -358,4 +381,5 @@ PCORESET_CERTIFY(float)
 PCORESET_CERTIFY(double)
 #undef PCORESET_CERTIFY
 
+}  // namespace PCS_ISA
 }  // namespace pcoreset

@@ -221,7 +221,7 @@ class DensePass {
       for (int64_t a = 0; a < k; ++a) {
         const A r2 = q.radius2[a];
         if (a == id || !(r2 > A(0))) continue;
-        const A bound = PruneSlack<A>::value * r2;
+        const A bound = prune_bound(r2);
         const A d = sq_dist_vec(q.center(a), ctr, q.p.c, bound);
         ++computed;
         dcc2_[a] = d >= bound ? kInf : d;

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "pcoreset/certify.h"
 #include "pcoreset/kcenter.h"
 
 namespace pcoreset {
@@ -41,5 +42,52 @@ std::unique_ptr<KCenterState> make_cpu_state(const void* data, const std::string
 #endif
   return baseline::make_state(data, dtype, params);
 }
+
+namespace {
+bool use_avx2() {
+#ifdef PCORESET_HAVE_AVX2
+  return std::string(cpu_simd_level()) == "avx2+f16c";
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+#ifdef PCORESET_HAVE_AVX2
+#define PCORESET_PICK(fn, ...) (use_avx2() ? avx2::fn(__VA_ARGS__) : baseline::fn(__VA_ARGS__))
+#else
+#define PCORESET_PICK(fn, ...) baseline::fn(__VA_ARGS__)
+#endif
+
+template <typename A>
+void certify_tile(const A* g, const A* nx2, const A* ny2, const double* nx, const double* ny, int64_t rows,
+                  int64_t cols, const CertifyBounds& b, int64_t* cand, int64_t* counts,
+                  std::vector<int64_t>* over_rows, std::vector<int64_t>* over_cols, int num_threads) {
+  PCORESET_PICK(certify_tile<A>, g, nx2, ny2, nx, ny, rows, cols, b, cand, counts, over_rows, over_cols,
+                num_threads);
+}
+
+template <typename A>
+void assign_pivots(const A* x, const A* g, const A* r, const A* rn2, int64_t rows, int64_t p, int64_t c,
+                   int32_t* pivot, A* s2) {
+  PCORESET_PICK(assign_pivots<A>, x, g, r, rn2, rows, p, c, pivot, s2);
+}
+
+template <typename A>
+void row_norms(const A* a, int64_t rows, int64_t c, double* norm, A* norm2) {
+  PCORESET_PICK(row_norms<A>, a, rows, c, norm, norm2);
+}
+#undef PCORESET_PICK
+
+#define PCORESET_CERTIFY(A)                                                                            \
+  template void certify_tile<A>(const A*, const A*, const A*, const double*, const double*, int64_t,  \
+                                int64_t, const CertifyBounds&, int64_t*, int64_t*,                     \
+                                std::vector<int64_t>*, std::vector<int64_t>*, int);                    \
+  template void assign_pivots<A>(const A*, const A*, const A*, const A*, int64_t, int64_t, int64_t,    \
+                                 int32_t*, A*);                                                         \
+  template void row_norms<A>(const A*, int64_t, int64_t, double*, A*);
+PCORESET_CERTIFY(float)
+PCORESET_CERTIFY(double)
+#undef PCORESET_CERTIFY
 
 }  // namespace pcoreset

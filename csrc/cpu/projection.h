@@ -278,7 +278,7 @@ class Projection {
       const int32_t a = q.nearest[i];
       if (!is_eligible(m) || !(m > A(0))) continue;
       if (a >= 0 && a != id) {
-        const A r2 = PruneSlack<A>::value * m;
+        const A r2 = prune_bound(m);
         if (can_skip_row(sq_dist_vec(q.center(a), ctr, q.p.c, r2), m)) continue;
       }
       ++asked;

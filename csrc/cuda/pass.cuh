@@ -134,7 +134,7 @@ __device__ __forceinline__ void dcc_pass(const Dev<S, A>& s, int64_t id, const A
         const A r2 = ld_shared_state(s.radius2 + a);
         A out = inf_of<A>();
         if (r2 > A(0)) {
-          const A bound = PruneSlack<A>::value * r2;
+          const A bound = prune_bound(r2);
           const A d = thread_dist<A, A, false, false>(s.center(a), SoftmaxRow<A>{A(0), A(1)}, A(1), ctr,
                                                       static_cast<int>(c));
           out = d >= bound ? inf_of<A>() : d;
@@ -154,7 +154,7 @@ __device__ __forceinline__ void dcc_pass(const Dev<S, A>& s, int64_t id, const A
       for (int r = 0; r < R; ++r) {
         const int64_t a = a0 + r;
         const A r2 = a < id ? ld_shared_state(s.radius2 + a) : A(0);
-        bound[r] = PruneSlack<A>::value * r2;
+        bound[r] = prune_bound(r2);
         rows[r] = r2 > A(0) ? s.center(a) : nullptr;
         sm[r] = SoftmaxRow<A>{A(0), A(1)};
         computed += rows[r] ? 1 : 0;

@@ -42,9 +42,12 @@ except ImportError as exc:
     faiss = None
     _IMPORT_ERROR = str(exc)
 
-# can_skip_row of row_math.h: skip when dcc2 >= 4 (1 + 1e-3) * mind2 (float32),
-# 4 (1 + 1e-9) * mind2 (float64); the slack covers rounding of both distances.
+# can_skip_row of row_math.h: skip when dcc2 >= 4 (1 + 1e-3) * mind2 + 2^-100
+# (float32), 4 (1 + 1e-9) * mind2 + 2^-960 (float64); the relative slack covers
+# rounding of both distances, the absolute floor squared distances so small
+# that they round to multiples of the smallest subnormal.
 _PRUNE_SLACK = {np.float32: np.float32(4.0 * (1.0 + 1e-3)), np.float64: 4.0 * (1.0 + 1e-9)}
+_PRUNE_FLOOR = {np.float32: np.float32(2.0 ** -100), np.float64: 2.0 ** -960}
 
 
 def _gpu_count() -> int:
@@ -187,6 +190,7 @@ class FaissState(KCenterState):
         self.dist = _Distances(self.x)
         self.dt = self.x.dtype.type
         self.slack = _PRUNE_SLACK[self.dt]
+        self.floor = _PRUNE_FLOOR[self.dt]
         self.n, self.c = problem.n, problem.c
         self._centers = np.empty((16, self.c), dtype=self.dt)
         self.k = 0
@@ -310,7 +314,7 @@ class FaissState(KCenterState):
             computed = self.n
         else:
             dcc2 = self.dist.to_all(self._centers[k], self._centers[:k])
-            rows = np.flatnonzero(dcc2[np.maximum(self.nearest, 0)] < self.slack * self.mind)
+            rows = np.flatnonzero(dcc2[np.maximum(self.nearest, 0)] < self.slack * self.mind + self.floor)
             d = self.dist.to_rows(self._centers[k], rows)
             closer = d < self.mind[rows]
             moved = rows[closer]

@@ -38,4 +38,26 @@ void assign_pivots(const A* x, const A* g, const A* r, const A* rn2, int64_t row
 template <typename A>
 void row_norms(const A* a, int64_t rows, int64_t c, double* norm, A* norm2);
 
+// The functions above choose at run time between the builds below (as the
+// kernel does: cpu_simd_level()).
+#define PCORESET_CERTIFY_DECLARE                                                                        \
+  template <typename A>                                                                                \
+  void certify_tile(const A* g, const A* nx2, const A* ny2, const double* nx, const double* ny,        \
+                    int64_t rows, int64_t cols, const CertifyBounds& b, int64_t* cand, int64_t* counts, \
+                    std::vector<int64_t>* over_rows, std::vector<int64_t>* over_cols, int num_threads); \
+  template <typename A>                                                                                \
+  void assign_pivots(const A* x, const A* g, const A* r, const A* rn2, int64_t rows, int64_t p,        \
+                     int64_t c, int32_t* pivot, A* s2);                                                \
+  template <typename A>                                                                                \
+  void row_norms(const A* a, int64_t rows, int64_t c, double* norm, A* norm2);
+namespace baseline {
+PCORESET_CERTIFY_DECLARE
+}
+#ifdef PCORESET_HAVE_AVX2
+namespace avx2 {
+PCORESET_CERTIFY_DECLARE
+}
+#endif
+#undef PCORESET_CERTIFY_DECLARE
+
 }  // namespace pcoreset

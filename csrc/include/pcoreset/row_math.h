@@ -180,8 +180,25 @@ template <> struct MaxFinite<float> { static constexpr float value = 3.40282347e
 template <> struct MaxFinite<double> { static constexpr double value = 1.7976931348623157e+308; };
 template <typename A> PCS_HD bool finite_bound(A bound) { return bound <= MaxFinite<A>::value; }
 
+// The slack is relative, which holds while the squared distances are
+// normal numbers. Below, each square and sum rounds to a multiple of the
+// smallest subnormal (2^-149 in float32), an absolute error that a relative
+// slack does not cover: rows whose squared distances are that small (a
+// confident model's near-one-hot rows differing only in values near 1e-20)
+// would be skipped although they move. PruneFloor adds an absolute term far
+// above that error (it covers rows of up to 2^40 values) and far below any
+// squared distance that pruning saves work on.
+template <typename A> struct PruneFloor;
+template <> struct PruneFloor<float> { static constexpr float value = 0x1p-100f; };
+template <> struct PruneFloor<double> { static constexpr double value = 0x1p-960; };
+
+// A row or cell whose running minimum (radius) is mind2 cannot change when
+// its center is at computed squared distance >= prune_bound(mind2) from the
+// new center. Monotone in mind2 (the cells' suffix search relies on it).
+template <typename A> PCS_HD A prune_bound(A mind2) { return PruneSlack<A>::value * mind2 + PruneFloor<A>::value; }
+
 template <typename A> PCS_HD bool can_skip_row(A dcc2, A mind2) {
-  const A bound = PruneSlack<A>::value * mind2;
+  const A bound = prune_bound(mind2);
   return dcc2 >= bound && finite_bound(bound);
 }
 
