@@ -772,16 +772,19 @@ def _few_dims_pool(case, c):
         return x * 1e19
     if case == "tiny":  # squared distances below float32's normal range
         return x * 1e-20
+    if case == "outliers":  # a few rows a million times farther out than the rest
+        x[1:6] *= 1e6
     return x
 
 
 @pytest.mark.parametrize("c", [1, 2, 3])
-@pytest.mark.parametrize("case", ["uniform", "outside", "duplicates", "clustered", "huge", "tiny", "long-run"])
+@pytest.mark.parametrize("case", ["uniform", "outside", "duplicates", "clustered", "outliers", "huge", "tiny",
+                                  "long-run"])
 def test_grid_steps_in_few_dimensions_give_the_bits_of_dense_passes(c, case, cell_steps_only):
     # rows of at most 3 values find the cells a step changes through a grid
-    # over the centers: centers outside the pool's box (edge buckets), an
-    # infinite reach (every bucket), tiny radii, many centers per bucket,
-    # and a run long enough to rebuild the grid finer and reach its cap
+    # over the centers: centers outside the rows' range, far outliers, an
+    # infinite reach (every center), tiny radii, many centers per bucket,
+    # and a run long enough to rebuild the grid finer several times
     x = _few_dims_pool(case, c)
     if case == "long-run":
         x = np.random.default_rng(c).random((30_000, c))
@@ -800,7 +803,7 @@ def test_grid_steps_in_few_dimensions_give_the_bits_of_dense_passes(c, case, cel
     np.testing.assert_array_equal(cells.min_dist2(), dense.min_dist2())
     st = cells.stats()
     assert st["cell_steps"] >= len(pc) - 2 and st["cell_switches"] == 0
-    if case in ("uniform", "long-run"):  # the grid measures few centers a step
+    if case in ("uniform", "outliers", "long-run"):  # the grid measures few centers a step
         assert st["center_dists"] < 200 * st["cell_steps"]
 
 
