@@ -75,6 +75,19 @@ void radix_sort(std::vector<T>& v, std::vector<T>& tmp, int bits, Key key) {
   }
 }
 
+// c values from src to dst (not overlapping): a few moves for the short
+// rows whose values the cells keep, where a memmove call per row cost as
+// much as the copy.
+template <typename A>
+inline void copy_values(const A* src, A* dst, int64_t c) {
+  switch (c) {
+    case 3: dst[2] = src[2]; [[fallthrough]];
+    case 2: dst[1] = src[1]; [[fallthrough]];
+    case 1: dst[0] = src[0]; return;
+    default: std::copy(src, src + c, dst);
+  }
+}
+
 template <typename S>
 class CellIndex {
   using A = typename AccumOf<S>::type;
@@ -426,7 +439,7 @@ class CellIndex {
       auto& vals = member_vals_[id];
       vals.resize(static_cast<size_t>(count) * c);
       for (int64_t t = 0; t < count; ++t)
-        std::copy(fresh_vals + order_[t] * c, fresh_vals + (order_[t] + 1) * c, vals.begin() + static_cast<std::ptrdiff_t>(t * c));
+        copy_values(fresh_vals + order_[t] * c, vals.data() + t * c, c);
     }
     rescan_cell(id);
   }
@@ -562,7 +575,7 @@ class CellIndex {
       }
       if (w != t) {
         mem[w] = e;
-        std::copy(vals + t * c, vals + (t + 1) * c, vals + w * c);
+        copy_values(vals + t * c, vals + w * c, c);
       }
       ++w;
     }
@@ -656,7 +669,9 @@ class CellIndex {
     P& q = pool_;
     const A* ctr = q.center(id);
     const int32_t id32 = static_cast<int32_t>(id);
-    const int64_t c = q.p.c;
+    // a constant for the unrolled sizes: the copies below are a few moves,
+    // not a call each
+    const int64_t c = kC > 0 ? kC : q.p.c;
     // moved rows gather in reused buffers, sorted into the new cell once
     if (static_cast<int64_t>(scratch_members_.size()) < visit_rows_) scratch_members_.resize(static_cast<size_t>(visit_rows_));
     if (static_cast<int64_t>(scratch_vals_.size()) < visit_rows_ * c) scratch_vals_.resize(static_cast<size_t>(visit_rows_ * c));
