@@ -731,6 +731,25 @@ def test_kernel_calls_return_with_the_vector_state_clear(c, cell_steps_only):
     assert upper_state_clear()
 
 
+def _pruned_against_dense(arr, dtype, steps, seed=(0,), vectors=None):
+    """A pruned and a dense (prune=False) state from the same start, run
+    `steps` steps each: asserts the same picks, radii and running minimum,
+    and returns the pruned state (for its stats) and its picks."""
+    dense = _C.KCenterState(arr, dtype, False, 1.0, False, 1)
+    pruned = _C.KCenterState(arr, dtype, False, 1.0, True, 1)
+    for s in (dense, pruned):
+        if vectors is not None:
+            s.seed_vectors(vectors)
+        else:
+            s.seed_rows(np.array(seed))
+    pd, rd = dense.run(steps)
+    pp, rp = pruned.run(steps)
+    np.testing.assert_array_equal(pp, pd)
+    np.testing.assert_array_equal(rp, rd)
+    np.testing.assert_array_equal(pruned.min_dist2(), dense.min_dist2())
+    return pruned, pp
+
+
 @pytest.mark.parametrize("mode", ["cells", "pruned-dense"])
 @pytest.mark.parametrize("dtype,scale", [("float32", 1e-20), ("float64", 1e-160)])
 @pytest.mark.parametrize("c", [1, 3, 20])
@@ -746,16 +765,7 @@ def test_squared_distances_near_the_subnormal_range_prune_exactly(c, dtype, scal
     hot = np.zeros((3000, c))
     hot[np.arange(3000), rng.integers(0, c, 3000)] = 1.0
     for x in (tiny, hot + tiny):
-        arr = np.ascontiguousarray(x, dtype=dtype)
-        dense = _C.KCenterState(arr, dtype, False, 1.0, False, 1)
-        pruned = _C.KCenterState(arr, dtype, False, 1.0, True, 1)
-        for s in (dense, pruned):
-            s.seed_rows(np.array([0]))
-        pd, rd = dense.run(500)
-        pp, rp = pruned.run(500)
-        np.testing.assert_array_equal(pp, pd)
-        np.testing.assert_array_equal(rp, rd)
-        np.testing.assert_array_equal(pruned.min_dist2(), dense.min_dist2())
+        pruned, pp = _pruned_against_dense(np.ascontiguousarray(x, dtype=dtype), dtype, 500)
         if x is tiny:  # (c = 1 one-hot rows are all equal: no step to prune)
             st = pruned.stats()
             assert st["cell_steps" if mode == "cells" else "dense_steps"] >= len(pp) - 2
@@ -790,17 +800,9 @@ def test_grid_steps_in_few_dimensions_give_the_bits_of_dense_passes(c, case, cel
         x = np.random.default_rng(c).random((30_000, c))
     arr = np.ascontiguousarray(x, dtype=np.float32)
     steps = 4000 if case == "long-run" else 700
-    states = [_C.KCenterState(arr, "float32", False, 1.0, prune, 1) for prune in (False, True)]
-    for s in states:
-        if case == "outside":  # centers far from every row, on both sides
-            s.seed_vectors(np.array([[5.0] * c, [-3.0] * c, [0.5] * c]))
-        else:
-            s.seed_rows(np.array([0]))
-    (pd, rd), (pc, rc) = (s.run(steps) for s in states)
-    dense, cells = states
-    np.testing.assert_array_equal(pc, pd)
-    np.testing.assert_array_equal(rc, rd)
-    np.testing.assert_array_equal(cells.min_dist2(), dense.min_dist2())
+    # (outside: centers far from every row, on both sides)
+    outside = np.array([[5.0] * c, [-3.0] * c, [0.5] * c]) if case == "outside" else None
+    cells, pc = _pruned_against_dense(arr, "float32", steps, vectors=outside)
     st = cells.stats()
     assert st["cell_steps"] >= len(pc) - 2 and st["cell_switches"] == 0
     if case in ("uniform", "outliers", "long-run"):  # the grid measures few centers a step
@@ -815,14 +817,5 @@ def test_large_new_cells_are_sorted_exactly(c, quantised, cell_steps_only):
     # (the narrow one); a cell out of order would visit the wrong rows.
     n = 24000
     x = quantised_rows(n, c, 11) if quantised else np.random.default_rng(c).random((n, c))
-    arr = np.ascontiguousarray(x, dtype=np.float32)
-    dense = _C.KCenterState(arr, "float32", False, 1.0, False, 1)
-    cells = _C.KCenterState(arr, "float32", False, 1.0, True, 1)
-    for s in (dense, cells):
-        s.seed_rows(np.array([0]))
-    pd, rd = dense.run(400)
-    pc, rc = cells.run(400)
-    np.testing.assert_array_equal(pc, pd)
-    np.testing.assert_array_equal(rc, rd)
-    np.testing.assert_array_equal(cells.min_dist2(), dense.min_dist2())
+    cells, _ = _pruned_against_dense(np.ascontiguousarray(x, dtype=np.float32), "float32", 400)
     assert cells.stats()["cell_steps"] >= 398

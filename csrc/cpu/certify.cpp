@@ -370,16 +370,8 @@ void row_norms(const A* a, int64_t rows, int64_t c, double* norm, A* norm2) {
   }
 }
 
-#define PCORESET_CERTIFY(A)                                                                            \
-  template void certify_tile<A>(const A*, const A*, const A*, const double*, const double*, int64_t,  \
-                                int64_t, const CertifyBounds&, int64_t*, int64_t*,                     \
-                                std::vector<int64_t>*, std::vector<int64_t>*, int);                    \
-  template void assign_pivots<A>(const A*, const A*, const A*, const A*, int64_t, int64_t, int64_t,    \
-                                 int32_t*, A*);                                                         \
-  template void row_norms<A>(const A*, int64_t, int64_t, double*, A*);
-PCORESET_CERTIFY(float)
-PCORESET_CERTIFY(double)
-#undef PCORESET_CERTIFY
+PCORESET_CERTIFY_INSTANTIATE(float)
+PCORESET_CERTIFY_INSTANTIATE(double)
 
 }  // namespace PCS_ISA
 }  // namespace pcoreset

@@ -60,4 +60,14 @@ PCORESET_CERTIFY_DECLARE
 #endif
 #undef PCORESET_CERTIFY_DECLARE
 
+// The explicit instantiations, in whichever namespace holds the definitions
+// (the dispatching ones and each build's).
+#define PCORESET_CERTIFY_INSTANTIATE(A)                                                                \
+  template void certify_tile<A>(const A*, const A*, const A*, const double*, const double*, int64_t,  \
+                                int64_t, const CertifyBounds&, int64_t*, int64_t*,                     \
+                                std::vector<int64_t>*, std::vector<int64_t>*, int);                    \
+  template void assign_pivots<A>(const A*, const A*, const A*, const A*, int64_t, int64_t, int64_t,    \
+                                 int32_t*, A*);                                                         \
+  template void row_norms<A>(const A*, int64_t, int64_t, double*, A*);
+
 }  // namespace pcoreset
