@@ -57,7 +57,7 @@ class GridIndex {
     from_seen_ = false;
     measured_ = 0;
     if (!(r2max > 0.0)) {  // no cell has a row that could move: only the picked row's
-      finish(id, from, ctr, out, stats);
+      finish(from, ctr, out, stats);
       return;
     }
     // every affected center's computed distance is below prune_bound(r2) <=
@@ -99,7 +99,7 @@ class GridIndex {
               test(a, id, from, ctr, out);
           }
     }
-    finish(id, from, ctr, out, stats);
+    finish(from, ctr, out, stats);
   }
 
   // The new center `id` joins the grid (after its step).
@@ -119,7 +119,8 @@ class GridIndex {
   };
   static constexpr double kCoordLimit = 1099511627776.0;  // 2^40
 
-  // One center of a bucket in reach: measured and kept as AnchorIndex does.
+  // One center of a bucket in reach: measured (stopping early past its
+  // bound) and kept unless the rows' own pruning test would skip its cell.
   void test(int64_t a, int64_t id, int64_t from, const A* ctr, std::vector<Affected<A>>* out) {
     const Pool<S>& q = pool_;
     if (a == id) return;
@@ -131,14 +132,13 @@ class GridIndex {
     }
     const A r2 = q.radius2[a];
     if (!(r2 > A(0))) return;
-    const A bound = prune_bound(r2);
-    const A dcc2 = center_dist2(q.center(a), ctr, q.p.c, bound);
+    const A dcc2 = center_dist2(q.center(a), ctr, q.p.c, prune_bound(r2));
     ++measured_;
-    if (dcc2 < bound || !finite_bound(bound)) out->push_back(Affected<A>{a, dcc2});
+    if (!can_skip_row(dcc2, r2)) out->push_back(Affected<A>{a, dcc2});
   }
 
-  void finish(int64_t id, int64_t from, const A* ctr, std::vector<Affected<A>>* out, KCenterStats* stats) {
-    (void)id;
+  // The picked row's cell, if no bucket held it; the count of centers measured.
+  void finish(int64_t from, const A* ctr, std::vector<Affected<A>>* out, KCenterStats* stats) {
     if (from >= 0 && !from_seen_) {
       out->push_back(Affected<A>{from, center_dist2(pool_.center(from), ctr, pool_.p.c, A(-1))});
       ++measured_;
