@@ -445,10 +445,12 @@ class CellIndex {
   }
 
   // order_ = the permutation of fresh[0, count) into member order. With a
-  // float running minimum the order is that of one 64-bit key (the bits of
-  // a non-negative float order as the float; the row inverted), sorted by
-  // radix: the first steps gather new cells of a large part of the pool,
-  // and a comparison sort of those was a sixth of a 3-D run.
+  // float running minimum the bits of a non-negative float order as the
+  // float, so the rows are sorted by radix on those 32 bits (stable: equal
+  // minima keep their order), then each run of equal minima, rare in real
+  // pools, is put in row order, descending. The first steps gather new
+  // cells of a large part of the pool: a comparison sort of those was a
+  // sixth of a 3-D run, a radix sort on a 64-bit key with the row a tenth.
   void member_order(const Member* fresh, int64_t count) {
     const size_t n = static_cast<size_t>(count);
     order_.resize(n);
@@ -458,10 +460,18 @@ class CellIndex {
         for (size_t t = 0; t < n; ++t) {
           uint32_t bits;
           std::memcpy(&bits, &fresh[t].mind, sizeof(bits));
-          keyed_[t] = Keyed{(uint64_t(bits) << 32) | uint64_t(~fresh[t].row), static_cast<uint32_t>(t)};
+          keyed_[t] = Keyed{bits, static_cast<uint32_t>(t)};
         }
-        radix_sort(keyed_, keyed_tmp_, 64, [](const Keyed& e) { return e.key; });
+        radix_sort(keyed_, keyed_tmp_, 32, [](const Keyed& e) { return uint64_t(e.key); });
         for (size_t t = 0; t < n; ++t) order_[t] = keyed_[t].idx;
+        for (size_t t = 0; t + 1 < n;) {
+          size_t e = t + 1;
+          while (e < n && keyed_[e].key == keyed_[t].key) ++e;
+          if (e - t > 1)
+            std::sort(order_.begin() + static_cast<std::ptrdiff_t>(t), order_.begin() + static_cast<std::ptrdiff_t>(e),
+                      [fresh](uint32_t u, uint32_t v) { return fresh[u].row > fresh[v].row; });
+          t = e;
+        }
         return;
       }
     }
@@ -679,6 +689,10 @@ class CellIndex {
     A* fresh_vals = scratch_vals_.data();
     int64_t n_fresh = 0;
     int64_t computed = 0;
+    // the pool's arrays as locals: the stores through them below would
+    // otherwise make the compiler read their addresses again every row
+    A* const mind = q.mind.data();
+    int32_t* const nearest = q.nearest.data();
     for (size_t k = 0; k < affected_.size(); ++k) {
       const int64_t a = affected_[k].cell;
       auto& mem = members_[a];
@@ -694,20 +708,20 @@ class CellIndex {
         else d = sq_dist_vec(vals + t * c, ctr, c, m);
         if (d < m) {  // moves to the new cell
           const int64_t i = e.row;
-          q.mind[i] = d;
-          q.nearest[i] = id32;
+          mind[i] = d;
+          nearest[i] = id32;
           if (d == A(0)) {
             zeros_[id].push_back(e.row);
             continue;
           }
           fresh[n_fresh] = Member{e.row, d};
-          std::copy(vals + t * c, vals + (t + 1) * c, fresh_vals + n_fresh * c);
+          copy_values(vals + t * c, fresh_vals + n_fresh * c, c);
           ++n_fresh;
           continue;
         }
         if (keep != t) {
           mem[keep] = e;
-          std::copy(vals + t * c, vals + (t + 1) * c, vals + keep * c);
+          copy_values(vals + t * c, vals + keep * c, c);
         }
         ++keep;
       }
@@ -1007,7 +1021,7 @@ class CellIndex {
   std::vector<A> fresh_vals_;
   std::vector<uint32_t> order_;
   struct Keyed {
-    uint64_t key;
+    uint32_t key;  // the running minimum's bits
     uint32_t idx;
   };
   std::vector<Keyed> keyed_, keyed_tmp_;
