@@ -424,6 +424,16 @@ py::tuple row_norms_t(py::array_t<A, py::array::c_style> a) {
   return py::make_tuple(norm, norm2);
 }
 
+// float32 values of float16 bit patterns (see certify.h), into out (same size).
+void half_to_float_t(py::array_t<uint16_t, py::array::c_style> in, py::array_t<float, py::array::c_style> out) {
+  if (in.size() != out.size()) throw py::value_error("half_to_float: in and out differ in size");
+  const uint16_t* src = in.data();
+  float* dst = out.mutable_data();
+  const int64_t n = static_cast<int64_t>(in.size());
+  py::gil_scoped_release nogil;
+  pcoreset::half_to_float(src, n, dst);
+}
+
 py::dict build_info() {
   py::dict d;
 #if defined(__clang__)
@@ -531,4 +541,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("assign_pivots", &assign_pivots_t<double>, Clean(), py::arg("x"), py::arg("g"), py::arg("r"), py::arg("rn2"));
   m.def("row_norms", &row_norms_t<float>, Clean(), py::arg("a"));
   m.def("row_norms", &row_norms_t<double>, Clean(), py::arg("a"));
+  m.def("half_to_float", &half_to_float_t, Clean(), py::arg("bits"), py::arg("out"));
 }

@@ -436,27 +436,47 @@ def test_ordinary_magnitudes_keep_their_dtype(monkeypatch):
     assert seen == ["float32", "float32", "float64"]
 
 
-def test_float16_checks_read_every_bit_pattern_as_numpy_does():
-    # float16 pools are checked through a table of all bit patterns (NumPy's
-    # cast is slow on the subnormals that softmax rows are full of): the same
-    # float32 values as astype, NaN and inf where astype has them
+@pytest.mark.parametrize("how", ["extension", "extension-baseline", "table"])
+def test_float16_checks_read_every_bit_pattern_as_numpy_does(how, monkeypatch):
+    # float16 pools are checked through the extension's conversion (vcvtph2ps
+    # where the processor has it, a bit conversion in the baseline build) or,
+    # without the extension, a table of all bit patterns (NumPy's cast is slow
+    # on the subnormals that softmax rows are full of): the same float32
+    # values as astype, NaN and inf where astype has them
+    import pcoreset._problem as problem_mod
     from pcoreset._problem import _float16_as_float32, check_values
 
+    if how == "table":
+        monkeypatch.delattr(pcoreset._C, "half_to_float")
+    elif how == "extension-baseline":
+        monkeypatch.setenv("PCORESET_SIMD", "baseline")
     bits = np.arange(65536, dtype=np.uint32).astype(np.uint16)
     want = bits.view(np.float16).astype(np.float32)
-    got = _float16_as_float32(bits.view(np.float16).reshape(256, 256)).ravel()
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-    ok = ~np.isnan(want)
-    np.testing.assert_array_equal(got[ok].view(np.uint32), want[ok].view(np.uint32))
+    # shapes whose sizes are not multiples of 8 (the vector loop's tail), and
+    # a reused buffer larger than the chunk
+    for shape, buf in (((256, 256), None), ((5, 13), None), ((3, 7), np.full(100, 7.0, np.float32))):
+        sel = bits[:shape[0] * shape[1]] if shape != (256, 256) else bits
+        if shape == (3, 7):
+            sel = bits[0x7BF0:0x7BF0 + 21]  # the largest finite halves, inf and the first NaNs
+        got = _float16_as_float32(sel.view(np.float16).reshape(shape), buf).ravel()
+        ref = sel.view(np.float16).astype(np.float32)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+        ok = ~np.isnan(ref)
+        np.testing.assert_array_equal(got[ok].view(np.uint32), ref[ok].view(np.uint32))
+    assert np.isinf(want).sum() == 2
+    # a pool checked in several chunks (the buffer reused, the last chunk
+    # shorter): a bad value in the last chunk is named by its row
+    monkeypatch.setattr(problem_mod, "_HOST_CHECK_CHUNK_BYTES", 4 * 400 * 64)
     # a pool of subnormal-heavy softmax rows passes; a bad value is named by row
     z = np.random.default_rng(0).normal(0, 3.0, size=(300, 400))
     p = np.exp(z - z.max(1, keepdims=True))
     x = (p / p.sum(1, keepdims=True)).astype(np.float16)
     assert (np.abs(x[x != 0]) < np.finfo(np.float16).tiny).any()  # subnormals present
     check_values(x, "float16", True)
-    for bad, why in ((np.inf, "NaN or inf value in row 123"), (np.nan, "NaN or inf value in row 123"),
-                     (-0.5, "row 123 is not a probability vector")):
-        y = x.copy()
-        y[123, 7] = bad
-        with pytest.raises(pcoreset.InvalidInputError, match=why):
-            check_values(y, "float16", True)
+    for row in (123, 299):
+        for bad, why in ((np.inf, f"NaN or inf value in row {row}"), (np.nan, f"NaN or inf value in row {row}"),
+                         (-0.5, f"row {row} is not a probability vector")):
+            y = x.copy()
+            y[row, 7] = bad
+            with pytest.raises(pcoreset.InvalidInputError, match=why):
+                check_values(y, "float16", True)

@@ -28,6 +28,11 @@
 #include <vector>
 
 #include "pcoreset/certify.h"
+#include "pcoreset/row_math.h"
+
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 #include "team_errors.h"
 
 // The vector types below never cross a call boundary the compiler does not
@@ -367,6 +372,24 @@ void row_norms(const A* a, int64_t rows, int64_t c, double* norm, A* norm2) {
     }
     norm[i] = std::sqrt(sum);
     norm2[i] = sum2;
+  }
+}
+
+void half_to_float(const uint16_t* in, int64_t n, float* out) {
+  int64_t j = 0;
+#if defined(__F16C__)
+  // vcvtph2ps: exact for every half, inf and NaN included
+  for (; j + 8 <= n; j += 8)
+    _mm256_storeu_ps(out + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + j))));
+#endif
+  for (; j < n; ++j) {
+    const uint16_t h = in[j];
+    if ((h & 0x7C00u) == 0x7C00u) {  // inf or NaN (the kernel's conversion assumes finite values)
+      out[j] = bits_to_float((static_cast<uint32_t>(h & 0x8000u) << 16) | 0x7F800000u |
+                             (static_cast<uint32_t>(h & 0x03FFu) << 13));
+    } else {
+      out[j] = half_bits_to_float(h);
+    }
   }
 }
 

@@ -77,6 +77,7 @@ template <typename A>
 void row_norms(const A* a, int64_t rows, int64_t c, double* norm, A* norm2) {
   PCORESET_PICK(row_norms<A>, a, rows, c, norm, norm2);
 }
+void half_to_float(const uint16_t* in, int64_t n, float* out) { PCORESET_PICK(half_to_float, in, n, out); }
 #undef PCORESET_PICK
 
 PCORESET_CERTIFY_INSTANTIATE(float)

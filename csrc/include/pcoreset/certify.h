@@ -38,6 +38,11 @@ void assign_pivots(const A* x, const A* g, const A* r, const A* rn2, int64_t row
 template <typename A>
 void row_norms(const A* a, int64_t rows, int64_t c, double* norm, A* norm2);
 
+// out[j] = the float32 value of the float16 bit pattern in[j], j < n: exact
+// for every half (subnormals included; inf and NaN stay inf and NaN). The
+// pool check's conversion of float16 pools.
+void half_to_float(const uint16_t* in, int64_t n, float* out);
+
 // The functions above choose at run time between the builds below (as the
 // kernel does: cpu_simd_level()).
 #define PCORESET_CERTIFY_DECLARE                                                                        \
@@ -49,7 +54,8 @@ void row_norms(const A* a, int64_t rows, int64_t c, double* norm, A* norm2);
   void assign_pivots(const A* x, const A* g, const A* r, const A* rn2, int64_t rows, int64_t p,        \
                      int64_t c, int32_t* pivot, A* s2);                                                \
   template <typename A>                                                                                \
-  void row_norms(const A* a, int64_t rows, int64_t c, double* norm, A* norm2);
+  void row_norms(const A* a, int64_t rows, int64_t c, double* norm, A* norm2);                        \
+  void half_to_float(const uint16_t* in, int64_t n, float* out);
 namespace baseline {
 PCORESET_CERTIFY_DECLARE
 }
