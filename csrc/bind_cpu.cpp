@@ -347,6 +347,7 @@ class PyState {
     d["proj_checked"] = s.proj_checked;
     d["proj_rejected"] = s.proj_rejected;
     d["proj_builds"] = s.proj_builds;
+    d["proj_bases"] = s.proj_bases;
     return d;
   }
 

@@ -156,6 +156,23 @@ def test_set_projection_rejects_bad_bases():
         s.set_projection(np.zeros((0, 10)))
 
 
+def test_the_basis_is_computed_only_when_the_run_could_repay_it(monkeypatch):
+    # a basis costs 2 x 4 iterations x (sample rows) x C x d multiply-adds: a
+    # short run over few rows (the start's pivots: 64 picks over the centers)
+    # never computes one, a long run over many rows does; picks never change
+    monkeypatch.delenv("PCORESET_PROJECTION", raising=False)
+    monkeypatch.delenv("PCORESET_CELL_VISIT", raising=False)
+    for n, budget, want in ((1000, 64, 0), (12000, 800, 1)):
+        x, lab = pool("clustered", n, 300, seed=5)
+        x = x.astype(np.float32)
+        auto = _C.KCenterState(x, "float32", False, 1.0, True, 1)
+        dense = _C.KCenterState(x, "float32", False, 1.0, False, 1)
+        for t in (auto, dense):
+            t.seed_rows(lab)
+        np.testing.assert_array_equal(auto.run(budget)[0], dense.run(budget)[0])
+        assert auto.stats()["proj_bases"] == want, (n, budget, auto.stats())
+
+
 def test_projection_off_and_the_cost_model(monkeypatch):
     x64, lab = pool("clustered", 2000, 70, seed=4)
     monkeypatch.setenv("PCORESET_PROJECTION", "0")

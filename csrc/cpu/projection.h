@@ -125,9 +125,17 @@ class Projection {
   // iteration in double on a sample of rows (evenly spaced, as the kernel
   // sees them, centered), each round followed by Gram-Schmidt twice. Any
   // orthonormal basis keeps the bound exact; a better one rules out more.
+  // Multiply-adds of compute_basis(d) (its power iterations).
+  double basis_work(int64_t d) const {
+    d = std::max<int64_t>(1, std::min({d, pool_.p.c, kMaxDims}));
+    const double m = static_cast<double>(std::min<int64_t>(pool_.p.n, kSampleRows));
+    return 2.0 * kPowerIterations * m * static_cast<double>(pool_.p.c) * static_cast<double>(d);
+  }
+
   void compute_basis(int64_t d) {
     const P& q = pool_;
     const int64_t n = q.p.n, c = q.p.c;
+    pool_.stats.proj_bases += 1;
     d = std::max<int64_t>(1, std::min({d, c, kMaxDims}));
     const int64_t m = std::min<int64_t>(n, kSampleRows);
     std::vector<double> v(static_cast<size_t>(m * c)), mean(static_cast<size_t>(c), 0.0);

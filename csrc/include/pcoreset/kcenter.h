@@ -59,10 +59,12 @@ struct KCenterStats {
   // The projection bound (CPU, long rows): rows it was asked about (those
   // in reach that the row's own triangle test kept) and rows it proved
   // unchanged (never read); rows_computed counts neither. proj_builds:
-  // passes that projected every row.
+  // passes that projected every row; proj_bases: bases computed from a
+  // sample of rows (the look ahead needs one).
   int64_t proj_checked = 0;
   int64_t proj_rejected = 0;
   int64_t proj_builds = 0;
+  int64_t proj_bases = 0;
 };
 
 struct StepResult {
