@@ -161,13 +161,21 @@ class Projection {
       x = static_cast<double>(seed >> 11) * 0x1p-53 - 0.5;
     }
     orthonormalize(b.data(), d, c);
+    std::vector<double> bt(static_cast<size_t>(c * d));
     for (int it = 0; it < kPowerIterations; ++it) {
-      for (int64_t r = 0; r < m; ++r)  // z = V b^T
-        for (int64_t k = 0; k < d; ++k) {
-          double s = 0.0;
-          for (int64_t j = 0; j < c; ++j) s += v[r * c + j] * b[k * c + j];
-          z[r * d + k] = s;
+      // z = V b^T, each z_rk summed over j in order as a dot product would,
+      // through b transposed so that the inner loop runs over k (vectorised)
+      for (int64_t k = 0; k < d; ++k)
+        for (int64_t j = 0; j < c; ++j) bt[j * d + k] = b[k * c + j];
+      for (int64_t r = 0; r < m; ++r) {
+        double* zr = z.data() + r * d;
+        std::fill(zr, zr + d, 0.0);
+        for (int64_t j = 0; j < c; ++j) {
+          const double vrj = v[r * c + j];
+          const double* btj = bt.data() + j * d;
+          for (int64_t k = 0; k < d; ++k) zr[k] += vrj * btj[k];
         }
+      }
       std::fill(b.begin(), b.end(), 0.0);  // b = z^T V
       for (int64_t r = 0; r < m; ++r)
         for (int64_t k = 0; k < d; ++k) {
