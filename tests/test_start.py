@@ -125,6 +125,36 @@ def test_the_issue_pool_in_the_default_path():
     check_greedy_valid(x.astype(np.float64), lab, picks)
 
 
+def test_the_cpu_backend_bounds_the_exact_start_by_pairs(monkeypatch):
+    # the kernel's exact start costs about 10 ns a pair of row and center
+    # whatever C: 40,000 rows of 10 values with 100 labeled (4e6 pairs, 4e7
+    # values of work) take the certified search, 4,000 rows the exact pass,
+    # both unforced, with the same picks and radii as the other path
+    from pcoreset import backends
+
+    cpu = backends.get("cpu")
+    assert _start.start_method(40_000, 100, 10, cpu.exact_max_work, cpu.exact_max_pairs) == "certified"
+    assert _start.start_method(4_000, 100, 10, cpu.exact_max_work, cpu.exact_max_pairs) == "exact"
+    assert _start.start_method(40_000, 100, 10) == "exact"  # a backend without a pair limit
+    seen = []
+    real = _start.kernel_candidates
+    monkeypatch.setattr(_start, "kernel_candidates", lambda *a, **k: seen.append(1) or real(*a, **k))
+    for n, want in ((40_000, 1), (4_000, 0)):
+        x = confident_pool(n, 10, 9.0, seed=2).astype(np.float32)
+        lab = np.random.default_rng(3).choice(n, 100, replace=False)
+        seen.clear()
+        sel = pcoreset.Selector(x, lab, backend="cpu")
+        assert len(seen) == want
+        picks, radii = sel.next(40), sel.radii
+        other = "exact" if want else "certified"
+        with _start.force(other):
+            ref = pcoreset.Selector(x, lab, backend="cpu")
+            np.testing.assert_array_equal(ref.next(40), picks)
+        np.testing.assert_array_equal(ref.radii, radii)
+        np.testing.assert_array_equal(ref.state_dict()["mind"], sel.state_dict()["mind"])
+        np.testing.assert_array_equal(ref.state_dict()["nearest"], sel.state_dict()["nearest"])
+
+
 def test_logits_start_uses_the_kernels_own_softmax():
     rng = np.random.default_rng(3)
     z = rng.normal(0, 1, (1200, 30)).astype(np.float32)

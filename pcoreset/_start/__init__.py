@@ -6,9 +6,9 @@ problem, solved without an N x M matrix in memory, in one of two ways
 (`start_method`):
 
 - "exact": the kernel's direct pass (differences, early exit at the best so
-  far), for N * M * C <= the backend's exact_max_work (EXACT_MAX_WORK, 2e9:
-  on 2-core machines the exact pass wins below about 1e9 values of work and
-  the certified search above a few 1e9);
+  far), for N * M * C <= the backend's exact_max_work and N * M <= its
+  exact_max_pairs (the cpu backend: 3e6 pairs, where the two meet on 2 cores
+  whatever C; see backends/cpu.py);
 - "certified": a pruned, shifted GEMM search that returns, for every row, a
   few candidate centers that provably contain its nearest one; the kernel
   then recomputes the distances to the candidates exactly.
@@ -28,7 +28,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from .._problem import Problem, Values, chunk_rows, default_values  # noqa: F401 (chunk_rows: callers' import)
-from ..backends.base import EXACT_MAX_WORK, Backend, KCenterState
+from ..backends.base import EXACT_MAX_PAIRS, EXACT_MAX_WORK, Backend, KCenterState
 from .centers import Centers
 from .certified import candidates, kernel_candidates
 from .sizes import K_OUT
@@ -52,19 +52,24 @@ def force(method: Optional[str]) -> Iterator[None]:
         _forced = saved
 
 
-def start_method(n: int, n_centers: int, c: int, max_work: float = EXACT_MAX_WORK) -> str:
+def start_method(n: int, n_centers: int, c: int, max_work: float = EXACT_MAX_WORK,
+                 max_pairs: float = EXACT_MAX_PAIRS) -> str:
     """How the start runs: "exact" (the state's direct pass, for N * M * C
-    up to `max_work`, the backend's `exact_max_work`) or "certified"."""
+    up to `max_work` and N * M up to `max_pairs`, the backend's
+    `exact_max_work` and `exact_max_pairs`) or "certified"."""
     forced = _forced or os.environ.get("PCORESET_START") or None
     if forced is None:
-        return "exact" if float(n) * n_centers * c <= max_work else "certified"
+        small = float(n) * n_centers * c <= max_work and float(n) * n_centers <= max_pairs
+        return "exact" if small else "certified"
     if forced not in _METHODS:
         raise ValueError(f"PCORESET_START={forced!r}: choose one of {_METHODS}")
     return forced
 
 
-def use_exact(n: int, n_centers: int, c: int, max_work: float = EXACT_MAX_WORK) -> bool:
-    return start_method(n, n_centers, c, max_work) == "exact"
+def use_exact(n: int, n_centers: int, c: int, backend: Optional[Backend] = None) -> bool:
+    if backend is None:
+        return start_method(n, n_centers, c) == "exact"
+    return start_method(n, n_centers, c, backend.exact_max_work, backend.exact_max_pairs) == "exact"
 
 
 def start_state(backend: Backend, state: KCenterState, problem: Problem) -> None:
@@ -77,7 +82,7 @@ def start_state(backend: Backend, state: KCenterState, problem: Problem) -> None
     vecs = problem.centers
     if problem.n_centers == 0:
         return
-    if use_exact(problem.n, problem.n_centers, problem.c, backend.exact_max_work):
+    if use_exact(problem.n, problem.n_centers, problem.c, backend):
         if labeled.size:
             state.seed_rows(labeled)
         if vecs is not None:
@@ -97,7 +102,7 @@ def start_state(backend: Backend, state: KCenterState, problem: Problem) -> None
 def add_rows(backend: Backend, state: KCenterState, problem: Problem, rows: np.ndarray) -> None:
     """Pool rows become centers of a running state (rows labeled out of
     order): the exact pass, or certified candidates for large products."""
-    if use_exact(problem.n, rows.size, problem.c, backend.exact_max_work):
+    if use_exact(problem.n, rows.size, problem.c, backend):
         state.seed_rows(rows)
         return
     values = backend.start_values(state, problem)
@@ -107,7 +112,7 @@ def add_rows(backend: Backend, state: KCenterState, problem: Problem, rows: np.n
 def add_vectors(backend: Backend, state: KCenterState, problem: Problem, vecs: np.ndarray) -> None:
     """Center vectors become centers of a running state: the exact pass, or
     certified candidates for large products."""
-    if use_exact(problem.n, vecs.shape[0], problem.c, backend.exact_max_work):
+    if use_exact(problem.n, vecs.shape[0], problem.c, backend):
         state.seed_vectors(vecs)
         return
     values = backend.start_values(state, problem)

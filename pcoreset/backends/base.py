@@ -20,8 +20,11 @@ from .._problem import Problem, Values, default_values
 
 # Largest N * M * C (rows x initial centers x columns) whose start runs as the
 # kernel's exact direct pass; larger starts take the certified candidates of
-# pcoreset._start. A backend with a cheaper exact pass sets its own.
+# pcoreset._start. A backend with a cheaper exact pass sets its own. A
+# backend may also bound N * M (exact_max_pairs: a pass whose cost per pair
+# of row and center hardly shrinks with C).
 EXACT_MAX_WORK = 2e9
+EXACT_MAX_PAIRS = float("inf")
 
 Progress = Optional[Callable[[int], None]]
 Picks = Tuple[np.ndarray, np.ndarray]
@@ -261,8 +264,8 @@ class Backend(abc.ABC):
         unsupported dtype), or None;
       - `state_unsupported(problem)`: why it cannot keep a state for
         `pcoreset.Selector` on this input, or None;
-      - `exact_max_work`: the largest N * M * C whose start runs as the
-        state's exact pass;
+      - `exact_max_work`, `exact_max_pairs`: the largest N * M * C and
+        N * M whose start runs as the state's exact pass;
       - `start_values(state, problem)`: pool rows exactly as the state sees
         them, for the start's candidate search;
       - `build_info()`: what its compiled module was built with.
@@ -273,6 +276,7 @@ class Backend(abc.ABC):
 
     name = "?"
     exact_max_work = EXACT_MAX_WORK
+    exact_max_pairs = EXACT_MAX_PAIRS
 
     def unavailable(self) -> Optional[str]:
         return None
