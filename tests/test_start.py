@@ -136,6 +136,10 @@ def test_the_cpu_backend_bounds_the_exact_start_by_pairs(monkeypatch):
     assert _start.start_method(40_000, 100, 10, cpu.exact_max_work, cpu.exact_max_pairs) == "certified"
     assert _start.start_method(4_000, 100, 10, cpu.exact_max_work, cpu.exact_max_pairs) == "exact"
     assert _start.start_method(40_000, 100, 10) == "exact"  # a backend without a pair limit
+    # a narrow pool of many rows keeps the exact pass (the search's per-row
+    # memory would exceed a quarter of the pool and SEARCH_FREE_BYTES)
+    assert _start.use_exact(2_000_000, 100, 10, cpu, 4)
+    assert not _start.use_exact(200_000, 100, 10, cpu, 4)
     seen = []
     real = _start.kernel_candidates
     monkeypatch.setattr(_start, "kernel_candidates", lambda *a, **k: seen.append(1) or real(*a, **k))
@@ -218,16 +222,23 @@ def test_kcenter_greedy_takes_center_vectors():
     np.testing.assert_array_equal(picks, want - 30)
 
 
-def test_centers_do_not_copy_the_pool():
+@pytest.mark.parametrize("method", ["exact", "certified"])
+def test_centers_do_not_copy_the_pool(method):
+    # the exact pass needs no per-row memory; the certified search keeps a
+    # few int32 per row and chunk temporaries (at most SEARCH_FREE_BYTES or a
+    # quarter of the pool, the rule that lets it replace the exact pass):
+    # neither comes near a copy of the pool
     x = clustered_pool(200_000, 50, seed=25)  # 40 MB
     v = clustered_pool(50, 50, seed=26)
+    limit = x.nbytes // 4 if method == "exact" else max(x.nbytes // 4, _start.SEARCH_FREE_BYTES)
     tracemalloc.start()
     try:
-        pcoreset.select(x, None, 5, centers=v, backend="cpu")
+        with _start.force(method):
+            pcoreset.select(x, None, 5, centers=v, backend="cpu")
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < x.nbytes // 4, f"selection with centers allocated {peak} bytes for a {x.nbytes}-byte pool"
+    assert peak < limit, f"selection with centers allocated {peak} bytes for a {x.nbytes}-byte pool"
 
 
 @pytest.mark.parametrize("bad, match", [

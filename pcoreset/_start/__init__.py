@@ -8,7 +8,8 @@ problem, solved without an N x M matrix in memory, in one of two ways
 - "exact": the kernel's direct pass (differences, early exit at the best so
   far), for N * M * C <= the backend's exact_max_work and N * M <= its
   exact_max_pairs (the cpu backend: 3e6 pairs, where the two meet on 2 cores
-  whatever C; see backends/cpu.py);
+  whatever C; see backends/cpu.py), the latter only where the search's
+  per-row memory stays small (SEARCH_ROW_BYTES below);
 - "certified": a pruned, shifted GEMM search that returns, for every row, a
   few candidate centers that provably contain its nearest one; the kernel
   then recomputes the distances to the candidates exactly.
@@ -66,10 +67,27 @@ def start_method(n: int, n_centers: int, c: int, max_work: float = EXACT_MAX_WOR
     return forced
 
 
-def use_exact(n: int, n_centers: int, c: int, backend: Optional[Backend] = None) -> bool:
+# The certified search keeps about this many bytes a row (int32 pivot,
+# order and candidates, a squared norm) besides its chunk temporaries; a
+# backend's pair limit (exact_max_pairs) applies only where that stays
+# below a quarter of the pool or SEARCH_FREE_BYTES, whichever is more (a
+# narrow pool of many rows keeps the exact pass, which needs no per-row
+# memory).
+SEARCH_ROW_BYTES = 32
+SEARCH_FREE_BYTES = 32 << 20
+
+
+def use_exact(n: int, n_centers: int, c: int, backend: Optional[Backend] = None, itemsize: int = 4) -> bool:
     if backend is None:
         return start_method(n, n_centers, c) == "exact"
-    return start_method(n, n_centers, c, backend.exact_max_work, backend.exact_max_pairs) == "exact"
+    pairs = backend.exact_max_pairs
+    if float(SEARCH_ROW_BYTES) * n > max(float(n) * c * itemsize / 4, SEARCH_FREE_BYTES):
+        pairs = float("inf")
+    return start_method(n, n_centers, c, backend.exact_max_work, pairs) == "exact"
+
+
+def _itemsize(problem: Problem) -> int:
+    return 2 if problem.dtype in ("float16", "bfloat16") else np.dtype(problem.dtype).itemsize
 
 
 def start_state(backend: Backend, state: KCenterState, problem: Problem) -> None:
@@ -82,7 +100,7 @@ def start_state(backend: Backend, state: KCenterState, problem: Problem) -> None
     vecs = problem.centers
     if problem.n_centers == 0:
         return
-    if use_exact(problem.n, problem.n_centers, problem.c, backend):
+    if use_exact(problem.n, problem.n_centers, problem.c, backend, _itemsize(problem)):
         if labeled.size:
             state.seed_rows(labeled)
         if vecs is not None:
@@ -102,7 +120,7 @@ def start_state(backend: Backend, state: KCenterState, problem: Problem) -> None
 def add_rows(backend: Backend, state: KCenterState, problem: Problem, rows: np.ndarray) -> None:
     """Pool rows become centers of a running state (rows labeled out of
     order): the exact pass, or certified candidates for large products."""
-    if use_exact(problem.n, rows.size, problem.c, backend):
+    if use_exact(problem.n, rows.size, problem.c, backend, _itemsize(problem)):
         state.seed_rows(rows)
         return
     values = backend.start_values(state, problem)
@@ -112,7 +130,7 @@ def add_rows(backend: Backend, state: KCenterState, problem: Problem, rows: np.n
 def add_vectors(backend: Backend, state: KCenterState, problem: Problem, vecs: np.ndarray) -> None:
     """Center vectors become centers of a running state: the exact pass, or
     certified candidates for large products."""
-    if use_exact(problem.n, vecs.shape[0], problem.c, backend):
+    if use_exact(problem.n, vecs.shape[0], problem.c, backend, _itemsize(problem)):
         state.seed_vectors(vecs)
         return
     values = backend.start_values(state, problem)
