@@ -542,5 +542,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("assign_pivots", &assign_pivots_t<double>, Clean(), py::arg("x"), py::arg("g"), py::arg("r"), py::arg("rn2"));
   m.def("row_norms", &row_norms_t<float>, Clean(), py::arg("a"));
   m.def("row_norms", &row_norms_t<double>, Clean(), py::arg("a"));
-  m.def("half_to_float", &half_to_float_t, Clean(), py::arg("bits"), py::arg("out"));
+  // out is written in place: never a converted copy (noconvert: a float32
+  // C-contiguous array or a TypeError)
+  m.def("half_to_float", &half_to_float_t, Clean(), py::arg("bits"), py::arg("out").noconvert());
 }

@@ -120,11 +120,6 @@ class Projection {
     forget_centers();
   }
 
-  // A basis of d orthonormal rows spanning about the top principal
-  // directions of the pool (only the span matters to the bound): subspace
-  // iteration in double on a sample of rows (evenly spaced, as the kernel
-  // sees them, centered), each round followed by Gram-Schmidt twice. Any
-  // orthonormal basis keeps the bound exact; a better one rules out more.
   // Multiply-adds of compute_basis(d) (its power iterations).
   double basis_work(int64_t d) const {
     d = std::max<int64_t>(1, std::min({d, pool_.p.c, kMaxDims}));
@@ -132,6 +127,11 @@ class Projection {
     return 2.0 * kPowerIterations * m * static_cast<double>(pool_.p.c) * static_cast<double>(d);
   }
 
+  // A basis of d orthonormal rows spanning about the top principal
+  // directions of the pool (only the span matters to the bound): subspace
+  // iteration in double on a sample of rows (evenly spaced, as the kernel
+  // sees them, centered), each round followed by Gram-Schmidt twice. Any
+  // orthonormal basis keeps the bound exact; a better one rules out more.
   void compute_basis(int64_t d) {
     const P& q = pool_;
     const int64_t n = q.p.n, c = q.p.c;
