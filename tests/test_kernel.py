@@ -731,17 +731,22 @@ def test_kernel_calls_return_with_the_vector_state_clear(c, cell_steps_only):
     assert upper_state_clear()
 
 
-def _pruned_against_dense(arr, dtype, steps, seed=(0,), vectors=None):
-    """A pruned and a dense (prune=False) state from the same start, run
-    `steps` steps each: asserts the same picks, radii and running minimum,
-    and returns the pruned state (for its stats) and its picks."""
-    dense = _C.KCenterState(arr, dtype, False, 1.0, False, 1)
-    pruned = _C.KCenterState(arr, dtype, False, 1.0, True, 1)
+def _pruned_against_dense(arr, dtype, steps, seed=(0,), vectors=None, logits=False, temperature=1.0,
+                          basis=None, **kw):
+    """A pruned and a dense (prune=False) state from the same start (the
+    rows `seed`, or the center `vectors`; the pruned one with the
+    projection `basis` if given), run `steps` steps each: asserts the same
+    picks, radii and running minimum, and returns the pruned state (for its
+    stats) and its picks."""
+    dense = _C.KCenterState(arr, dtype, logits, temperature, False, 1, **kw)
+    pruned = _C.KCenterState(arr, dtype, logits, temperature, True, 1, **kw)
+    if basis is not None:
+        pruned.set_projection(basis)
     for s in (dense, pruned):
         if vectors is not None:
             s.seed_vectors(vectors)
-        else:
-            s.seed_rows(np.array(seed))
+        elif len(seed):
+            s.seed_rows(np.asarray(seed))
     pd, rd = dense.run(steps)
     pp, rp = pruned.run(steps)
     np.testing.assert_array_equal(pp, pd)

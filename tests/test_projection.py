@@ -11,7 +11,7 @@ import pytest
 
 from pcoreset import _C
 
-from test_kernel import degenerate_pool, quantised_rows, stored
+from test_kernel import _pruned_against_dense, degenerate_pool, quantised_rows, stored
 
 
 def pool(kind, n, c, seed=0):
@@ -49,18 +49,7 @@ def compare(arr, dtype, lab, budget, monkeypatch, cells, basis=None, logits=Fals
     the latter's stats."""
     monkeypatch.setenv("PCORESET_PROJECTION", "1")
     monkeypatch.setenv("PCORESET_CELL_VISIT", "1" if cells else "0")
-    dense = _C.KCenterState(arr, dtype, logits, 0.7, False, 1, **kw)
-    proj = _C.KCenterState(arr, dtype, logits, 0.7, True, 1, **kw)
-    if basis is not None:
-        proj.set_projection(basis)
-    for s in (dense, proj):
-        if len(lab):
-            s.seed_rows(np.asarray(lab))
-    pd, rd = dense.run(budget)
-    pp, rp = proj.run(budget)
-    np.testing.assert_array_equal(pp, pd)
-    np.testing.assert_array_equal(rp, rd)
-    np.testing.assert_array_equal(proj.min_dist2(), dense.min_dist2())
+    proj, _ = _pruned_against_dense(arr, dtype, budget, seed=lab, logits=logits, temperature=0.7, basis=basis, **kw)
     st = proj.stats()
     # cell steps over short rows (C <= 16) read the values kept in the
     # cells, not the pool: the bound is not asked there; elsewhere every row
