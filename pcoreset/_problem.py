@@ -238,7 +238,7 @@ def check_values(x: Any, dtype: str, simplex: bool, name: str = "probs",
     that are not probability vectors. Streams the pool in chunks."""
     n, c = int(x.shape[0]), int(x.shape[1])
     tol = SIMPLEX_ATOL[dtype] if atol is None else float(atol)
-    itemsize = 2 if dtype in ("float16", "bfloat16") else (4 if dtype == "float32" else 8)
+    itemsize = dtype_itemsize(dtype)
     buf = None  # float32 values of a float16 chunk, reused chunk after chunk
     chunk_bytes = _CHECK_CHUNK_BYTES if _is_torch(x) else _HOST_CHECK_CHUNK_BYTES
     for start, stop in _row_chunks(n, c, itemsize, chunk_bytes):
@@ -527,6 +527,11 @@ def default_values(problem: Problem) -> Values:
     except ImportError:
         return numpy_values(problem)
     return torch_values(problem)
+
+
+def dtype_itemsize(dtype: str) -> int:
+    """Bytes of one stored value of a pool dtype ("float16" ... "float64")."""
+    return 2 if dtype in ("float16", "bfloat16") else (4 if dtype == "float32" else 8)
 
 
 def acc_dtype(problem: Problem) -> np.dtype:

@@ -28,7 +28,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from .._problem import Problem, Values, chunk_rows, default_values  # noqa: F401 (chunk_rows: callers' import)
+from .._problem import Problem, Values, chunk_rows, default_values, dtype_itemsize  # noqa: F401 (chunk_rows: callers' import)
 from ..backends.base import EXACT_MAX_PAIRS, EXACT_MAX_WORK, Backend, KCenterState
 from .centers import Centers
 from .certified import candidates, kernel_candidates
@@ -86,10 +86,6 @@ def use_exact(n: int, n_centers: int, c: int, backend: Optional[Backend] = None,
     return start_method(n, n_centers, c, backend.exact_max_work, pairs) == "exact"
 
 
-def _itemsize(problem: Problem) -> int:
-    return 2 if problem.dtype in ("float16", "bfloat16") else np.dtype(problem.dtype).itemsize
-
-
 def start_state(backend: Backend, state: KCenterState, problem: Problem) -> None:
     """The start: set every row's nearest initial center on a fresh `state`
     of `backend` (labeled rows, then the `centers=` vectors): the state's own
@@ -100,7 +96,7 @@ def start_state(backend: Backend, state: KCenterState, problem: Problem) -> None
     vecs = problem.centers
     if problem.n_centers == 0:
         return
-    if use_exact(problem.n, problem.n_centers, problem.c, backend, _itemsize(problem)):
+    if use_exact(problem.n, problem.n_centers, problem.c, backend, dtype_itemsize(problem.dtype)):
         if labeled.size:
             state.seed_rows(labeled)
         if vecs is not None:
@@ -120,7 +116,7 @@ def start_state(backend: Backend, state: KCenterState, problem: Problem) -> None
 def add_rows(backend: Backend, state: KCenterState, problem: Problem, rows: np.ndarray) -> None:
     """Pool rows become centers of a running state (rows labeled out of
     order): the exact pass, or certified candidates for large products."""
-    if use_exact(problem.n, rows.size, problem.c, backend, _itemsize(problem)):
+    if use_exact(problem.n, rows.size, problem.c, backend, dtype_itemsize(problem.dtype)):
         state.seed_rows(rows)
         return
     values = backend.start_values(state, problem)
@@ -130,7 +126,7 @@ def add_rows(backend: Backend, state: KCenterState, problem: Problem, rows: np.n
 def add_vectors(backend: Backend, state: KCenterState, problem: Problem, vecs: np.ndarray) -> None:
     """Center vectors become centers of a running state: the exact pass, or
     certified candidates for large products."""
-    if use_exact(problem.n, vecs.shape[0], problem.c, backend, _itemsize(problem)):
+    if use_exact(problem.n, vecs.shape[0], problem.c, backend, dtype_itemsize(problem.dtype)):
         state.seed_vectors(vecs)
         return
     values = backend.start_values(state, problem)

@@ -30,7 +30,7 @@ from typing import Optional
 import numpy as np
 
 from .. import _memory, _threads
-from .._problem import Problem, Values, acc_dtype, default_values
+from .._problem import Problem, Values, acc_dtype, default_values, dtype_itemsize
 from . import bounds, sizes
 from .bounds import Bounds
 from .centers import Centers, dedupe, host, host_values, pivots
@@ -153,7 +153,7 @@ def candidates(problem: Problem, centers, values: Optional[Values], k: int,
     if rep.size <= k:
         out[:] = np.concatenate([rep, np.repeat(rep[:1], k - rep.size)])[None, :]
         return out
-    item = 2 if problem.dtype in ("float16", "bfloat16") else np.dtype(problem.dtype).itemsize
+    item = dtype_itemsize(problem.dtype)
     if rep.size * c * np.dtype(acc).itemsize <= sizes.CENTER_CACHE * n * c * item:
         kept = get(rep)  # each group reads its centers from here, not through the kernel's values
         yget = kept.__getitem__
