@@ -558,6 +558,18 @@ def softmax(logits, temperature: float = 1.0, dtype=None) -> np.ndarray:
     return out
 
 
+def radii_to_kind(radii2, problem: Problem):
+    """Radii from squared radii (NumPy or torch, any device), as to_kind
+    gives float64 results. The square root is always NumPy's, correctly
+    rounded: torch's float64 CPU sqrt was measured one unit in the last
+    place off on an AMD EPYC (sqrt(0.15917834639549255) gave
+    0.3989716110144838, not 0.39897161101448375), and every radius the
+    package reports (select, Selector.radii, Selector.radius) must agree."""
+    if _is_torch(radii2):
+        radii2 = radii2.detach().cpu().numpy()
+    return to_kind(np.sqrt(np.asarray(radii2, dtype=np.float64)), problem, np.float64)
+
+
 def to_kind(values, problem: Problem, dtype):
     """Results (NumPy or torch) as the kind of array the caller passed: NumPy
     in, NumPy out; torch in, torch out on the pool's device."""

@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from . import _memory, _start, backends
-from ._problem import Problem, _is_torch, make_problem, to_kind
+from ._problem import Problem, _is_torch, make_problem, radii_to_kind, to_kind
 from .errors import InvalidInputError, OutOfMemoryError
 from .selector import Selector
 
@@ -234,9 +234,7 @@ def _run(problem: Problem, backend: str, return_radii: bool):
     picks = to_kind(picks, problem, np.int64)
     if not return_radii:
         return picks
-    radii = to_kind(radii2, problem, np.float64)
-    radii = radii.sqrt() if _is_torch(radii) else np.sqrt(radii)
-    return picks, radii
+    return picks, radii_to_kind(radii2, problem)
 
 
 def _run_checked(chosen, problem: Problem):

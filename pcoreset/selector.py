@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _memory, _start, backends
 from ._problem import (DTYPE_CODE, Problem, _is_torch, check_count, check_labeled, chunk_rows, make_problem,
-                       to_kind)
+                       radii_to_kind, to_kind)
 from .backends.base import progress_callback, run_state
 from .errors import InvalidInputError, InvalidTypeError, PoolExhaustedError
 
@@ -190,12 +190,7 @@ class Selector:
     @property
     def radii(self):
         """Each pick's distance to its nearest center when it was picked."""
-        return self._sqrt(self._out(np.asarray(self._radii2, dtype=np.float64), np.float64))
-
-    @staticmethod
-    def _sqrt(radii2):
-        # as select() does it, so both give the same bits
-        return radii2.sqrt() if _is_torch(radii2) else np.sqrt(radii2)
+        return radii_to_kind(np.asarray(self._radii2, dtype=np.float64), self._problem)
 
     @property
     def excluded(self) -> np.ndarray:
@@ -312,7 +307,7 @@ class Selector:
             raise
         finally:
             close()
-        return self._out(picks, np.int64), self._sqrt(self._out(radii2, np.float64))
+        return self._out(picks, np.int64), radii_to_kind(radii2, self._problem)
 
     def next(self, k: int):
         """The next `k` picks (int64, in order), as the same kind of array as

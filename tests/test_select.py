@@ -484,3 +484,27 @@ def test_float16_checks_read_every_bit_pattern_as_numpy_does(how, monkeypatch):
             y[row, 7] = bad
             with pytest.raises(pcoreset.InvalidInputError, match=why):
                 check_values(y, "float16", True)
+
+
+@needs_torch
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_radii_are_correctly_rounded_square_roots(kind):
+    """Every radius is the correctly rounded square root of its squared
+    radius, whatever the pool's kind: torch's float64 CPU sqrt was one unit
+    in the last place off on one machine (the first value below), so a torch
+    pool's radii and Selector.radius (math.sqrt) disagreed."""
+    import math
+
+    from pcoreset._problem import make_problem, radii_to_kind
+
+    rng = np.random.default_rng(0)
+    d2 = np.concatenate([[0.15917834639549255, 0.0, 1e-300, 4.0], rng.random(4096), rng.random(64) * 1e30])
+    pool = np.zeros((4, 3))
+    problem = make_problem(torch.from_numpy(pool) if kind == "torch" else pool, None, 1, simplex=False,
+                           from_logits=False, temperature=1.0, prune=True, num_threads=0, progress=None)
+    for given in (d2, torch.from_numpy(d2)):
+        got = radii_to_kind(given, problem)
+        assert isinstance(got, torch.Tensor) == (kind == "torch")
+        got = got.numpy() if kind == "torch" else got
+        assert got.dtype == np.float64
+        assert got.tolist() == [math.sqrt(v) for v in d2.tolist()]

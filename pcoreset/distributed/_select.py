@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .._problem import check_count, check_labeled, to_kind
+from .._problem import check_count, check_labeled, radii_to_kind, to_kind
 from .._start import add_rows
 from ..errors import InvalidInputError, InvalidTypeError, PoolExhaustedError, RankFailureError, RankMismatchError
 from ..selector import _check_radius, _dist2_at_most
@@ -115,8 +115,7 @@ class Selector:
 
     @property
     def radii(self):
-        r = to_kind(np.asarray(self._radii2, dtype=np.float64), self._problem, np.float64)
-        return r.sqrt() if isinstance(r, torch.Tensor) else np.sqrt(r)
+        return radii_to_kind(np.asarray(self._radii2, dtype=np.float64), self._problem)
 
     @property
     def excluded(self) -> np.ndarray:
@@ -226,9 +225,7 @@ class Selector:
     def _take(self, k: int, stop_dist2: float = -1.0):
         self._check()
         picks, radii2 = self._stepper.take(k, self._progress, stop_dist2, self._picks, self._radii2)
-        radii = to_kind(radii2, self._problem, np.float64)
-        radii = radii.sqrt() if isinstance(radii, torch.Tensor) else np.sqrt(radii)
-        return to_kind(picks, self._problem, np.int64), radii
+        return to_kind(picks, self._problem, np.int64), radii_to_kind(radii2, self._problem)
 
     # ---- changing the centers
 
@@ -378,6 +375,4 @@ def select(local_probs: Any, local_labeled_idx: Any, budget: int, *, group=None,
     out = to_kind(picks, problem, np.int64)
     if not return_radii:
         return out
-    radii = to_kind(radii2, problem, np.float64)
-    radii = radii.sqrt() if isinstance(radii, torch.Tensor) else np.sqrt(radii)
-    return out, radii
+    return out, radii_to_kind(radii2, problem)
