@@ -392,6 +392,59 @@ py::tuple certify_tile_t(py::array_t<A, py::array::c_style> g, py::array_t<A, py
   return py::make_tuple(cand, counts, orows, ocols);
 }
 
+// The certified start's tile search under the projected bound (see
+// certify.h): (cand, counts, over_rows, over_cols, pairs kept).
+template <typename A>
+py::tuple certify_tile_proj_t(py::array_t<A, py::array::c_style> x, py::array_t<A, py::array::c_style> y,
+                              py::array_t<A, py::array::c_style> nx2, py::array_t<A, py::array::c_style> ny2,
+                              F64Array nx, F64Array ny, py::array_t<float, py::array::c_style> gp, F64Array row,
+                              F64Array col, double e, double ea, double ea0, int rounds, double frac, double kappa, double tiny, double kernel_rel, int64_t k) {
+  if (x.ndim() != 2 || y.ndim() != 2 || x.shape(1) != y.shape(1))
+    throw py::value_error("x and y must be 2-D with the same number of columns");
+  const int64_t rows = x.shape(0), cols = y.shape(0), c = x.shape(1);
+  if (cols < 1) throw py::value_error("y must have at least one row");
+  if (nx2.ndim() != 1 || nx2.shape(0) != rows || nx.ndim() != 1 || nx.shape(0) != rows)
+    throw py::value_error("nx2 and nx must have one value per row of x");
+  if (ny.ndim() != 1 || ny.shape(0) != cols || ny2.ndim() != 1 || ny2.shape(0) != cols)
+    throw py::value_error("ny2 and ny must have one value per row of y");
+  if (gp.ndim() != 2 || gp.shape(0) != rows || gp.shape(1) != cols)
+    throw py::value_error("gp must be (rows of x, rows of y)");
+  if (row.ndim() != 2 || row.shape(0) != rows || row.shape(1) != 5) throw py::value_error("row must be (rows of x, 5)");
+  if (col.ndim() != 2 || col.shape(0) != 4 || col.shape(1) != cols) throw py::value_error("col must be (4, rows of y)");
+  if (k < 1) throw py::value_error("k must be >= 1");
+  I64Array cand({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(k)});
+  I64Array counts(static_cast<py::ssize_t>(rows));
+  std::vector<int64_t> over_rows, over_cols;
+  pcoreset::CertifyBounds b;
+  b.kappa = kappa;
+  b.tiny = tiny;
+  b.kernel_rel = kernel_rel;
+  b.k = k;
+  int64_t kept = 0;
+  pcoreset::ProjBounds pb;
+  pb.gp = gp.data();
+  pb.row = row.data();
+  pb.col = col.data();
+  pb.e = e;
+  pb.ea = ea;
+  pb.ea0 = ea0;
+  if (rounds < 0 || !(frac > 0.0 && frac <= 1.0)) throw py::value_error("rounds must be >= 0 and frac in (0, 1]");
+  pb.rounds = rounds;
+  pb.frac = frac;
+  pb.kept = &kept;
+  {
+    py::gil_scoped_release nogil;
+    pcoreset::certify_tile_proj<A>(x.data(), y.data(), c, nx2.data(), ny2.data(), nx.data(), ny.data(), rows, cols,
+                                   pb, b, cand.mutable_data(), counts.mutable_data(), &over_rows, &over_cols);
+  }
+  I64Array orows(static_cast<py::ssize_t>(over_rows.size())), ocols(static_cast<py::ssize_t>(over_cols.size()));
+  if (!over_rows.empty()) {
+    std::memcpy(orows.mutable_data(), over_rows.data(), over_rows.size() * sizeof(int64_t));
+    std::memcpy(ocols.mutable_data(), over_cols.data(), over_cols.size() * sizeof(int64_t));
+  }
+  return py::make_tuple(cand, counts, orows, ocols, kept);
+}
+
 // The certified start's pivot assignment (see certify.h): (pivot, s2).
 template <typename A>
 py::tuple assign_pivots_t(py::array_t<A, py::array::c_style> x, py::array_t<A, py::array::c_style> g,
@@ -538,6 +591,12 @@ PYBIND11_MODULE(_C, m) {
   m.def("certify_tile", &certify_tile_t<double>, Clean(), py::arg("g"), py::arg("nx2"), py::arg("ny2"), py::arg("nx"),
         py::arg("ny"),
         py::arg("kappa"), py::arg("tiny"), py::arg("kernel_rel"), py::arg("k"), py::arg("num_threads") = 0);
+  m.def("certify_tile_proj", &certify_tile_proj_t<float>, Clean(), py::arg("x"), py::arg("y"), py::arg("nx2"),
+        py::arg("ny2"), py::arg("nx"), py::arg("ny"), py::arg("gp").noconvert(), py::arg("row"), py::arg("col"),
+        py::arg("e"), py::arg("ea"), py::arg("ea0"), py::arg("rounds"), py::arg("frac"), py::arg("kappa"), py::arg("tiny"), py::arg("kernel_rel"), py::arg("k"));
+  m.def("certify_tile_proj", &certify_tile_proj_t<double>, Clean(), py::arg("x"), py::arg("y"), py::arg("nx2"),
+        py::arg("ny2"), py::arg("nx"), py::arg("ny"), py::arg("gp").noconvert(), py::arg("row"), py::arg("col"),
+        py::arg("e"), py::arg("ea"), py::arg("ea0"), py::arg("rounds"), py::arg("frac"), py::arg("kappa"), py::arg("tiny"), py::arg("kernel_rel"), py::arg("k"));
   m.def("assign_pivots", &assign_pivots_t<float>, Clean(), py::arg("x"), py::arg("g"), py::arg("r"), py::arg("rn2"));
   m.def("assign_pivots", &assign_pivots_t<double>, Clean(), py::arg("x"), py::arg("g"), py::arg("r"), py::arg("rn2"));
   m.def("row_norms", &row_norms_t<float>, Clean(), py::arg("a"));

@@ -290,6 +290,108 @@ def test_temperature_whose_inverse_overflows_is_rejected(dtype):
         assert np.all(np.isfinite(radii[1:]))
 
 
+def force_projection(monkeypatch, dims=4, rounds=2, frac=0.25):
+    """The certified search with the projected bound in every tile of rows
+    that has a probe bound, whatever the sizes: returns the list that
+    collects (rows, columns, pairs kept) per projected tile."""
+    if search._C is None:
+        pytest.skip("the projected bound runs in the C++ module, which is not built here")
+    monkeypatch.setattr(sizes, "PROJ_MIN_C", 1)
+    monkeypatch.setattr(sizes, "PROJ_MIN_COLS", 1)
+    monkeypatch.setattr(sizes, "proj_dims", lambda c: max(1, min(dims, c - 1)))
+    monkeypatch.setattr(sizes, "PROJ_ROUNDS", rounds)
+    monkeypatch.setattr(sizes, "PROJ_FRAC", frac)
+    stats = []
+    monkeypatch.setattr(sizes, "PROJ_STATS", stats)
+    return stats
+
+
+@pytest.mark.parametrize("pool", sorted(POOLS))
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("dims", [2, 8])
+@pytest.mark.parametrize("rounds,frac", [(0, 0.25), (2, 0.25), (8, 0.125), (3, 1.0)])
+def test_projected_bound_keeps_the_exact_running_minimum(pool, dtype, dims, rounds, frac, monkeypatch):
+    # The projected bound in every tile (confident rows 1e-7 apart, exact
+    # duplicates, quantised rows with ties), with no rounds, a few, many, and
+    # rounds that take every kept pair at once: the candidates still hold
+    # the exact pass's nearest center, and the bound drops pairs (it is used).
+    stats = force_projection(monkeypatch, dims, rounds, frac)
+    monkeypatch.setattr(sizes, "PROBE", 4)  # many small groups, many tiles
+    monkeypatch.setattr(sizes, "n_pivots", lambda m: min(m, 6))
+    x = POOLS[pool]().astype(dtype)
+    lab = labeled_for(pool, x.shape[0])
+    problem = make_problem(x, lab, 0, simplex=True, from_logits=False, temperature=1.0, prune=True,
+                           num_threads=1, progress=None)
+    exact = cpu_backend.make_state(problem)
+    exact.seed_rows(lab)
+    with _start.force("certified"):
+        cand = _start.nearest_candidates(problem)
+    cert = cpu_backend.make_state(problem)
+    cert.seed_rows_with_candidates(lab, cand)
+    np.testing.assert_array_equal(cert.min_dist2(), exact.min_dist2())
+    st = np.array(stats)
+    assert st.size, "no tile went through the projected bound"
+    if rounds or dims > 2:
+        assert st[:, 2].sum() < (st[:, 0] * st[:, 1]).sum(), "the bound dropped no pair"
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-6, 1.0, 1e15])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_projected_bound_is_below_every_squared_distance(scale, dtype):
+    # The bound as the C++ search evaluates it, against exact squared
+    # distances, on pairs chosen to break it: rows in the span of P (their
+    # residual norms cancel to nothing), rows orthogonal to it, copies of a
+    # center and rows a rounding away from one, at tiny and huge magnitudes.
+    rng = np.random.default_rng(3)
+    c, d = 40, 6
+    base = clustered_pool(600, c, seed=8, dtype=np.float64)
+    proj = bounds.Projection(base[:300].astype(dtype), d, dtype, lambda u: (base[u] * scale).astype(dtype),
+                             300, 1 << 20)
+    ys = (base[:300] * scale).astype(dtype)
+    pivot = ys[7].copy()
+    p = proj.p
+    rows = [base[300:] * scale,
+            (ys[:50] - pivot) @ p.T @ p + pivot,                                  # in the span
+            ys[50:100] + (rng.normal(size=(50, c)) @ (np.eye(c) - p.T @ p)) * scale * 1e-3,
+            ys[100:150],                                                          # copies
+            ys[150:200] * (1 + 4 * np.finfo(dtype).eps)]                          # a rounding away
+    xr = np.concatenate(rows).astype(dtype)
+    g = proj.group(pivot)
+    xs, sh = xr - pivot, ys - pivot
+    pa, rt = g.rows(xs, bounds.sq_norms(xs)[0])
+    pb, col = g.cols(np.arange(300), bounds.sq_norms(sh)[0])
+    gp = (pa @ pb.T).astype(np.float64)
+    r = np.maximum(0.0, np.maximum(rt[1][:, None] - col[2][None], col[1][None] - rt[2][:, None]))
+    t = rt[3][:, None] + col[3][None]
+    lb = rt[0][:, None] + col[0][None] - 2.0 * gp + r * r - ((g.e * t + g.ea) * t + g.ea0)
+    diff = xr.astype(np.float64)[:, None, :] - ys.astype(np.float64)[None]
+    exact = np.einsum("ijk,ijk->ij", diff, diff)
+    ok = ~(lb > exact * (1 + 1e-12))
+    assert ok.all(), f"{(~ok).sum()} pairs with a bound above their distance"
+    # and the bound is not empty: it drops most pairs against each row's
+    # nearest distance (at 1e-30 the squares lie below float32's subnormals,
+    # where the bound's absolute term keeps every pair: rigorous, not useful)
+    if scale >= 1e-6:
+        assert (lb > exact.min(1, keepdims=True)).mean() > 0.5
+
+
+def test_projected_tile_rejects_bad_shapes():
+    if search._C is None:
+        pytest.skip("the C++ module is not built here")
+    x = np.zeros((3, 5), np.float32)
+    y = np.zeros((4, 5), np.float32)
+    n3, n4 = np.zeros(3, np.float32), np.zeros(4, np.float32)
+    f3, f4 = np.zeros(3), np.zeros(4)
+    args = dict(x=x, y=y, nx2=n3, ny2=n4, nx=f3, ny=f4, gp=np.zeros((3, 4), np.float32),
+                row=np.zeros((3, 5)), col=np.zeros((4, 4)), e=0.0, ea=0.0, ea0=0.0, rounds=1, frac=0.5,
+                kappa=0.0, tiny=0.0, kernel_rel=0.0, k=2)
+    search._C.certify_tile_proj(**args)
+    for bad in [dict(gp=np.zeros((3, 3), np.float32)), dict(row=np.zeros((3, 4))), dict(col=np.zeros((3, 4))),
+                dict(frac=0.0), dict(rounds=-1), dict(k=0), dict(y=np.zeros((4, 6), np.float32))]:
+        with pytest.raises((ValueError, TypeError)):
+            search._C.certify_tile_proj(**{**args, **bad})
+
+
 def exact_start(pool):
     """(pool rows, labeled rows, problem, a cpu state seeded by the exact pass)."""
     x = POOLS[pool]().astype(np.float32)
@@ -497,17 +599,21 @@ def test_add_rows_and_vectors_through_the_certified_search(pool):
     np.testing.assert_array_equal(cert.min_dist2(), exact.min_dist2())
 
 
-@pytest.mark.parametrize("scale", [1e-20, 1e-3, 1e17, 1e25])
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1e-3, 1e17, 1e25])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("cache", [0.0, 1.0])
-def test_certified_start_at_huge_and_tiny_magnitudes(scale, dtype, threads, cache, monkeypatch):
-    # Points far from probability rows: squares that underflow (1e-20),
-    # that nearly overflow float32 (1e17), that overflow it (1e25: the
-    # shifted squared norms become inf). The certified candidates still hold
-    # the exact pass's nearest center, bit for bit, with the centers kept or
-    # read on demand.
+@pytest.mark.parametrize("proj", [False, True])
+def test_certified_start_at_huge_and_tiny_magnitudes(scale, dtype, threads, cache, proj, monkeypatch):
+    # Points far from probability rows: squares that underflow (1e-30 and
+    # 1e-20; at 1e-30 the projections' products are below float32's
+    # subnormals), that nearly overflow float32 (1e17), that overflow it
+    # (1e25: the shifted squared norms become inf). The certified candidates
+    # still hold the exact pass's nearest center, bit for bit, with the
+    # centers kept or read on demand, with and without the projected bound.
     monkeypatch.setattr(sizes, "CENTER_CACHE", cache)
+    if proj:
+        force_projection(monkeypatch, dims=6)
     x = (clustered_pool(1200, 24, seed=6, dtype=np.float64) * scale).astype(dtype)
     lab = np.arange(0, 1200, 9)
     problem = make_problem(x, lab, 0, simplex=False, from_logits=False, temperature=1.0, prune=True,

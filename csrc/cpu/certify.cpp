@@ -236,6 +236,198 @@ void certify_rows(const A* g, const A* nx2, const A* ny2, const double* nx, cons
   }
 }
 
+// Sum of a register's lanes, as a tree (short dependency chains).
+template <typename A, typename V>
+inline A lane_sum(V v) {
+  constexpr int L = static_cast<int>(sizeof(V) / sizeof(A));
+  A s[L];
+  for (int t = 0; t < L; ++t) s[t] = v[t];
+  for (int w = L / 2; w >= 1; w /= 2)
+    for (int t = 0; t < w; ++t) s[t] += s[t + w];
+  return s[0];
+}
+
+// The dot products of the row x with four rows y0..y3 of length c, in A, in
+// lanes (any summation order: the pair bound allows it): four independent
+// chains, so that their latencies overlap.
+template <typename A>
+inline void dot4(const A* x, const A* y0, const A* y1, const A* y2, const A* y3, int64_t c, A* out) {
+  typedef typename Lanes<A>::V V;
+  constexpr int L = lanes<A>();
+  V a0 = {}, a1 = {}, a2 = {}, a3 = {};
+  int64_t k = 0;
+  for (; k + L <= c; k += L) {
+    const V xv = load<V>(x + k);
+    a0 += xv * load<V>(y0 + k);
+    a1 += xv * load<V>(y1 + k);
+    a2 += xv * load<V>(y2 + k);
+    a3 += xv * load<V>(y3 + k);
+  }
+  A s0 = lane_sum<A>(a0), s1 = lane_sum<A>(a1), s2 = lane_sum<A>(a2), s3 = lane_sum<A>(a3);
+  for (; k < c; ++k) {
+    s0 += x[k] * y0[k];
+    s1 += x[k] * y1[k];
+    s2 += x[k] * y2[k];
+    s3 += x[k] * y3[k];
+  }
+  out[0] = s0;
+  out[1] = s1;
+  out[2] = s2;
+  out[3] = s3;
+}
+
+// Columns left that the projected search computes without further rounds.
+constexpr int kFew = 8;
+
+// certify_rows over the columns that the projected bound keeps (see
+// certify_tile_proj): the same candidates test, with each kept pair's D_ij
+// from a direct dot product instead of a GEMM tile.
+template <typename A>
+void certify_rows_proj(const A* x, const A* y, int64_t c, const A* nx2, const A* ny2, const double* nx,
+                       const double* ny, int64_t rows, int64_t cols, const ProjBounds& p, const CertifyBounds& b,
+                       int64_t* cand, int64_t* counts, std::vector<int64_t>* over_rows,
+                       std::vector<int64_t>* over_cols) {
+  const double* pb2 = p.col;
+  const double* lob = p.col + cols;
+  const double* hib = p.col + 2 * cols;
+  const double* nb = p.col + 3 * cols;
+  std::vector<int64_t> kept(static_cast<size_t>(cols)), hits, dj;
+  std::vector<A> dv;
+  std::vector<int64_t> batch(static_cast<size_t>(cols));
+  std::vector<double> lbv(static_cast<size_t>(cols));
+  double* lb = lbv.data();
+  int64_t n_kept = 0;
+  const double e = p.e, ea = p.ea, ea0 = p.ea0;
+  typedef typename Lanes<double>::V DV;
+  typedef float FV __attribute__((vector_size(sizeof(DV) / 2)));
+  constexpr int DL = lanes<double>();
+  for (int64_t i = 0; i < rows; ++i) {
+    const double* ri = p.row + 5 * i;
+    const double pa2 = ri[0], loa = ri[1], hia = ri[2], na = ri[3], thr = ri[4];
+    const float* gi = p.gp + i * cols;
+    // lb_ij = ||pa - pb||^2 + max(0, lo_a - hi_b, lo_b - hi_a)^2 less the
+    // bound's rounding: a lower bound of the pair's squared distance (one
+    // pass the compiler vectorises); a column is dropped only where
+    // lb_ij > thr_i (a NaN keeps it)
+    int64_t j = 0;
+    {
+      const DV pa2v = splat<DV>(pa2), loav = splat<DV>(loa), hiav = splat<DV>(hia), nav = splat<DV>(na);
+      const DV ev = splat<DV>(e), eav = splat<DV>(ea), ea0v = splat<DV>(ea0), zero = splat<DV>(0.0);
+      const DV m2 = splat<DV>(-2.0);
+      for (; j + DL <= cols; j += DL) {
+        const DV r1 = loav - load<DV>(hib + j), r2 = load<DV>(lob + j) - hiav;
+        DV r = r1 > r2 ? r1 : r2;
+        r = r > zero ? r : zero;
+        const DV t = nav + load<DV>(nb + j);
+        const DV g = __builtin_convertvector(load<FV>(gi + j), DV);
+        const DV v = (((pa2v + load<DV>(pb2 + j)) + m2 * g) + r * r) - ((ev * t + eav) * t + ea0v);
+        std::memcpy(lb + j, &v, sizeof v);
+      }
+    }
+    for (; j < cols; ++j) {
+      const double r1 = loa - hib[j], r2 = lob[j] - hia;
+      double r = r1 > r2 ? r1 : r2;
+      r = r > 0.0 ? r : 0.0;
+      const double t = na + nb[j];
+      lb[j] = (((pa2 + pb2[j]) + -2.0 * static_cast<double>(gi[j])) + r * r) - ((e * t + ea) * t + ea0);
+    }
+    // the kept columns, in increasing order (branch-free: about a third
+    // are kept, at random)
+    int64_t nk = 0;
+    for (int64_t jj = 0; jj < cols; ++jj) {
+      kept[nk] = jj;
+      nk += !(lb[jj] > thr);
+    }
+    if (nk == 0) {  // thr below every bound (it bounds a center of the tile, so never): all columns
+      for (int64_t jj = 0; jj < cols; ++jj) kept[jj] = jj;
+      nk = cols;
+    }
+    const A* xi = x + i * c;
+    dj.clear();
+    dv.clear();
+    // Rounds, nearest bound first: the kept columns whose bound lies in the
+    // lowest fraction p.frac of [smallest bound, thr2] get their distance, whose upper
+    // bound (widened like thr) lowers thr2 and drops the columns whose bound
+    // lies above it; until few are left, which get theirs at once. Each
+    // round reads the kept columns' bounds twice.
+    double thr2 = thr;
+    auto compute = [&](const int64_t* cs, int64_t n) {
+      for (int64_t t = 0; t < n; t += 4) {
+        const A* yy[4];
+        for (int u = 0; u < 4; ++u) yy[u] = y + cs[t + u < n ? t + u : t] * c;
+        A dd[4];
+        dot4<A>(xi, yy[0], yy[1], yy[2], yy[3], c, dd);
+        for (int u = 0; u < 4 && t + u < n; ++u) {
+          const int64_t cj = cs[t + u];
+          const A du = dist(dd[u], ny2[cj], nx2[i]);
+          dj.push_back(cj);
+          dv.push_back(du);
+          const double e_u = b.kappa * (nx[i] + ny[cj]) * (nx[i] + ny[cj]) + b.tiny;
+          const double up = (static_cast<double>(du) + e_u) * (1.0 + 2.0 * b.kernel_rel) + 2.0 * b.tiny;
+          thr2 = up < thr2 ? up : thr2;
+        }
+      }
+    };
+    for (int round = 0; round < p.rounds && nk > kFew; ++round) {
+      double lo = std::numeric_limits<double>::infinity();
+      for (int64_t u = 0; u < nk; ++u) lo = lb[kept[u]] < lo ? lb[kept[u]] : lo;
+      const double tb = lo + (thr2 - lo) * p.frac;
+      if (!(tb < thr2)) break;  // an infinite or NaN thr2: no order helps
+      int64_t nb_ = 0, w = 0;
+      for (int64_t u = 0; u < nk; ++u) {
+        const int64_t cj = kept[u];
+        const bool in = !(lb[cj] > tb);
+        batch[nb_] = cj;
+        nb_ += in;
+        kept[w] = cj;
+        w += !in;
+      }
+      compute(batch.data(), nb_);
+      nk = 0;
+      for (int64_t u = 0; u < w; ++u) {
+        const int64_t cj = kept[u];
+        kept[nk] = cj;
+        nk += !(lb[cj] > thr2);
+      }
+    }
+    compute(kept.data(), nk);
+    const int64_t nd = static_cast<int64_t>(dj.size());
+    n_kept += nd;
+    A best = std::numeric_limits<A>::infinity();
+    for (int64_t u = 0; u < nd; ++u) best = dv[u] < best ? dv[u] : best;
+    auto err = [&](double ny_j) { return b.kappa * (nx[i] + ny_j) * (nx[i] + ny_j) + b.tiny; };
+    // j0: the lowest column at the minimum (the lowest computed one if no
+    // value is finite; its bound is infinite either way)
+    int64_t j0 = -1, jlow = dj[0];
+    for (int64_t u = 0; u < nd; ++u) {
+      jlow = dj[u] < jlow ? dj[u] : jlow;
+      if (dv[u] == best && (j0 < 0 || dj[u] < j0)) j0 = dj[u];
+    }
+    if (j0 < 0) j0 = jlow;
+    double ub = 0;
+    for (int64_t u = 0; u < nd; ++u)
+      if (dj[u] == j0) ub = (static_cast<double>(dv[u]) + err(ny[j0])) * (1.0 + b.kernel_rel) + b.tiny;
+    hits.clear();
+    for (int64_t u = 0; u < nd; ++u)
+      if (static_cast<double>(dv[u]) - err(ny[dj[u]]) <= ub) hits.push_back(dj[u]);
+    if (hits.empty()) hits.push_back(j0);
+    std::sort(hits.begin(), hits.end());
+    const int64_t h = static_cast<int64_t>(hits.size());
+    counts[i] = h;
+    int64_t* out = cand + i * b.k;
+    if (h <= b.k) {
+      for (int64_t u = 0; u < b.k; ++u) out[u] = hits[u < h ? u : 0];
+    } else {
+      for (int64_t u = 0; u < b.k; ++u) out[u] = j0;
+      for (int64_t cc : hits) {
+        over_rows->push_back(i);
+        over_cols->push_back(cc);
+      }
+    }
+  }
+  if (p.kept != nullptr) *p.kept += n_kept;
+}
+
 }  // namespace
 
 template <typename A>
@@ -273,6 +465,14 @@ void certify_tile(const A* g, const A* nx2, const A* ny2, const double* nx, cons
     over_rows->insert(over_rows->end(), orows[t].begin(), orows[t].end());
     over_cols->insert(over_cols->end(), ocols[t].begin(), ocols[t].end());
   }
+}
+
+template <typename A>
+void certify_tile_proj(const A* x, const A* y, int64_t c, const A* nx2, const A* ny2, const double* nx,
+                       const double* ny, int64_t rows, int64_t cols, const ProjBounds& p, const CertifyBounds& b,
+                       int64_t* cand, int64_t* counts, std::vector<int64_t>* over_rows,
+                       std::vector<int64_t>* over_cols) {
+  certify_rows_proj<A>(x, y, c, nx2, ny2, nx, ny, rows, cols, p, b, cand, counts, over_rows, over_cols);
 }
 
 template <typename A>

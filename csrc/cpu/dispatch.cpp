@@ -68,6 +68,15 @@ void certify_tile(const A* g, const A* nx2, const A* ny2, const double* nx, cons
 }
 
 template <typename A>
+void certify_tile_proj(const A* x, const A* y, int64_t c, const A* nx2, const A* ny2, const double* nx,
+                       const double* ny, int64_t rows, int64_t cols, const ProjBounds& p, const CertifyBounds& b,
+                       int64_t* cand, int64_t* counts, std::vector<int64_t>* over_rows,
+                       std::vector<int64_t>* over_cols) {
+  PCORESET_PICK(certify_tile_proj<A>, x, y, c, nx2, ny2, nx, ny, rows, cols, p, b, cand, counts, over_rows,
+                over_cols);
+}
+
+template <typename A>
 void assign_pivots(const A* x, const A* g, const A* r, const A* rn2, int64_t rows, int64_t p, int64_t c,
                    int32_t* pivot, A* s2) {
   PCORESET_PICK(assign_pivots<A>, x, g, r, rn2, rows, p, c, pivot, s2);

@@ -57,6 +57,7 @@ class Bounds:
         # the center-to-pivot bounds' float64 GEMMs
         self.kappa64 = 2.0 * (c + 10) * unit_roundoff(np.float64)
         self.k = k
+        self.acc = np.dtype(acc)
 
     def reach2(self, a):
         """Squared distance from the pivot within which the nearest center of a
@@ -221,3 +222,149 @@ def rank_by(hit_r, hit_c, key, r: int, k: int) -> np.ndarray:
     ids = np.full((r, k), -1, dtype=np.int64)
     ids[hit_r[sel], rank_[sel]] = hit_c[sel]
     return np.where(ids < 0, ids[:, :1], ids)
+
+
+class Projection:
+    """A lower bound of a pair's squared distance from d orthonormal
+    directions P (the top principal directions of a sample of the centers).
+    With a = x - r and b = y - r (a row and a center shifted by the pivot r)
+    and R = I - P^T P,
+
+        ||a - b||^2 = ||P(a - b)||^2 + ||R(a - b)||^2
+                   >= ||Pa - Pb||^2 + (||Ra|| - ||Rb||)^2,
+
+    so a center whose bound exceeds an upper bound of the row's nearest
+    squared distance cannot be its nearest (nor one the kernel's rounding
+    could prefer). What is computed, and what its rounding costs:
+    - Pa: a float32 GEMM of the shifted rows the search already holds
+      (fl(x - r)) with P rounded to float32 (in float64 for float64 pools):
+      within eps_r ||a|| of the exact Pa, eps_r = (sqrt(d) (C + 2) + 2) u;
+    - Pb: every center projected once in float64, less P r: within eps_c of
+      the exact Pb (an absolute term, a few 1e-13 of the centers' norms);
+    - Pa . Pb: a float32 GEMM of Pa and Pb rounded to float32: relative error
+      (d + 2) u32;
+    - ||Ra|| = sqrt(||a||^2 - ||Pa||^2) cancels where a lies near the span of
+      P: each residual norm is an interval [lo, hi] that holds the exact
+      one, from intervals of ||a|| and ||Pa||;
+    - P's rows are orthonormal only to rounding (delta, measured).
+    In all the bound errs by at most (e t + ea) t + ea0 with t = ||a|| + ||b||,
+    and the code uses twice that. At C = 1000, d = 64, e is about 1e-3: a
+    pair within a thousandth of the cluster's squared scale of a row's bound
+    is kept, so the bound stays rigorous and nearly as tight as the exact one.
+
+    Each pair the bound keeps costs a direct dot product (C++); the GEMM of
+    the projections costs about d / C of a tile's."""
+
+    # beyond this the rounding terms would blunt the bound: not used
+    MAX_EPS = 5e-3
+
+    def __init__(self, ys: np.ndarray, d: int, acc, yget, m: int, chunk_bytes: int) -> None:
+        y = np.asarray(ys, dtype=np.float64)
+        c = y.shape[1]
+        y = y - y.mean(axis=0)
+        k = min(c, d + 8)
+        # a few subspace iterations (seeded: the candidates do not change
+        # from run to run), then the top d directions of that subspace
+        q = np.linalg.qr(y.T @ (y @ np.random.default_rng(0).standard_normal((c, k))))[0]
+        for _ in range(2):
+            q = np.linalg.qr(y.T @ (y @ q))[0]
+        vt = np.linalg.svd(y @ q, full_matrices=False)[2]
+        p = np.linalg.qr(q @ vt[:d].T)[0].T
+        self.p = np.ascontiguousarray(p)
+        self.p_acc = np.ascontiguousarray(self.p.astype(acc))
+        self.d = d = int(p.shape[0])
+        self.c = c
+        u64 = unit_roundoff(np.float64)
+        u32 = unit_roundoff(np.float32)
+        self.u = u = unit_roundoff(acc)
+        self.u64 = u64
+        # ||P P^T - I||_2 <= its Frobenius norm <= d times its largest entry
+        self.delta = float(np.abs(self.p @ self.p.T - np.eye(d)).max()) * d + u64
+        sd = float(np.sqrt(d))
+        self.eps_r = ((sd * (c + 2) + 2) * u + u32) * 1.01
+        self.eps_g = (d + 2) * u32 * 1.01
+        # subnormal float32 values: absolute errors of the projections
+        self.sub = 4.0 * sd * (c + 2) * 2.0 ** -149
+        self.usable = self.eps_r <= self.MAX_EPS
+        # every distinct center projected once, in float64
+        self.py = np.empty((m, d))
+        ymax = 0.0
+        step = max(1, chunk_bytes // (8 * max(c, 1)))
+        for s0 in range(0, m, step):
+            yy = yget(np.arange(s0, min(m, s0 + step))).astype(np.float64)
+            self.py[s0:s0 + yy.shape[0]] = yy @ self.p.T
+            if yy.size:
+                nrm = float(np.sqrt(np.einsum("ij,ij->i", yy, yy).max()))
+                ymax = nrm if nrm > ymax else ymax
+        self.ymax = ymax
+
+    def group(self, pivot: np.ndarray) -> "GroupProjection":
+        return GroupProjection(self, pivot)
+
+
+class GroupProjection:
+    """The projected bound's terms in one pivot's group (see Projection)."""
+
+    def __init__(self, pr: Projection, pivot: np.ndarray) -> None:
+        self.pr = pr
+        r64 = pivot.astype(np.float64)
+        self.p_r = pr.p @ r64
+        d, c, u64 = pr.d, pr.c, pr.u64
+        sd = float(np.sqrt(d))
+        # Pb = fl(P y) - fl(P r): both float64 GEMMs and the subtraction
+        self.eps_c = (sd * (c + 2) + 2) * u64 * (pr.ymax + float(np.sqrt(r64 @ r64))) * 1.01
+        ec, er, eg, dl = self.eps_c + pr.sub, pr.eps_r, pr.eps_g, pr.delta
+        # the pair bound's terms, t = ||a|| + ||b|| (upper bounds): the
+        # projections' identity q against ||Pa - Pb||^2 (eps_g; its float64
+        # sums and the residual term's rounding, (2 d + 24) u64),
+        # ||P(a - b)|| >= sqrt(q) - eps_r ||a|| - eps_c, delta; twice that
+        self.e = 2.0 * (1.4 * eg + 2.2 * er + 3.3 * dl + (2 * d + 24) * u64)
+        self.ea = 2.0 * (2.8 * eg * ec + 2.2 * ec + 2.2 * er * ec)
+        self.ea0 = 2.0 * (1.4 * eg * ec * ec + 2.2 * ec * ec) + (d + 1) * 2.0 ** -140
+
+    def _residual(self, n, pn, err_p):
+        """[lo, hi] of ||R v|| from the f64 norm n of the stored vector fl(v)
+        (within u of v) and the norm pn of its projection (within err_p of
+        ||P v||)."""
+        pr = self.pr
+        rel = 1.01 * pr.u + (pr.c + 2) * pr.u64
+        n_hi = n * (1.0 + rel)
+        n_lo = n * (1.0 - rel)
+        p_hi = pn + err_p
+        p_lo = np.maximum(pn - err_p, 0.0)
+        slack = 1.01 * pr.delta * n_hi * n_hi
+        with np.errstate(invalid="ignore"):
+            lo = np.sqrt(np.maximum(n_lo * n_lo - p_hi * p_hi - slack, 0.0)) * (1.0 - 4.0 * pr.u64)
+            hi = np.sqrt(np.maximum(n_hi * n_hi - p_lo * p_lo + slack, 0.0)) * (1.0 + 4.0 * pr.u64)
+        return lo, hi, n_hi
+
+    def rows(self, xs: np.ndarray, nx: np.ndarray):
+        """(Pa in float32 (n x d), [||Pa||^2, lo, hi, ||a|| bound] as 4 rows)
+        of the shifted rows xs (fl(x - r), float64 norms nx). A row that is
+        not finite gets ||Pa||^2 = NaN: its bounds never drop a pair."""
+        pr = self.pr
+        pa = (xs @ pr.p_acc.T).astype(np.float32)
+        pn2 = np.einsum("ij,ij->i", pa, pa, dtype=np.float64)
+        lo, hi, n_hi = self._residual(nx, np.sqrt(pn2), pr.eps_r * nx * (1.0 + 2.0 * pr.u) + pr.sub)
+        return pa, _guard(np.stack([pn2, lo, hi, n_hi]))
+
+    def cols(self, ids: np.ndarray, ny: np.ndarray):
+        """(Pb in float32, [||Pb||^2, lo, hi, ||b|| bound] as 4 rows) of the
+        centers ids (indices of the distinct centers), whose shifted values
+        fl(y - r) have float64 norms ny."""
+        pb = self.pr.py[ids] - self.p_r
+        pn2 = np.einsum("ij,ij->i", pb, pb)
+        lo, hi, n_hi = self._residual(ny, np.sqrt(pn2), self.eps_c)
+        return pb.astype(np.float32), _guard(np.stack([pn2, lo, hi, n_hi]))
+
+
+def _guard(t: np.ndarray) -> np.ndarray:
+    """Vectors with a non-finite term get ||P v||^2 = NaN (their pairs are
+    never dropped), lo = 0, hi = inf."""
+    bad = ~np.isfinite(t).all(axis=0) | ~(t[3] < 1e18)
+    if bad.any():
+        t[0, bad] = np.nan
+        t[1, bad] = 0.0
+        t[2, bad] = np.inf
+        t[3, bad] = 0.0
+    return t

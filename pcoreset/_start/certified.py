@@ -186,6 +186,13 @@ def _search(problem: Problem, values: Values, yget, rep: np.ndarray, b: Bounds,
     sub = np.arange(0, m, max(1, -(-m // sizes.PIVOT_SAMPLE)))
     ys = yget(sub)
     r = np.ascontiguousarray(ys[pivots(ys, min(sizes.n_pivots(m), sub.size))])
+    # the projected bound's directions, from the same sample (search.py)
+    c = int(ys.shape[1])
+    proj = None
+    if c >= sizes.PROJ_MIN_C and sub.size >= 2 and sizes.proj_dims(c) < c:
+        proj = bounds.Projection(ys, sizes.proj_dims(c), b.acc, yget, m, sizes.ROW_CHUNK_BYTES)
+        if not proj.usable:
+            proj = None
     del ys
     p = r.shape[0]
     order, first, counts, s2 = _assign(problem, values, r, workers)
@@ -207,7 +214,7 @@ def _search(problem: Problem, values: Values, yget, rep: np.ndarray, b: Bounds,
             lg = lb2[:, g - g0]
             near = np.flatnonzero(lg <= b.reach2(float(ra.max())))
             near = near[np.argsort(lg[near], kind="stable")]
-            group(values, rows, ra, s2r, near, lg[near].astype(np.float64), yget, r[g], rep, b, out)
+            group(values, rows, ra, s2r, near, lg[near].astype(np.float64), yget, r[g], rep, b, out, proj)
 
         # the largest groups first, so that the workers finish together
         todo = [g for g in range(g0, g1) if counts[g]]

@@ -15,22 +15,33 @@ up to a few MiB a worker; rows that reach farther are searched block of
 centers by block (wide)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from . import sizes
-from .bounds import Bounds, rank, sq_norms, tile_candidates
+from .bounds import Bounds, GroupProjection, Projection, rank, rank_exact, sq_norms, tile_candidates
+
+try:
+    from .. import _C
+except ImportError:
+    _C = None
 
 
 class Near:
     """The centers of one pivot's group, nearest the pivot first, shifted by
     the pivot and fetched only as far as the group's rows reach."""
 
-    def __init__(self, yget, near: np.ndarray, pivot: np.ndarray, limit: int) -> None:
-        self.yget, self.near, self.pivot, self.limit = yget, near, pivot, limit
+    def __init__(self, yget, near: np.ndarray, pivot: np.ndarray, limit: int,
+                 proj: Optional[GroupProjection] = None) -> None:
+        self.yget, self.near, self.pivot, self.limit, self.proj = yget, near, pivot, limit, proj
         self.have = 0
         self.sh = np.empty((0, pivot.shape[0]), dtype=pivot.dtype)
         self.ny = np.empty(0)
         self.ny2 = np.empty(0, dtype=pivot.dtype)
+        if proj is not None:
+            self.pb = np.empty((0, proj.pr.d), dtype=np.float32)
+            self.col = np.empty((4, 0))
 
     def upto(self, m: int) -> None:
         """Fetch at least the first m centers (growing geometrically)."""
@@ -41,6 +52,10 @@ class Near:
         sh[:self.have] = self.sh[:self.have]
         np.subtract(self.yget(self.near[self.have:cap]), self.pivot, out=sh[self.have:cap])
         ny, ny2 = sq_norms(sh[self.have:cap])
+        if self.proj is not None:
+            pb, col = self.proj.cols(self.near[self.have:cap], ny)
+            self.pb = np.concatenate([self.pb[:self.have], pb])
+            self.col = np.concatenate([self.col[:, :self.have], col], axis=1)
         self.sh = sh
         self.ny = np.concatenate([self.ny[:self.have], ny])
         self.ny2 = np.concatenate([self.ny2[:self.have], ny2])
@@ -61,19 +76,25 @@ class Near:
         return self.yget(self.near[ids])
 
 
-def group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: Bounds, out) -> None:
+def group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: Bounds, out,
+          proj: Optional[Projection] = None) -> None:
     """Candidates for the rows of one pivot, written into out[rows] (indices
     rep[near[j]] into the original centers). ra: the rows' distances to the
     pivot (upper bounds); s2: the squared norms of the shifted rows fl(x -
     pivot), rounded up into the accumulation dtype; near: the centers within
     the group's reach, nearest the pivot first; near_lb2: lower bounds of
-    their squared distances to the pivot (float64, sorted)."""
+    their squared distances to the pivot (float64, sorted); proj: the
+    projected bound, used in tiles of at least sizes.PROJ_MIN_COLS centers
+    (with the C++ module only)."""
     mn = int(near.size)
     c = int(pivot.shape[0])
     probe = sizes.PROBE
     # the most centers one worker holds at once
     wide_at = max(2 * probe, (sizes.NEAR_BLOCKS * sizes.ROW_CHUNK_BYTES) // (pivot.itemsize * max(1, c)))
-    cs = Near(yget, near, pivot, wide_at)
+    gproj = None
+    if proj is not None and _C is not None and mn > 2 * probe and mn >= sizes.PROJ_MIN_COLS:
+        gproj = proj.group(pivot)
+    cs = Near(yget, near, pivot, wide_at, gproj)
     rep_near = rep[near]
     chunk = max(1, sizes.TILE // max(c, probe))
     for s in range(0, int(rows.size), chunk):
@@ -102,6 +123,12 @@ def group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: Bounds, out
             need = np.maximum(np.searchsorted(near_lb2, reach, side="right"), 1)
             o = np.argsort(need.astype(np.uint16) if mn < 1 << 16 else need, kind="stable")
             need = need[o]
+            if gproj is not None:
+                # the bound of each row's nearest squared distance, widened as
+                # the candidates test widens it
+                thr = ub * (1.0 + 2.0 * b.kernel_rel) + 2.0 * b.tiny
+                thr[~np.isfinite(thr)] = np.inf
+                thr = thr[o]
         else:
             o = np.arange(rows_c.size)
             need = np.full(rows_c.size, mn, dtype=np.int64)
@@ -124,11 +151,37 @@ def group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: Bounds, out
                 ids[t:] = wide(xs[t:], nx2[t:], nx[t:], ra_c[t:], v[o[t:]], cs, near_lb2, need[t:], wide_at, b)
                 break
             cs.upto(m_here)
+            if gproj is not None and m_here >= sizes.PROJ_MIN_COLS:
+                ids[t:e] = projected_tile(xs[t:e], nx2[t:e], nx[t:e], thr[t:e], cs, m_here,
+                                          lambda: v[o[t:e]], b, gproj)
+                t = e
+                continue
             g = xs[t:e] @ cs.sh[:m_here].T
             ids[t:e] = tile_candidates(g, nx2[t:e], cs.ny2[:m_here], nx[t:e], cs.ny[:m_here],
                                        lambda: v[o[t:e]], cs, b)
             t = e
         out[rows_c] = rep_near[ids]
+
+
+def projected_tile(xs, nx2, nx, thr, cs: Near, m: int, rows, b: Bounds, proj: GroupProjection) -> np.ndarray:
+    """tile_candidates for the tile's rows against the group's first m
+    centers, under the projected bound: the GEMM of the projections (d
+    values a row) bounds every pair, and only the pairs whose bound is below
+    the row's thr get a distance, from a direct dot product in C++ (the same
+    candidates test)."""
+    pa, rt = proj.rows(xs, sq_norms(xs)[0])
+    rt = np.ascontiguousarray(np.vstack([rt, thr[None, :]]).T)
+    gp = pa @ cs.pb[:m].T
+    cand, _, over_r, over_c, kept = _C.certify_tile_proj(
+        xs, cs.sh[:m], nx2, cs.ny2[:m], nx, cs.ny[:m], gp, rt, np.ascontiguousarray(cs.col[:, :m]),
+        proj.e, proj.ea, proj.ea0, sizes.PROJ_ROUNDS, sizes.PROJ_FRAC, b.kappa, b.tiny, b.kernel_rel, b.k)
+    if sizes.PROJ_STATS is not None:
+        sizes.PROJ_STATS.append((xs.shape[0], m, kept))
+    if over_r.size:
+        over = np.unique(over_r)
+        cand[over] = rank_exact(np.asarray(over_r, dtype=np.int64), np.asarray(over_c, dtype=np.int64),
+                                rows(), cs, xs.shape[0], b.k)[over]
+    return cand
 
 
 def wide(xs, nx2, nx, ra, v, cs: Near, near_lb2, need, block: int, b: Bounds) -> np.ndarray:

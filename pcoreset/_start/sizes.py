@@ -31,6 +31,17 @@ CENTER_CACHE = 1 / 32
 PAIR_BYTES = 4 << 20
 # Pivots are chosen among at most this many centers (a strided sample).
 PIVOT_SAMPLE = 8192
+# The projected bound (bounds.Projection): used on rows of at least
+# PROJ_MIN_C values, in tiles whose rows reach at least PROJ_MIN_COLS
+# centers; proj_dims(c) directions.
+PROJ_MIN_C = 256
+PROJ_MIN_COLS = 64
+# Rounds of the projected search that score the pairs of lowest bound first
+# (each over the lowest PROJ_FRAC of the bounds' range that is left).
+PROJ_ROUNDS = 2
+PROJ_FRAC = 0.25
+# Set to a list to collect (rows, columns, pairs kept) of each projected tile.
+PROJ_STATS = None
 # Rows per chunk when the candidates are widened to int64 in place.
 WIDEN_ROWS = 1 << 16
 
@@ -42,3 +53,9 @@ def n_pivots(m: int) -> int:
     10-25% less than 4 sqrt(m) on the clustered 200k x 100 pools (L = 2k and
     10k) and on the real pool of the benchmarks."""
     return max(1, min(m, 1024, max(64, int(math.ceil(2.0 * math.sqrt(m))))))
+
+
+def proj_dims(c: int) -> int:
+    """Directions of the projected bound for rows of c values: about
+    sqrt(c) / 5 blocks of 8 (16 at C = 100, 48 at C = 1000)."""
+    return int(min(c, max(8, 8 * round(math.sqrt(c) / 5.0))))
