@@ -445,6 +445,29 @@ py::tuple certify_tile_proj_t(py::array_t<A, py::array::c_style> x, py::array_t<
   return py::make_tuple(cand, counts, orows, ocols, kept);
 }
 
+// The projected bound's compared values (see certify.h): (v, off).
+py::tuple proj_bound_terms_t(py::array_t<float, py::array::c_style> gp, F64Array row, F64Array col, double e,
+                             double ea, double ea0) {
+  if (gp.ndim() != 2) throw py::value_error("gp must be 2-D");
+  const int64_t rows = gp.shape(0), cols = gp.shape(1);
+  if (row.ndim() != 2 || row.shape(0) != rows || row.shape(1) != 5) throw py::value_error("row must be (rows of gp, 5)");
+  if (col.ndim() != 2 || col.shape(0) != 4 || col.shape(1) != cols) throw py::value_error("col must be (4, columns of gp)");
+  pcoreset::ProjBounds pb;
+  pb.gp = gp.data();
+  pb.row = row.data();
+  pb.col = col.data();
+  pb.e = e;
+  pb.ea = ea;
+  pb.ea0 = ea0;
+  py::array_t<float> v({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(cols)});
+  F64Array off(static_cast<py::ssize_t>(rows));
+  {
+    py::gil_scoped_release nogil;
+    pcoreset::proj_bound_terms(pb, rows, cols, v.mutable_data(), off.mutable_data());
+  }
+  return py::make_tuple(v, off);
+}
+
 // The certified start's pivot assignment (see certify.h): (pivot, s2).
 template <typename A>
 py::tuple assign_pivots_t(py::array_t<A, py::array::c_style> x, py::array_t<A, py::array::c_style> g,
@@ -597,6 +620,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("certify_tile_proj", &certify_tile_proj_t<double>, Clean(), py::arg("x"), py::arg("y"), py::arg("nx2"),
         py::arg("ny2"), py::arg("nx"), py::arg("ny"), py::arg("gp").noconvert(), py::arg("row"), py::arg("col"),
         py::arg("e"), py::arg("ea"), py::arg("ea0"), py::arg("rounds"), py::arg("frac"), py::arg("kappa"), py::arg("tiny"), py::arg("kernel_rel"), py::arg("k"));
+  m.def("proj_bound_terms", &proj_bound_terms_t, Clean(), py::arg("gp").noconvert(), py::arg("row"), py::arg("col"),
+        py::arg("e"), py::arg("ea"), py::arg("ea0"));
   m.def("assign_pivots", &assign_pivots_t<float>, Clean(), py::arg("x"), py::arg("g"), py::arg("r"), py::arg("rn2"));
   m.def("assign_pivots", &assign_pivots_t<double>, Clean(), py::arg("x"), py::arg("g"), py::arg("r"), py::arg("rn2"));
   m.def("row_norms", &row_norms_t<float>, Clean(), py::arg("a"));

@@ -59,6 +59,13 @@ A round_up(double x) {
   return y;
 }
 
+// Largest float <= x (x finite or infinite; NaN stays NaN).
+inline float round_down_f(double x) {
+  float y = static_cast<float>(x);
+  if (static_cast<double>(y) > x) y = std::nextafter(y, -std::numeric_limits<float>::infinity());
+  return y;
+}
+
 // The passes below work on whole SIMD registers in GCC/Clang vector types (16
 // bytes: what every x86-64 and ARM64 target has; 32 in the AVX2 build): the
 // compiler's own vectoriser leaves minimum and argmin loops scalar, since
@@ -276,6 +283,61 @@ inline void dot4(const A* x, const A* y0, const A* y1, const A* y2, const A* y3,
   out[3] = s3;
 }
 
+// The projected bound of one tile's pairs in float32 lanes:
+// v_ij = ||pb||^2 - 2 g_ij + r_ij^2 with ||pb||^2 rounded to nearest and the
+// residual intervals widened outwards; the pair's lower bound lb_ij (see
+// certify.h) satisfies lb_ij >= v_ij + off_i with off_i = ||pa||^2 less the
+// bound's rounding at the tile's largest t (and 16 u32 t^2 for the float32
+// evaluation), so a pair is dropped only where v_ij > round_up(thr_i - off_i).
+struct ProjRows {
+  const ProjBounds& p;
+  int64_t cols;
+  std::vector<float> pb2f, lof, hif, v;
+  double nb_max = 0.0;
+  ProjRows(const ProjBounds& pp, int64_t c)
+      : p(pp), cols(c), pb2f(static_cast<size_t>(c)), lof(static_cast<size_t>(c)), hif(static_cast<size_t>(c)),
+        v(static_cast<size_t>(c)) {
+    const double* pb2 = p.col;
+    const double* lob = p.col + cols;
+    const double* hib = p.col + 2 * cols;
+    const double* nb = p.col + 3 * cols;
+    for (int64_t j = 0; j < cols; ++j) {
+      pb2f[j] = static_cast<float>(pb2[j]);
+      lof[j] = round_down_f(lob[j]);
+      hif[j] = round_up<float>(hib[j]);
+      nb_max = nb[j] > nb_max ? nb[j] : nb_max;
+    }
+  }
+  // Fills v with row i's values; returns off_i.
+  double row(int64_t i) {
+    typedef typename Lanes<float>::V FV;
+    constexpr int FL = lanes<float>();
+    constexpr double u32 = 0.5 * std::numeric_limits<float>::epsilon();
+    const double* ri = p.row + 5 * i;
+    const double t = ri[3] + nb_max;
+    const double off = ri[0] - (((p.e + 16.0 * u32) * t + p.ea) * t + p.ea0);
+    const float loa = round_down_f(ri[1]), hia = round_up<float>(ri[2]);
+    const float* gi = p.gp + i * cols;
+    float* out = v.data();
+    int64_t j = 0;
+    const FV loav = splat<FV>(loa), hiav = splat<FV>(hia), zero = splat<FV>(0.0f), m2 = splat<FV>(-2.0f);
+    for (; j + FL <= cols; j += FL) {
+      const FV r1 = loav - load<FV>(hif.data() + j), r2 = load<FV>(lof.data() + j) - hiav;
+      FV r = r1 > r2 ? r1 : r2;
+      r = r > zero ? r : zero;
+      const FV vv = (load<FV>(pb2f.data() + j) + m2 * load<FV>(gi + j)) + r * r;
+      std::memcpy(out + j, &vv, sizeof vv);
+    }
+    for (; j < cols; ++j) {
+      const float r1 = loa - hif[j], r2 = lof[j] - hia;
+      float r = r1 > r2 ? r1 : r2;
+      r = r > 0.0f ? r : 0.0f;
+      out[j] = (pb2f[j] + -2.0f * gi[j]) + r * r;
+    }
+    return off;
+  }
+};
+
 // Columns left that the projected search computes without further rounds.
 constexpr int kFew = 8;
 
@@ -294,49 +356,21 @@ void certify_rows_proj(const A* x, const A* y, int64_t c, const A* nx2, const A*
   std::vector<int64_t> kept(static_cast<size_t>(cols)), hits, dj;
   std::vector<A> dv;
   std::vector<int64_t> batch(static_cast<size_t>(cols));
-  std::vector<double> lbv(static_cast<size_t>(cols));
-  double* lb = lbv.data();
+  ProjRows pr(p, cols);
   int64_t n_kept = 0;
-  const double e = p.e, ea = p.ea, ea0 = p.ea0;
-  typedef typename Lanes<double>::V DV;
-  typedef float FV __attribute__((vector_size(sizeof(DV) / 2)));
-  constexpr int DL = lanes<double>();
+  float* lb = pr.v.data();
   for (int64_t i = 0; i < rows; ++i) {
-    const double* ri = p.row + 5 * i;
-    const double pa2 = ri[0], loa = ri[1], hia = ri[2], na = ri[3], thr = ri[4];
-    const float* gi = p.gp + i * cols;
-    // lb_ij = ||pa - pb||^2 + max(0, lo_a - hi_b, lo_b - hi_a)^2 less the
-    // bound's rounding: a lower bound of the pair's squared distance (one
-    // pass the compiler vectorises); a column is dropped only where
-    // lb_ij > thr_i (a NaN keeps it)
-    int64_t j = 0;
-    {
-      const DV pa2v = splat<DV>(pa2), loav = splat<DV>(loa), hiav = splat<DV>(hia), nav = splat<DV>(na);
-      const DV ev = splat<DV>(e), eav = splat<DV>(ea), ea0v = splat<DV>(ea0), zero = splat<DV>(0.0);
-      const DV m2 = splat<DV>(-2.0);
-      for (; j + DL <= cols; j += DL) {
-        const DV r1 = loav - load<DV>(hib + j), r2 = load<DV>(lob + j) - hiav;
-        DV r = r1 > r2 ? r1 : r2;
-        r = r > zero ? r : zero;
-        const DV t = nav + load<DV>(nb + j);
-        const DV g = __builtin_convertvector(load<FV>(gi + j), DV);
-        const DV v = (((pa2v + load<DV>(pb2 + j)) + m2 * g) + r * r) - ((ev * t + eav) * t + ea0v);
-        std::memcpy(lb + j, &v, sizeof v);
-      }
-    }
-    for (; j < cols; ++j) {
-      const double r1 = loa - hib[j], r2 = lob[j] - hia;
-      double r = r1 > r2 ? r1 : r2;
-      r = r > 0.0 ? r : 0.0;
-      const double t = na + nb[j];
-      lb[j] = (((pa2 + pb2[j]) + -2.0 * static_cast<double>(gi[j])) + r * r) - ((e * t + ea) * t + ea0);
-    }
+    const double thr = p.row[5 * i + 4];
+    const double off = pr.row(i);
+    // the threshold in v's terms (NaN, never dropping, where a term is NaN)
+    auto theta = [&](double th) { return round_up<float>(th - off); };
     // the kept columns, in increasing order (branch-free: about a third
     // are kept, at random)
+    const float th = theta(thr);
     int64_t nk = 0;
     for (int64_t jj = 0; jj < cols; ++jj) {
       kept[nk] = jj;
-      nk += !(lb[jj] > thr);
+      nk += !(lb[jj] > th);
     }
     if (nk == 0) {  // thr below every bound (it bounds a center of the tile, so never): all columns
       for (int64_t jj = 0; jj < cols; ++jj) kept[jj] = jj;
@@ -369,10 +403,11 @@ void certify_rows_proj(const A* x, const A* y, int64_t c, const A* nx2, const A*
       }
     };
     for (int round = 0; round < p.rounds && nk > kFew; ++round) {
-      double lo = std::numeric_limits<double>::infinity();
+      float lo = std::numeric_limits<float>::infinity();
       for (int64_t u = 0; u < nk; ++u) lo = lb[kept[u]] < lo ? lb[kept[u]] : lo;
-      const double tb = lo + (thr2 - lo) * p.frac;
-      if (!(tb < thr2)) break;  // an infinite or NaN thr2: no order helps
+      const float th2 = theta(thr2);
+      const float tb = lo + (th2 - lo) * static_cast<float>(p.frac);
+      if (!(tb < th2)) break;  // an infinite or NaN threshold: no order helps
       int64_t nb_ = 0, w = 0;
       for (int64_t u = 0; u < nk; ++u) {
         const int64_t cj = kept[u];
@@ -383,11 +418,12 @@ void certify_rows_proj(const A* x, const A* y, int64_t c, const A* nx2, const A*
         w += !in;
       }
       compute(batch.data(), nb_);
+      const float th3 = theta(thr2);
       nk = 0;
       for (int64_t u = 0; u < w; ++u) {
         const int64_t cj = kept[u];
         kept[nk] = cj;
-        nk += !(lb[cj] > thr2);
+        nk += !(lb[cj] > th3);
       }
     }
     compute(kept.data(), nk);
@@ -473,6 +509,14 @@ void certify_tile_proj(const A* x, const A* y, int64_t c, const A* nx2, const A*
                        int64_t* cand, int64_t* counts, std::vector<int64_t>* over_rows,
                        std::vector<int64_t>* over_cols) {
   certify_rows_proj<A>(x, y, c, nx2, ny2, nx, ny, rows, cols, p, b, cand, counts, over_rows, over_cols);
+}
+
+void proj_bound_terms(const ProjBounds& p, int64_t rows, int64_t cols, float* v, double* off) {
+  ProjRows pr(p, cols);
+  for (int64_t i = 0; i < rows; ++i) {
+    off[i] = pr.row(i);
+    std::memcpy(v + i * cols, pr.v.data(), static_cast<size_t>(cols) * sizeof(float));
+  }
 }
 
 template <typename A>

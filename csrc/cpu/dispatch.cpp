@@ -87,6 +87,9 @@ void row_norms(const A* a, int64_t rows, int64_t c, double* norm, A* norm2) {
   PCORESET_PICK(row_norms<A>, a, rows, c, norm, norm2);
 }
 void half_to_float(const uint16_t* in, int64_t n, float* out) { PCORESET_PICK(half_to_float, in, n, out); }
+void proj_bound_terms(const ProjBounds& p, int64_t rows, int64_t cols, float* v, double* off) {
+  PCORESET_PICK(proj_bound_terms, p, rows, cols, v, off);
+}
 #undef PCORESET_PICK
 
 PCORESET_CERTIFY_INSTANTIATE(float)

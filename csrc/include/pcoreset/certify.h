@@ -54,6 +54,11 @@ void certify_tile_proj(const A* x, const A* y, int64_t c, const A* nx2, const A*
                        int64_t* cand, int64_t* counts, std::vector<int64_t>* over_rows,
                        std::vector<int64_t>* over_cols);
 
+// The values the projected search compares (see certify.cpp, ProjRows):
+// v (rows x cols) and off (rows); a pair is dropped only where v_ij >
+// thr_i - off_i rounded up to float. For the tests.
+void proj_bound_terms(const ProjBounds& p, int64_t rows, int64_t cols, float* v, double* off);
+
 // The pivot assignment: g (rows x p) holds x_i . r_j; pivot[i] = argmin_j
 // fl(||r_j||^2 - 2 g_ij) (rn2 = ||r_j||^2 in A; the lowest j among equals)
 // and s2[i] = the squared norm of fl(x_i - r_pivot[i]), summed in double and
@@ -90,7 +95,8 @@ void half_to_float(const uint16_t* in, int64_t n, float* out);
                      int64_t c, int32_t* pivot, A* s2);                                                \
   template <typename A>                                                                                \
   void row_norms(const A* a, int64_t rows, int64_t c, double* norm, A* norm2);                        \
-  void half_to_float(const uint16_t* in, int64_t n, float* out);
+  void half_to_float(const uint16_t* in, int64_t n, float* out);                                     \
+  void proj_bound_terms(const ProjBounds& p, int64_t rows, int64_t cols, float* v, double* off);
 namespace baseline {
 PCORESET_CERTIFY_DECLARE
 }
