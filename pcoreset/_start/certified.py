@@ -189,8 +189,11 @@ def _search(problem: Problem, values: Values, yget, rep: np.ndarray, b: Bounds,
     # the projected bound's directions, from the same sample (search.py)
     c = int(ys.shape[1])
     proj = None
-    if c >= sizes.PROJ_MIN_C and sub.size >= 2 and sizes.proj_dims(c) < c:
-        proj = bounds.Projection(ys, sizes.proj_dims(c), b.acc, yget, m, sizes.ROW_CHUNK_BYTES)
+    d = sizes.proj_dims(c)
+    # its float64 projections of the centers stay below an eighth of the pool
+    small = m * d * 8 <= problem.n * c * dtype_itemsize(problem.dtype) / 8
+    if c >= sizes.PROJ_MIN_C and sub.size >= 2 and d < c and small:
+        proj = bounds.Projection(ys, d, b.acc, yget, m, sizes.ROW_CHUNK_BYTES)
         if not proj.usable:
             proj = None
     del ys
