@@ -349,10 +349,6 @@ void certify_rows_proj(const A* x, const A* y, int64_t c, const A* nx2, const A*
                        const double* ny, int64_t rows, int64_t cols, const ProjBounds& p, const CertifyBounds& b,
                        int64_t* cand, int64_t* counts, std::vector<int64_t>* over_rows,
                        std::vector<int64_t>* over_cols) {
-  const double* pb2 = p.col;
-  const double* lob = p.col + cols;
-  const double* hib = p.col + 2 * cols;
-  const double* nb = p.col + 3 * cols;
   std::vector<int64_t> kept(static_cast<size_t>(cols)), hits, dj;
   std::vector<A> dv;
   std::vector<int64_t> batch(static_cast<size_t>(cols));
@@ -380,10 +376,10 @@ void certify_rows_proj(const A* x, const A* y, int64_t c, const A* nx2, const A*
     dj.clear();
     dv.clear();
     // Rounds, nearest bound first: the kept columns whose bound lies in the
-    // lowest fraction p.frac of [smallest bound, thr2] get their distance, whose upper
-    // bound (widened like thr) lowers thr2 and drops the columns whose bound
-    // lies above it; until few are left, which get theirs at once. Each
-    // round reads the kept columns' bounds twice.
+    // lowest share p.frac of [smallest bound, thr2] get their distance, whose
+    // upper bound (widened like thr) lowers thr2 and drops the columns whose
+    // bound lies above it; then the rest get theirs at once. Each round
+    // reads the kept columns' bounds three times.
     double thr2 = thr;
     auto compute = [&](const int64_t* cs, int64_t n) {
       for (int64_t t = 0; t < n; t += 4) {

@@ -17,8 +17,10 @@ problem, solved without an N x M matrix in memory, in one of two ways
 The certified search, bottom up: `sizes` (the knobs that bound its memory),
 `centers` (centers read on demand, duplicates merged, pivots), `bounds` (the
 GEMM's error model and the candidate test), `search` (one pivot group's
-tiled search), `certified` (the whole pool: pivot assignment, groups on
-worker threads, the candidates handed to the kernel).
+tiled search; on long rows a projected lower bound replaces the GEMM of
+tiles whose rows reach many centers, see bounds.Projection), `certified`
+(the whole pool: pivot assignment, groups on worker threads, the candidates
+handed to the kernel).
 """
 from __future__ import annotations
 

@@ -258,10 +258,19 @@ class Projection:
     # beyond this the rounding terms would blunt the bound: not used
     MAX_EPS = 5e-3
 
+    # rows of the sample the directions come from (at most)
+    SAMPLE = 1024
+
+    @staticmethod
+    def row_eps(c: int, d: int, acc) -> float:
+        """The rows' projection error bound, relative to their norm."""
+        return ((float(np.sqrt(d)) * (c + 2) + 2) * unit_roundoff(acc) + unit_roundoff(np.float32)) * 1.01
+
     def __init__(self, ys: np.ndarray, d: int, acc, yget, m: int, chunk_bytes: int) -> None:
-        y = np.asarray(ys, dtype=np.float64)
+        ys = ys[::max(1, -(-ys.shape[0] // self.SAMPLE))]
+        y = np.array(ys, dtype=np.float64)  # a copy: centered in place
         c = y.shape[1]
-        y = y - y.mean(axis=0)
+        y -= y.mean(axis=0)
         k = min(c, d + 8)
         # a few subspace iterations (seeded: the candidates do not change
         # from run to run), then the top d directions of that subspace
@@ -281,11 +290,10 @@ class Projection:
         # ||P P^T - I||_2 <= its Frobenius norm <= d times its largest entry
         self.delta = float(np.abs(self.p @ self.p.T - np.eye(d)).max()) * d + u64
         sd = float(np.sqrt(d))
-        self.eps_r = ((sd * (c + 2) + 2) * u + u32) * 1.01
+        self.eps_r = self.row_eps(c, d, acc)
         self.eps_g = (d + 2) * u32 * 1.01
         # subnormal float32 values: absolute errors of the projections
         self.sub = 4.0 * sd * (c + 2) * 2.0 ** -149
-        self.usable = self.eps_r <= self.MAX_EPS
         # every distinct center projected once, in float64
         self.py = np.empty((m, d))
         ymax = 0.0

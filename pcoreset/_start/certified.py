@@ -192,10 +192,9 @@ def _search(problem: Problem, values: Values, yget, rep: np.ndarray, b: Bounds,
     d = sizes.proj_dims(c)
     # its float64 projections of the centers stay below an eighth of the pool
     small = m * d * 8 <= problem.n * c * dtype_itemsize(problem.dtype) / 8
-    if c >= sizes.PROJ_MIN_C and sub.size >= 2 and d < c and small:
+    if (c >= sizes.PROJ_MIN_C and sub.size >= 2 and d < c and small
+            and bounds.Projection.row_eps(c, d, b.acc) <= bounds.Projection.MAX_EPS):
         proj = bounds.Projection(ys, d, b.acc, yget, m, sizes.ROW_CHUNK_BYTES)
-        if not proj.usable:
-            proj = None
     del ys
     p = r.shape[0]
     order, first, counts, s2 = _assign(problem, values, r, workers)

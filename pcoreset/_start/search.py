@@ -10,6 +10,12 @@ bounded) distance to it, so the rows are sorted by how long their prefix is
 and searched in tiles of similar reach. Rows and centers are shifted by the
 pivot before every GEMM (bounds.py says why).
 
+Long rows (sizes.PROJ_MIN_C values and more): a tile whose rows reach many
+centers skips the GEMM; the projected lower bound (bounds.Projection) of
+every pair, from a GEMM of a few principal directions, keeps the pairs that
+could hold a row's nearest center, and only those get a distance, nearest
+bounds first (C++: certify_tile_proj).
+
 Memory: the group's shifted centers are fetched as far as its rows reach,
 up to a few MiB a worker; rows that reach farther are searched block of
 centers by block (wide)."""
