@@ -358,6 +358,22 @@ class PyState {
   std::vector<double> run_radii2_;
 };
 
+// The certified start's bounds (see certify.h).
+static pcoreset::CertifyBounds certify_bounds(double kappa, double tiny, double kernel_rel, int64_t k) {
+  pcoreset::CertifyBounds b;
+  b.kappa = kappa;
+  b.tiny = tiny;
+  b.kernel_rel = kernel_rel;
+  b.k = k;
+  return b;
+}
+
+static I64Array as_array(const std::vector<int64_t>& v) {
+  I64Array out(static_cast<py::ssize_t>(v.size()));
+  if (!v.empty()) std::memcpy(out.mutable_data(), v.data(), v.size() * sizeof(int64_t));
+  return out;
+}
+
 // The certified start's fused epilogue over one GEMM tile (see certify.h).
 template <typename A>
 py::tuple certify_tile_t(py::array_t<A, py::array::c_style> g, py::array_t<A, py::array::c_style> nx2,
@@ -374,22 +390,13 @@ py::tuple certify_tile_t(py::array_t<A, py::array::c_style> g, py::array_t<A, py
   I64Array cand({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(k)});
   I64Array counts(static_cast<py::ssize_t>(rows));
   std::vector<int64_t> over_rows, over_cols;
-  pcoreset::CertifyBounds b;
-  b.kappa = kappa;
-  b.tiny = tiny;
-  b.kernel_rel = kernel_rel;
-  b.k = k;
+  const pcoreset::CertifyBounds b = certify_bounds(kappa, tiny, kernel_rel, k);
   {
     py::gil_scoped_release nogil;
     pcoreset::certify_tile<A>(g.data(), nx2.data(), ny2.data(), nx.data(), ny.data(), rows, cols, b,
                               cand.mutable_data(), counts.mutable_data(), &over_rows, &over_cols, num_threads);
   }
-  I64Array orows(static_cast<py::ssize_t>(over_rows.size())), ocols(static_cast<py::ssize_t>(over_cols.size()));
-  if (!over_rows.empty()) {
-    std::memcpy(orows.mutable_data(), over_rows.data(), over_rows.size() * sizeof(int64_t));
-    std::memcpy(ocols.mutable_data(), over_cols.data(), over_cols.size() * sizeof(int64_t));
-  }
-  return py::make_tuple(cand, counts, orows, ocols);
+  return py::make_tuple(cand, counts, as_array(over_rows), as_array(over_cols));
 }
 
 // The certified start's tile search under the projected bound (see
@@ -415,11 +422,7 @@ py::tuple certify_tile_proj_t(py::array_t<A, py::array::c_style> x, py::array_t<
   I64Array cand({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(k)});
   I64Array counts(static_cast<py::ssize_t>(rows));
   std::vector<int64_t> over_rows, over_cols;
-  pcoreset::CertifyBounds b;
-  b.kappa = kappa;
-  b.tiny = tiny;
-  b.kernel_rel = kernel_rel;
-  b.k = k;
+  const pcoreset::CertifyBounds b = certify_bounds(kappa, tiny, kernel_rel, k);
   int64_t kept = 0;
   pcoreset::ProjBounds pb;
   pb.gp = gp.data();
@@ -437,12 +440,7 @@ py::tuple certify_tile_proj_t(py::array_t<A, py::array::c_style> x, py::array_t<
     pcoreset::certify_tile_proj<A>(x.data(), y.data(), c, nx2.data(), ny2.data(), nx.data(), ny.data(), rows, cols,
                                    pb, b, cand.mutable_data(), counts.mutable_data(), &over_rows, &over_cols);
   }
-  I64Array orows(static_cast<py::ssize_t>(over_rows.size())), ocols(static_cast<py::ssize_t>(over_cols.size()));
-  if (!over_rows.empty()) {
-    std::memcpy(orows.mutable_data(), over_rows.data(), over_rows.size() * sizeof(int64_t));
-    std::memcpy(ocols.mutable_data(), over_cols.data(), over_cols.size() * sizeof(int64_t));
-  }
-  return py::make_tuple(cand, counts, orows, ocols, kept);
+  return py::make_tuple(cand, counts, as_array(over_rows), as_array(over_cols), kept);
 }
 
 // The projected bound's compared values (see certify.h): (v, off).

@@ -174,6 +174,25 @@ A row_min(const A* g, const A* ny2, A add, int64_t cols) {
   return best;
 }
 
+// Row i's candidates (hits, in increasing column order; j0 the argmin):
+// the first k, the first repeated to fill, or, past k, j0 in cand and every
+// hit in the over-lists (the caller ranks them).
+inline void emit_row(const std::vector<int64_t>& hits, int64_t j0, int64_t i, int64_t k, int64_t* cand,
+                     int64_t* counts, std::vector<int64_t>* over_rows, std::vector<int64_t>* over_cols) {
+  const int64_t h = static_cast<int64_t>(hits.size());
+  counts[i] = h;
+  int64_t* out = cand + i * k;
+  if (h <= k) {
+    for (int64_t t = 0; t < k; ++t) out[t] = hits[t < h ? t : 0];
+  } else {
+    for (int64_t t = 0; t < k; ++t) out[t] = j0;
+    for (int64_t c : hits) {
+      over_rows->push_back(i);
+      over_cols->push_back(c);
+    }
+  }
+}
+
 template <typename A>
 void certify_rows(const A* g, const A* nx2, const A* ny2, const double* nx, const double* ny, double ny_max,
                   int64_t r0, int64_t r1, int64_t cols, const CertifyBounds& b, int64_t* cand,
@@ -228,18 +247,7 @@ void certify_rows(const A* g, const A* nx2, const A* ny2, const double* nx, cons
       if (d <= pre && static_cast<double>(d) - err(ny[c]) <= ub) hits.push_back(c);
     }
     if (hits.empty()) hits.push_back(j0);  // only a row of NaN (overflowed) sums has none
-    const int64_t h = static_cast<int64_t>(hits.size());
-    counts[i] = h;
-    int64_t* out = cand + i * b.k;
-    if (h <= b.k) {
-      for (int64_t t = 0; t < b.k; ++t) out[t] = hits[t < h ? t : 0];
-    } else {
-      for (int64_t t = 0; t < b.k; ++t) out[t] = j0;
-      for (int64_t c : hits) {
-        over_rows->push_back(i);
-        over_cols->push_back(c);
-      }
-    }
+    emit_row(hits, j0, i, b.k, cand, counts, over_rows, over_cols);
   }
 }
 
@@ -444,18 +452,7 @@ void certify_rows_proj(const A* x, const A* y, int64_t c, const A* nx2, const A*
       if (static_cast<double>(dv[u]) - err(ny[dj[u]]) <= ub) hits.push_back(dj[u]);
     if (hits.empty()) hits.push_back(j0);
     std::sort(hits.begin(), hits.end());
-    const int64_t h = static_cast<int64_t>(hits.size());
-    counts[i] = h;
-    int64_t* out = cand + i * b.k;
-    if (h <= b.k) {
-      for (int64_t u = 0; u < b.k; ++u) out[u] = hits[u < h ? u : 0];
-    } else {
-      for (int64_t u = 0; u < b.k; ++u) out[u] = j0;
-      for (int64_t cc : hits) {
-        over_rows->push_back(i);
-        over_cols->push_back(cc);
-      }
-    }
+    emit_row(hits, j0, i, b.k, cand, counts, over_rows, over_cols);
   }
   if (p.kept != nullptr) *p.kept += n_kept;
 }
