@@ -368,6 +368,19 @@ static pcoreset::CertifyBounds certify_bounds(double kappa, double tiny, double 
   return b;
 }
 
+// The projected bound's terms (see certify.h).
+static pcoreset::ProjBounds proj_bounds(const float* gp, const double* row, const double* col, double e, double ea,
+                                        double ea0) {
+  pcoreset::ProjBounds pb;
+  pb.gp = gp;
+  pb.row = row;
+  pb.col = col;
+  pb.e = e;
+  pb.ea = ea;
+  pb.ea0 = ea0;
+  return pb;
+}
+
 static I64Array as_array(const std::vector<int64_t>& v) {
   I64Array out(static_cast<py::ssize_t>(v.size()));
   if (!v.empty()) std::memcpy(out.mutable_data(), v.data(), v.size() * sizeof(int64_t));
@@ -424,13 +437,7 @@ py::tuple certify_tile_proj_t(py::array_t<A, py::array::c_style> x, py::array_t<
   std::vector<int64_t> over_rows, over_cols;
   const pcoreset::CertifyBounds b = certify_bounds(kappa, tiny, kernel_rel, k);
   int64_t kept = 0;
-  pcoreset::ProjBounds pb;
-  pb.gp = gp.data();
-  pb.row = row.data();
-  pb.col = col.data();
-  pb.e = e;
-  pb.ea = ea;
-  pb.ea0 = ea0;
+  pcoreset::ProjBounds pb = proj_bounds(gp.data(), row.data(), col.data(), e, ea, ea0);
   if (rounds < 0 || !(frac > 0.0 && frac <= 1.0)) throw py::value_error("rounds must be >= 0 and frac in (0, 1]");
   pb.rounds = rounds;
   pb.frac = frac;
@@ -450,13 +457,7 @@ py::tuple proj_bound_terms_t(py::array_t<float, py::array::c_style> gp, F64Array
   const int64_t rows = gp.shape(0), cols = gp.shape(1);
   if (row.ndim() != 2 || row.shape(0) != rows || row.shape(1) != 5) throw py::value_error("row must be (rows of gp, 5)");
   if (col.ndim() != 2 || col.shape(0) != 4 || col.shape(1) != cols) throw py::value_error("col must be (4, columns of gp)");
-  pcoreset::ProjBounds pb;
-  pb.gp = gp.data();
-  pb.row = row.data();
-  pb.col = col.data();
-  pb.e = e;
-  pb.ea = ea;
-  pb.ea0 = ea0;
+  pcoreset::ProjBounds pb = proj_bounds(gp.data(), row.data(), col.data(), e, ea, ea0);
   py::array_t<float> v({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(cols)});
   F64Array off(static_cast<py::ssize_t>(rows));
   {
