@@ -294,7 +294,7 @@ def force_projection(monkeypatch, dims=4, rounds=2, frac=0.25):
     """The certified search with the projected bound in every tile of rows
     that has a probe bound, whatever the sizes: returns the list that
     collects (rows, columns, pairs kept) per projected tile."""
-    if search._C is None:
+    if bounds._C is None:
         pytest.skip("the projected bound runs in the C++ module, which is not built here")
     monkeypatch.setattr(sizes, "PROJ_MIN_C", 1)
     monkeypatch.setattr(sizes, "PROJ_MIN_COLS", 1)
@@ -344,7 +344,7 @@ def test_projected_bound_is_below_every_squared_distance(scale, dtype):
     # of P (their residual norms cancel to nothing), rows orthogonal to it,
     # copies of a center and rows a rounding away from one, at tiny and huge
     # magnitudes. No pair may be dropped at its own distance.
-    if search._C is None:
+    if bounds._C is None:
         pytest.skip("the projected bound runs in the C++ module, which is not built here")
     rng = np.random.default_rng(3)
     c, d = 40, 6
@@ -366,7 +366,7 @@ def test_projected_bound_is_below_every_squared_distance(scale, dtype):
     pb, col = g.cols(np.arange(300), bounds.sq_norms(sh)[0])
     gp = pa @ pb.T
     row = np.ascontiguousarray(np.vstack([rt, np.zeros(rt.shape[1])]).T)
-    v, off = search._C.proj_bound_terms(gp, row, np.ascontiguousarray(col), g.e, g.ea, g.ea0)
+    v, off = bounds._C.proj_bound_terms(gp, row, np.ascontiguousarray(col), g.e, g.ea, g.ea0)
     diff = xr.astype(np.float64)[:, None, :] - ys.astype(np.float64)[None]
     exact = np.einsum("ijk,ijk->ij", diff, diff)
 
@@ -387,7 +387,7 @@ def test_projected_bound_is_below_every_squared_distance(scale, dtype):
 
 
 def test_projected_tile_rejects_bad_shapes():
-    if search._C is None:
+    if bounds._C is None:
         pytest.skip("the C++ module is not built here")
     x = np.zeros((3, 5), np.float32)
     y = np.zeros((4, 5), np.float32)
@@ -396,11 +396,11 @@ def test_projected_tile_rejects_bad_shapes():
     args = dict(x=x, y=y, nx2=n3, ny2=n4, nx=f3, ny=f4, gp=np.zeros((3, 4), np.float32),
                 row=np.zeros((3, 5)), col=np.zeros((4, 4)), e=0.0, ea=0.0, ea0=0.0, rounds=1, frac=0.5,
                 kappa=0.0, tiny=0.0, kernel_rel=0.0, k=2)
-    search._C.certify_tile_proj(**args)
+    bounds._C.certify_tile_proj(**args)
     for bad in [dict(gp=np.zeros((3, 3), np.float32)), dict(row=np.zeros((3, 4))), dict(col=np.zeros((3, 4))),
                 dict(frac=0.0), dict(rounds=-1), dict(k=0), dict(y=np.zeros((4, 6), np.float32))]:
         with pytest.raises((ValueError, TypeError)):
-            search._C.certify_tile_proj(**{**args, **bad})
+            bounds._C.certify_tile_proj(**{**args, **bad})
 
 
 def exact_start(pool):

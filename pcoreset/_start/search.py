@@ -25,13 +25,8 @@ from typing import Optional
 
 import numpy as np
 
-from . import sizes
+from . import bounds, sizes
 from .bounds import Bounds, GroupProjection, Projection, rank, rank_exact, sq_norms, tile_candidates
-
-try:
-    from .. import _C
-except ImportError:
-    _C = None
 
 
 class Near:
@@ -98,7 +93,7 @@ def group(values, rows, ra, s2, near, near_lb2, yget, pivot, rep, b: Bounds, out
     # the most centers one worker holds at once
     wide_at = max(2 * probe, (sizes.NEAR_BLOCKS * sizes.ROW_CHUNK_BYTES) // (pivot.itemsize * max(1, c)))
     gproj = None
-    if proj is not None and _C is not None and mn > 2 * probe and mn >= sizes.PROJ_MIN_COLS:
+    if proj is not None and bounds._C is not None and mn > 2 * probe and mn >= sizes.PROJ_MIN_COLS:
         gproj = proj.group(pivot)
     cs = Near(yget, near, pivot, wide_at, gproj)
     rep_near = rep[near]
@@ -178,7 +173,7 @@ def projected_tile(xs, nx2, nx, thr, cs: Near, m: int, rows, b: Bounds, proj: Gr
     pa, rt = proj.rows(xs, sq_norms(xs)[0])
     rt = np.ascontiguousarray(np.vstack([rt, thr[None, :]]).T)
     gp = pa @ cs.pb[:m].T
-    cand, _, over_r, over_c, kept = _C.certify_tile_proj(
+    cand, _, over_r, over_c, kept = bounds._C.certify_tile_proj(
         xs, cs.sh[:m], nx2, cs.ny2[:m], nx, cs.ny[:m], gp, rt, np.ascontiguousarray(cs.col[:, :m]),
         proj.e, proj.ea, proj.ea0, sizes.PROJ_ROUNDS, sizes.PROJ_FRAC, b.kappa, b.tiny, b.kernel_rel, b.k)
     if sizes.PROJ_STATS is not None:
